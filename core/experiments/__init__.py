@@ -1,0 +1,1 @@
+"""Per-family builders: config dataclass -> data, model, optimiser, one epoch."""

@@ -1,0 +1,212 @@
+"""The ``mdn_motion`` family: next-frame keypoints + emotion with an MDN head.
+
+loss = MSE(keypoints) + MSE(emotion) + w(t) * MDN NLL, where the keypoint MSE
+is taken on the mixture's expected value and w(t) is the loss-weight ramp of
+:func:`core.schedules.ramp_weight` over the fraction of the budget trained.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from core.config import ConfigError, config_from_dict
+from core.data.hdf5 import cached_hdf5, load_hdf5
+from core.data.motion import NUM_EMOTIONS, NUM_JOINTS, SCHEMA, check_motion_arrays, generate_motion
+from core.metrics import masked_mean, mean_jerk, sample_diversity
+from core.models.mdn import SAMPLING_MODES, mdn_nll, sample_mdn
+from core.models.motion_transformer import MotionTransformer, MotionTransformerConfig
+from core.schedules import RAMP_SHAPES, cosine_factor, ramp_weight
+
+
+@dataclass
+class MdnMotionConfig:
+    # data (synthetic generator; ignored by a user's --data file except the split)
+    num_sequences: int = 384
+    min_length: int = 32
+    max_length: int = 64
+    data_seed: int = 0
+    val_fraction: float = 0.2
+    # model
+    d_model: int = 64
+    n_heads: int = 4
+    n_layers: int = 2
+    dim_feedforward: int = 128
+    dropout: float = 0.1
+    n_components: int = 5
+    # optimisation
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 32
+    grad_clip: float = 1.0
+    seed: int = 0
+    max_epochs: int = 20
+    # MDN loss-weight schedule (fractions of max_epochs)
+    ramp_shape: str = "linear"
+    initial_weight: float = 0.1
+    ramp_start: float = 0.0
+    ramp_length: float = 0.5
+    # generation
+    sampling: str = "next_most_probable"
+    sigma_start: float = 100.0
+    sigma_end: float = 1.0
+    gen_context: int = 16
+    gen_steps: int = 24
+    gen_samples: int = 3
+    gen_contexts: int = 8
+
+    def __post_init__(self) -> None:
+        if self.ramp_shape not in RAMP_SHAPES:
+            raise ConfigError(f"`ramp_shape` is {self.ramp_shape!r}, expected one of {list(RAMP_SHAPES)}")
+        if self.sampling not in SAMPLING_MODES:
+            raise ConfigError(f"`sampling` is {self.sampling!r}, expected one of {list(SAMPLING_MODES)}")
+        if self.ramp_shape == "exponential" and self.initial_weight <= 0:
+            raise ConfigError(f"`initial_weight` is {self.initial_weight}, an exponential ramp needs > 0")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"`val_fraction` is {self.val_fraction}, expected 0 < val_fraction < 1")
+        if self.d_model % self.n_heads:
+            raise ConfigError(f"`d_model` ({self.d_model}) must be divisible by `n_heads` ({self.n_heads})")
+        for name in ("max_epochs", "batch_size", "n_components", "gen_steps", "gen_context", "num_sequences"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"`{name}` is {getattr(self, name)}, expected >= 1")
+
+
+def load_data(config: MdnMotionConfig, *, data_path: str | None, cache_dir: str | Path) -> dict[str, np.ndarray]:
+    """A user's HDF5 file, or the synthetic set from (and into) the cache."""
+    if data_path is None:
+        params = dict(num_sequences=config.num_sequences, min_length=config.min_length,
+                      max_length=config.max_length, seed=config.data_seed)
+        data_path = str(cached_hdf5(cache_dir, "motion", params, lambda: generate_motion(**params), SCHEMA))
+    arrays = load_hdf5(data_path, SCHEMA)
+    check_motion_arrays(arrays, data_path)
+    return arrays
+
+
+class MdnMotionExperiment:
+    def __init__(self, config: MdnMotionConfig, arrays: dict[str, np.ndarray], device: torch.device | str = "cpu"):
+        self.config = c = config
+        self.device = torch.device(device)
+        torch.manual_seed(c.seed)
+        n, T = arrays["keypoints"].shape[:2]
+        if c.gen_context + c.gen_steps > T:
+            raise ConfigError(f"`gen_context` + `gen_steps` = {c.gen_context + c.gen_steps} exceeds the data's {T} frames")
+        with warnings.catch_warnings():  # read-only arrays from Ray's object store: shared, never written
+            warnings.simplefilter("ignore", UserWarning)
+            self.keypoints = torch.as_tensor(arrays["keypoints"].reshape(n, T, NUM_JOINTS * 2), device=self.device)
+            self.emotion = torch.as_tensor(arrays["emotion"], device=self.device)
+        self.lengths = torch.as_tensor(arrays["lengths"], device=self.device, dtype=torch.long)
+        order = np.random.default_rng(c.data_seed).permutation(n)
+        n_val = max(1, int(math.ceil(c.val_fraction * n)))
+        self.val_idx = torch.as_tensor(np.sort(order[:n_val]), device=self.device)
+        self.train_idx = torch.as_tensor(np.sort(order[n_val:]), device=self.device)
+        self.model = MotionTransformer(MotionTransformerConfig(
+            keypoint_dim=NUM_JOINTS * 2, emotion_dim=NUM_EMOTIONS, max_length=T, d_model=c.d_model,
+            n_heads=c.n_heads, n_layers=c.n_layers, dim_feedforward=c.dim_feedforward,
+            dropout=c.dropout, n_components=c.n_components,
+        )).to(self.device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+
+    def mdn_weight(self, epoch: int) -> float:
+        c = self.config
+        return ramp_weight(epoch / c.max_epochs, shape=c.ramp_shape, initial_weight=c.initial_weight,
+                           ramp_start=c.ramp_start, ramp_length=c.ramp_length)
+
+    def _loss_terms(self, idx: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        lengths = self.lengths[idx]
+        L = int(lengths.max())
+        kp, emo = self.keypoints[idx, :L], self.emotion[idx, :L]                    # (B, L, 34), (B, L, 4)
+        valid = torch.arange(L - 1, device=self.device)[None] < (lengths - 1)[:, None]  # (B, L-1)
+        mixture, emo_pred = self.model(kp[:, :-1], emo[:, :-1])                     # predicts frame t+1
+        terms = {
+            "kp_mse": masked_mean((mixture.mean() - kp[:, 1:]).pow(2), valid),
+            "emotion_mse": masked_mean((emo_pred - emo[:, 1:]).pow(2), valid),
+            "nll": masked_mean(mdn_nll(mixture, kp[:, 1:]), valid),
+        }
+        return terms, valid.sum()
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        c = self.config
+        self.model.train()
+        weight = self.mdn_weight(epoch)
+        torch.manual_seed(c.seed * 100_003 + epoch)  # dropout: same epoch, same masks, even after a resume
+        order = self.train_idx[torch.randperm(len(self.train_idx), generator=torch.Generator().manual_seed(c.seed * 100_003 + epoch)).to(self.device)]
+        total, batches = 0.0, 0
+        for start in range(0, len(order), c.batch_size):
+            terms, _ = self._loss_terms(order[start : start + c.batch_size])
+            loss = terms["kp_mse"] + terms["emotion_mse"] + weight * terms["nll"]
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if c.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
+            self.optimizer.step()
+            total += float(loss.detach())
+            batches += 1
+        return {"train_loss": total / max(batches, 1), "mdn_weight": weight}
+
+    @torch.no_grad()
+    def evaluate(self, epoch: int) -> dict[str, float]:
+        c = self.config
+        self.model.eval()
+        sums = {"kp_mse": 0.0, "emotion_mse": 0.0, "nll": 0.0}
+        frames = 0
+        for start in range(0, len(self.val_idx), c.batch_size):
+            terms, count = self._loss_terms(self.val_idx[start : start + c.batch_size])
+            for k in sums:
+                sums[k] += float(terms[k]) * int(count)
+            frames += int(count)
+        out = {f"val_{k}": v / frames for k, v in sums.items()}
+        out["val_mse"] = out["val_kp_mse"] + out["val_emotion_mse"]
+        out.update(self.generation_metrics(epoch))
+        return out
+
+    @torch.no_grad()
+    def generate(self, keypoints: torch.Tensor, emotion: torch.Tensor, steps: int, *, mode: str, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Continue (B, t, 34) keypoints / (B, t, 4) emotions by ``steps`` frames,
+        feeding each prediction back; sigma divisor on the cosine curve."""
+        c = self.config
+        self.model.eval()
+        kp, emo = keypoints, emotion
+        for step in range(steps):
+            mixture, emo_pred = self.model(kp, emo)
+            last = type(mixture)(mixture.logits[:, -1], mixture.mu[:, -1], mixture.log_sigma[:, -1])
+            divisor = cosine_factor(step, steps, start=c.sigma_start, end=c.sigma_end)
+            kp_next = sample_mdn(last, mode, sigma_divisor=divisor, generator=generator)
+            kp = torch.cat([kp, kp_next[:, None]], dim=1)
+            emo = torch.cat([emo, emo_pred[:, -1:].clamp(0.0, 1.0)], dim=1)
+        return kp[:, keypoints.shape[1] :]                                          # (B, steps, 34)
+
+    def generation_metrics(self, epoch: int) -> dict[str, float]:
+        """Jerk (smoothness) and sample diversity of generated continuations, with
+        the jerk of the real continuations for scale."""
+        c = self.config
+        long_enough = self.val_idx[self.lengths[self.val_idx] >= c.gen_context + c.gen_steps][: c.gen_contexts]
+        if len(long_enough) == 0:
+            return {}
+        ctx_kp = self.keypoints[long_enough, : c.gen_context]
+        ctx_emo = self.emotion[long_enough, : c.gen_context]
+        S, B = c.gen_samples, len(long_enough)
+        gen = torch.Generator(device=self.device).manual_seed(c.seed * 7_919 + epoch)
+        out = self.generate(ctx_kp.repeat(S, 1, 1), ctx_emo.repeat(S, 1, 1), c.gen_steps, mode=c.sampling, generator=gen)
+        samples = out.reshape(S, B, c.gen_steps, NUM_JOINTS, 2)
+        real = self.keypoints[long_enough, c.gen_context : c.gen_context + c.gen_steps].reshape(B, c.gen_steps, NUM_JOINTS, 2)
+        jerk = mean_jerk(samples.flatten(0, 1))
+        return {"gen_jerk": jerk, "gen_jerk_ratio": jerk / max(mean_jerk(real), 1e-12),
+                "gen_diversity": sample_diversity(samples)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "model_args": self.model.constructor_args(), "config": asdict(self.config)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+def build(config: dict[str, Any], arrays: dict[str, np.ndarray], device: torch.device | str = "cpu", *, ignore: frozenset[str] = frozenset()) -> MdnMotionExperiment:
+    return MdnMotionExperiment(config_from_dict(MdnMotionConfig, config, ignore=ignore), arrays, device)

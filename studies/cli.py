@@ -1,0 +1,112 @@
+"""The command line: parse, validate everything, then hand over to the driver.
+
+Every user-facing error ends here as one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from studies.errors import UserError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+EXIT_USER_ERROR = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python studies/run.py",
+        description="Run a Ray Tune + Optuna + ASHA hyperparameter study and write its tables.",
+    )
+    p.add_argument("study", nargs="?", help="study name (studies/NAME.yaml) or a path to a spec .yaml")
+    p.add_argument("--list", action="store_true", help="list every study, one line each")
+    p.add_argument("--runs", action="store_true", help="list the runs of STUDY with their state")
+    p.add_argument("--report", action="store_true", help="rebuild tables and plots of a run from disk (no Ray)")
+    p.add_argument("--smoke", action="store_true", help="apply the spec's smoke overrides (tiny, quick)")
+    p.add_argument("--run", metavar="RUN", help="run folder name (default: a timestamp; --resume/--report: the latest)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run (the latest, or --run)")
+    p.add_argument("--storage", metavar="PATH", help="results root (default: ./results next to studies/)")
+    p.add_argument("--address", metavar="ADDR", default=None,
+                   help="Ray cluster to join: auto, host:port or ray://host:port (default: $RAY_ADDRESS, else a local Ray)")
+    p.add_argument("--num-samples", type=int, metavar="N", help="trials to run (overrides budget.num_samples)")
+    p.add_argument("--max-concurrent", type=int, metavar="N", help="cap on trials running at once")
+    p.add_argument("--cpus-per-trial", type=float, metavar="C", help="CPUs per trial (resources.cpus_per_trial)")
+    p.add_argument("--gpus-per-trial", type=float, metavar="G", help="GPUs per trial; 0.25 packs four trials on a GPU")
+    p.add_argument("--seed", type=int, help="study seed (Optuna's sampler and every trial)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a spec value, e.g. --set budget.max_epochs=10 --set config.lr=0.001 (repeatable)")
+    p.add_argument("--data", metavar="FILE.h5", help="train on your own HDF5 file (the family's schema, see README)")
+    p.add_argument("--cache-dir", metavar="PATH", help="where synthetic data sets are cached (default: ~/.cache/raystudies)")
+    p.add_argument("--num-cpus", type=int, metavar="N", help="CPUs of the embedded local Ray (default: all)")
+    p.add_argument("--num-gpus", type=int, metavar="N", help="GPUs of the embedded local Ray (default: detected)")
+    return p
+
+
+def _cli_overrides(args: argparse.Namespace) -> list[str]:
+    """CLI options become --set overrides, so they go through the same validation."""
+    out = list(args.overrides)
+    pairs = [("budget.num_samples", args.num_samples), ("resources.max_concurrent", args.max_concurrent),
+             ("resources.cpus_per_trial", args.cpus_per_trial), ("resources.gpus_per_trial", args.gpus_per_trial),
+             ("seed", args.seed)]
+    out += [f"{key}={value}" for key, value in pairs if value is not None]
+    return out
+
+
+def _list_studies() -> None:
+    from studies.spec import known_studies, load_spec
+
+    for name, path in known_studies().items():
+        try:
+            spec = load_spec(path)
+            what = spec.family or spec.trainable
+            first = spec.description.split(". ")[0].split("? ")[0]
+            print(f"{name:18s} {what:14s} {spec.metric} ({spec.mode})  {first}")
+        except UserError as exc:
+            print(f"{name:18s} INVALID: {exc}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted; resume with --resume", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    from studies import driver
+    from studies.spec import resolve_study_path
+
+    if args.list:
+        _list_studies()
+        return 0
+    if not args.study:
+        raise UserError("no study given; run `python studies/run.py --list` to see them, then `python studies/run.py NAME`")
+    storage = Path(args.storage).expanduser().resolve() if args.storage else REPO_ROOT / "results"
+    address = args.address if args.address is not None else os.environ.get("RAY_ADDRESS") or None
+    for name, value in (("--num-samples", args.num_samples), ("--max-concurrent", args.max_concurrent),
+                        ("--num-cpus", args.num_cpus), ("--num-gpus", args.num_gpus)):
+        if value is not None and value < (0 if name in ("--max-concurrent", "--num-gpus") else 1):
+            raise UserError(f"{name}: is {value}, expected a positive number")
+    if args.data is not None and not Path(args.data).is_file():
+        raise UserError(f"--data {args.data}: no such file")
+
+    study_path = resolve_study_path(args.study)
+    if args.runs:
+        return driver.list_runs_command(storage, study_path.stem)
+    if args.report:
+        return driver.report_command(storage, study_path.stem, args.run)
+    options = driver.RunOptions(
+        study_path=study_path, smoke=args.smoke, overrides=_cli_overrides(args), storage=storage,
+        run=args.run, resume=args.resume, address=address, data=args.data,
+        cache_dir=Path(args.cache_dir).expanduser() if args.cache_dir else Path.home() / ".cache" / "raystudies",
+        num_cpus=args.num_cpus, num_gpus=args.num_gpus,
+    )
+    return driver.run_study(options)

@@ -1,0 +1,181 @@
+"""Run a study end to end: spec -> data -> Ray -> Tuner -> tables."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.config import ConfigError, config_from_dict
+from core.data.hdf5 import DataFileError
+from studies import run_folder
+from studies.errors import UserError
+from studies.report.trials import STATUS_COMPLETE, STATUS_FAILED, STATUS_PRUNED, load_trials
+from studies.report.trials_table import write_trials_table
+from studies.spec import StudySpec, load_spec
+
+SPEC_COPY, SEARCH_SPACE_COPY = "spec.yaml", "search_space.yaml"
+
+
+@dataclass
+class RunOptions:
+    study_path: Path
+    storage: Path
+    cache_dir: Path
+    smoke: bool = False
+    overrides: list[str] = field(default_factory=list)
+    run: str | None = None
+    resume: bool = False
+    address: str | None = None
+    data: str | None = None
+    num_cpus: int | None = None
+    num_gpus: int | None = None
+
+
+def spec_of_run(run_dir: Path) -> StudySpec:
+    """The spec exactly as the run used it: the copies in the run folder plus the
+    recorded smoke flag and overrides."""
+    info = run_folder.read_run_info(run_dir)
+    inv = info.get("invocation", {})
+    return load_spec(run_dir / SPEC_COPY, smoke=inv.get("smoke", False), overrides=inv.get("overrides", []),
+                     search_space_path=run_dir / SEARCH_SPACE_COPY, name=info["study"])
+
+
+def load_family_data(spec: StudySpec, data_path: str | None, cache_dir: Path) -> dict[str, Any] | None:
+    family = spec.family_info
+    if family is None:
+        return None
+    config = config_from_dict(family.config_cls, {**spec.config, "max_epochs": spec.budget.max_epochs})
+    try:
+        return family.load_data(config, data_path=data_path, cache_dir=cache_dir)
+    except DataFileError as exc:
+        raise UserError(str(exc)) from None
+    except ConfigError as exc:
+        raise UserError(f"{spec.path}: config: {exc}") from None
+
+
+def _prepare_run_dir(options: RunOptions) -> tuple[Path, StudySpec]:
+    study = options.study_path.stem
+    if options.resume:
+        run_dir = (options.storage / study / options.run) if options.run else run_folder.latest_run(options.storage, study)
+        if not (run_dir / run_folder.RUN_FILE).is_file():
+            raise UserError(f"{run_dir}: no such run to resume (see `python studies/run.py {study} --runs`)")
+        if options.overrides or options.smoke:
+            print("note: --resume uses the spec and overrides recorded with the run; other options are ignored")
+        return run_dir, spec_of_run(run_dir)
+    spec = load_spec(options.study_path, smoke=options.smoke, overrides=options.overrides)
+    run_dir = options.storage / study / (options.run or run_folder.new_run_name(options.smoke))
+    if run_dir.exists():
+        raise UserError(f"{run_dir}: run folder already exists; continue it with --resume --run {run_dir.name}, or pick another --run name")
+    return run_dir, spec
+
+
+def _check_resources(spec: StudySpec, cluster: dict[str, float]) -> None:
+    r = spec.resources
+    if r.gpus_per_trial > 0 and cluster.get("GPU", 0) <= 0:
+        raise UserError(f"resources.gpus_per_trial is {r.gpus_per_trial}, but the Ray cluster has no GPUs "
+                        "(use --gpus-per-trial 0 on a CPU machine)")
+    if r.gpus_per_trial > cluster.get("GPU", 0) and r.gpus_per_trial > 0:
+        raise UserError(f"resources.gpus_per_trial is {r.gpus_per_trial}, more than the cluster's {cluster.get('GPU', 0):g} GPUs")
+    if r.cpus_per_trial > cluster.get("CPU", 0):
+        raise UserError(f"resources.cpus_per_trial is {r.cpus_per_trial}, more than the cluster's {cluster.get('CPU', 0):g} CPUs")
+
+
+def run_study(options: RunOptions) -> int:
+    from studies import tuner as tuner_mod
+    from studies.ray_session import ray_session
+
+    run_dir, spec = _prepare_run_dir(options)
+    data = load_family_data(spec, options.data, options.cache_dir)   # validated before Ray starts
+    if spec.trainable:
+        tuner_mod.import_trainable(spec.trainable)
+    started = time.time()
+    with ray_session(options.address, num_cpus=options.num_cpus, num_gpus=options.num_gpus) as cluster:
+        _check_resources(spec, cluster)
+        concurrent = tuner_mod.concurrency(spec, cluster)
+        if options.resume:
+            info = run_folder.update_run_info(run_dir, status="running", resumed=time.time())
+            tuner = tuner_mod.restore_tuner(spec, run_dir, data)
+        else:
+            run_dir.mkdir(parents=True)
+            shutil.copyfile(spec.path, run_dir / SPEC_COPY)
+            shutil.copyfile(spec.search_space_path, run_dir / SEARCH_SPACE_COPY)
+            info = {
+                "study": spec.name, "run": run_dir.name, "status": "running", "started": started,
+                "invocation": {"study_file": str(spec.path), "smoke": options.smoke, "overrides": options.overrides,
+                               "data": options.data, "address": options.address},
+                "metric": spec.metric, "mode": spec.mode, "max_epochs": spec.budget.max_epochs,
+                "num_samples": spec.budget.num_samples, "params": [p.name for p in spec.params],
+                "resources": {"cpus_per_trial": spec.resources.cpus_per_trial, "gpus_per_trial": spec.resources.gpus_per_trial},
+                "max_concurrent": concurrent, "cluster": cluster,
+                "git_commit": run_folder.git_commit(spec.path.parent), "host": run_folder.host(), "wall_s": 0.0,
+            }
+            run_folder.write_run_info(run_dir, info)
+            tuner = tuner_mod.build_tuner(spec, run_dir, data, max_concurrent=concurrent)
+        b = spec.budget
+        print(f"{spec.name}: {b.num_samples} trials, up to {concurrent} at once on {cluster.get('CPU', 0):g} CPUs"
+              f"/{cluster.get('GPU', 0):g} GPUs; ASHA on '{spec.metric}' ({spec.mode}), grace {b.grace_period}, "
+              f"reduction {b.reduction_factor:g}, max {b.max_epochs} epochs\nrun folder: {run_dir}", flush=True)
+        tuner.fit()
+    wall = time.time() - started
+    trials = load_trials(run_dir, metric=spec.metric, mode=spec.mode, params=[p.name for p in spec.params],
+                         max_epochs=spec.budget.max_epochs)
+    counts = trials.trials["status"].value_counts().to_dict() if not trials.trials.empty else {}
+    ended = sum(counts.get(s, 0) for s in (STATUS_COMPLETE, STATUS_PRUNED, STATUS_FAILED))
+    status = "finished" if ended >= spec.budget.num_samples else "interrupted"
+    run_folder.update_run_info(run_dir, status=status, finished=time.time(),
+                               wall_s=float(info.get("wall_s", 0.0)) + wall, trial_counts=counts)
+    written = write_outputs(run_dir, spec)
+    _print_summary(spec, run_dir, trials, written, wall, status)
+    return 0
+
+
+def write_outputs(run_dir: Path, spec: StudySpec) -> list[Path]:
+    info = run_folder.read_run_info(run_dir)
+    trials = load_trials(run_dir, metric=spec.metric, mode=spec.mode, params=[p.name for p in spec.params],
+                         max_epochs=spec.budget.max_epochs, run_active=info.get("status") == "running")
+    return write_trials_table(trials, run_dir / "tables", metric=spec.metric, mode=spec.mode)
+
+
+def _print_summary(spec: StudySpec, run_dir: Path, trials: Any, written: list[Path], wall: float, status: str) -> None:
+    df = trials.trials
+    col = f"best_{spec.metric}"
+    counts = df["status"].value_counts().to_dict() if not df.empty else {}
+    print(f"\n{spec.name} {status} in {wall:.0f} s: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    if not df.empty and df[col].notna().any():
+        best = df.loc[df[col].idxmin() if spec.mode == "min" else df[col].idxmax()]
+        params = ", ".join(f"{p}={_fmt(best[p])}" for p in trials.params if best[p] is not None and best[p] == best[p])
+        print(f"best {spec.metric} = {best[col]:.5g} (trial {best['trial_id']}, {best['epochs']} epochs): {params}")
+    print(f"run folder:   {run_dir}")
+    print(f"optuna study: sqlite:///{run_dir / 'optuna.db'}")
+    for path in written:
+        print(f"wrote         {path}")
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def list_runs_command(storage: Path, study: str) -> int:
+    runs = run_folder.list_runs(storage, study)
+    if not runs:
+        print(f"no runs of {study} under {storage / study}")
+        return 0
+    for run_dir in runs:
+        info = run_folder.read_run_info(run_dir)
+        counts = ", ".join(f"{n} {s}" for s, n in (info.get("trial_counts") or {}).items())
+        started = time.strftime("%Y-%m-%d %H:%M", time.localtime(info.get("started", 0)))
+        print(f"{run_dir.name:24s} {info.get('status', '?'):11s} started {started}  {info.get('wall_s', 0):6.0f} s  {counts}")
+    return 0
+
+
+def report_command(storage: Path, study: str, run: str | None) -> int:
+    run_dir = (storage / study / run) if run else run_folder.latest_run(storage, study)
+    if not (run_dir / run_folder.RUN_FILE).is_file():
+        raise UserError(f"{run_dir}: no such run (see `python studies/run.py {study} --runs`)")
+    spec = spec_of_run(run_dir)
+    for path in write_outputs(run_dir, spec):
+        print(f"wrote {path}")
+    return 0

@@ -1,0 +1,79 @@
+"""Ray Tune's OptunaSearch, telling Optuna the truth about early stopping.
+
+Ray 2.60's ``OptunaSearch`` records a trial that ASHA stopped as COMPLETE with
+the value of whatever epoch it stopped at, and the final result of such a
+trial never reaches Optuna as an intermediate value. TPE then treats a 2-epoch
+trial as a finished one, and optuna-dashboard shows no pruning at all. Here a
+trial stopped before the full budget is told as PRUNED, with every epoch's
+value as an intermediate value keyed by epoch, as Optuna's own pruners do.
+Sampling stays Optuna's job and stopping stays the scheduler's (``NopPruner``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+from ray.tune.search.optuna import OptunaSearch
+
+logger = logging.getLogger(__name__)
+
+TUNE_TRIAL_ID_ATTR = "tune_trial_id"
+
+
+class TruthfulOptunaSearch(OptunaSearch):
+    def __init__(self, *args: Any, max_epochs: int, time_attr: str = "epoch", **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._max_epochs = max_epochs
+        self._time_attr = time_attr
+        self._reported: dict[str, dict[int, float]] = {}
+
+    def suggest(self, trial_id: str) -> dict | None:
+        config = super().suggest(trial_id)
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is not None and TUNE_TRIAL_ID_ATTR not in ot_trial.user_attrs:
+            ot_trial.set_user_attr(TUNE_TRIAL_ID_ATTR, trial_id)
+        return config
+
+    def _record(self, trial_id: str, result: dict | None) -> None:
+        if not result or self.metric not in result or self._time_attr not in result:
+            return
+        step, value = int(result[self._time_attr]), result[self.metric]
+        seen = self._reported.setdefault(trial_id, {})
+        if step in seen or value is None or not math.isfinite(float(value)):
+            return
+        seen[step] = float(value)
+        self._ot_trials[trial_id].report(float(value), step)
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        self._record(trial_id, result)
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+            return
+        self._record(trial_id, result)
+        ot_trial = self._ot_trials[trial_id]
+        steps = self._reported.get(trial_id, {})
+        last_step = max(steps) if steps else 0
+        if error or not steps:
+            state, value = TrialState.FAIL, None
+        elif last_step < self._max_epochs:
+            state, value = TrialState.PRUNED, None
+        else:
+            state, value = TrialState.COMPLETE, steps[last_step]
+        try:
+            self._ot_study.tell(ot_trial, value, state=state)
+        except (ValueError, RuntimeError) as exc:  # e.g. told twice after a restore
+            logger.warning("Optuna refused the result of trial %s: %s", trial_id, exc)
+        self._completed_trials.add(trial_id)
+        self._reported.pop(trial_id, None)
+
+
+def sqlite_storage(path: str) -> optuna.storages.RDBStorage:
+    """A SQLite study file; optuna-dashboard opens the same URL."""
+    return optuna.storages.RDBStorage(f"sqlite:///{path}")

@@ -1,0 +1,61 @@
+"""Start or join Ray, with one clear error when that is not possible."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from studies.errors import UserError
+
+
+def _probe(address: str, timeout: float = 5.0) -> None:
+    """Fail in seconds, not minutes, when host:port does not answer."""
+    target = address.removeprefix("ray://")
+    if address == "auto" or ":" not in target:
+        return
+    host, _, port = target.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except (OSError, ValueError) as exc:
+        raise UserError(f"--address {address}: cannot reach a Ray cluster there ({exc.__class__.__name__}: {exc})") from None
+
+
+def _worker_logging() -> object:
+    """Workers log warnings and errors only (not one line per checkpoint)."""
+    import ray
+
+    return ray.LoggingConfig(log_level="WARNING")
+
+
+@contextmanager
+def ray_session(address: str | None, *, num_cpus: int | None = None, num_gpus: int | None = None) -> Iterator[dict[str, float]]:
+    """Yield the cluster's resources. Without an address this always starts a
+    fresh local Ray (``address="local"``): a stale ``ray_current_cluster`` file
+    left by a crashed run must not make us attach to a cluster that is gone."""
+    import ray
+
+    if address:
+        _probe(address)
+        try:
+            ray.init(address=address, logging_level=logging.WARNING, logging_config=_worker_logging())
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+            raise UserError(f"--address {address}: cannot join the Ray cluster ({first})") from None
+    else:
+        # Local workers inherit the driver's environment: make this checkout
+        # importable in them even when it is not pip-installed.
+        root = str(Path(__file__).resolve().parents[1])
+        paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+        if root not in paths:
+            os.environ["PYTHONPATH"] = os.pathsep.join([root, *paths])
+        ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
+                 logging_level=logging.WARNING, logging_config=_worker_logging())
+    try:
+        yield dict(ray.cluster_resources())
+    finally:
+        ray.shutdown()

@@ -1,0 +1,129 @@
+"""Every trial of a run folder as one DataFrame row, and every epoch as one
+row of a history DataFrame, from what Ray Tune and Optuna wrote."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from studies.errors import UserError
+
+# How a trial ended, in words a reader of the table understands.
+STATUS_COMPLETE = "complete"
+STATUS_PRUNED = "stopped by ASHA"
+STATUS_FAILED = "failed"
+STATUS_RUNNING = "running"
+STATUS_INTERRUPTED = "interrupted"
+
+
+@dataclass
+class RunTrials:
+    trials: pd.DataFrame    # one row per trial
+    history: pd.DataFrame   # one row per (trial, epoch)
+    params: list[str]       # search-space parameter names (columns of `trials`)
+
+
+def _read_results(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    if not path.is_file():
+        return rows
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue  # a line being written right now
+    return rows
+
+
+def _error_reason(trial_dir: Path) -> str:
+    path = trial_dir / "error.txt"
+    if not path.is_file():
+        return ""
+    lines = [ln.strip() for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    for line in reversed(lines):
+        if "Error" in line or "Exception" in line:
+            return line[:300]
+    return lines[-1][:300] if lines else "error"
+
+
+def _optuna_trials(run_dir: Path) -> dict[str, Any]:
+    """Optuna's view of each Tune trial, keyed by Tune trial id."""
+    db = run_dir / "optuna.db"
+    if not db.is_file():
+        return {}
+    import optuna
+
+    from studies.optuna_bridge import TUNE_TRIAL_ID_ATTR
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = f"sqlite:///{db}"
+    out = {}
+    for summary in optuna.get_all_study_summaries(storage):
+        study = optuna.load_study(study_name=summary.study_name, storage=storage)
+        for t in study.get_trials(deepcopy=False):
+            tid = t.user_attrs.get(TUNE_TRIAL_ID_ATTR)
+            if tid:
+                out[tid] = t
+    return out
+
+
+def load_trials(run_dir: Path, *, metric: str, mode: str, params: list[str], max_epochs: int, run_active: bool = False) -> RunTrials:
+    """Read a run folder. ``run_active`` says whether the driver is still running
+    (a trial without an end state is then "running", otherwise "interrupted")."""
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: no such run folder")
+    optuna_view = _optuna_trials(run_dir)
+    rows, history = [], []
+    for trial_dir in sorted(p for p in run_dir.iterdir() if p.is_dir() and (p / "params.json").is_file()):
+        config = json.loads((trial_dir / "params.json").read_text())
+        results = _read_results(trial_dir / "result.json")
+        trial_id = results[0]["trial_id"] if results else trial_dir.name.removeprefix("trial_")
+        by_epoch: dict[int, dict[str, Any]] = {}
+        for r in results:
+            if "epoch" in r:
+                by_epoch[int(r["epoch"])] = r  # a resumed trial may repeat an epoch: keep the last
+        for epoch, r in sorted(by_epoch.items()):
+            history.append({"trial_id": trial_id, **{k: v for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}, "epoch": epoch})
+        values = [float(r[metric]) for _, r in sorted(by_epoch.items()) if isinstance(r.get(metric), (int, float))]
+        finite = [v for v in values if math.isfinite(v)]
+        epochs = max(by_epoch) if by_epoch else 0
+        error = _error_reason(trial_dir)
+        ot = optuna_view.get(trial_id)
+        state = ot.state.name if ot is not None else None
+        if error or state == "FAIL":
+            status = STATUS_FAILED
+        elif state == "PRUNED":
+            status = STATUS_PRUNED
+        elif state == "COMPLETE" or epochs >= max_epochs:
+            status = STATUS_COMPLETE
+        elif run_active:
+            status = STATUS_RUNNING
+        else:
+            status = STATUS_INTERRUPTED if (ot is None or state == "RUNNING") else STATUS_PRUNED
+        sampled = dict(ot.params) if ot is not None else {p: config.get(p) for p in params}
+        best = (min(finite) if mode == "min" else max(finite)) if finite else math.nan
+        rows.append({
+            "trial_id": trial_id,
+            "status": status,
+            "epochs": epochs,
+            f"best_{metric}": best,
+            f"last_{metric}": values[-1] if values else math.nan,
+            **{p: sampled.get(p) for p in params},
+            "optuna_number": ot.number if ot is not None else None,
+            "optuna_state": state or "",
+            "seed": config.get("seed"),
+            "error": error,
+            "trial_dir": trial_dir.name,
+        })
+    trials = pd.DataFrame(rows)
+    if not trials.empty:
+        trials = trials.sort_values(["optuna_number", "trial_id"], na_position="last").reset_index(drop=True)
+    return RunTrials(trials=trials, history=pd.DataFrame(history), params=params)

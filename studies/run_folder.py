@@ -1,0 +1,82 @@
+"""Where a run lives and what it says about itself (Ray-free).
+
+``<storage>/<study>/<run>/`` holds Ray Tune's experiment state (so
+``Tuner.restore`` and ``ExperimentAnalysis`` work on it), ``optuna.db``,
+``run.json`` (what was run, by whom, when, how it ended), one ``trial_*``
+folder per trial, and ``tables/`` and ``plots/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from studies.errors import UserError
+
+RUN_FILE = "run.json"
+
+
+def study_root(storage: Path, study: str) -> Path:
+    return storage / study
+
+
+def new_run_name(smoke: bool) -> str:
+    return ("smoke-" if smoke else "") + time.strftime("%Y%m%d-%H%M%S")
+
+
+def list_runs(storage: Path, study: str) -> list[Path]:
+    """Runs of a study, oldest first (by their start time in run.json)."""
+    root = study_root(storage, study)
+    if not root.is_dir():
+        return []
+    runs = [p for p in root.iterdir() if (p / RUN_FILE).is_file()]
+    return sorted(runs, key=lambda p: (read_run_info(p).get("started", 0), p.name))
+
+
+def latest_run(storage: Path, study: str) -> Path:
+    runs = list_runs(storage, study)
+    if not runs:
+        raise UserError(f"{study_root(storage, study)}: no runs of study {study!r} yet (run `python studies/run.py {study}` first)")
+    return runs[-1]
+
+
+def read_run_info(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / RUN_FILE
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{run_dir}: not a run folder (no {RUN_FILE})") from None
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}: corrupt run file ({exc})") from None
+
+
+def write_run_info(run_dir: Path, info: dict[str, Any]) -> None:
+    """Atomic replace, so a killed driver never leaves half a run.json."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    tmp = run_dir / f".{RUN_FILE}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(info, indent=2, sort_keys=True, default=str))
+    os.replace(tmp, run_dir / RUN_FILE)
+
+
+def update_run_info(run_dir: Path, **changes: Any) -> dict[str, Any]:
+    info = read_run_info(run_dir)
+    info.update(changes)
+    write_run_info(run_dir, info)
+    return info
+
+
+def git_commit(repo: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def host() -> str:
+    return socket.gethostname()

@@ -1,0 +1,304 @@
+"""Study specs (studies/NAME.yaml): read, override, validate — before Ray starts.
+
+A spec is data (as in Syne Tune's benchmark definitions): which family or
+trainable, the metric and its direction, the budget ASHA works in, resources,
+the fixed config every trial gets, the ablation factors and baseline, and a
+``smoke`` block merged over all of it by ``--smoke``.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.config import ConfigError, config_from_dict
+from studies.errors import UserError
+from studies.families import FAMILIES, Family
+from studies.search_space import Param, load_search_space
+from studies.yaml_io import read_yaml_mapping
+
+STUDIES_DIR = Path(__file__).resolve().parent
+SEARCH_SPACES_DIR = STUDIES_DIR.parent / "search_spaces"
+
+
+@dataclass
+class Budget:
+    max_epochs: int = 20
+    grace_period: int = 2
+    reduction_factor: float = 3.0
+    num_samples: int = 20
+    checkpoint_every: int = 5
+    max_failures: int = 2
+
+
+@dataclass
+class Resources:
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    max_concurrent: int = 0  # 0: as many as the resources allow
+
+
+@dataclass
+class Confirm:
+    enabled: bool = False
+    top_k: int = 3
+    seeds: int = 3
+
+
+@dataclass
+class Ablation:
+    factors: list[str] = field(default_factory=list)
+    baseline: dict[str, Any] = field(default_factory=dict)
+    bins: dict[str, list[float]] = field(default_factory=dict)
+    confirm: Confirm = field(default_factory=Confirm)
+
+
+@dataclass
+class StudySpec:
+    name: str
+    path: Path
+    metric: str
+    mode: str
+    family: str | None = None
+    trainable: str | None = None
+    description: str = ""
+    search_space: str = ""
+    seed: int = 0
+    budget: Budget = field(default_factory=Budget)
+    resources: Resources = field(default_factory=Resources)
+    config: dict[str, Any] = field(default_factory=dict)
+    ablation: Ablation = field(default_factory=Ablation)
+    params: list[Param] = field(default_factory=list)
+    search_space_path: Path | None = None
+
+    @property
+    def family_info(self) -> Family | None:
+        return FAMILIES.get(self.family) if self.family else None
+
+    def trial_config(self) -> dict[str, Any]:
+        """The fixed part of every trial's config (Tune's param_space)."""
+        return {**self.config, "max_epochs": self.budget.max_epochs, "seed": self.seed,
+                "checkpoint_every": self.budget.checkpoint_every,
+                "cpus_per_trial": self.resources.cpus_per_trial}
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["path"], out["search_space_path"] = str(self.path), str(self.search_space_path)
+        out["params"] = [dataclasses.asdict(p) for p in self.params]
+        return out
+
+
+_TOP_KEYS = {"family", "trainable", "description", "metric", "mode", "search_space", "seed",
+             "budget", "resources", "config", "ablation", "smoke"}
+
+
+def known_studies() -> dict[str, Path]:
+    return {p.stem: p for p in sorted(STUDIES_DIR.glob("*.yaml"))}
+
+
+def resolve_study_path(name_or_path: str) -> Path:
+    """``mdn_ramp`` -> studies/mdn_ramp.yaml; a path to a YAML file is taken as is."""
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml"):
+        if not candidate.is_file():
+            raise UserError(f"{candidate}: no such study spec file")
+        return candidate.resolve()
+    studies = known_studies()
+    if name_or_path not in studies:
+        raise UserError(f"unknown study {name_or_path!r}; known studies: {', '.join(studies) or '(none)'} (or give a path to a spec .yaml)")
+    return studies[name_or_path]
+
+
+def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``budget.num_samples=8`` -> (["budget", "num_samples"], 8); values parse as YAML scalars."""
+    import yaml
+
+    if "=" not in text:
+        raise UserError(f"--set {text!r}: expected key=value, e.g. --set budget.num_samples=8 or --set config.lr=0.001")
+    key, _, raw = text.partition("=")
+    parts = key.strip().split(".")
+    if not all(p.isidentifier() for p in parts):
+        raise UserError(f"--set {text!r}: {key!r} is not a dotted key like config.lr")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, str):
+        try:
+            value = float(value) if any(ch in value for ch in "eE.") and value.lower() not in ("nan", "inf") else value
+        except ValueError:
+            pass
+    return parts, value
+
+
+def _apply_override(raw: dict[str, Any], parts: list[str], value: Any, text: str) -> None:
+    if parts[0] not in _TOP_KEYS - {"smoke"}:
+        raise UserError(f"--set {text}: unknown key {parts[0]!r} (expected one of {sorted(_TOP_KEYS - {'smoke'})})")
+    node = raw
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise UserError(f"--set {text}: {p!r} is not a section")
+    node[parts[-1]] = value
+
+
+def _section(source: str, name: str, cls: type, raw: Any) -> Any:
+    if raw is None:
+        return cls()
+    if not isinstance(raw, dict):
+        raise UserError(f"{source}: {name}: expected a mapping, found {raw!r}")
+    try:
+        return config_from_dict(cls, raw)
+    except ConfigError as exc:
+        raise UserError(f"{source}: {name}: {exc}") from None
+
+
+def _check_budget(source: str, b: Budget) -> None:
+    checks = [
+        ("max_epochs", b.max_epochs >= 1, ">= 1"), ("grace_period", 1 <= b.grace_period <= b.max_epochs, f"1 <= grace_period <= max_epochs ({b.max_epochs})"),
+        ("reduction_factor", b.reduction_factor >= 2, ">= 2"), ("num_samples", 1 <= b.num_samples <= 100_000, "1 <= num_samples <= 100000"),
+        ("checkpoint_every", b.checkpoint_every >= 1, ">= 1"), ("max_failures", 0 <= b.max_failures <= 100, "0 <= max_failures <= 100"),
+    ]
+    for key, ok, expected in checks:
+        if not ok:
+            raise UserError(f"{source}: budget.{key}: is {getattr(b, key)}, expected {expected}")
+
+
+def _check_resources(source: str, r: Resources) -> None:
+    if not 0 < r.cpus_per_trial <= 1024:
+        raise UserError(f"{source}: resources.cpus_per_trial: is {r.cpus_per_trial}, expected 0 < cpus_per_trial <= 1024")
+    if not 0 <= r.gpus_per_trial <= 64 or (r.gpus_per_trial > 1 and r.gpus_per_trial != int(r.gpus_per_trial)):
+        raise UserError(f"{source}: resources.gpus_per_trial: is {r.gpus_per_trial}, expected a fraction in [0, 1] or a whole number of GPUs")
+    if r.max_concurrent < 0:
+        raise UserError(f"{source}: resources.max_concurrent: is {r.max_concurrent}, expected >= 0 (0 = from resources)")
+
+
+def _check_family_values(spec: StudySpec, family: Family) -> None:
+    """Every fixed value and every edge of every parameter must build a valid config."""
+    base = {**spec.config, "max_epochs": spec.budget.max_epochs, "seed": spec.seed}
+    try:
+        config_from_dict(family.config_cls, base)
+    except ConfigError as exc:
+        raise UserError(f"{spec.path}: config: {exc}") from None
+    fields = {f.name for f in dataclasses.fields(family.config_cls)}
+    for p in spec.params:
+        if p.name not in fields:
+            raise UserError(f"{spec.search_space_path}: {p.name}: not a parameter of family {family.name} (known: {sorted(fields)})")
+        for value in p.probe_values():
+            try:
+                config_from_dict(family.config_cls, {**base, p.name: value})
+            except ConfigError as exc:
+                raise UserError(f"{spec.search_space_path}: {p.name}: value {value!r} is not valid for family {family.name}: {exc}") from None
+
+
+def _check_ablation(spec: StudySpec) -> None:
+    names = {p.name: p for p in spec.params}
+    a = spec.ablation
+    for f in a.factors:
+        if f not in names:
+            raise UserError(f"{spec.path}: ablation.factors: {f!r} is not a search-space parameter (known: {sorted(names)})")
+    for key, value in a.baseline.items():
+        if key not in names:
+            raise UserError(f"{spec.path}: ablation.baseline.{key}: not a search-space parameter (known: {sorted(names)})")
+        p = names[key]
+        if p.type == "categorical" and value not in p.choices:
+            raise UserError(f"{spec.path}: ablation.baseline.{key}: {value!r} is not one of {list(p.choices)}")
+    for key, edges in a.bins.items():
+        if key not in names or names[key].type == "categorical":
+            raise UserError(f"{spec.path}: ablation.bins.{key}: must name a numeric search-space parameter")
+        if not isinstance(edges, list) or len(edges) < 2 or any(not isinstance(e, (int, float)) for e in edges) or sorted(edges) != edges:
+            raise UserError(f"{spec.path}: ablation.bins.{key}: expected an increasing list of at least 2 numbers, found {edges!r}")
+    if a.confirm.top_k < 1 or a.confirm.seeds < 1:
+        raise UserError(f"{spec.path}: ablation.confirm: top_k and seeds must be >= 1")
+
+
+def load_spec(
+    path: Path,
+    *,
+    smoke: bool = False,
+    overrides: list[str] = (),
+    search_space_path: Path | None = None,
+    name: str | None = None,
+) -> StudySpec:
+    """Read, merge (smoke, then overrides) and validate a spec and its search space.
+    ``search_space_path`` and ``name`` replace the spec's own when re-reading the
+    copies kept in a run folder."""
+    raw = read_yaml_mapping(path)
+    source = str(path)
+    unknown = sorted(set(raw) - _TOP_KEYS)
+    if unknown:
+        raise UserError(f"{source}: {unknown[0]}: unknown key (expected one of {sorted(_TOP_KEYS)})")
+    if smoke:
+        smoke_block = raw.get("smoke") or {}
+        if not isinstance(smoke_block, dict):
+            raise UserError(f"{source}: smoke: expected a mapping of overrides")
+        raw = deep_merge(raw, smoke_block)
+    for text in overrides:
+        parts, value = parse_override(text)
+        _apply_override(raw, parts, value, text)
+    raw.pop("smoke", None)
+
+    if bool(raw.get("family")) == bool(raw.get("trainable")):
+        raise UserError(f"{source}: family: give exactly one of `family` ({', '.join(FAMILIES)}) or `trainable` (module:function)")
+    family = raw.get("family")
+    if family is not None and family not in FAMILIES:
+        raise UserError(f"{source}: family: unknown family {family!r} (known: {', '.join(FAMILIES)})")
+    trainable = raw.get("trainable")
+    if trainable is not None and (not isinstance(trainable, str) or trainable.count(":") != 1):
+        raise UserError(f"{source}: trainable: expected 'package.module:function', found {trainable!r}")
+    metric = raw.get("metric")
+    if not isinstance(metric, str) or not metric:
+        raise UserError(f"{source}: metric: expected the name of a reported metric, e.g. val_mse")
+    mode = raw.get("mode")
+    if mode not in ("min", "max"):
+        raise UserError(f"{source}: mode: expected min or max, found {mode!r}")
+    seed = raw.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise UserError(f"{source}: seed: expected a non-negative integer, found {seed!r}")
+    config = raw.get("config") or {}
+    if not isinstance(config, dict):
+        raise UserError(f"{source}: config: expected a mapping of fixed trial settings")
+
+    ablation_raw = raw.get("ablation") or {}
+    if not isinstance(ablation_raw, dict):
+        raise UserError(f"{source}: ablation: expected a mapping")
+    confirm = _section(source, "ablation.confirm", Confirm, ablation_raw.get("confirm"))
+    ablation = _section(source, "ablation", Ablation, {k: v for k, v in ablation_raw.items() if k != "confirm"})
+    ablation.confirm = confirm
+    if not isinstance(ablation.factors, list) or not isinstance(ablation.baseline, dict) or not isinstance(ablation.bins, dict):
+        raise UserError(f"{source}: ablation: expected factors (list), baseline (mapping), bins (mapping)")
+
+    ss_name = raw.get("search_space", name or path.stem)
+    if search_space_path is not None:
+        ss_path = search_space_path
+    elif str(ss_name).endswith((".yaml", ".yml")):
+        ss_path = Path(ss_name) if Path(ss_name).is_absolute() else (path.parent / ss_name).resolve()
+    else:
+        ss_path = SEARCH_SPACES_DIR / f"{ss_name}.yaml"
+    spec = StudySpec(
+        name=name or path.stem, path=path, metric=metric, mode=mode, family=family, trainable=trainable,
+        description=str(raw.get("description", "")).strip(), search_space=str(ss_name), seed=seed,
+        budget=_section(source, "budget", Budget, raw.get("budget")),
+        resources=_section(source, "resources", Resources, raw.get("resources")),
+        config=config, ablation=ablation, search_space_path=ss_path,
+    )
+    _check_budget(source, spec.budget)
+    _check_resources(source, spec.resources)
+    spec.params = load_search_space(ss_path)
+    if spec.family_info is not None:
+        _check_family_values(spec, spec.family_info)
+    _check_ablation(spec)
+    return spec

@@ -1,0 +1,41 @@
+"""Config -> family builder -> generic loop -> Tune, shared by every family's trainable."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from core.training import run_epochs
+from trainables import _tune_api
+
+# Keys the platform adds to every trial's config; families do not see them.
+PLATFORM_KEYS = frozenset({"checkpoint_every", "cpus_per_trial"})
+
+
+def train_with_tune(
+    config: dict[str, Any],
+    data: dict[str, np.ndarray],
+    build: Callable[..., Any],
+) -> None:
+    """Run one trial: build, resume from Tune's checkpoint if any, train, report each epoch."""
+    threads = int(config.get("cpus_per_trial", 1) or 1)
+    torch.set_num_threads(max(1, threads))
+    device = _tune_api.trial_device()
+    experiment = build(config, data, device, ignore=PLATFORM_KEYS)
+    max_epochs = int(config["max_epochs"])
+    every = max(1, int(config.get("checkpoint_every", 1)))
+
+    start_epoch = 0
+    state = _tune_api.load_checkpoint()
+    if state is not None:
+        experiment.load_state_dict(state["experiment"])
+        start_epoch = int(state["epoch"])
+
+    def on_epoch(epoch: int, metrics: dict[str, float]) -> None:
+        save = epoch % every == 0 or epoch == max_epochs
+        checkpoint = {"experiment": experiment.state_dict(), "epoch": epoch} if save else None
+        _tune_api.report(metrics, state=checkpoint)
+
+    run_epochs(experiment, max_epochs=max_epochs, start_epoch=start_epoch, on_epoch=on_epoch)
