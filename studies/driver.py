@@ -13,7 +13,7 @@ from core.data.hdf5 import DataFileError
 from studies import run_folder
 from studies.errors import UserError
 from studies.report.trials import STATUS_COMPLETE, STATUS_FAILED, STATUS_PRUNED, load_trials
-from studies.report.trials_table import write_trials_table
+from studies.report.write import write_report
 from studies.spec import StudySpec, load_spec
 
 SPEC_COPY, SEARCH_SPACE_COPY = "spec.yaml", "search_space.yaml"
@@ -32,6 +32,7 @@ class RunOptions:
     data: str | None = None
     num_cpus: int | None = None
     num_gpus: int | None = None
+    confirm: bool = False
 
 
 def spec_of_run(run_dir: Path) -> StudySpec:
@@ -119,16 +120,52 @@ def run_study(options: RunOptions) -> int:
               f"/{cluster.get('GPU', 0):g} GPUs; ASHA on '{spec.metric}' ({spec.mode}), grace {b.grace_period}, "
               f"reduction {b.reduction_factor:g}, max {b.max_epochs} epochs\nrun folder: {run_dir}", flush=True)
         tuner.fit()
-    wall = time.time() - started
-    trials = load_trials(run_dir, metric=spec.metric, mode=spec.mode, params=[p.name for p in spec.params],
-                         max_epochs=spec.budget.max_epochs)
-    counts = trials.trials["status"].value_counts().to_dict() if not trials.trials.empty else {}
-    ended = sum(counts.get(s, 0) for s in (STATUS_COMPLETE, STATUS_PRUNED, STATUS_FAILED))
-    status = "finished" if ended >= spec.budget.num_samples else "interrupted"
-    run_folder.update_run_info(run_dir, status=status, finished=time.time(),
-                               wall_s=float(info.get("wall_s", 0.0)) + wall, trial_counts=counts)
+        wall = time.time() - started
+        trials = load_trials(run_dir, metric=spec.metric, mode=spec.mode, params=[p.name for p in spec.params],
+                             max_epochs=spec.budget.max_epochs)
+        counts = trials.trials["status"].value_counts().to_dict() if not trials.trials.empty else {}
+        ended = sum(counts.get(s, 0) for s in (STATUS_COMPLETE, STATUS_PRUNED, STATUS_FAILED))
+        status = "finished" if ended >= spec.budget.num_samples else "interrupted"
+        run_folder.update_run_info(run_dir, status=status, finished=time.time(),
+                                   wall_s=float(info.get("wall_s", 0.0)) + wall, trial_counts=counts)
+        if status == "finished" and (options.confirm or spec.ablation.confirm.enabled) and not trials.trials.empty:
+            _confirm(spec, run_dir, trials, data, concurrent)
     written = write_outputs(run_dir, spec)
     _print_summary(spec, run_dir, trials, written, wall, status)
+    return 0
+
+
+def _confirm(spec: StudySpec, run_dir: Path, trials: Any, data: dict[str, Any] | None, concurrent: int) -> None:
+    from studies.confirm import run_confirmation
+
+    started = time.time()
+    run_confirmation(spec, run_dir, trials, data, max_concurrent=concurrent)
+    run_folder.update_run_info(run_dir, confirm_wall_s=time.time() - started)
+
+
+def confirm_command(options: RunOptions) -> int:
+    """--confirm on an existing run: only the confirmation stage, then the report."""
+    from studies.ray_session import ray_session
+
+    run_dir = options.storage / options.study_path.stem / options.run
+    spec = spec_of_run(run_dir)
+    info = run_folder.read_run_info(run_dir)
+    if info.get("status") == "running":
+        raise UserError(f"{run_dir}: the run is still running; confirm it when it has finished")
+    trials = load_trials(run_dir, metric=spec.metric, mode=spec.mode, params=[p.name for p in spec.params],
+                         max_epochs=spec.budget.max_epochs)
+    if trials.trials.empty:
+        raise UserError(f"{run_dir}: no trials to confirm")
+    if (run_dir / "confirm").exists():
+        raise UserError(f"{run_dir / 'confirm'}: a confirmation stage already exists for this run (delete that folder to redo it)")
+    data = load_family_data(spec, info.get("invocation", {}).get("data"), options.cache_dir)
+    with ray_session(options.address, num_cpus=options.num_cpus, num_gpus=options.num_gpus) as cluster:
+        _check_resources(spec, cluster)
+        from studies.tuner import concurrency
+
+        _confirm(spec, run_dir, trials, data, concurrency(spec, cluster))
+    for path in write_outputs(run_dir, spec):
+        print(f"wrote {path}")
     return 0
 
 
@@ -136,7 +173,7 @@ def write_outputs(run_dir: Path, spec: StudySpec) -> list[Path]:
     info = run_folder.read_run_info(run_dir)
     trials = load_trials(run_dir, metric=spec.metric, mode=spec.mode, params=[p.name for p in spec.params],
                          max_epochs=spec.budget.max_epochs, run_active=info.get("status") == "running")
-    return write_trials_table(trials, run_dir / "tables", metric=spec.metric, mode=spec.mode)
+    return write_report(run_dir, trials, spec=spec, info=info)
 
 
 def _print_summary(spec: StudySpec, run_dir: Path, trials: Any, written: list[Path], wall: float, status: str) -> None:
@@ -176,6 +213,9 @@ def report_command(storage: Path, study: str, run: str | None) -> int:
     if not (run_dir / run_folder.RUN_FILE).is_file():
         raise UserError(f"{run_dir}: no such run (see `python studies/run.py {study} --runs`)")
     spec = spec_of_run(run_dir)
-    for path in write_outputs(run_dir, spec):
-        print(f"wrote {path}")
+    started = time.time()
+    written = write_outputs(run_dir, spec)
+    print(f"report of {run_dir} rebuilt in {time.time() - started:.1f} s:")
+    for path in written:
+        print(f"  {path}")
     return 0

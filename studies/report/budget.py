@@ -1,0 +1,47 @@
+"""What the study cost, and what ASHA saved against running every trial to the end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from studies.report.trials import RunTrials
+
+
+def _trial_seconds(run_dir: Path, trial_dir: str) -> float:
+    path = run_dir / trial_dir / "result.json"
+    last = 0.0
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                last = max(last, float(json.loads(line).get("time_total_s", 0.0)))
+            except (json.JSONDecodeError, TypeError, ValueError):
+                continue
+    return last
+
+
+def budget_table(run: RunTrials, run_dir: Path, info: dict[str, Any]) -> pd.DataFrame:
+    max_epochs = int(info["max_epochs"])
+    n = len(run.trials)
+    spent = int(run.trials["epochs"].sum()) if n else 0
+    full = n * max_epochs
+    seconds = sum(_trial_seconds(run_dir, d) for d in run.trials.get("trial_dir", []))
+    res = info.get("resources", {})
+    gpus, cpus = float(res.get("gpus_per_trial", 0) or 0), float(res.get("cpus_per_trial", 1) or 1)
+    per_epoch = seconds / spent if spent else 0.0
+    rows = [
+        ("trials", n, ""),
+        ("trial-epochs spent", spent, "sum of epochs over trials"),
+        ("trial-epochs without early stopping", full, f"{n} trials x {max_epochs} epochs"),
+        ("saved by ASHA", f"{(1 - spent / full) * 100:.1f}%" if full else "", f"{full - spent} trial-epochs"),
+        ("trial time", f"{seconds / 60:.1f} min", "sum of trial run times"),
+        ("estimated time saved", f"{(full - spent) * per_epoch / 60:.1f} min", f"at {per_epoch:.2f} s per trial-epoch"),
+        ("wall time", f"{float(info.get('wall_s', 0)) / 60:.1f} min", f"up to {info.get('max_concurrent', '?')} trials at once"),
+        ("CPU-hours", f"{seconds * cpus / 3600:.3f}", f"{cpus:g} CPU per trial"),
+    ]
+    if gpus > 0:
+        rows.append(("GPU-hours", f"{seconds * gpus / 3600:.3f}", f"{gpus:g} GPU per trial"))
+    return pd.DataFrame(rows, columns=["quantity", "value", "how"])

@@ -1,0 +1,112 @@
+"""PNG plots beside the tables (matplotlib, no display needed)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from studies.report.ablation import AblationResult, FactorInfo, level_labels  # noqa: E402
+from studies.report.trials import RunTrials  # noqa: E402
+
+
+def plot_factors(run: RunTrials, ablation: AblationResult, factors: list[FactorInfo], bins: dict, out: Path) -> Path:
+    """Metric at the rung against each factor: every trial as a dot, level
+    means as bars with 95% CIs; the reference level in grey."""
+    n = max(1, len(ablation.tables))
+    cols = min(3, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.8 * rows), squeeze=False)
+    trials = run.trials.set_index("trial_id")
+    infos = {f.name: f for f in factors}
+    for ax, ft in zip(axes.flat, ablation.tables):
+        labels = level_labels(trials[ft.factor], infos[ft.factor], bins.get(ft.factor))
+        levels = [lv.removesuffix(" (ref)") for lv in ft.table["level"]]
+        rng = np.random.default_rng(0)
+        for i, (level, row) in enumerate(zip(levels, ft.table.itertuples())):
+            ids = labels.index[labels == level]
+            y = ablation.values.reindex(ids).dropna()
+            color = "0.55" if level == ft.reference else "C0"
+            if len(y):
+                ax.scatter(i + rng.uniform(-0.15, 0.15, len(y)), y, s=14, color=color, alpha=0.7, zorder=3)
+                ax.errorbar(i, row.mean, yerr=0 if math.isnan(row.ci95) else row.ci95, fmt="_", color="k", markersize=22, capsize=4, zorder=4)
+            if row.sig:
+                ax.annotate(row.sig, (i, 1.0), xycoords=("data", "axes fraction"), ha="center", va="top", fontsize=13, color="C3")
+        ax.set_xticks(range(len(levels)), [lv.replace("(not sampled)", "not\nsampled") for lv in levels], rotation=20, fontsize=8)
+        ax.set_title(f"{ft.factor} (ref: {ft.reference})", fontsize=10)
+        ax.set_ylabel(f"{ablation.metric} @ epoch {ablation.rung}")
+        ax.grid(axis="y", alpha=0.3)
+    for ax in list(axes.flat)[len(ablation.tables):]:
+        ax.axis("off")
+    fig.suptitle(f"{ablation.metric} at epoch {ablation.rung} by factor level (dots: trials; bars: mean ± 95% CI; * Holm p<0.05)", fontsize=10)
+    fig.tight_layout()
+    path = out / "factors.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_learning_curves(run: RunTrials, metric: str, mode: str, best_ids: list[str], baseline_ids: list[str], out: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    h = run.history
+    if not h.empty and metric in h.columns:
+        for i, tid in enumerate(best_ids):
+            d = h[h["trial_id"] == tid].sort_values("epoch")
+            ax.plot(d["epoch"], d[metric], color=f"C{i}", lw=1.8, label=f"#{i + 1} {tid}")
+        for j, tid in enumerate(baseline_ids):
+            d = h[h["trial_id"] == tid].sort_values("epoch")
+            ax.plot(d["epoch"], d[metric], color="0.4", lw=1.4, ls="--", label="baseline" if j == 0 else None)
+        others = h[~h["trial_id"].isin(best_ids + baseline_ids)]
+        for _, d in others.groupby("trial_id"):
+            ax.plot(d["epoch"], d[metric], color="0.8", lw=0.6, zorder=0)
+        values = h[metric].astype(float)
+        if (values > 0).all() and values.max() / max(values.min(), 1e-12) > 20:
+            ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric)
+    ax.set_title(f"Learning curves: best trials (colour), best baseline trials (dashed), others (grey)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = out / "learning_curves.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_importances(importances: pd.DataFrame, out: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(6.5, 0.5 + 0.45 * max(1, len(importances))))
+    d = importances.dropna(subset=["importance"]).iloc[::-1]
+    ax.barh(d["parameter"], d["importance"], color="C2")
+    ax.set_xlabel("PED-ANOVA importance (unnormalised)")
+    ax.set_title("Parameter importance", fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    path = out / "importance.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_confirmation(runs: pd.DataFrame, metric: str, out: Path) -> Path:
+    """One box per confirmed config (its seeds as dots), baseline first."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    labels = list(dict.fromkeys(runs["config"]))
+    data = [runs.loc[runs["config"] == c, metric].dropna().to_numpy() for c in labels]
+    ax.boxplot(data, tick_labels=labels, showmeans=True)
+    for i, y in enumerate(data):
+        ax.scatter(np.full(len(y), i + 1), y, s=16, color="C0", zorder=3)
+    ax.set_ylabel(f"{metric} at the full budget")
+    ax.set_title("Confirmation: top configs and the baseline over seeds", fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path = out / "confirmation.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
