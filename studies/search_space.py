@@ -82,6 +82,8 @@ def _parse_param(source: str, name: str, raw: Any, earlier: dict[str, Param]) ->
     unknown = sorted(set(raw) - _KEYS[kind])
     if unknown:
         raise UserError(f"{source}: {name}.{unknown[0]}: unknown key for a {kind} parameter (allowed: {sorted(_KEYS[kind])})")
+    if "when" in raw and not isinstance(raw["when"], dict):
+        raise UserError(f"{source}: {name}.when: expected a mapping like {{other_param: [value, ...]}}, found {raw['when']!r}")
     when = {}
     for dep, allowed in (raw.get("when") or {}).items():
         if dep not in earlier:
@@ -93,8 +95,6 @@ def _parse_param(source: str, name: str, raw: Any, earlier: dict[str, Param]) ->
             if bad:
                 raise UserError(f"{source}: {name}.when.{dep}: {bad[0]!r} is not one of {dep}'s choices {list(dep_param.choices)}")
         when[dep] = allowed
-    if "when" in raw and not isinstance(raw["when"], dict):
-        raise UserError(f"{source}: {name}.when: expected a mapping like {{other_param: [value, ...]}}")
     if kind == "categorical":
         choices = raw.get("choices")
         if not isinstance(choices, list) or not choices:

@@ -136,7 +136,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
-    if isinstance(value, str):
+    if isinstance(value, str) and not raw.strip().startswith(("'", '"')):  # YAML 1.1 reads 1e-3 as a string
         try:
             value = float(value) if any(ch in value for ch in "eE.") and value.lower() not in ("nan", "inf") else value
         except ValueError:
@@ -149,7 +149,9 @@ def _apply_override(raw: dict[str, Any], parts: list[str], value: Any, text: str
         raise UserError(f"--set {text}: unknown key {parts[0]!r} (expected one of {sorted(_TOP_KEYS - {'smoke'})})")
     node = raw
     for p in parts[:-1]:
-        node = node.setdefault(p, {})
+        if node.get(p) is None:  # absent, or present but empty (`resources:` with nothing under it)
+            node[p] = {}
+        node = node[p]
         if not isinstance(node, dict):
             raise UserError(f"--set {text}: {p!r} is not a section")
     node[parts[-1]] = value

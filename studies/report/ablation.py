@@ -2,9 +2,12 @@
 
 Comparing like with like: ASHA compares trials at its rungs (grace_period x
 reduction_factor^k epochs), so the tables do too. Every trial that reached
-the chosen rung contributes its metric *at that epoch*; a trial stopped at
-epoch 2 is never compared with one that ran 18 epochs. The rung is the
-deepest one that enough trials reached, and the caption says which.
+a factor's rung contributes its metric *at that epoch*; a trial stopped at
+epoch 2 is never compared with one that ran 18 epochs. Each factor's table
+uses the deepest rung at which its reference level and at least one other
+level still have two trials or more (deeper rungs hold only ASHA's survivors,
+so a reference that ASHA stopped early is compared where it still ran); the
+caption says which rung and how many trials reached it.
 
 Statistics (stated in every caption): mean with a 95% t-interval; each level
 against the reference level by a two-sided Mann-Whitney U test (no normality
@@ -45,6 +48,8 @@ class FactorTable:
     table: pd.DataFrame          # one row per level
     reference: str               # the level every other level is compared with
     reference_why: str           # "baseline in the spec", ...
+    rung: int = 0                # the epoch the figures come from
+    at_rung: int = 0             # trials (any level) that reached it
 
 
 @dataclass
@@ -56,7 +61,7 @@ class AblationResult:
     n_trials: int
     max_epochs: int
     tables: list[FactorTable]
-    values: pd.Series            # metric at the rung, by trial_id
+    values: pd.Series            # metric at the overall rung, by trial_id
 
 
 def asha_rungs(max_epochs: int, grace_period: int, reduction_factor: float) -> list[int]:
@@ -223,6 +228,12 @@ def factor_table(
     return FactorTable(info.name, table, ref, why)
 
 
+def _comparable(t: FactorTable) -> bool:
+    ref_n = t.table.loc[t.table["level"].str.endswith("(ref)"), "at_rung"]
+    others_n = t.table.loc[~t.table["level"].str.endswith("(ref)"), "at_rung"]
+    return bool(len(ref_n) and ref_n.iloc[0] >= 2 and (others_n >= 2).any())
+
+
 def build_ablation(
     run: RunTrials,
     *,
@@ -243,7 +254,20 @@ def build_ablation(
         counts.setdefault(rung, len(values_at_epoch(run, metric, rung)))
     values = values_at_epoch(run, metric, chosen)
     infos = {f.name: f for f in factors}
-    tables = [factor_table(f, run, values, mode=mode, max_epochs=max_epochs, baseline=baseline,
-                           all_infos=infos, edges=bins.get(f.name)) for f in factors] if not run.trials.empty else []
+    at = {r: values_at_epoch(run, metric, r) for r in rungs}
+    if rung is not None:
+        at.setdefault(rung, values)
+
+    def table_at(f: FactorInfo, r: int) -> FactorTable:
+        t = factor_table(f, run, at[r], mode=mode, max_epochs=max_epochs, baseline=baseline,
+                         all_infos=infos, edges=bins.get(f.name))
+        t.rung, t.at_rung = r, len(at[r])
+        return t
+
+    tables = []
+    for f in factors if not run.trials.empty else []:
+        order = [rung] if rung is not None else (sorted((r for r in rungs if len(at[r])), reverse=True) or [rungs[0]])
+        chosen_table = next((t for t in (table_at(f, r) for r in order) if _comparable(t)), None)
+        tables.append(chosen_table or table_at(f, order[-1]))  # shallowest: every trial is there
     return AblationResult(metric=metric, mode=mode, rung=chosen, rungs=counts, n_trials=len(run.trials),
                           max_epochs=max_epochs, tables=tables, values=values)

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from studies.report.ablation import AblationResult, FactorInfo, level_labels  # noqa: E402
+from studies.report.ablation import AblationResult, FactorInfo, level_labels, values_at_epoch  # noqa: E402
 from studies.report.trials import RunTrials  # noqa: E402
 
 
@@ -27,11 +27,12 @@ def plot_factors(run: RunTrials, ablation: AblationResult, factors: list[FactorI
     infos = {f.name: f for f in factors}
     for ax, ft in zip(axes.flat, ablation.tables):
         labels = level_labels(trials[ft.factor], infos[ft.factor], bins.get(ft.factor))
+        at_rung = values_at_epoch(run, ablation.metric, ft.rung)
         levels = [lv.removesuffix(" (ref)") for lv in ft.table["level"]]
         rng = np.random.default_rng(0)
         for i, (level, row) in enumerate(zip(levels, ft.table.itertuples())):
             ids = labels.index[labels == level]
-            y = ablation.values.reindex(ids).dropna()
+            y = at_rung.reindex(ids).dropna()
             color = "0.55" if level == ft.reference else "C0"
             if len(y):
                 ax.scatter(i + rng.uniform(-0.15, 0.15, len(y)), y, s=14, color=color, alpha=0.7, zorder=3)
@@ -40,11 +41,11 @@ def plot_factors(run: RunTrials, ablation: AblationResult, factors: list[FactorI
                 ax.annotate(row.sig, (i, 1.0), xycoords=("data", "axes fraction"), ha="center", va="top", fontsize=13, color="C3")
         ax.set_xticks(range(len(levels)), [lv.replace("(not sampled)", "not\nsampled") for lv in levels], rotation=20, fontsize=8)
         ax.set_title(f"{ft.factor} (ref: {ft.reference})", fontsize=10)
-        ax.set_ylabel(f"{ablation.metric} @ epoch {ablation.rung}")
+        ax.set_ylabel(f"{ablation.metric} @ epoch {ft.rung}")
         ax.grid(axis="y", alpha=0.3)
     for ax in list(axes.flat)[len(ablation.tables):]:
         ax.axis("off")
-    fig.suptitle(f"{ablation.metric} at epoch {ablation.rung} by factor level (dots: trials; bars: mean ± 95% CI; * Holm p<0.05)", fontsize=10)
+    fig.suptitle(f"{ablation.metric} at each factor's rung, by level (dots: trials; bars: mean ± 95% CI; * Holm p<0.05)", fontsize=10)
     fig.tight_layout()
     path = out / "factors.png"
     fig.savefig(path, dpi=110)

@@ -64,10 +64,10 @@ def _write_table(table: pd.DataFrame, stem: Path, caption: str) -> list[Path]:
 
 
 def _factor_caption(ft: FactorTable, ab: AblationResult) -> str:
-    return (f"**{ft.factor}** — {ab.metric} ({'lower' if ab.mode == 'min' else 'higher'} is better) at epoch {ab.rung} "
-            f"(ASHA rung; {ab.rungs.get(ab.rung, 0)} of {ab.n_trials} trials reached it), by level; "
+    return (f"**{ft.factor}** — {ab.metric} ({'lower' if ab.mode == 'min' else 'higher'} is better) at epoch {ft.rung} "
+            f"(ASHA rung; {ft.at_rung} of {ab.n_trials} trials reached it), by level; "
             f"reference: {ft.reference} ({ft.reference_why}). `trials`: trials with that level; `at_rung`: those that "
-            f"reached epoch {ab.rung}; `full_budget`: those that ran all {ab.max_epochs} epochs. {CAPTION_STATS}")
+            f"reached epoch {ft.rung}; `full_budget`: those that ran all {ab.max_epochs} epochs. {CAPTION_STATS}")
 
 
 def _best_trial(run: RunTrials, metric: str, mode: str) -> pd.Series | None:
@@ -103,7 +103,7 @@ def answer_paragraph(run: RunTrials, ab: AblationResult, baseline: dict[str, Any
             verdict = ("a significant difference" if best["sig"] else "not a significant difference") + \
                 (f" (Mann-Whitney p = {_fmt_p(best['p'])}, Holm-adjusted {_fmt_p(best['p_holm'])})" if not math.isnan(best["p"]) else " (too few trials to test)")
             parts.append(
-                f"At epoch {ab.rung} (the deepest ASHA rung that {ab.rungs.get(ab.rung, 0)} of {ab.n_trials} trials reached), "
+                f"At epoch {question.rung} (the deepest ASHA rung where the reference still had 2+ trials; {question.at_rung} of {ab.n_trials} trials reached it), "
                 f"the best level of **{question.factor}** was **{best['level']}** with mean {ab.metric} "
                 f"{_fmt_num(best['mean'])} (n = {int(best['at_rung'])}), {'beating' if wins else 'not beating'} the reference "
                 f"{question.reference} at {_fmt_num(ref['mean'])} (n = {int(ref['at_rung'])}) by {_fmt_num(abs(delta), 3)}{rel}: {verdict}.")
@@ -151,7 +151,7 @@ def write_report(run_dir: Path, run: RunTrials, *, spec: Any, info: dict[str, An
     for ft in ab.tables:
         written += _write_table(ft.table, tables_dir / f"ablation_{ft.factor}", _factor_caption(ft, ab))
         sections.append(f"## {ft.factor}\n\n{_factor_caption(ft, ab)}\n\n{_display(ft.table).to_markdown(index=False)}\n")
-        long.append(ft.table.assign(factor=ft.factor, rung=ab.rung, reference=ft.reference))
+        long.append(ft.table.assign(factor=ft.factor, rung=ft.rung, reference=ft.reference))
     pd.concat(long).to_csv(tables_dir / "ablation.csv", index=False)
     written.append(tables_dir / "ablation.csv")
     imp_caption = ("Parameter importance: PED-ANOVA (Optuna, unnormalised), on each parameter's sampled trials, "

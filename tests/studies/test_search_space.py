@@ -118,12 +118,6 @@ def test_empty_space():
         parse_search_space({}, SRC)
 
 
-@pytest.mark.xfail(
-    reason="a `when` that is not a mapping is iterated with .items() before the isinstance "
-           "check, so it raises AttributeError instead of UserError",
-    strict=True,
-    raises=AttributeError,
-)
 @pytest.mark.parametrize("when", [["shape"], "shape"], ids=["list", "string"])
 def test_when_not_a_mapping(when):
     raw = {

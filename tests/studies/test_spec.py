@@ -182,12 +182,6 @@ def test_parse_override_errors(text):
         parse_override(text)
 
 
-@pytest.mark.xfail(
-    reason="parse_override turns any string containing e/E/. that float() accepts into a float, "
-           "even when the user quoted it to force a string: config.version='1.0' -> 1.0 "
-           "while config.version='1' stays '1'",
-    strict=True,
-)
 def test_parse_override_keeps_quoted_strings():
     assert parse_override("config.version='1'") == (["config", "version"], "1")
     assert parse_override("config.version='1.0'") == (["config", "version"], "1.0")
@@ -257,12 +251,6 @@ def test_bad_override_keys(tmp_path, override, key):
     assert key in msg
 
 
-@pytest.mark.xfail(
-    reason="an empty section (`resources:` with no keys, i.e. null) loads fine, but "
-           "`--set resources.cpus_per_trial=2` fails with \"'resources' is not a section\" "
-           "because _apply_override's setdefault returns the existing None",
-    strict=True,
-)
 def test_override_into_empty_section(tmp_path):
     path = tmp_path / "study.yaml"
     text = BUNDLED_SPEC.read_text().replace("  cpus_per_trial: 1\n  gpus_per_trial: 0\n", "")
