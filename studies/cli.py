@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from studies.errors import UserError
+from studies.storage import resolve_storage
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXIT_USER_ERROR = 2
@@ -92,7 +93,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if not args.study:
         raise UserError("no study given; run `python studies/run.py --list` to see them, then `python studies/run.py NAME`")
-    storage = Path(args.storage).expanduser().resolve() if args.storage else REPO_ROOT / "results"
+    storage = resolve_storage(args.storage, REPO_ROOT / "results")
     address = args.address if args.address is not None else os.environ.get("RAY_ADDRESS") or None
     for name, value in (("--num-samples", args.num_samples), ("--max-concurrent", args.max_concurrent),
                         ("--num-cpus", args.num_cpus), ("--num-gpus", args.num_gpus)):

@@ -15,6 +15,7 @@ from studies.errors import UserError
 from studies.report.trials import STATUS_COMPLETE, STATUS_FAILED, STATUS_PRUNED, load_trials
 from studies.report.write import write_report
 from studies.spec import StudySpec, load_spec
+from studies.storage import check_shared_storage
 
 SPEC_COPY, SEARCH_SPACE_COPY = "spec.yaml", "search_space.yaml"
 
@@ -86,7 +87,7 @@ def _check_resources(spec: StudySpec, cluster: dict[str, float]) -> None:
 
 def run_study(options: RunOptions) -> int:
     from studies import tuner as tuner_mod
-    from studies.ray_session import ray_session
+    from studies.ray_session import machine_count, ray_session
 
     run_dir, spec = _prepare_run_dir(options)
     data = load_family_data(spec, options.data, options.cache_dir)   # validated before Ray starts
@@ -95,6 +96,7 @@ def run_study(options: RunOptions) -> int:
     started = time.time()
     with ray_session(options.address, num_cpus=options.num_cpus, num_gpus=options.num_gpus) as cluster:
         _check_resources(spec, cluster)
+        check_shared_storage(options.storage, machine_count())
         concurrent = tuner_mod.concurrency(spec, cluster)
         if options.resume:
             info = run_folder.update_run_info(run_dir, status="running", resumed=time.time())

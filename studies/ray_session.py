@@ -32,6 +32,28 @@ def _worker_logging() -> object:
     return ray.LoggingConfig(log_level="WARNING")
 
 
+# Never shipped to workers: run data, environments, version control.
+_CODE_EXCLUDES = ["results/", ".git/", ".venv/", ".ci-venv/", "**/__pycache__/", "*.h5", ".cache/"]
+
+
+def _code_runtime_env(root: Path) -> dict | None:
+    """Ship this checkout to the cluster's workers (Ray's working_dir), unless we
+    already run as a Ray job (``ray job submit --working-dir``: the job's own
+    runtime_env does it) or this is not a checkout (the package is installed on
+    the nodes, as cluster/cluster.yaml does)."""
+    if os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR") or not (root / "pyproject.toml").is_file() or not (root / "core").is_dir():
+        return None
+    return {"working_dir": str(root), "excludes": _CODE_EXCLUDES}
+
+
+def machine_count() -> int:
+    """Distinct machines among the cluster's live nodes (several Ray nodes on one
+    machine, as in ray.cluster_utils.Cluster, share its disk)."""
+    import ray
+
+    return len({n.get("NodeManagerAddress") for n in ray.nodes() if n.get("Alive")})
+
+
 @contextmanager
 def ray_session(address: str | None, *, num_cpus: int | None = None, num_gpus: int | None = None) -> Iterator[dict[str, float]]:
     """Yield the cluster's resources. Without an address this always starts a
@@ -42,7 +64,8 @@ def ray_session(address: str | None, *, num_cpus: int | None = None, num_gpus: i
     if address:
         _probe(address)
         try:
-            ray.init(address=address, logging_level=logging.WARNING, logging_config=_worker_logging())
+            ray.init(address=address, logging_level=logging.WARNING, logging_config=_worker_logging(),
+                     runtime_env=_code_runtime_env(Path(__file__).resolve().parents[1]))
         except (ConnectionError, RuntimeError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
             raise UserError(f"--address {address}: cannot join the Ray cluster ({first})") from None

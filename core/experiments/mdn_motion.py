@@ -7,6 +7,7 @@ is taken on the mixture's expected value and w(t) is the loss-weight ramp of
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from dataclasses import asdict, dataclass
@@ -45,6 +46,7 @@ class MdnMotionConfig:
     weight_decay: float = 0.0
     batch_size: int = 32
     grad_clip: float = 1.0
+    amp: bool = True          # bfloat16 autocast on CUDA (ignored on CPU)
     seed: int = 0
     max_epochs: int = 20
     # MDN loss-weight schedule (fractions of max_epochs)
@@ -112,6 +114,13 @@ class MdnMotionExperiment:
         )).to(self.device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
 
+    def _autocast(self) -> torch.autocast | contextlib.nullcontext:
+        """Mixed precision where it helps: bfloat16 matmuls on a GPU; the MDN
+        likelihood itself is computed in float32 (log-sum-exp of small sigmas)."""
+        if self.device.type == "cuda" and self.config.amp:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
     def mdn_weight(self, epoch: int) -> float:
         c = self.config
         return ramp_weight(epoch / c.max_epochs, shape=c.ramp_shape, initial_weight=c.initial_weight,
@@ -122,7 +131,10 @@ class MdnMotionExperiment:
         L = int(lengths.max())
         kp, emo = self.keypoints[idx, :L], self.emotion[idx, :L]                    # (B, L, 34), (B, L, 4)
         valid = torch.arange(L - 1, device=self.device)[None] < (lengths - 1)[:, None]  # (B, L-1)
-        mixture, emo_pred = self.model(kp[:, :-1], emo[:, :-1])                     # predicts frame t+1
+        with self._autocast():
+            mixture, emo_pred = self.model(kp[:, :-1], emo[:, :-1])                 # predicts frame t+1
+        mixture = type(mixture)(mixture.logits.float(), mixture.mu.float(), mixture.log_sigma.float())
+        emo_pred = emo_pred.float()                                                 # losses in float32
         terms = {
             "kp_mse": masked_mean((mixture.mean() - kp[:, 1:]).pow(2), valid),
             "emotion_mse": masked_mean((emo_pred - emo[:, 1:]).pow(2), valid),
