@@ -19,9 +19,10 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
+from studies.run_folder import TUNE_TRIAL_ID_ATTR
+
 logger = logging.getLogger(__name__)
 
-TUNE_TRIAL_ID_ATTR = "tune_trial_id"
 
 
 class TruthfulOptunaSearch(OptunaSearch):

@@ -22,6 +22,7 @@ class ProgressLines(Callback):
         self.last_print = 0.0
         self.best: tuple[float, str] | None = None
         self.ended: dict[str, int] = {}
+        self.ended_ids: set[str] = set()
         self.epochs_done = 0
 
     def _print(self, text: str) -> None:
@@ -47,6 +48,7 @@ class ProgressLines(Callback):
         self._end(trial, "failed", trials)
 
     def _end(self, trial: Any, how: str, trials: list) -> None:
+        self.ended_ids.add(trial.trial_id)
         self.ended[how.split(" after")[0]] = self.ended.get(how.split(" after")[0], 0) + 1
         value = (trial.last_result or {}).get(self.metric)
         shown = f"{value:.4g}" if isinstance(value, (int, float)) else "-"
@@ -61,7 +63,7 @@ class ProgressLines(Callback):
         if not force and now - self.last_print < self.every_s:
             return
         self.last_print = now
-        running = sum(1 for t in trials if t.status == "RUNNING")
+        running = sum(1 for t in trials if t.status == "RUNNING" and t.trial_id not in self.ended_ids)
         done = sum(self.ended.values())
         best = f"best {self.metric}={self.best[0]:.4g} (trial {self.best[1]})" if self.best else "no result yet"
         elapsed = now - self.start

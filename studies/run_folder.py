@@ -19,6 +19,9 @@ from typing import Any
 from studies.errors import UserError
 
 RUN_FILE = "run.json"
+# The Optuna user attribute that holds a trial's Tune trial id (written by
+# studies.optuna_bridge, read by the Ray-free report code).
+TUNE_TRIAL_ID_ATTR = "tune_trial_id"
 
 
 def study_root(storage: Path, study: str) -> Path:

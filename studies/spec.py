@@ -243,6 +243,9 @@ def load_spec(
     unknown = sorted(set(raw) - _TOP_KEYS)
     if unknown:
         raise UserError(f"{source}: {unknown[0]}: unknown key (expected one of {sorted(_TOP_KEYS)})")
+    for section in ("budget", "resources", "config", "ablation"):
+        if raw.get(section) is not None and not isinstance(raw[section], dict):
+            raise UserError(f"{source}: {section}: expected a mapping, found {raw[section]!r}")
     if smoke:
         smoke_block = raw.get("smoke") or {}
         if not isinstance(smoke_block, dict):

@@ -94,8 +94,26 @@ def choose_rung(run: RunTrials, metric: str, rungs: list[int], *, min_trials: in
     return (nonempty[0] if nonempty else rungs[0]), counts
 
 
-def _nice(x: float) -> float:
-    return float(f"{x:.2g}") if x != 0 else 0.0
+def level_name(value: Any) -> str:
+    """One spelling for a level, used for trial values, choices and baselines
+    alike (1.0, 1 and "1" all read as "1"; 1024.0 stays "1024")."""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        return f"{float(value):.6g}"
+    return str(value)
+
+
+def _nice_edges(edges: list[float]) -> list[float]:
+    """Round bin edges to the fewest significant digits (2..6) that keep them
+    distinct, so a narrow range (0.990..0.999) still gets its bins."""
+    for digits in range(2, 7):
+        rounded = [float(f"{e:.{digits}g}") for e in edges]
+        if len(set(rounded)) == len(set(edges)):
+            return rounded
+    return list(edges)
 
 
 def level_labels(values: pd.Series, info: FactorInfo, edges: list[float] | None = None) -> pd.Series:
@@ -107,22 +125,22 @@ def level_labels(values: pd.Series, info: FactorInfo, edges: list[float] | None 
         return labels
     numeric = info.type in ("float", "int")
     if not numeric or (info.type == "int" and active.nunique() <= 6) or active.nunique() <= 3:
-        labels.loc[active.index] = active.map(lambda v: str(v) if not isinstance(v, float) else f"{v:.3g}")
+        labels.loc[active.index] = active.map(level_name)
         return labels
     x = active.astype(float)
     if edges is None:
         n_bins = 3 if len(x) < 30 else 4
         q = np.quantile(np.log(x) if info.log else x, np.linspace(0, 1, n_bins + 1))
         q = np.exp(q) if info.log else q
-        edges = sorted(set(_nice(e) for e in q[1:-1]))
-        edges = [min(float(x.min()), edges[0] if edges else x.min())] + edges + [float(x.max())]
-        edges[0], edges[-1] = _nice(edges[0]) if _nice(edges[0]) <= x.min() else x.min(), max(_nice(edges[-1]), x.max())
+        inner = sorted(set(float(e) for e in q[1:-1]))
+        edges = _nice_edges([float(x.min()), *inner, float(x.max())])
+        edges[0], edges[-1] = min(edges[0], float(x.min())), max(edges[-1], float(x.max()))
     edges = sorted(set(edges))
     cut = pd.cut(x, bins=edges, include_lowest=True, right=False)
     cut_last = pd.cut(x, bins=edges, include_lowest=True, right=True)
     names = []
     for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
-        names.append(f"[{lo:.3g}, {hi:.3g}{']' if i == len(edges) - 2 else ')'}")
+        names.append(f"[{level_name(lo)}, {level_name(hi)}{']' if i == len(edges) - 2 else ')'}")
     codes = cut.cat.codes.where(cut.cat.codes >= 0, cut_last.cat.codes)
     out_of_range = codes < 0
     labels.loc[x.index] = [names[c] if c >= 0 else "out of bins" for c in codes]
@@ -134,7 +152,7 @@ def level_labels(values: pd.Series, info: FactorInfo, edges: list[float] | None 
 def _level_order(labels: pd.Series, info: FactorInfo) -> list[str]:
     present = list(dict.fromkeys(labels))
     if info.type == "categorical":
-        order = [str(c) for c in info.choices]
+        order = [level_name(c) for c in info.choices]
     else:
         def key(s: str) -> float:
             try:
@@ -146,21 +164,34 @@ def _level_order(labels: pd.Series, info: FactorInfo) -> list[str]:
     return order + [s for s in present if s not in order]
 
 
+def _bin_bounds(label: str) -> tuple[float, float, bool] | None:
+    """``[lo, hi)`` -> (lo, hi, False); ``[lo, hi]`` -> (lo, hi, True); None for other labels."""
+    if not (label.startswith("[") and label.endswith(("]", ")"))):
+        return None
+    try:
+        lo, hi = (float(v) for v in label[1:-1].split(","))
+    except ValueError:
+        return None
+    return lo, hi, label.endswith("]")
+
+
 def reference_level(info: FactorInfo, labels: pd.Series, order: list[str], baseline: dict[str, Any], all_infos: dict[str, FactorInfo]) -> tuple[str, str]:
     if info.name in baseline:
         value = baseline[info.name]
-        if info.type == "categorical" or str(value) in order:
-            return str(value), "baseline in the spec"
-        for label in order:  # a numeric baseline: the bin that holds it
-            if label.startswith(("[", "(")):
-                lo, hi = (float(s) for s in label.strip("[]()").split(","))
-                if lo <= float(value) <= hi:
-                    return label, f"bin holding the spec's baseline {value}"
+        if level_name(value) in order:
+            return level_name(value), "baseline in the spec"
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            for label in order:  # a numeric baseline: the bin that holds it
+                bounds = _bin_bounds(label)
+                if bounds and (bounds[0] <= float(value) < bounds[1] or (bounds[2] and float(value) == bounds[1])):
+                    return label, f"bin holding the spec's baseline {level_name(value)}"
     for dep, allowed in info.when.items():
         if dep in baseline and baseline[dep] not in allowed and NOT_SAMPLED in order:
             return NOT_SAMPLED, f"baseline {dep}={baseline[dep]} does not sample it"
     if not order:
         return "", "no trials"
+    if info.name in baseline:
+        return order[0], f"first level (no trial has the spec's baseline {level_name(baseline[info.name])})"
     return order[0], "first level (the spec names no baseline for this factor)"
 
 

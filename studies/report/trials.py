@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from studies.errors import UserError
+from studies.run_folder import TUNE_TRIAL_ID_ATTR
 
 # How a trial ended, in words a reader of the table understands.
 STATUS_COMPLETE = "complete"
@@ -60,8 +61,6 @@ def _optuna_trials(run_dir: Path) -> dict[str, Any]:
     if not db.is_file():
         return {}
     import optuna
-
-    from studies.optuna_bridge import TUNE_TRIAL_ID_ATTR
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     storage = f"sqlite:///{db}"

@@ -54,12 +54,23 @@ def _display(table: pd.DataFrame) -> pd.DataFrame:
     return d.fillna("").astype(str)
 
 
+_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
+                  "<": r"\textless{}", ">": r"\textgreater{}", "±": r"$\pm$"}
+
+
+def latex_text(markdown: str) -> str:
+    """A Markdown caption as LaTeX text: emphasis and code marks dropped, specials escaped."""
+    plain = markdown.replace("**", "").replace("`", "")
+    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in plain)
+
+
 def _write_table(table: pd.DataFrame, stem: Path, caption: str) -> list[Path]:
     shown = _display(table)
     md, csv, tex = stem.with_suffix(".md"), stem.with_suffix(".csv"), stem.with_suffix(".tex")
     table.to_csv(csv, index=False)
     md.write_text(f"{caption}\n\n{shown.to_markdown(index=False)}\n")
-    tex.write_text(shown.to_latex(index=False, caption=caption.replace("%", r"\%"), label=f"tab:{stem.name}", escape=True))
+    tex.write_text(shown.to_latex(index=False, caption=latex_text(caption), label=f"tab:{stem.name}", escape=True))
     return [md, csv, tex]
 
 

@@ -330,10 +330,6 @@ def test_log_scale_binning():
     assert _bounds(names[-1])[1] == pytest.approx(values.max(), rel=6e-2)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "level_labels rounds the quantile edges to 2 significant digits (_nice), so a float "
-    "factor whose range is narrow relative to its magnitude collapses into one bin: "
-    "40 values linspace(0.990, 0.999) give the single level '[0.99, 1]' instead of 4 bins"))
 def test_narrow_range_still_gets_four_bins():
     values = pd.Series(np.linspace(0.990, 0.999, 40))
     labels = level_labels(values, FactorInfo("beta2", "float"))
@@ -506,10 +502,6 @@ def test_numeric_baseline_selects_the_bin_that_holds_it():
     assert t.reference == "[0.5, 1]" and t.reference_why == "bin holding the spec's baseline 0.7"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "reference_level tests `lo <= baseline <= hi` on half-open bins: a numeric baseline on an inner "
-    "edge (lr: 0.001 with bins [1e-4, 1e-3, 1e-2]) picks '[0.0001, 0.001)', the bin that excludes it, "
-    "while the trials with lr=0.001 are labelled '[0.001, 0.01]'"))
 def test_numeric_baseline_on_a_bin_edge():
     lr = FactorInfo("lr", "float", log=True)
     values = [0.0002, 0.0005, 0.001, 0.001, 0.002, 0.005]
@@ -524,10 +516,6 @@ def test_numeric_baseline_on_a_bin_edge():
     assert ab.tables[0].reference == "[0.001, 0.01]"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "level_labels formats float values with '{:.3g}' but reference_level/_level_order use str(): "
-    "a categorical factor with choices [0.5, 1.0, 2.0] and baseline 1.0 labels its trials '1' "
-    "while the reference is '1.0', so no level is the reference and no p-value is computed"))
 def test_categorical_float_choices_with_a_baseline():
     w = FactorInfo("w", "categorical", (0.5, 1.0, 2.0))
     rows, history = [], []
@@ -543,10 +531,6 @@ def test_categorical_float_choices_with_a_baseline():
     assert t.table["p"].notna().sum() == 2
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "a conditional int factor comes as floats (NaN where not sampled) and level_labels formats "
-    "them with '{:.3g}': 1024 becomes '1.02e+03' (1000 and 1004 would both become '1e+03'), "
-    "so its levels read '256', '512', '1.02e+03' and a spec baseline of 1024 matches none of them"))
 def test_conditional_int_factor_labels_and_baseline():
     hidden = FactorInfo("hidden", "int", when={"shape": ("b", "c")})
     rows, history = [], []
@@ -563,11 +547,6 @@ def test_conditional_int_factor_labels_and_baseline():
     assert (ab.tables[0].reference, ab.tables[0].reference_why) == ("1024", "baseline in the spec")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "reference_level parses every label starting with '[' or '(' as a bin, including "
-    "'(not sampled)': a numeric baseline that no bin holds, for a conditional factor with "
-    "unsampled trials (mdn_ramp with ablation.baseline {ramp_shape: constant, initial_weight: 1.0}), "
-    "crashes build_ablation with ValueError: could not convert string to float: 'not sampled'"))
 def test_numeric_baseline_outside_the_bins_of_a_conditional_factor():
     shapes = FactorInfo("ramp_shape", "categorical", ("constant", "step", "linear", "exponential"))
     weight = FactorInfo("initial_weight", "float", log=True, when={"ramp_shape": ("step", "linear", "exponential")})

@@ -387,10 +387,6 @@ def test_run_json_without_spec_copy(tmp_path: Path) -> None:
         driver.spec_of_run(run_dir)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "write._write_table escapes only '%' in the LaTeX caption: the ablation and confirmation "
-    "captions keep raw '_' (at_rung, full_budget, p_holm, ramp_shape), Markdown '**'/backticks "
-    "and '<', so \\caption{...} in tables/ablation_<factor>.tex does not compile ('Missing $ inserted')"))
 def test_tex_captions_are_valid_latex(report) -> None:
     run_dir, _, _ = report
     for path in sorted((run_dir / "tables").glob("*.tex")):
@@ -444,14 +440,9 @@ def test_load_trials_repeated_epoch_and_partial_line(tmp_path: Path) -> None:
 
 
 def _tune_trial_id_attr() -> str:
-    """studies.optuna_bridge.TUNE_TRIAL_ID_ATTR, read from the source (importing the module imports Ray)."""
-    import studies
+    from studies.run_folder import TUNE_TRIAL_ID_ATTR
 
-    tree = ast.parse((Path(studies.__file__).parent / "optuna_bridge.py").read_text())
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "TUNE_TRIAL_ID_ATTR" for t in node.targets):
-            return ast.literal_eval(node.value)
-    raise AssertionError("TUNE_TRIAL_ID_ATTR not found")
+    return TUNE_TRIAL_ID_ATTR
 
 
 def _write_optuna_db(run_dir: Path, epochs: dict[str, int], attr: str) -> None:
@@ -481,13 +472,8 @@ def optuna_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str
 
 
 def test_load_trials_with_optuna_db(optuna_run, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Optuna's states name how each trial ended. studies.optuna_bridge is replaced by
-    its one constant so that Ray is not imported (see test_load_trials_does_not_need_ray)."""
+    """Optuna's states name how each trial ended."""
     run_dir, epochs = optuna_run
-    attr = _tune_trial_id_attr()
-    stub = types.ModuleType("studies.optuna_bridge")
-    stub.TUNE_TRIAL_ID_ATTR = attr
-    monkeypatch.setitem(sys.modules, "studies.optuna_bridge", stub)
     run = load_trials(run_dir, metric="val_mse", mode="min", params=FACTORS, max_epochs=MAX_EPOCHS)
     t = run.trials.set_index("trial_id")
     assert t.loc[FAILED_ID, "status"] == STATUS_FAILED and t.loc[FAILED_ID, "optuna_state"] == "FAIL"
@@ -497,14 +483,8 @@ def test_load_trials_with_optuna_db(optuna_run, monkeypatch: pytest.MonkeyPatch)
     assert run.trials["optuna_number"].tolist() == list(range(len(epochs)))
     # Parameters come from Optuna's record (only what was sampled).
     assert t["initial_weight"].isna().all() and t["ramp_shape"].notna().all()
-    assert "ray" not in sys.modules
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "load_trials is documented as Ray-free, but on any real run folder (one with optuna.db) "
-    "_optuna_trials does `from studies.optuna_bridge import TUNE_TRIAL_ID_ATTR`, and "
-    "studies.optuna_bridge imports ray.tune.search.optuna: with Ray unavailable the report fails "
-    "with ModuleNotFoundError, and with Ray installed every --report pays Ray's import"))
 def test_load_trials_does_not_need_ray(optuna_run, monkeypatch: pytest.MonkeyPatch) -> None:
     run_dir, epochs = optuna_run
     monkeypatch.delitem(sys.modules, "studies.optuna_bridge", raising=False)

@@ -146,8 +146,8 @@ def test_bundled_mdn_ramp_space_parses():
     assert list(by_name) == ["ramp_shape", "initial_weight", "ramp_start", "ramp_length", "lr"]
     assert by_name["ramp_shape"].distribution() == CategoricalDistribution(("constant", "step", "linear", "exponential"))
     assert by_name["initial_weight"].distribution() == FloatDistribution(0.01, 0.5, log=True)
-    assert by_name["ramp_start"].distribution() == FloatDistribution(0.0, 0.6)
-    assert by_name["ramp_length"].distribution() == FloatDistribution(0.1, 0.6)
+    assert by_name["ramp_start"].distribution() == FloatDistribution(0.0, 0.5)
+    assert by_name["ramp_length"].distribution() == FloatDistribution(0.1, 0.4)
     assert by_name["lr"].distribution() == FloatDistribution(3e-4, 3e-3, log=True)
     assert by_name["initial_weight"].when == {"ramp_shape": ("step", "linear", "exponential")}
     assert by_name["ramp_length"].when == {"ramp_shape": ("linear", "exponential")}
@@ -184,7 +184,7 @@ def test_define_by_run_conditional_parameters():
         if "initial_weight" in t:
             assert 0.01 <= t["initial_weight"] <= 0.5
         if "ramp_length" in t:
-            assert 0.1 <= t["ramp_length"] <= 0.6
+            assert 0.1 <= t["ramp_length"] <= 0.4
 
 
 def test_define_by_run_chained_conditions_and_types():

@@ -67,7 +67,7 @@ def test_bundled_spec_loads():
     assert spec.family_info is not None and spec.family_info.name == "mdn_motion"
     assert (spec.metric, spec.mode, spec.seed) == ("val_mse", "min", 0)
     b = spec.budget
-    assert (b.max_epochs, b.grace_period, b.reduction_factor, b.num_samples, b.checkpoint_every, b.max_failures) == (18, 2, 3.0, 40, 3, 2)
+    assert (b.max_epochs, b.grace_period, b.reduction_factor, b.num_samples, b.checkpoint_every, b.max_failures) == (18, 2, 3.0, 48, 3, 2)
     assert isinstance(b.reduction_factor, float)
     assert (spec.resources.cpus_per_trial, spec.resources.gpus_per_trial, spec.resources.max_concurrent) == (1.0, 0.0, 0)
     assert spec.config["num_sequences"] == 256 and spec.config["d_model"] == 48
@@ -75,7 +75,8 @@ def test_bundled_spec_loads():
     assert [p.name for p in spec.params] == PARAM_NAMES
     assert spec.ablation.factors == PARAM_NAMES
     assert spec.ablation.baseline == {"ramp_shape": "constant"}
-    assert spec.ablation.confirm.enabled is False and spec.ablation.confirm.top_k == 3
+    assert spec.ablation.confirm.enabled is True and spec.ablation.confirm.top_k == 2
+    assert load_spec(BUNDLED_SPEC, smoke=True).ablation.confirm.enabled is False
     assert spec.description.startswith("Does ramping")
     tc = spec.trial_config()
     assert tc["max_epochs"] == 18 and tc["seed"] == 0 and tc["checkpoint_every"] == 3 and tc["cpus_per_trial"] == 1.0
