@@ -638,7 +638,3 @@ def test_factor_table_directly():
     assert r["mean"] == pytest.approx(c.mean()) and r["median"] == pytest.approx(c.median()) and r["best"] == pytest.approx(c.min())
     assert r["ci95"] == pytest.approx(stats.t.ppf(0.975, 19) * c.std(ddof=1) / math.sqrt(20))
     assert r["sig"] == "**" and r["p_holm"] < 0.01
-
-
-def test_no_ray():
-    assert "ray" not in sys.modules
