@@ -204,7 +204,7 @@ def test_parse_override_keeps_quoted_strings():
         ("config.d_model=30", "config", "`d_model` (30) must be divisible by `n_heads` (4)"),
         ("mode=maximize", "mode", "expected min or max, found 'maximize'"),
         ("mode=MIN", "mode", "expected min or max"),
-        ("family=nope", "family", "unknown family 'nope' (known: mdn_motion)"),
+        ("family=nope", "family", "unknown family 'nope' (known: mdn_motion,"),
         ("trainable=pkg.mod:fn", "family", "give exactly one of `family`"),
         ("metric=", "metric", "expected the name of a reported metric"),
         ("seed=-1", "seed", "non-negative integer"),
