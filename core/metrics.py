@@ -41,3 +41,25 @@ def sample_diversity(samples: torch.Tensor) -> float:
             total += float((samples[i] - samples[j]).norm(dim=-1).mean())
             pairs += 1
     return total / pairs
+
+
+def psnr(pred: torch.Tensor, target: torch.Tensor, *, data_range: float = 1.0, dims: int = 3, eps: float = 1e-10) -> torch.Tensor:
+    """Peak signal-to-noise ratio in dB of each image, ``10 log10(R^2 / MSE)``.
+
+    ``data_range`` R is the span of valid pixel values (1.0 for frames in
+    [0, 1], 255 for 8-bit images). The MSE is taken over the last ``dims``
+    axes (3: one figure per (C, H, W) image) and floored at ``eps`` so
+    identical images give a finite 10 log10(R^2 / eps) (100 dB for R = 1)
+    instead of inf. Returns the leading shape, e.g. (B, T) for (B, T, C, H, W).
+    """
+    err = (pred.float() - target.float()).pow(2)
+    mse = err.mean(dim=tuple(range(err.dim() - dims, err.dim()))) if dims > 0 else err
+    return 10.0 * torch.log10(data_range**2 / mse.clamp_min(eps))
+
+
+def psnr_per_frame(pred: torch.Tensor, target: torch.Tensor, *, data_range: float = 1.0, eps: float = 1e-10) -> torch.Tensor:
+    """PSNR curve over the frames of (B, T, C, H, W) clips: each frame's PSNR
+    (see :func:`psnr`) averaged over the B clips, shape (T,). Averaging dB per
+    image, not pooling the MSE, is the usual video-prediction convention
+    (e.g. Denton & Fergus 2018, SVG)."""
+    return psnr(pred, target, data_range=data_range, dims=3, eps=eps).mean(dim=0)

@@ -90,3 +90,53 @@ def kl_beta(
         position = (progress * cycles) % 1.0
         return ramp_weight(position, shape="linear", initial_weight=0.0, ramp_start=0.0, ramp_length=ratio)
     raise ValueError(f"The value of `kind` is {kind!r}, but must be one of ('none', 'monotonic', 'cyclical')")
+
+
+KL_ANNEAL_KINDS = ("none", "monotonic", "cyclical")
+
+
+def kl_beta_epochs(epoch: float, *, kind: str, cycle_epochs: float, ratio: float = 0.5) -> float:
+    """KL weight with the cycle given in epochs (Fu et al. 2019), not in cycles per run.
+
+    ``epoch`` is the (fractional, 0-based) number of epochs trained so far, e.g.
+    ``epoch + batch / num_batches`` for a per-iteration schedule as in the paper.
+    It is :func:`kl_beta` on a clock that counts cycles instead of the budget
+    (``progress = epoch / cycle_epochs`` with one cycle per unit), so a cycle of
+    4 epochs is the same curve in a 4-epoch smoke run and a 40-epoch study:
+
+    - ``none``: 1 throughout (no annealing: the baseline);
+    - ``monotonic``: the first cycle only, i.e. linear 0 -> 1 over the first
+      ``ratio * cycle_epochs`` epochs, then 1 for the rest of training;
+    - ``cyclical``: every ``cycle_epochs`` epochs beta restarts at 0, rises
+      linearly to 1 over the first ``ratio`` of the cycle and stays at 1.
+    """
+    if kind not in KL_ANNEAL_KINDS:
+        raise ValueError(f"The value of `kind` is {kind!r}, but must be one of {KL_ANNEAL_KINDS}")
+    if cycle_epochs <= 0:
+        raise ValueError(f"The value of `cycle_epochs` is {cycle_epochs}, but must be `cycle_epochs > 0`")
+    if not 0.0 <= ratio <= 1.0:
+        raise ValueError(f"The value of `ratio` is {ratio}, but must be 0 <= ratio <= 1")
+    return kl_beta(epoch / cycle_epochs, kind=kind, cycles=1.0, ratio=ratio)
+
+
+def teacher_forcing_ratio(epoch: int, tfr: float, tfr_sde: int, tfr_d_step: float, lower: float = 0.0) -> float:
+    """Probability of teacher forcing (feeding the ground-truth previous frame
+    instead of the model's own prediction) in 0-based epoch ``epoch``.
+
+    Scheduled sampling (Bengio et al. 2015) with a linear decay in epochs, as in
+    the CVAE video-prediction recipe this family follows: ``tfr`` up to and
+    including the decay start epoch ``tfr_sde``, then ``tfr_d_step`` less for
+    each epoch after it, never below ``lower``::
+
+        ratio(epoch) = max(lower, tfr - tfr_d_step * max(0, epoch - tfr_sde))
+
+    (``lower`` only bounds the decay: a ``tfr`` already below it is kept.)
+    """
+    if not 0.0 <= tfr <= 1.0:
+        raise ValueError(f"The value of `tfr` is {tfr}, but must be 0 <= tfr <= 1")
+    if tfr_d_step < 0.0:
+        raise ValueError(f"The value of `tfr_d_step` is {tfr_d_step}, but must be >= 0")
+    if not 0.0 <= lower <= 1.0:
+        raise ValueError(f"The value of `lower` is {lower}, but must be 0 <= lower <= 1")
+    decayed = tfr - tfr_d_step * max(0, epoch - tfr_sde)
+    return max(min(lower, tfr), decayed)

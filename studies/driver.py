@@ -91,6 +91,8 @@ def run_study(options: RunOptions) -> int:
 
     run_dir, spec = _prepare_run_dir(options)
     data = load_family_data(spec, options.data, options.cache_dir)   # validated before Ray starts
+    if spec.trainable and options.data:
+        spec.config["data_path"] = str(Path(options.data).resolve())  # a user trainable reads its own file
     if spec.trainable:
         tuner_mod.import_trainable(spec.trainable)
     started = time.time()

@@ -1,6 +1,7 @@
-"""Plain-line progress for a running study: one line when a trial ends, and a
-status line at most every ``every_s`` seconds (readable in a terminal, in CI
-logs and in ``ray job logs`` alike)."""
+"""Progress of a running study: one line when a trial ends, and a status line
+(trials ended and running, best so far, ETA). On a terminal the status line
+is redrawn in place every second; when output is not a terminal (CI, ``ray job
+logs``, a file) it degrades to a plain line at most every ``every_s`` seconds."""
 
 from __future__ import annotations
 
@@ -25,8 +26,19 @@ class ProgressLines(Callback):
         self.ended_ids: set[str] = set()
         self.epochs_done = 0
 
-    def _print(self, text: str) -> None:
-        print(f"[{time.time() - self.start:6.0f} s] {text}", file=self.stream or sys.stdout, flush=True)
+    def _live(self) -> bool:
+        stream = self.stream or sys.stdout
+        return bool(getattr(stream, "isatty", lambda: False)())
+
+    def _print(self, text: str, *, status: bool = False) -> None:
+        stream = self.stream or sys.stdout
+        line = f"[{time.time() - self.start:6.0f} s] {text}"
+        if self._live():
+            # Clear the live status line, then print; a status line stays open for the next redraw.
+            stream.write("\r\033[K" + line + ("" if status else "\n"))
+            stream.flush()
+        else:
+            print(line, file=stream, flush=True)
 
     def _better(self, value: float) -> bool:
         if self.best is None:
@@ -60,7 +72,7 @@ class ProgressLines(Callback):
 
     def _status(self, trials: list, force: bool = False) -> None:
         now = time.time()
-        if not force and now - self.last_print < self.every_s:
+        if not force and now - self.last_print < (1.0 if self._live() else self.every_s):
             return
         self.last_print = now
         running = sum(1 for t in trials if t.status == "RUNNING" and t.trial_id not in self.ended_ids)
@@ -70,4 +82,9 @@ class ProgressLines(Callback):
         eta = ""
         if 0 < done < self.num_samples:
             eta = f", ~{elapsed / done * (self.num_samples - done):.0f} s left at this pace"
-        self._print(f"{done}/{self.num_samples} trials ended, {running} running, {self.epochs_done} trial-epochs; {best}{eta}")
+        self._print(f"{done}/{self.num_samples} trials ended, {running} running, {self.epochs_done} trial-epochs; {best}{eta}",
+                    status=True)
+
+    def on_experiment_end(self, trials: list, **info: Any) -> None:
+        if self._live():
+            (self.stream or sys.stdout).write("\n")

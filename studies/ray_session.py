@@ -72,10 +72,11 @@ def ray_session(address: str | None, *, num_cpus: int | None = None, num_gpus: i
     else:
         # Local workers inherit the driver's environment: make this checkout
         # importable in them even when it is not pip-installed.
-        root = str(Path(__file__).resolve().parents[1])
+        # The working directory too: a user's own trainable module is found there.
         paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-        if root not in paths:
-            os.environ["PYTHONPATH"] = os.pathsep.join([root, *paths])
+        wanted = [p for p in (str(Path(__file__).resolve().parents[1]), os.getcwd()) if p not in paths]
+        if wanted:
+            os.environ["PYTHONPATH"] = os.pathsep.join([*wanted, *paths])
         ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
                  logging_level=logging.WARNING, logging_config=_worker_logging())
     try:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import math
+import os
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -25,6 +27,8 @@ def import_trainable(target: str) -> Callable[..., Any]:
     """``package.module:function`` -> the function (imported here, on the driver,
     so a typo fails before any trial starts)."""
     module_name, _, attr = target.partition(":")
+    if os.getcwd() not in sys.path:  # "importable from the working directory", as on the workers
+        sys.path.append(os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

@@ -111,3 +111,43 @@ def plot_confirmation(runs: pd.DataFrame, metric: str, out: Path) -> Path:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def per_frame_groups(history: pd.DataFrame) -> dict[str, list[str]]:
+    """Metrics reported as a curve over frames (``<name>_frame_01``, ``_02``, ...), by name."""
+    groups: dict[str, list[str]] = {}
+    for col in history.columns:
+        base, sep, idx = col.rpartition("_frame_")
+        if sep and idx.isdigit():
+            groups.setdefault(base, []).append(col)
+    return {b: sorted(cols, key=lambda c: int(c.rpartition("_frame_")[2])) for b, cols in groups.items() if len(cols) >= 2}
+
+
+def plot_per_frame(run: RunTrials, name: str, columns: list[str], best_ids: list[str], baseline_ids: list[str], out: Path) -> tuple[Path, pd.DataFrame]:
+    """A per-frame curve (e.g. PSNR over a generated clip) at each trial's last
+    epoch, for the best trials and the best baseline trials."""
+    h = run.history
+    last = h.sort_values("epoch").groupby("trial_id").tail(1).set_index("trial_id")
+    frames = [int(c.rpartition("_frame_")[2]) for c in columns]
+    rows = []
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for i, tid in enumerate(best_ids):
+        if tid in last.index:
+            y = last.loc[tid, columns].astype(float).to_numpy()
+            ax.plot(frames, y, marker="o", ms=3, color=f"C{i}", label=f"#{i + 1} {tid} (epoch {int(last.loc[tid, 'epoch'])})")
+            rows.append({"trial_id": tid, "role": f"best #{i + 1}", "epoch": int(last.loc[tid, "epoch"]), **dict(zip(columns, y))})
+    for j, tid in enumerate(baseline_ids):
+        if tid in last.index:
+            y = last.loc[tid, columns].astype(float).to_numpy()
+            ax.plot(frames, y, ls="--", color="0.4", label="baseline" if j == 0 else None)
+            rows.append({"trial_id": tid, "role": "baseline", "epoch": int(last.loc[tid, "epoch"]), **dict(zip(columns, y))})
+    ax.set_xlabel("frame of the generated clip")
+    ax.set_ylabel(name)
+    ax.set_title(f"{name} per frame at each trial's last epoch", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = out / f"{name}_per_frame.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path, pd.DataFrame(rows)

@@ -18,6 +18,7 @@ from studies.report.budget import budget_table
 from studies.report.confirmation import ConfirmationResult, load_confirmation
 from studies.report.importance import param_importances
 from studies.report.trials import STATUS_COMPLETE, RunTrials
+from studies.report.tensorboard_hparams import write_hparams
 from studies.report.trials_table import write_trials_table
 
 CAPTION_STATS = ("Mean ± 95% t-interval; each level vs the reference level by a two-sided Mann-Whitney U test, "
@@ -198,6 +199,12 @@ def write_report(run_dir: Path, run: RunTrials, *, spec: Any, info: dict[str, An
         base_mask &= run.trials[key] == value
     base_ids = order[base_mask.reindex(order.index)]["trial_id"].head(2).tolist() if a.baseline else []
     written.append(plots.plot_learning_curves(run, spec.metric, spec.mode, best_ids, base_ids, plots_dir))
+    choices = {p.name: list(p.choices) for p in spec.params if p.type == "categorical"}
+    written.append(write_hparams(run_dir, run, metric=spec.metric, choices=choices))
+    for name, columns in plots.per_frame_groups(run.history).items():
+        path, curve = plots.plot_per_frame(run, name, columns, best_ids, base_ids, plots_dir)
+        curve.to_csv(tables_dir / f"{name}_per_frame.csv", index=False)
+        written += [path, tables_dir / f"{name}_per_frame.csv"]
     if importances["importance"].notna().any():
         written.append(plots.plot_importances(importances, plots_dir))
     if confirmation is not None and confirmation.runs is not None and not confirmation.runs.empty:

@@ -24,12 +24,17 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> tupl
 
 def test_run_folder_has_everything(smoke_run: tuple[Path, str]) -> None:
     run_dir, stdout = smoke_run
-    for name in ("run.json", "spec.yaml", "search_space.yaml", "optuna.db", "tuner.pkl", "tables/trials.csv", "tables/trials.md"):
+    for name in ("run.json", "spec.yaml", "search_space.yaml", "optuna.db", "tuner.pkl", "tables/trials.csv", "tables/trials.md",
+                 "tables/ablation.md", "tables/ablation.csv", "tables/importance.md", "tables/budget.md",
+                 "tables/ablation_ramp_shape.tex", "plots/factors.png", "plots/learning_curves.png"):
         assert (run_dir / name).is_file(), name
     info = json.loads((run_dir / "run.json").read_text())
     assert info["status"] == "finished"
     assert info["invocation"]["smoke"] is True
     assert "wrote" in stdout and str(run_dir) in stdout
+    report = (run_dir / "tables" / "ablation.md").read_text()
+    assert report.startswith("# mdn_ramp: ablation report\n\n(lower val_mse is better) ")
+    assert "ramp_shape" in report.split("\n\n")[1]  # the answer paragraph names the question's factor
 
 
 def test_trials_table(smoke_run: tuple[Path, str]) -> None:
@@ -95,3 +100,31 @@ def test_runs_listing(smoke_run: tuple[Path, str]) -> None:
     run_dir, _ = smoke_run
     proc = run_cli("mdn_ramp", "--runs", "--storage", str(run_dir.parent.parent))
     assert proc.returncode == 0 and "smoke-e2e" in proc.stdout and "finished" in proc.stdout
+
+
+def test_tensorboard_hparams_view(smoke_run: tuple[Path, str]) -> None:
+    """TensorBoard's own event reader sees one HParams session per trial, with the
+    sampled parameters and the final metrics."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    run_dir, _ = smoke_run
+    table = pd.read_csv(run_dir / "tables" / "trials.csv").set_index("trial_id")
+    sessions = sorted((run_dir / "hparams").iterdir())
+    assert len(sessions) == len(table)
+    for session in sessions:
+        ea = EventAccumulator(str(session))
+        ea.Reload()
+        assert {"hparams/val_mse", "hparams/best_val_mse", "hparams/epochs"} <= set(ea.Tags()["scalars"])
+        content = {tag: plugin_data_pb2.HParamsPluginData.FromString(raw) for tag, raw in ea.PluginTagToContent("hparams").items()}
+        experiment = content["_hparams_/experiment"].experiment
+        assert {h.name for h in experiment.hparam_infos} <= {"ramp_shape", "initial_weight", "ramp_start", "ramp_length", "lr", "status"}
+        start = content["_hparams_/session_start_info"].session_start_info
+        assert start.hparams["ramp_shape"].string_value == table.loc[session.name, "ramp_shape"]
+        assert start.hparams["lr"].number_value == pytest.approx(table.loc[session.name, "lr"])
+        assert ea.Scalars("hparams/epochs")[-1].value == table.loc[session.name, "epochs"]
+    # Ray Tune's own per-trial scalars are kept.
+    trial_dir = next(run_dir.glob("trial_*"))
+    ea = EventAccumulator(str(trial_dir))
+    ea.Reload()
+    assert "ray/tune/val_mse" in ea.Tags()["scalars"]

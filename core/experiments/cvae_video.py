@@ -1,0 +1,251 @@
+"""The ``cvae_video`` family: pose-conditioned next-frame prediction with a CVAE.
+
+Per training clip, every frame t >= 1 is predicted from the previous frame
+(the true one under teacher forcing, else the model's own prediction), the
+pose map of frame t and a latent z_t from the posterior q(z | x_t, p_t):
+
+    loss = sum over frames t of [ MSE(x_hat_t, x_t) + beta * KL(q(z_t | x_t, p_t) || N(0, I)) ]
+
+averaged over the clips of a batch; the MSE is the pixel mean of a frame, the
+KL is summed over the latent's dimensions (the convention of the CVAE
+video-prediction recipe this family follows). beta follows
+:func:`core.schedules.kl_beta_epochs` (none / monotonic / cyclical, Fu et al.
+2019), evaluated per batch on the fractional epoch as in the paper. Each clip
+is teacher-forced or not as a whole, with probability
+:func:`core.schedules.teacher_forcing_ratio` of the epoch. For the first
+``fast_train_epochs`` epochs, training uses a random window of
+``fast_train_frames`` frames of each clip ("fast train": cheaper epochs while
+the model learns the easy part).
+
+Validation generates every validation clip autoregressively from its first
+frame with z ~ N(0, I) and reports the PSNR of each generated frame averaged
+over clips (``val_psnr_frame_01`` .. ``val_psnr_frame_{T-1}``, frame k being
+clip frame k) and their mean ``val_psnr``, the study metric.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from core.config import ConfigError, config_from_dict
+from core.data.hdf5 import cached_hdf5, load_hdf5
+from core.data.video import SCHEMA, check_video_arrays, generate_video
+from core.metrics import psnr_per_frame
+from core.models.cvae import CvaeConfig, CvaeVideo, gaussian_kl
+from core.schedules import KL_ANNEAL_KINDS, kl_beta_epochs, teacher_forcing_ratio
+
+
+@dataclass
+class CvaeVideoConfig:
+    # data (synthetic generator; ignored by a user's --data file except the split)
+    num_clips: int = 160
+    clip_length: int = 10
+    frame_size: int = 32
+    channels: int = 3
+    noise: float = 0.01
+    data_seed: int = 0
+    val_fraction: float = 0.2
+    # model
+    width: int = 16
+    z_channels: int = 4
+    # optimisation
+    lr: float = 2e-3
+    batch_size: int = 16
+    grad_clip: float = 1.0
+    amp: bool = True          # bfloat16 autocast on CUDA (ignored on CPU)
+    seed: int = 0
+    max_epochs: int = 15
+    # KL annealing (core.schedules.kl_beta_epochs); the cycle is in epochs
+    kl_anneal_type: str = "none"
+    kl_anneal_cycle: float = 4.0
+    kl_anneal_ratio: float = 0.5
+    # teacher forcing (core.schedules.teacher_forcing_ratio), decided per clip
+    tfr: float = 0.0
+    tfr_sde: int = 0
+    tfr_d_step: float = 0.0
+    tfr_lower: float = 0.0
+    # fast train: shorter clips for the first epochs (0: off)
+    fast_train_epochs: int = 0
+    fast_train_frames: int = 4
+    # validation
+    val_batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        if self.kl_anneal_type not in KL_ANNEAL_KINDS:
+            raise ConfigError(f"`kl_anneal_type` is {self.kl_anneal_type!r}, expected one of {list(KL_ANNEAL_KINDS)}")
+        if not self.kl_anneal_cycle > 0:
+            raise ConfigError(f"`kl_anneal_cycle` is {self.kl_anneal_cycle}, expected > 0 (epochs)")
+        if not 0.0 < self.kl_anneal_ratio <= 1.0:
+            raise ConfigError(f"`kl_anneal_ratio` is {self.kl_anneal_ratio}, expected 0 < kl_anneal_ratio <= 1")
+        for name in ("tfr", "tfr_lower"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(f"`{name}` is {getattr(self, name)}, expected 0 <= {name} <= 1")
+        if self.tfr_d_step < 0:
+            raise ConfigError(f"`tfr_d_step` is {self.tfr_d_step}, expected >= 0")
+        if self.tfr_sde < 0 or self.fast_train_epochs < 0:
+            raise ConfigError(f"`tfr_sde` is {self.tfr_sde} and `fast_train_epochs` {self.fast_train_epochs}, expected both >= 0")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"`val_fraction` is {self.val_fraction}, expected 0 < val_fraction < 1")
+        if self.channels not in (1, 3):
+            raise ConfigError(f"`channels` is {self.channels}, expected 1 or 3")
+        if self.frame_size < 8 or self.frame_size % 4:
+            raise ConfigError(f"`frame_size` is {self.frame_size}, expected a multiple of 4, >= 8")
+        if self.width < 2 or self.width % 2:
+            raise ConfigError(f"`width` is {self.width}, expected an even number >= 2")
+        if self.noise < 0:
+            raise ConfigError(f"`noise` is {self.noise}, expected >= 0")
+        for name in ("clip_length", "fast_train_frames"):
+            if getattr(self, name) < 2:
+                raise ConfigError(f"`{name}` is {getattr(self, name)}, expected >= 2")
+        if self.clip_length > 99:
+            raise ConfigError(f"`clip_length` is {self.clip_length}, expected <= 99 (metric names have two digits)")
+        for name in ("max_epochs", "batch_size", "val_batch_size", "num_clips", "z_channels"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"`{name}` is {getattr(self, name)}, expected >= 1")
+
+
+def load_data(config: CvaeVideoConfig, *, data_path: str | None, cache_dir: str | Path) -> dict[str, np.ndarray]:
+    """A user's HDF5 file, or the synthetic set from (and into) the cache."""
+    if data_path is None:
+        params = dict(num_clips=config.num_clips, clip_length=config.clip_length, frame_size=config.frame_size,
+                      channels=config.channels, noise=config.noise, seed=config.data_seed)
+        data_path = str(cached_hdf5(cache_dir, "video", params, lambda: generate_video(**params), SCHEMA))
+    arrays = load_hdf5(data_path, SCHEMA)
+    check_video_arrays(arrays, data_path)
+    return arrays
+
+
+def psnr_metric_name(frame: int) -> str:
+    """``val_psnr_frame_01`` for clip frame 1 (the first generated frame)."""
+    return f"val_psnr_frame_{frame:02d}"
+
+
+class CvaeVideoExperiment:
+    def __init__(self, config: CvaeVideoConfig, arrays: dict[str, np.ndarray], device: torch.device | str = "cpu"):
+        self.config = c = config
+        self.device = torch.device(device)
+        torch.manual_seed(c.seed)
+        n, T, C = arrays["frames"].shape[:3]
+        if T > 100:
+            raise ConfigError(f"the data's clips have {T} frames, expected <= 100 (metric names have two digits)")
+        with warnings.catch_warnings():  # read-only arrays from Ray's object store: shared, never written
+            warnings.simplefilter("ignore", UserWarning)
+            self.frames = torch.as_tensor(arrays["frames"], device=self.device)          # (N, T, C, H, W)
+            self.pose_maps = torch.as_tensor(arrays["pose_maps"], device=self.device)    # (N, T, P, H, W)
+        order = np.random.default_rng(c.data_seed).permutation(n)
+        n_val = max(1, int(math.ceil(c.val_fraction * n)))
+        if n_val >= n:
+            raise ConfigError(f"`val_fraction` {c.val_fraction} leaves no training clip out of {n}")
+        self.val_idx = torch.as_tensor(np.sort(order[:n_val]), device=self.device)
+        self.train_idx = torch.as_tensor(np.sort(order[n_val:]), device=self.device)
+        self.model = CvaeVideo(CvaeConfig(channels=C, pose_channels=self.pose_maps.shape[2],
+                                          width=c.width, z_channels=c.z_channels)).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=c.lr)
+
+    def _autocast(self) -> torch.autocast | contextlib.nullcontext:
+        """bfloat16 convolutions on a GPU; losses and PSNR in float32."""
+        if self.device.type == "cuda" and self.config.amp:
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def kl_beta(self, epoch: float) -> float:
+        c = self.config
+        return kl_beta_epochs(epoch, kind=c.kl_anneal_type, cycle_epochs=c.kl_anneal_cycle, ratio=c.kl_anneal_ratio)
+
+    def teacher_forcing(self, epoch: int) -> float:
+        c = self.config
+        return teacher_forcing_ratio(epoch, c.tfr, c.tfr_sde, c.tfr_d_step, lower=c.tfr_lower)
+
+    def train_frames(self, epoch: int) -> int:
+        """Frames per training clip in ``epoch`` (shorter while fast-training)."""
+        T = self.frames.shape[1]
+        c = self.config
+        return min(T, c.fast_train_frames) if epoch < c.fast_train_epochs else T
+
+    def clip_loss(self, frames: torch.Tensor, pose_maps: torch.Tensor, teacher: torch.Tensor, beta: float) -> dict[str, torch.Tensor]:
+        """Loss of (B, L, C, H, W) clips: per-frame MSE and KL summed over the L-1
+        predicted frames, averaged over clips; also the per-frame means."""
+        with self._autocast():
+            pred, mu, logvar = self.model.forward_clip(frames, pose_maps, teacher)
+        pred, mu, logvar = pred.float(), mu.float(), logvar.float()
+        mse = (pred - frames[:, 1:]).pow(2).flatten(2).mean(dim=2)          # (B, L-1)
+        kl = gaussian_kl(mu.flatten(0, 1), logvar.flatten(0, 1)).unflatten(0, mse.shape)  # (B, L-1)
+        loss = (mse + beta * kl).sum(dim=1).mean()
+        return {"loss": loss, "mse": mse.mean(), "kl": kl.mean()}
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        c = self.config
+        self.model.train()
+        torch.manual_seed(c.seed * 100_003 + epoch)  # reparameterisation noise: same epoch, same draws, even after a resume
+        gen = torch.Generator().manual_seed(c.seed * 100_003 + epoch)   # shuffling, teacher forcing, windows
+        order = self.train_idx[torch.randperm(len(self.train_idx), generator=gen).to(self.device)]
+        tfr = self.teacher_forcing(epoch)
+        L, T = self.train_frames(epoch), self.frames.shape[1]
+        n_batches = math.ceil(len(order) / c.batch_size)
+        sums = {"loss": 0.0, "mse": 0.0, "kl": 0.0, "beta": 0.0, "teacher": 0.0}
+        for b in range(n_batches):
+            idx = order[b * c.batch_size : (b + 1) * c.batch_size]
+            teacher = (torch.rand(len(idx), generator=gen) < tfr).to(self.device)      # (B,) per clip
+            start = torch.randint(0, T - L + 1, (len(idx),), generator=gen).to(self.device)
+            window = start[:, None] + torch.arange(L, device=self.device)[None]         # (B, L)
+            frames = self.frames[idx[:, None], window]                                   # (B, L, C, H, W)
+            pose_maps = self.pose_maps[idx[:, None], window]                             # (B, L, P, H, W)
+            beta = self.kl_beta(epoch + b / n_batches)
+            terms = self.clip_loss(frames, pose_maps, teacher, beta)
+            self.optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            if c.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
+            self.optimizer.step()
+            for k in ("loss", "mse", "kl"):
+                sums[k] += float(terms[k].detach())
+            sums["beta"] += beta
+            sums["teacher"] += float(teacher.float().mean())
+        out = {f"train_{k}": sums[k] / n_batches for k in ("loss", "mse", "kl")}
+        out.update({"kl_beta": sums["beta"] / n_batches, "tfr": tfr,
+                    "teacher_forced_fraction": sums["teacher"] / n_batches, "train_frames": float(L)})
+        return out
+
+    @torch.no_grad()
+    def evaluate(self, epoch: int) -> dict[str, float]:
+        """PSNR of validation clips generated from their first frame (z ~ N(0, I)),
+        per frame and on average, plus the posterior's KL on the true frames."""
+        c = self.config
+        self.model.eval()
+        gen = torch.Generator(device=self.device).manual_seed(c.seed * 7_919 + epoch)
+        curve_sum, kl_sum, n = None, 0.0, 0
+        for start in range(0, len(self.val_idx), c.val_batch_size):
+            idx = self.val_idx[start : start + c.val_batch_size]
+            frames, pose_maps = self.frames[idx], self.pose_maps[idx]                   # (B, T, ...)
+            with self._autocast():
+                generated = self.model.generate(frames[:, 0], pose_maps, generator=gen)  # (B, T, C, H, W)
+                _, mu, logvar = self.model.posterior_params(frames[:, 1:].flatten(0, 1), pose_maps[:, 1:].flatten(0, 1))
+            curve = psnr_per_frame(generated[:, 1:].float(), frames[:, 1:]) * len(idx)   # (T-1,) summed over clips
+            curve_sum = curve if curve_sum is None else curve_sum + curve
+            kl_sum += float(gaussian_kl(mu.float(), logvar.float()).sum())
+            n += len(idx)
+        curve = (curve_sum / n).tolist()
+        out = {psnr_metric_name(k + 1): float(v) for k, v in enumerate(curve)}
+        out["val_psnr"] = float(np.mean(curve))
+        out["val_kl"] = kl_sum / (n * len(curve))
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "model_args": self.model.constructor_args(), "config": asdict(self.config)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+def build(config: dict[str, Any], arrays: dict[str, np.ndarray], device: torch.device | str = "cpu", *, ignore: frozenset[str] = frozenset()) -> CvaeVideoExperiment:
+    return CvaeVideoExperiment(config_from_dict(CvaeVideoConfig, config, ignore=ignore), arrays, device)

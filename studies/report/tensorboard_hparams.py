@@ -1,0 +1,55 @@
+"""TensorBoard's HParams view for a run: search-space parameters against final metrics.
+
+Ray Tune already writes per-trial scalars (and an HParams record holding every
+config key, fixed ones included) into each trial folder. This adds one
+TensorBoard run per trial under ``<run>/hparams/<trial_id>/`` holding only the
+parameters the search sampled (with their choices as discrete domains), and
+the figures the ablation compares: the metric at the last epoch, the best
+epoch's value and the epochs run. ``tensorboard --logdir results/<study>``
+shows them; filter runs with ``hparams/`` to see just these.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams
+
+from studies.report.trials import RunTrials
+
+HPARAMS_DIR = "hparams"
+
+
+def _value(v: Any) -> Any:
+    if isinstance(v, bool) or isinstance(v, str):
+        return v
+    if isinstance(v, (int, float)) and not (isinstance(v, float) and math.isnan(v)):
+        return v
+    if hasattr(v, "item"):
+        return v.item()
+    return None
+
+
+def write_hparams(run_dir: Path, run: RunTrials, *, metric: str, choices: dict[str, list[Any]]) -> Path:
+    """(Re)write ``<run>/hparams/``; returns its path."""
+    root = run_dir / HPARAMS_DIR
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    for _, row in run.trials.iterrows():
+        params = {p: _value(row[p]) for p in run.params if p in row and _value(row[p]) is not None}
+        metrics = {f"hparams/{metric}": row[f"last_{metric}"], f"hparams/best_{metric}": row[f"best_{metric}"],
+                   "hparams/epochs": float(row["epochs"])}
+        metrics = {k: float(v) for k, v in metrics.items() if v is not None and not (isinstance(v, float) and math.isnan(v))}
+        params["status"] = str(row["status"])
+        discrete = {p: list(c) for p, c in choices.items() if p in params}
+        exp, ssi, sei = hparams(params, metrics, hparam_domain_discrete=discrete)
+        with SummaryWriter(log_dir=str(root / str(row["trial_id"]))) as writer:
+            for summary in (exp, ssi, sei):
+                writer.file_writer.add_summary(summary)
+            for key, value in metrics.items():
+                writer.add_scalar(key, value, global_step=int(row["epochs"]))
+    return root
