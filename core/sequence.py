@@ -24,7 +24,7 @@ def length_mask(lengths: torch.Tensor, max_length: int | None = None) -> torch.T
 
 def sort_by_length(idx: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """``idx`` reordered longest first (stable: equal lengths keep their order)."""
-    order = torch.sort(lengths[idx].cpu(), descending=True, stable=True).indices
+    order = torch.sort(lengths[idx.cpu()].cpu(), descending=True, stable=True).indices
     return idx[order.to(idx.device)]
 
 
@@ -60,7 +60,7 @@ def collate_sorted(
     """
     device = idx.device
     first = torch.zeros_like(idx) if starts is None else starts.to(device=device, dtype=torch.long)
-    n = lengths[idx].to(device) - first                                        # (B,)
+    n = lengths[idx.cpu()].to(device) - first                                  # (B,)
     if max_length is not None:
         n = n.clamp(max=max_length)
     order = torch.sort(n.cpu(), descending=True, stable=True).indices.to(device)

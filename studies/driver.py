@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,9 +13,9 @@ from core.config import ConfigError, config_from_dict
 from core.data.hdf5 import DataFileError
 from studies import run_folder
 from studies.errors import UserError
-from studies.report.trials import STATUS_COMPLETE, STATUS_FAILED, STATUS_PRUNED, load_trials
+from studies.report.trials import load_trials
 from studies.report.write import write_report
-from studies.spec import StudySpec, load_spec
+from studies.spec import STUDIES_DIR, StudySpec, load_spec
 from studies.storage import check_shared_storage
 
 SPEC_COPY, SEARCH_SPACE_COPY = "spec.yaml", "search_space.yaml"
@@ -68,10 +69,10 @@ def _prepare_run_dir(options: RunOptions) -> tuple[Path, StudySpec]:
             print("note: --resume uses the spec and overrides recorded with the run; other options are ignored")
         return run_dir, spec_of_run(run_dir)
     spec = load_spec(options.study_path, smoke=options.smoke, overrides=options.overrides)
-    run_dir = options.storage / study / (options.run or run_folder.new_run_name(options.smoke))
-    if run_dir.exists():
-        raise UserError(f"{run_dir}: run folder already exists; continue it with --resume --run {run_dir.name}, or pick another --run name")
-    return run_dir, spec
+    if options.run and (options.storage / study / options.run).exists():
+        raise UserError(f"{options.storage / study / options.run}: run folder already exists; continue it with "
+                        f"--resume --run {options.run}, or pick another --run name")
+    return options.storage / study / (options.run or ""), spec
 
 
 def _check_resources(spec: StudySpec, cluster: dict[str, float]) -> None:
@@ -86,15 +87,30 @@ def _check_resources(spec: StudySpec, cluster: dict[str, float]) -> None:
 
 
 def run_study(options: RunOptions) -> int:
-    from studies import tuner as tuner_mod
-    from studies.ray_session import machine_count, ray_session
-
     run_dir, spec = _prepare_run_dir(options)
     data = load_family_data(spec, options.data, options.cache_dir)   # validated before Ray starts
     if spec.trainable and options.data:
         spec.config["data_path"] = str(Path(options.data).resolve())  # a user trainable reads its own file
     if spec.trainable:
-        tuner_mod.import_trainable(spec.trainable)
+        from studies.tuner import import_trainable
+
+        import_trainable(spec.trainable)  # a typo fails here, before Ray starts
+    if not options.resume:
+        run_dir = run_folder.claim_run_dir(options.storage / spec.name, options.run, smoke=options.smoke)
+    try:
+        return _run_in_ray(options, spec, run_dir, data)
+    except BaseException:
+        if not options.resume:  # claimed but nothing written (Ray could not start): leave no trace
+            for folder in (run_dir, run_dir.parent, run_dir.parent.parent):
+                if folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()
+        raise
+
+
+def _run_in_ray(options: RunOptions, spec: StudySpec, run_dir: Path, data: dict[str, Any] | None) -> int:
+    from studies import tuner as tuner_mod
+    from studies.ray_session import machine_count, ray_session
+
     started = time.time()
     with ray_session(options.address, num_cpus=options.num_cpus, num_gpus=options.num_gpus) as cluster:
         _check_resources(spec, cluster)
@@ -104,7 +120,6 @@ def run_study(options: RunOptions) -> int:
             info = run_folder.update_run_info(run_dir, status="running", resumed=time.time())
             tuner = tuner_mod.restore_tuner(spec, run_dir, data)
         else:
-            run_dir.mkdir(parents=True)
             shutil.copyfile(spec.path, run_dir / SPEC_COPY)
             shutil.copyfile(spec.search_space_path, run_dir / SEARCH_SPACE_COPY)
             info = {
@@ -123,20 +138,47 @@ def run_study(options: RunOptions) -> int:
         print(f"{spec.name}: {b.num_samples} trials, up to {concurrent} at once on {cluster.get('CPU', 0):g} CPUs"
               f"/{cluster.get('GPU', 0):g} GPUs; ASHA on '{spec.metric}' ({spec.mode}), grace {b.grace_period}, "
               f"reduction {b.reduction_factor:g}, max {b.max_epochs} epochs\nrun folder: {run_dir}", flush=True)
-        tuner.fit()
+        grid = tuner.fit()
         wall = time.time() - started
+        tune_trials = list(getattr(getattr(grid, "_experiment_analysis", None), "trials", None) or [])
+        finished = len(tune_trials) >= spec.budget.num_samples and all(t.status in ("TERMINATED", "ERROR") for t in tune_trials)
+        status = "finished" if finished else "interrupted"
+        if finished:
+            _reconcile_optuna(spec, run_dir, {t.trial_id for t in tune_trials})
         trials = load_trials(run_dir, metric=spec.metric, mode=spec.mode, params=[p.name for p in spec.params],
                              max_epochs=spec.budget.max_epochs)
         counts = trials.trials["status"].value_counts().to_dict() if not trials.trials.empty else {}
-        ended = sum(counts.get(s, 0) for s in (STATUS_COMPLETE, STATUS_PRUNED, STATUS_FAILED))
-        status = "finished" if ended >= spec.budget.num_samples else "interrupted"
         run_folder.update_run_info(run_dir, status=status, finished=time.time(),
                                    wall_s=float(info.get("wall_s", 0.0)) + wall, trial_counts=counts)
         if status == "finished" and (options.confirm or spec.ablation.confirm.enabled) and not trials.trials.empty:
             _confirm(spec, run_dir, trials, data, concurrent)
     written = write_outputs(run_dir, spec)
     _print_summary(spec, run_dir, trials, written, wall, status)
+    if status == "interrupted":
+        print(f"interrupted: continue with `python studies/run.py {spec.path if spec.path.parent != STUDIES_DIR else spec.name} "
+              f"--resume --run {run_dir.name}`", file=sys.stderr)
+        return 130
     return 0
+
+
+def _reconcile_optuna(spec: StudySpec, run_dir: Path, tune_ids: set[str]) -> None:
+    """Leave no Optuna trial RUNNING once the study has finished (see reconcile_running_trials)."""
+    from studies.optuna_bridge import reconcile_running_trials
+    from studies.tuner import OPTUNA_DB
+
+    run = load_trials(run_dir, metric=spec.metric, mode=spec.mode, params=[p.name for p in spec.params],
+                      max_epochs=spec.budget.max_epochs, run_active=True)
+    outcomes = {}
+    for _, row in run.trials.iterrows():
+        if row["trial_id"] not in tune_ids:
+            continue
+        h = run.history[run.history["trial_id"] == row["trial_id"]] if not run.history.empty else run.history
+        values = {int(e): float(v) for e, v in zip(h.get("epoch", []), h.get(spec.metric, []))}
+        outcomes[row["trial_id"]] = (values, bool(row["error"]))
+    done = reconcile_running_trials(f"sqlite:///{run_dir / OPTUNA_DB}", spec.name, outcomes, spec.budget.max_epochs)
+    if done["told"] or done["orphaned"]:
+        print(f"note: a killed driver had left Optuna trials RUNNING: told their outcome to {done['told']}, "
+              f"marked orphaned (FAIL) {done['orphaned']}")
 
 
 def _confirm(spec: StudySpec, run_dir: Path, trials: Any, data: dict[str, Any] | None, concurrent: int) -> None:

@@ -19,7 +19,7 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from studies.run_folder import TUNE_TRIAL_ID_ATTR
+from studies.run_folder import ORPHANED_ATTR, TUNE_TRIAL_ID_ATTR
 
 logger = logging.getLogger(__name__)
 
@@ -78,3 +78,42 @@ class TruthfulOptunaSearch(OptunaSearch):
 def sqlite_storage(path: str) -> optuna.storages.RDBStorage:
     """A SQLite study file; optuna-dashboard opens the same URL."""
     return optuna.storages.RDBStorage(f"sqlite:///{path}")
+
+
+
+def reconcile_running_trials(
+    storage_url: str,
+    study_name: str,
+    outcomes: dict[str, tuple[dict[int, float], bool]],
+    max_epochs: int,
+) -> dict[str, list[int]]:
+    """After a study has finished, no Optuna trial may stay RUNNING.
+
+    ``outcomes`` maps each Tune trial id to (metric by epoch, failed?) as read
+    from the run folder. A RUNNING trial that Tune ran (its end never reached
+    Optuna because the driver was killed) is told what happened, with any
+    missing intermediate values; one that Tune never recorded (asked for by a
+    driver killed a moment later) is told FAIL and tagged ``orphaned``.
+    """
+    study = optuna.load_study(study_name=study_name, storage=storage_url)
+    done: dict[str, list[int]] = {"told": [], "orphaned": []}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        tune_id = t.user_attrs.get(TUNE_TRIAL_ID_ATTR)
+        if tune_id not in outcomes:
+            study._storage.set_trial_user_attr(t._trial_id, ORPHANED_ATTR, True)
+            study.tell(t.number, state=TrialState.FAIL)
+            done["orphaned"].append(t.number)
+            continue
+        values, failed = outcomes[tune_id]
+        for epoch, value in sorted(values.items()):
+            if epoch not in t.intermediate_values and math.isfinite(value):
+                study._storage.set_trial_intermediate_value(t._trial_id, epoch, value)
+        last = max(values) if values else 0
+        if failed or not values:
+            study.tell(t.number, state=TrialState.FAIL)
+        elif last < max_epochs:
+            study.tell(t.number, state=TrialState.PRUNED)
+        else:
+            study.tell(t.number, values[last], state=TrialState.COMPLETE)
+        done["told"].append(t.number)
+    return done

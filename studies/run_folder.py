@@ -22,6 +22,8 @@ RUN_FILE = "run.json"
 # The Optuna user attribute that holds a trial's Tune trial id (written by
 # studies.optuna_bridge, read by the Ray-free report code).
 TUNE_TRIAL_ID_ATTR = "tune_trial_id"
+# Set (True) on an Optuna trial that a killed driver asked for but Tune never recorded.
+ORPHANED_ATTR = "orphaned_by_driver_kill"
 
 
 def study_root(storage: Path, study: str) -> Path:
@@ -83,3 +85,27 @@ def git_commit(repo: Path) -> str | None:
 
 def host() -> str:
     return socket.gethostname()
+
+
+def claim_run_dir(study_dir: Path, name: str | None, *, smoke: bool) -> Path:
+    """Create the run folder atomically, so two runs started at the same moment
+    never share one. A name the user gave must be new; a default (timestamp)
+    name gets a ``-2``, ``-3``... suffix when taken."""
+    study_dir.mkdir(parents=True, exist_ok=True)
+    if name is not None:
+        path = study_dir / name
+        try:
+            path.mkdir()
+        except FileExistsError:
+            raise UserError(f"{path}: run folder already exists; continue it with --resume --run {name}, "
+                            "or pick another --run name") from None
+        return path
+    base = new_run_name(smoke)
+    for n in range(1, 1000):
+        path = study_dir / (base if n == 1 else f"{base}-{n}")
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise UserError(f"{study_dir}: could not find a free run name")

@@ -79,20 +79,24 @@ def _pixel_grid(height: int, width: int, like: torch.Tensor) -> tuple[torch.Tens
 def center_of_mass(depth: torch.Tensor, intrinsics: torch.Tensor, *, refine_size: float = 250.0, iterations: int = 2) -> torch.Tensor:
     """3D centre of mass (B, 3) in mm of the hand pixels of depth maps (B, H, W).
 
-    The first estimate averages every pixel with a reading. Each refinement
-    keeps only the points inside a cube of ``refine_size`` mm around the
-    previous estimate, so a forearm or clutter pulls the centre less (as in
-    DeepPrior's COM refinement).
+    As in DeepPrior, the hand is taken to be the object nearest the camera.
+    The first estimate averages the pixels whose depth lies within
+    ``refine_size`` mm of the nearest reading. Each refinement keeps only the
+    points inside a cube of ``refine_size`` mm around the previous estimate, so
+    a forearm or background clutter pulls the centre less.
     """
     B, H, W = depth.shape
     u, v = _pixel_grid(H, W, depth)
     uvd = torch.stack([u.expand(B, H, W), v.expand(B, H, W), depth], dim=-1)    # (B, H, W, 3)
     xyz = unproject(uvd, intrinsics).reshape(B, H * W, 3)
-    mask = (depth > 0).reshape(B, H * W)
+    d = depth.reshape(B, H * W)
+    valid = d > 0
+    nearest = torch.where(valid, d, torch.full_like(d, float("inf"))).amin(1, keepdim=True)   # (B, 1)
+    mask = valid & (d <= nearest + refine_size)
     com = torch.zeros(B, 3, dtype=depth.dtype, device=depth.device)
     for it in range(iterations + 1):
         if it > 0:
-            inside = ((xyz - com[:, None]).abs() <= refine_size / 2).all(-1) & (depth > 0).reshape(B, H * W)
+            inside = ((xyz - com[:, None]).abs() <= refine_size / 2).all(-1) & valid
             mask = torch.where(inside.any(1, keepdim=True), inside, mask)      # keep the old mask if the cube is empty
         w = mask.to(depth.dtype)
         com = (xyz * w[..., None]).sum(1) / w.sum(1, keepdim=True).clamp_min(1.0)

@@ -6,9 +6,13 @@ pose map of frame t and a latent z_t from the posterior q(z | x_t, p_t):
 
     loss = sum over frames t of [ MSE(x_hat_t, x_t) + beta * KL(q(z_t | x_t, p_t) || N(0, I)) ]
 
-averaged over the clips of a batch; the MSE is the pixel mean of a frame, the
-KL is summed over the latent's dimensions (the convention of the CVAE
-video-prediction recipe this family follows). beta follows
+averaged over the clips of a batch. Both terms are per-element means: the
+MSE over a frame's pixels, the KL (:func:`core.models.cvae.gaussian_kl`)
+divided by the latent's size (C_z x H/4 x W/4), so beta weighs the same
+whatever the frame or latent size. (Summing the KL over the latent, as some
+CVAE recipes do, makes it thousands of times heavier than a pixel-mean MSE:
+the posterior collapses within an epoch whatever the annealing, and the
+question of the ``kl_cycle`` study disappears.) beta follows
 :func:`core.schedules.kl_beta_epochs` (none / monotonic / cyclical, Fu et al.
 2019), evaluated per batch on the fractional epoch as in the paper. Each clip
 is teacher-forced or not as a whole, with probability
@@ -171,13 +175,14 @@ class CvaeVideoExperiment:
         return min(T, c.fast_train_frames) if epoch < c.fast_train_epochs else T
 
     def clip_loss(self, frames: torch.Tensor, pose_maps: torch.Tensor, teacher: torch.Tensor, beta: float) -> dict[str, torch.Tensor]:
-        """Loss of (B, L, C, H, W) clips: per-frame MSE and KL summed over the L-1
-        predicted frames, averaged over clips; also the per-frame means."""
+        """Loss of (B, L, C, H, W) clips: per-frame MSE (pixel mean) and KL (mean
+        over latent dimensions) summed over the L-1 predicted frames, averaged
+        over clips; also the per-frame means of both terms."""
         with self._autocast():
             pred, mu, logvar = self.model.forward_clip(frames, pose_maps, teacher)
         pred, mu, logvar = pred.float(), mu.float(), logvar.float()
         mse = (pred - frames[:, 1:]).pow(2).flatten(2).mean(dim=2)          # (B, L-1)
-        kl = gaussian_kl(mu.flatten(0, 1), logvar.flatten(0, 1)).unflatten(0, mse.shape)  # (B, L-1)
+        kl = gaussian_kl(mu.flatten(0, 1), logvar.flatten(0, 1)).unflatten(0, mse.shape) / mu[0, 0].numel()  # (B, L-1)
         loss = (mse + beta * kl).sum(dim=1).mean()
         return {"loss": loss, "mse": mse.mean(), "kl": kl.mean()}
 
@@ -230,7 +235,7 @@ class CvaeVideoExperiment:
                 _, mu, logvar = self.model.posterior_params(frames[:, 1:].flatten(0, 1), pose_maps[:, 1:].flatten(0, 1))
             curve = psnr_per_frame(generated[:, 1:].float(), frames[:, 1:]) * len(idx)   # (T-1,) summed over clips
             curve_sum = curve if curve_sum is None else curve_sum + curve
-            kl_sum += float(gaussian_kl(mu.float(), logvar.float()).sum())
+            kl_sum += float(gaussian_kl(mu.float(), logvar.float()).sum()) / mu[0].numel()
             n += len(idx)
         curve = (curve_sum / n).tolist()
         out = {psnr_metric_name(k + 1): float(v) for k, v in enumerate(curve)}

@@ -42,14 +42,17 @@ def _block(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
 
 
 class FrameEncoder(nn.Module):
-    """(B, C, H, W) image -> (B, width, H/4, W/4) features (two stride-2 convs)."""
+    """(B, C, H, W) image -> features at 1/2 resolution (B, width/2, H/2, W/2),
+    kept for the decoder's skip connection, and at 1/4 (B, width, H/4, W/4)."""
 
     def __init__(self, cin: int, width: int):
         super().__init__()
-        self.net = nn.Sequential(_block(cin, width // 2, 2), _block(width // 2, width, 2))
+        self.down1 = _block(cin, width // 2, 2)
+        self.down2 = _block(width // 2, width, 2)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        half = self.down1(x)
+        return half, self.down2(half)
 
 
 class GaussianPredictor(nn.Module):
@@ -65,25 +68,29 @@ class GaussianPredictor(nn.Module):
 
 
 class DecoderFusion(nn.Module):
-    """(prev features, pose features, z) at 1/4 resolution and the previous frame's
-    pixels -> the next frame (B, C, H, W) in [0, 1]."""
+    """Previous-frame features, pose features and z at 1/4 resolution, fused
+    again with both at 1/2 and full resolution (U-Net skips: the pose map says
+    where to draw at pixel level) -> the next frame (B, C, H, W) in [0, 1]."""
 
-    def __init__(self, channels: int, width: int, z_channels: int):
+    def __init__(self, channels: int, pose_channels: int, width: int, z_channels: int):
         super().__init__()
+        w2 = width // 2
         self.fuse = _block(2 * width + z_channels, width)
-        self.up1 = _block(width, width // 2)
-        self.up2 = _block(width // 2, width // 2)
-        self.out = nn.Conv2d(width // 2 + channels, channels, 3, padding=1)
+        self.up1 = _block(width + 2 * w2, w2)
+        self.up2 = _block(w2 + channels + pose_channels, w2)
+        self.out = nn.Conv2d(w2, channels, 3, padding=1)
         nn.init.zeros_(self.out.weight)   # start as "copy the previous frame" (see forward)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, prev: torch.Tensor, prev_feat: torch.Tensor, pose_feat: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        h = self.fuse(torch.cat([prev_feat, pose_feat, z], dim=1))            # (B, w, H/4, W/4)
-        h = self.up1(nn.functional.interpolate(h, scale_factor=2.0, mode="nearest"))   # (B, w/2, H/2, W/2)
-        h = self.up2(nn.functional.interpolate(h, scale_factor=2.0, mode="nearest"))   # (B, w/2, H, W)
+    def forward(self, prev: torch.Tensor, prev_feat: tuple[torch.Tensor, torch.Tensor], pose: torch.Tensor,
+                pose_feat: tuple[torch.Tensor, torch.Tensor], z: torch.Tensor) -> torch.Tensor:
+        up = lambda x: nn.functional.interpolate(x, scale_factor=2.0, mode="nearest")   # noqa: E731
+        h = self.fuse(torch.cat([prev_feat[1], pose_feat[1], z], dim=1))               # (B, w, H/4, W/4)
+        h = self.up1(torch.cat([up(h), prev_feat[0], pose_feat[0]], dim=1))            # (B, w/2, H/2, W/2)
+        h = self.up2(torch.cat([up(h), prev.to(h.dtype), pose.to(h.dtype)], dim=1))    # (B, w/2, H, W)
         # A residual in logit space: zero output copies the previous frame.
         base = torch.logit(prev.float().clamp(1e-3, 1.0 - 1e-3)).to(h.dtype)
-        return torch.sigmoid(base + self.out(torch.cat([h, prev.to(h.dtype)], dim=1)))   # (B, C, H, W)
+        return torch.sigmoid(base + self.out(h))                                       # (B, C, H, W)
 
 
 def reparameterize(mu: torch.Tensor, logvar: torch.Tensor, *, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -99,6 +106,9 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).flatten(1).sum(dim=1)
 
 
+PoseFeatures = tuple[torch.Tensor, torch.Tensor, torch.Tensor]   # pose map, 1/2 and 1/4 features
+
+
 class CvaeVideo(nn.Module):
     def __init__(self, config: CvaeConfig):
         super().__init__()
@@ -108,7 +118,7 @@ class CvaeVideo(nn.Module):
         self.frame_encoder = FrameEncoder(c.channels, c.width)
         self.pose_encoder = FrameEncoder(c.pose_channels, c.width)
         self.posterior = GaussianPredictor(2 * c.width, c.width, c.z_channels)
-        self.decoder = DecoderFusion(c.channels, c.width, c.z_channels)
+        self.decoder = DecoderFusion(c.channels, c.pose_channels, c.width, c.z_channels)
 
     def constructor_args(self) -> dict[str, Any]:
         return asdict(self.config)
@@ -118,15 +128,20 @@ class CvaeVideo(nn.Module):
         B, _, H, W = frame.shape
         return (B, self.config.z_channels, H // 4, W // 4)
 
-    def posterior_params(self, target: torch.Tensor, pose: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Pose features and q(z | x_t, p_t) for (B, C, H, W) targets, (B, P, H, W) poses."""
-        pose_feat = self.pose_encoder(pose)
-        mu, logvar = self.posterior(self.frame_encoder(target), pose_feat)
+    def encode_pose(self, pose: torch.Tensor) -> PoseFeatures:
+        """(B, P, H, W) pose maps -> the maps and their 1/2 and 1/4 features."""
+        return (pose, *self.pose_encoder(pose))
+
+    def posterior_params(self, target: torch.Tensor, pose: torch.Tensor) -> tuple[PoseFeatures, torch.Tensor, torch.Tensor]:
+        """Pose features and q(z | x_t, p_t) for (B, C, H, W) targets and (B, P, H, W)
+        poses; mu and logvar are (B, z_channels, H/4, W/4)."""
+        pose_feat = self.encode_pose(pose)
+        mu, logvar = self.posterior(self.frame_encoder(target)[1], pose_feat[2])
         return pose_feat, mu, logvar
 
-    def decode(self, prev: torch.Tensor, pose_feat: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    def decode(self, prev: torch.Tensor, pose_feat: PoseFeatures, z: torch.Tensor) -> torch.Tensor:
         """Next frame (B, C, H, W) from the previous frame, pose features and z."""
-        return self.decoder(prev, self.frame_encoder(prev), pose_feat, z)
+        return self.decoder(prev, self.frame_encoder(prev), pose_feat[0], pose_feat[1:], z)
 
     def forward_clip(
         self,
@@ -140,30 +155,31 @@ class CvaeVideo(nn.Module):
 
         ``teacher`` (B,) bool: clips that are fed the ground-truth previous frame
         at every step (teacher forcing); the others are fed their own previous
-        prediction, starting from the true first frame. Returns the predicted
-        frames 1..T-1 (B, T-1, C, H, W) and mu, logvar (B, T-1, z, H/4, W/4).
+        prediction, starting from the true first frame (gradients flow through
+        the fed-back predictions). Returns the predicted frames 1..T-1
+        (B, T-1, C, H, W) and mu, logvar (B, T-1, z_channels, H/4, W/4).
         Teacher-forced clips need no recurrence, so they go through in one
         batched call; the free-running ones step through time.
         """
         B, T = frames.shape[:2]
-        flat = lambda x: x.flatten(0, 1)                                       # noqa: E731  (B, T', ...) -> (B*T', ...)
-        pose_feat, mu, logvar = self.posterior_params(flat(frames[:, 1:]), flat(pose_maps[:, 1:]))
+        pose_feat, mu, logvar = self.posterior_params(frames[:, 1:].flatten(0, 1), pose_maps[:, 1:].flatten(0, 1))
         z = reparameterize(mu, logvar, generator=generator)                    # (B*(T-1), z, h, w)
-        unflat = lambda x: x.unflatten(0, (B, T - 1))                          # noqa: E731
-        pose_feat, mu, logvar, z = unflat(pose_feat), unflat(mu), unflat(logvar), unflat(z)
+        per_clip = lambda x: x.unflatten(0, (B, T - 1))                        # noqa: E731  (B*(T-1), ...) -> (B, T-1, ...)
+        pose_feat = tuple(per_clip(f) for f in pose_feat)
+        mu, logvar, z = per_clip(mu), per_clip(logvar), per_clip(z)
         pred = frames.new_zeros((B, T - 1, *frames.shape[2:]))
         tf_idx, fr_idx = teacher.nonzero().flatten(), (~teacher).nonzero().flatten()
         if len(tf_idx):
-            prev = flat(frames[tf_idx, :-1])
-            out = self.decode(prev, flat(pose_feat[tf_idx]), flat(z[tf_idx]))
-            pred = pred.index_copy(0, tf_idx, out.unflatten(0, (len(tf_idx), T - 1)))
+            feat = tuple(f[tf_idx].flatten(0, 1) for f in pose_feat)
+            out = self.decode(frames[tf_idx, :-1].flatten(0, 1), feat, z[tf_idx].flatten(0, 1))
+            pred = pred.index_copy(0, tf_idx, out.unflatten(0, (len(tf_idx), T - 1)).to(pred.dtype))
         if len(fr_idx):
-            prev = frames[fr_idx, 0]
-            steps = []
+            prev, steps = frames[fr_idx, 0], []
+            feats = tuple(f[fr_idx] for f in pose_feat)
             for t in range(T - 1):
-                prev = self.decode(prev, pose_feat[fr_idx, t], z[fr_idx, t])
+                prev = self.decode(prev, tuple(f[:, t] for f in feats), z[fr_idx, t])
                 steps.append(prev)
-            pred = pred.index_copy(0, fr_idx, torch.stack(steps, dim=1))
+            pred = pred.index_copy(0, fr_idx, torch.stack(steps, dim=1).to(pred.dtype))
         return pred, mu, logvar
 
     @torch.no_grad()
@@ -174,6 +190,6 @@ class CvaeVideo(nn.Module):
         frames, prev = [first], first
         for t in range(1, pose_maps.shape[1]):
             z = torch.randn(self.latent_shape(first), generator=generator, device=first.device, dtype=first.dtype)
-            prev = self.decode(prev, self.pose_encoder(pose_maps[:, t]), z)
+            prev = self.decode(prev, self.encode_pose(pose_maps[:, t]), z).to(first.dtype)
             frames.append(prev)
         return torch.stack(frames, dim=1)

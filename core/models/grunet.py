@@ -7,7 +7,7 @@ Two architectures, one config:
   purpose (no sigmoid): targets in [0, 1] are fitted as a plain regression,
   and :func:`negrelu_penalty` is the optional push against negative outputs.
 - :class:`GruSeq2Seq` (``seq2seq=True``): an encoder GRU over the inputs and a
-  decoder :class:`torch.nn.GRUCell` that emits one output frame per step, fed
+  decoder GRU cell that emits one output frame per step, fed
   its previous output frame, the encoder state of the same frame (input and
   output are frame-aligned; without it the decoder would have to rebuild a
   200-frame sequence from one vector) and, with ``attention=True``, a
@@ -43,7 +43,7 @@ class GruNetConfig:
     dropout: float = 0.0       # on the GRU states before the head (and between GRU layers)
     seq2seq: bool = False
     attention: bool = False    # Bahdanau attention in the seq2seq decoder (ignored without seq2seq)
-    attention_dim: int = 32
+    attention_dim: int = 16
 
 
 def run_gru(gru: nn.GRU, x: torch.Tensor, lengths: torch.Tensor, *, packed: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,7 +121,7 @@ class BahdanauAttention(nn.Module):
 
 
 class GruSeq2Seq(nn.Module):
-    """Encoder GRU + step-wise GRUCell decoder, optionally with Bahdanau attention.
+    """Encoder GRU + step-wise GRU-cell decoder, optionally with Bahdanau attention.
 
     Step t (s_{-1} = the encoder's final top-layer state, y_{-1} = 0, a face at rest)::
 
@@ -132,6 +132,14 @@ class GruSeq2Seq(nn.Module):
     Teacher forcing: pass ``targets`` (training) and y_{t-1} is the ground-truth
     previous frame; leave it out (evaluation) and the decoder is fed its own
     previous prediction (free running, as in use).
+
+    The decoder cell's weights live in a one-layer :class:`torch.nn.GRU`
+    (``self.decoder``) and each step calls :func:`torch.gru_cell` on them, the
+    function :class:`torch.nn.GRUCell` calls. Under teacher forcing without
+    attention every step's input is known in advance, so the same cell runs
+    over all steps in one ``self.decoder(...)`` call: the same numbers
+    (``tests/core/test_au2blend_models.py`` checks it) at a fraction of the
+    Python-loop cost.
     """
 
     def __init__(self, config: GruNetConfig):
@@ -142,9 +150,14 @@ class GruSeq2Seq(nn.Module):
                               dropout=c.dropout if c.num_layers > 1 else 0.0)
         self.attention = BahdanauAttention(H, H, c.attention_dim) if c.attention else None
         context = H if c.attention else 0
-        self.decoder = nn.GRUCell(c.output_dim + H + context, H)
+        self.decoder = nn.GRU(c.output_dim + H + context, H, 1, batch_first=True)   # the decoder cell's weights
         self.dropout = nn.Dropout(c.dropout)
         self.head = nn.Linear(H + context, c.output_dim)
+
+    def cell(self, inputs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """One decoder step: inputs (B, Dout + H [+ H]), state (B, H) -> (B, H)."""
+        d = self.decoder
+        return torch.gru_cell(inputs, state, d.weight_ih_l0, d.weight_hh_l0, d.bias_ih_l0, d.bias_hh_l0)
 
     def forward(
         self,
@@ -154,17 +167,26 @@ class GruSeq2Seq(nn.Module):
         packed: bool = False,
         targets: torch.Tensor | None = None,
         return_attention: bool = False,
+        stepwise: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """x (B, T, Din), lengths (B,) non-increasing, targets (B, T, Dout) for
-        teacher forcing -> (B, T, Dout) [and attention weights (B, T_dec, T_enc)]."""
+        teacher forcing -> (B, T, Dout) [and attention weights (B, T_dec, T_enc),
+        zero-width without attention]. ``stepwise`` forces the per-step loop
+        even where the fused teacher-forced pass applies."""
         B, T, _ = x.shape
         enc, h_n = run_gru(self.encoder, x, lengths, packed=packed)           # (B, T, H), (layers, B, H)
         s = h_n[-1]                                                           # (B, H)
+        start = x.new_zeros(B, 1, self.config.output_dim)                     # (B, 1, Dout): y_{-1}
+        if targets is not None and self.attention is None and not stepwise:
+            y_prev = torch.cat([start, targets[:, :-1]], dim=1)               # (B, T, Dout)
+            states, _ = self.decoder(torch.cat([y_prev, enc], dim=-1), s[None].contiguous())   # (B, T, H)
+            out = self.head(self.dropout(states))                             # (B, T, Dout)
+            return (out, x.new_zeros(B, T, 0)) if return_attention else out
         mask = torch.arange(T, device=x.device)[None] < lengths.to(x.device)[:, None]   # (B, T)
         keys = self.attention.keys(enc) if self.attention is not None else None          # (B, T, A)
-        y_prev = x.new_zeros(B, self.config.output_dim)                       # (B, Dout)
         enc_steps = enc.unbind(1)            # T x (B, H); one backward for all slices, not T full-size ones
         teacher = targets.unbind(1) if targets is not None else None
+        y_prev = start[:, 0]                                                  # (B, Dout)
         outputs, maps = [], []
         for t in range(T):
             parts = [y_prev, enc_steps[t]]
@@ -172,7 +194,7 @@ class GruSeq2Seq(nn.Module):
                 context, weights = self.attention(s, keys, enc, mask)         # (B, H), (B, T)
                 parts.append(context)
                 maps.append(weights)
-            s = self.decoder(torch.cat(parts, dim=-1), s)                     # (B, H)
+            s = self.cell(torch.cat(parts, dim=-1), s)                        # (B, H)
             feats = s if self.attention is None else torch.cat([s, context], dim=-1)
             y = self.head(self.dropout(feats))                                # (B, Dout)
             outputs.append(y)

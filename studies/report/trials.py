@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from studies.errors import UserError
-from studies.run_folder import TUNE_TRIAL_ID_ATTR
+from studies.run_folder import ORPHANED_ATTR, TUNE_TRIAL_ID_ATTR
 
 # How a trial ended, in words a reader of the table understands.
 STATUS_COMPLETE = "complete"
@@ -20,6 +20,7 @@ STATUS_PRUNED = "stopped by ASHA"
 STATUS_FAILED = "failed"
 STATUS_RUNNING = "running"
 STATUS_INTERRUPTED = "interrupted"
+STATUS_ORPHANED = "lost (driver killed)"
 
 
 @dataclass
@@ -97,7 +98,12 @@ def load_trials(run_dir: Path, *, metric: str, mode: str, params: list[str], max
         error = _error_reason(trial_dir)
         ot = optuna_view.get(trial_id)
         state = ot.state.name if ot is not None else None
-        if error or state == "FAIL":
+        # Tune writes error.txt at every failure, also one the trial recovered from
+        # (a retry from its checkpoint): only a trial that did not go on has failed.
+        recovered = bool(error) and (state in ("COMPLETE", "PRUNED") or (state is None and epochs >= max_epochs))
+        if ot is not None and ot.user_attrs.get(ORPHANED_ATTR):
+            status = STATUS_ORPHANED
+        elif state == "FAIL" or (error and not recovered):
             status = STATUS_FAILED
         elif state == "PRUNED":
             status = STATUS_PRUNED
@@ -119,7 +125,7 @@ def load_trials(run_dir: Path, *, metric: str, mode: str, params: list[str], max
             "optuna_number": ot.number if ot is not None else None,
             "optuna_state": state or "",
             "seed": config.get("seed"),
-            "error": error,
+            "error": f"recovered from: {error}" if recovered else error,
             "trial_dir": trial_dir.name,
         })
     trials = pd.DataFrame(rows)

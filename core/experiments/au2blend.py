@@ -1,0 +1,216 @@
+"""The ``au2blend`` family: 17 facial action units -> 61 blendshape weights per frame.
+
+loss = MSE over real frames + ``negrelu_weight`` * NegReLU penalty, where the
+NegReLU penalty is the mean of relu(-y_hat) over real frames
+(:func:`core.models.grunet.negrelu_penalty`). Padding frames never count:
+neither in the loss nor in the metrics (``val_mse`` and the pooled ``val_r2``
+of :class:`core.sequence.MaskedRegressionStats`).
+
+Variants, each one config field (the ``grunet_arch`` study ablates them):
+
+- ``packed``: every batch is gathered and sorted longest first by
+  :func:`core.sequence.collate_sorted` either way (the same batches, from the
+  same seeded shuffle); ``True`` runs the GRU(s) on
+  ``pack_padded_sequence(..., enforce_sorted=True)``, ``False`` runs the padded
+  batch as is (its final state then includes the padding frames, which only
+  the seq2seq decoder reads);
+- ``seq2seq`` / ``attention``: step-wise decoding with teacher forcing in
+  training and free-running decoding in evaluation, optionally with Bahdanau
+  attention (:class:`core.models.grunet.GruSeq2Seq`); ``attention`` is
+  ignored without ``seq2seq``;
+- ``max_train_length``: training sequences longer than this are cut to a
+  window of that many frames at a random start, new every epoch (seeded);
+  0 trains on whole sequences. Validation always runs whole sequences.
+
+Inputs are standardised per AU with the mean and standard deviation over the
+real frames of the training split (computed at build time from the data, so
+a resumed trial computes the same numbers).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from core.config import ConfigError, config_from_dict
+from core.data.au2blend import NUM_AUS, NUM_BLENDSHAPES, SCHEMA, check_au2blend_arrays, generate_au2blend
+from core.data.hdf5 import cached_hdf5, load_hdf5
+from core.models.grunet import GruNetConfig, build_grunet, negrelu_penalty
+from core.sequence import MaskedRegressionStats, SequenceBatch, collate_sorted, length_mask, masked_mse
+
+
+@dataclass
+class Au2BlendConfig:
+    # data (synthetic generator; a user's --data file replaces it, the split still applies)
+    num_sequences: int = 300
+    min_length: int = 40
+    max_length: int = 200
+    delay: int = 2              # frames the blendshapes lag the AUs
+    noise: float = 0.02         # std of the target noise (before clipping to [0, 1])
+    data_seed: int = 0
+    val_fraction: float = 0.2
+    # model (core/models/grunet.py)
+    hidden_size: int = 128      # the research notes' GRU
+    num_layers: int = 1
+    dropout: float = 0.0
+    seq2seq: bool = False
+    attention: bool = False     # Bahdanau attention in the seq2seq decoder; ignored without seq2seq
+    attention_dim: int = 16
+    # variants
+    packed: bool = False        # pack_padded_sequence (True) or the padded batch as is (False)
+    negrelu_weight: float = 0.0
+    max_train_length: int = 0   # crop training sequences to windows of this many frames; 0 = whole
+    # optimisation
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    batch_size: int = 32
+    grad_clip: float = 1.0
+    seed: int = 0
+    max_epochs: int = 15
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"`val_fraction` is {self.val_fraction}, expected 0 < val_fraction < 1")
+        if not 2 <= self.min_length <= self.max_length:
+            raise ConfigError(f"`min_length` is {self.min_length}, expected 2 <= min_length <= max_length ({self.max_length})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"`dropout` is {self.dropout}, expected 0 <= dropout < 1")
+        if self.max_train_length != 0 and self.max_train_length < 2:
+            raise ConfigError(f"`max_train_length` is {self.max_train_length}, expected 0 (whole sequences) or >= 2")
+        for name in ("negrelu_weight", "noise", "weight_decay", "grad_clip", "delay"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"`{name}` is {getattr(self, name)}, expected >= 0")
+        if not self.lr > 0:
+            raise ConfigError(f"`lr` is {self.lr}, expected > 0")
+        if self.num_sequences < 2:
+            raise ConfigError(f"`num_sequences` is {self.num_sequences}, expected >= 2 (one for validation)")
+        for name in ("hidden_size", "num_layers", "attention_dim", "batch_size", "max_epochs"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"`{name}` is {getattr(self, name)}, expected >= 1")
+
+
+def load_data(config: Au2BlendConfig, *, data_path: str | None, cache_dir: str | Path) -> dict[str, np.ndarray]:
+    """A user's HDF5 file, or the synthetic set from (and into) the cache."""
+    if data_path is None:
+        params = dict(num_sequences=config.num_sequences, min_length=config.min_length, max_length=config.max_length,
+                      delay=config.delay, noise=config.noise, seed=config.data_seed)
+        data_path = str(cached_hdf5(cache_dir, "au2blend", params, lambda: generate_au2blend(**params), SCHEMA))
+    arrays = load_hdf5(data_path, SCHEMA)
+    check_au2blend_arrays(arrays, data_path)
+    return arrays
+
+
+class Au2BlendExperiment:
+    def __init__(self, config: Au2BlendConfig, arrays: dict[str, np.ndarray], device: torch.device | str = "cpu"):
+        self.config = c = config
+        self.device = torch.device(device)
+        torch.manual_seed(c.seed)
+        n = arrays["au"].shape[0]
+        with warnings.catch_warnings():  # read-only arrays from Ray's object store: shared, never written
+            warnings.simplefilter("ignore", UserWarning)
+            au = torch.as_tensor(arrays["au"], device=self.device)                      # (N, T, 17)
+            self.blendshapes = torch.as_tensor(arrays["blendshapes"], device=self.device)  # (N, T, 61)
+        self.lengths = torch.as_tensor(arrays["lengths"], dtype=torch.long)            # (N,), CPU
+        order = np.random.default_rng(c.data_seed).permutation(n)
+        n_val = max(1, int(math.ceil(c.val_fraction * n)))
+        self.val_idx = torch.as_tensor(np.sort(order[:n_val]))
+        self.train_idx = torch.as_tensor(np.sort(order[n_val:]))
+        # standardise the AUs with training-split statistics over real frames (a new tensor: the shared one is untouched)
+        real = length_mask(self.lengths[self.train_idx], au.shape[1]).to(self.device)      # (n_train, T)
+        frames = au[self.train_idx.to(self.device)][real].double()                          # (F, 17)
+        mean, std = frames.mean(0), frames.std(0).clamp_min(1e-6)
+        self.au = ((au - mean.float()) / std.float())                                        # (N, T, 17)
+        self.model = build_grunet(GruNetConfig(
+            input_dim=NUM_AUS, output_dim=NUM_BLENDSHAPES, hidden_size=c.hidden_size, num_layers=c.num_layers,
+            dropout=c.dropout, seq2seq=c.seq2seq, attention=c.attention and c.seq2seq, attention_dim=c.attention_dim,
+        )).to(self.device)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+
+    def _arrays(self) -> dict[str, torch.Tensor]:
+        return {"au": self.au, "blendshapes": self.blendshapes}
+
+    def train_batches(self, epoch: int) -> Iterator[SequenceBatch]:
+        """The epoch's training batches: a seeded shuffle, then (with
+        ``max_train_length``) a seeded random window in each long sequence."""
+        c = self.config
+        gen = torch.Generator().manual_seed(c.seed * 100_003 + epoch)
+        order = self.train_idx[torch.randperm(len(self.train_idx), generator=gen)]
+        starts = None
+        if c.max_train_length:
+            room = (self.lengths[order] - c.max_train_length).clamp_min(0)                  # (n_train,)
+            starts = (torch.rand(len(order), generator=gen, dtype=torch.float64) * (room + 1)).floor().long()
+        for i in range(0, len(order), c.batch_size):
+            idx = order[i : i + c.batch_size].to(self.device)
+            yield collate_sorted(self._arrays(), self.lengths, idx,
+                                 starts=None if starts is None else starts[i : i + c.batch_size],
+                                 max_length=c.max_train_length or None)
+
+    def _predict(self, batch: SequenceBatch, *, teacher_forcing: bool) -> torch.Tensor:
+        x, y = batch.tensors["au"], batch.tensors["blendshapes"]                            # (B, L, 17), (B, L, 61)
+        if self.config.seq2seq:
+            return self.model(x, batch.lengths, packed=self.config.packed, targets=y if teacher_forcing else None)
+        return self.model(x, batch.lengths, packed=self.config.packed)                     # (B, L, 61)
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        c = self.config
+        self.model.train()
+        torch.manual_seed(c.seed * 100_003 + epoch)  # dropout: same epoch, same masks, even after a resume
+        sums = {"loss": 0.0, "mse": 0.0, "negrelu": 0.0}
+        batches = 0
+        for batch in self.train_batches(epoch):
+            pred = self._predict(batch, teacher_forcing=True)
+            mse = masked_mse(pred, batch.tensors["blendshapes"], batch.mask)
+            neg = negrelu_penalty(pred, batch.mask)
+            loss = mse + c.negrelu_weight * neg
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if c.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
+            self.optimizer.step()
+            for k, v in (("loss", loss), ("mse", mse), ("negrelu", neg)):
+                sums[k] += float(v.detach())
+            batches += 1
+        return {f"train_{k}": v / max(batches, 1) for k, v in sums.items()}
+
+    @torch.no_grad()
+    def predict(self, idx: torch.Tensor) -> tuple[torch.Tensor, SequenceBatch]:
+        """Evaluation-mode predictions (free-running for seq2seq) of whole sequences ``idx``,
+        in the batch's longest-first order: (B, L, 61) and the batch."""
+        self.model.eval()
+        batch = collate_sorted(self._arrays(), self.lengths, idx.to(self.device))
+        return self._predict(batch, teacher_forcing=False), batch
+
+    @torch.no_grad()
+    def evaluate(self, epoch: int) -> dict[str, float]:
+        """MSE, pooled R^2, NegReLU penalty and the fraction of negative outputs,
+        all over the real frames of the validation sequences."""
+        c = self.config
+        stats = MaskedRegressionStats()
+        neg_sum, neg_count, values = 0.0, 0, 0
+        for i in range(0, len(self.val_idx), c.batch_size):
+            pred, batch = self.predict(self.val_idx[i : i + c.batch_size])
+            stats.update(pred, batch.tensors["blendshapes"], batch.mask)
+            real = pred[batch.mask]                                                          # (F, 61)
+            neg_sum += float(torch.relu(-real).double().sum())
+            neg_count += int((real < 0).sum())
+            values += real.numel()
+        return {"val_mse": stats.mse(), "val_r2": stats.r2(), "val_negrelu": neg_sum / values,
+                "val_neg_frac": neg_count / values}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "model_args": self.model.constructor_args(), "config": asdict(self.config)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+def build(config: dict[str, Any], arrays: dict[str, np.ndarray], device: torch.device | str = "cpu", *, ignore: frozenset[str] = frozenset()) -> Au2BlendExperiment:
+    return Au2BlendExperiment(config_from_dict(Au2BlendConfig, config, ignore=ignore), arrays, device)

@@ -1,0 +1,125 @@
+"""Faults injected for real: a trial's worker SIGKILLed, the driver SIGINTed and
+SIGKILLed mid-study, then --resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+
+from tests.conftest import REPO, RUN_PY
+
+SLOW_SMOKE = ["--smoke", "--set", "config.num_sequences=96", "--num-cpus", "2"]
+
+
+def _start(args: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("RAY_ADDRESS", None)
+    return subprocess.Popen([sys.executable, str(RUN_PY), *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def _results(trial_dir: Path) -> list[dict]:
+    path = trial_dir / "result.json"
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass
+    return out
+
+
+def _wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _optuna(run_dir: Path) -> list[optuna.trial.FrozenTrial]:
+    return optuna.load_study(study_name="mdn_ramp", storage=f"sqlite:///{run_dir / 'optuna.db'}").get_trials()
+
+
+def test_worker_killed_mid_trial_resumes_from_checkpoint(tmp_path: Path, cache_dir: Path) -> None:
+    run_dir = tmp_path / "mdn_ramp" / "kill-worker"
+    proc = _start(["mdn_ramp", *SLOW_SMOKE, "--storage", str(tmp_path), "--cache-dir", str(cache_dir), "--run", "kill-worker",
+                   "--num-samples", "1", "--set", "budget.max_epochs=10", "--set", "budget.checkpoint_every=2",
+                   "--set", "budget.grace_period=10", "--set", "config.num_sequences=384", "--set", "config.d_model=32"])
+    try:
+        def trial_dir() -> Path | None:
+            return next(iter(run_dir.glob("trial_*")), None) if run_dir.is_dir() else None
+
+        _wait_for(lambda: trial_dir() is not None and any(r.get("epoch", 0) >= 3 for r in _results(trial_dir())), 240, "epoch 3")
+        seen = _results(trial_dir())
+        assert seen[-1]["epoch"] < 10, "the trial ended before it could be killed"
+        os.kill(seen[-1]["pid"], signal.SIGKILL)
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 0, out[-3000:]
+    rows = _results(trial_dir())
+    assert len({r["pid"] for r in rows}) == 2, "the trial did not restart in a new worker"
+    table = pd.read_csv(run_dir / "tables" / "trials.csv")
+    assert table.loc[0, "status"] == "complete" and table.loc[0, "epochs"] == 10
+    # The history the tables use has every epoch once, no gap.
+    history = sorted({int(r["epoch"]) for r in rows})
+    assert history == list(range(1, 11))
+    restarted_at = next(i for i, r in enumerate(rows) if r["pid"] != rows[0]["pid"])
+    first_new, last_old = rows[restarted_at]["epoch"], max(r["epoch"] for r in rows[:restarted_at])
+    # Checkpoints every 2 epochs: the new worker starts right after the last one the old worker saved.
+    assert (first_new - 1) % 2 == 0 and last_old - 1 <= first_new <= last_old + 1, (first_new, last_old)
+    (t,) = _optuna(run_dir)
+    assert t.state.name == "COMPLETE" and sorted(t.intermediate_values) == list(range(1, 11))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_driver_killed_then_resumed(tmp_path: Path, cache_dir: Path, sig: signal.Signals) -> None:
+    run_dir = tmp_path / "mdn_ramp" / "kill-driver"
+    base = ["mdn_ramp", *SLOW_SMOKE, "--storage", str(tmp_path), "--cache-dir", str(cache_dir), "--run", "kill-driver"]
+    proc = _start([*base, "--num-samples", "8", "--set", "budget.max_epochs=6", "--set", "budget.checkpoint_every=1"])
+    try:
+        def ended() -> list[Path]:
+            return [d for d in run_dir.glob("trial_*") if any(r.get("epoch") == 6 for r in _results(d))]
+
+        _wait_for(lambda: len(ended()) >= 1 and len(list(run_dir.glob("trial_*"))) >= 3, 300, "a finished trial")
+        finished_before = {d.name: len(_results(d)) for d in ended()}
+        if sig == signal.SIGKILL:
+            os.killpg(proc.pid, signal.SIGKILL)   # the driver and the local Ray it started
+        else:
+            os.kill(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130 and "--resume" in out, out[-2000:]
+        assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
+    resumed = subprocess.run([sys.executable, str(RUN_PY), "mdn_ramp", "--resume", "--run", "kill-driver", "--storage", str(tmp_path),
+                              "--cache-dir", str(cache_dir), "--num-cpus", "2"], cwd=REPO, capture_output=True, text=True, timeout=420)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
+    # No finished trial ran again: its results did not grow.
+    for name, n in finished_before.items():
+        assert len(_results(run_dir / name)) == n, f"{name} was run again"
+    trials = _optuna(run_dir)
+    assert not [t.number for t in trials if t.state.name == "RUNNING"], "orphaned RUNNING trials"
+    table = pd.read_csv(run_dir / "tables" / "trials.csv")
+    lost = table["status"] == "lost (driver killed)"
+    kept = [t for t in trials if not t.user_attrs.get("orphaned_by_driver_kill")]
+    tune_trials = table[~lost]
+    assert len(kept) == len(tune_trials) == 8, (len(kept), len(tune_trials))
+    assert set(tune_trials["status"]) <= {"complete", "stopped by ASHA"}
