@@ -138,10 +138,10 @@ def _run_in_ray(options: RunOptions, spec: StudySpec, run_dir: Path, data: dict[
         print(f"{spec.name}: {b.num_samples} trials, up to {concurrent} at once on {cluster.get('CPU', 0):g} CPUs"
               f"/{cluster.get('GPU', 0):g} GPUs; ASHA on '{spec.metric}' ({spec.mode}), grace {b.grace_period}, "
               f"reduction {b.reduction_factor:g}, max {b.max_epochs} epochs\nrun folder: {run_dir}", flush=True)
-        grid = tuner.fit()
+        grid, interrupted = tuner_mod.fit(tuner)
         wall = time.time() - started
         tune_trials = list(getattr(getattr(grid, "_experiment_analysis", None), "trials", None) or [])
-        finished = len(tune_trials) >= spec.budget.num_samples and all(t.status in ("TERMINATED", "ERROR") for t in tune_trials)
+        finished = not interrupted and len(tune_trials) >= spec.budget.num_samples
         status = "finished" if finished else "interrupted"
         if finished:
             _reconcile_optuna(spec, run_dir, {t.trial_id for t in tune_trials})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import math
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -130,3 +131,14 @@ def restore_tuner(spec: StudySpec, run_dir: Path, data: dict[str, Any] | None) -
     resume from their last checkpoint, errored ones are retried."""
     return tune.Tuner.restore(str(run_dir), make_trainable(spec, data), resume_unfinished=True, resume_errored=True,
                               param_space=spec.trial_config())
+
+
+def fit(tuner: tune.Tuner) -> tuple[Any, bool]:
+    """Run the tuner; return its ResultGrid and whether a stop signal (Ctrl+C,
+    SIGINT, SIGUSR1) interrupted it. Tune's handler for that signal puts the
+    previous handler back when it fires, and stays installed otherwise; Tune
+    itself marks every trial TERMINATED at clean-up either way."""
+    grid = tuner.fit()
+    handler = signal.getsignal(signal.SIGINT)
+    interrupted = getattr(handler, "__name__", "") != "signal_interrupt_tune_run"
+    return grid, interrupted

@@ -48,9 +48,9 @@ from core.sequence import MaskedRegressionStats, SequenceBatch, collate_sorted, 
 @dataclass
 class Au2BlendConfig:
     # data (synthetic generator; a user's --data file replaces it, the split still applies)
-    num_sequences: int = 300
-    min_length: int = 40
-    max_length: int = 200
+    num_sequences: int = 256
+    min_length: int = 32
+    max_length: int = 128
     delay: int = 2              # frames the blendshapes lag the AUs
     noise: float = 0.02         # std of the target noise (before clipping to [0, 1])
     data_seed: int = 0
@@ -72,7 +72,7 @@ class Au2BlendConfig:
     batch_size: int = 32
     grad_clip: float = 1.0
     seed: int = 0
-    max_epochs: int = 15
+    max_epochs: int = 12
 
     def __post_init__(self) -> None:
         if not 0.0 < self.val_fraction < 1.0:

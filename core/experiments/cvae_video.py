@@ -55,6 +55,7 @@ class CvaeVideoConfig:
     frame_size: int = 32
     channels: int = 3
     noise: float = 0.01
+    motion_speed: float = 1.0
     data_seed: int = 0
     val_fraction: float = 0.2
     # model
@@ -106,6 +107,8 @@ class CvaeVideoConfig:
             raise ConfigError(f"`width` is {self.width}, expected an even number >= 2")
         if self.noise < 0:
             raise ConfigError(f"`noise` is {self.noise}, expected >= 0")
+        if self.motion_speed <= 0:
+            raise ConfigError(f"`motion_speed` is {self.motion_speed}, expected > 0")
         for name in ("clip_length", "fast_train_frames"):
             if getattr(self, name) < 2:
                 raise ConfigError(f"`{name}` is {getattr(self, name)}, expected >= 2")
@@ -120,7 +123,7 @@ def load_data(config: CvaeVideoConfig, *, data_path: str | None, cache_dir: str 
     """A user's HDF5 file, or the synthetic set from (and into) the cache."""
     if data_path is None:
         params = dict(num_clips=config.num_clips, clip_length=config.clip_length, frame_size=config.frame_size,
-                      channels=config.channels, noise=config.noise, seed=config.data_seed)
+                      channels=config.channels, noise=config.noise, speed=config.motion_speed, seed=config.data_seed)
         data_path = str(cached_hdf5(cache_dir, "video", params, lambda: generate_video(**params), SCHEMA))
     arrays = load_hdf5(data_path, SCHEMA)
     check_video_arrays(arrays, data_path)
