@@ -88,6 +88,10 @@ def _check_resources(spec: StudySpec, cluster: dict[str, float]) -> None:
 
 def run_study(options: RunOptions) -> int:
     run_dir, spec = _prepare_run_dir(options)
+    if options.address:
+        from studies.ray_session import check_address
+
+        check_address(options.address)  # before anything is built or written
     data = load_family_data(spec, options.data, options.cache_dir)   # validated before Ray starts
     if spec.trainable and options.data:
         spec.config["data_path"] = str(Path(options.data).resolve())  # a user trainable reads its own file

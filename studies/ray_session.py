@@ -12,7 +12,7 @@ from typing import Iterator
 from studies.errors import UserError
 
 
-def _probe(address: str, timeout: float = 5.0) -> None:
+def check_address(address: str, timeout: float = 5.0) -> None:
     """Fail in seconds, not minutes, when host:port does not answer."""
     target = address.removeprefix("ray://")
     if address == "auto" or ":" not in target:
@@ -62,7 +62,7 @@ def ray_session(address: str | None, *, num_cpus: int | None = None, num_gpus: i
     import ray
 
     if address:
-        _probe(address)
+        check_address(address)
         try:
             ray.init(address=address, logging_level=logging.WARNING, logging_config=_worker_logging(),
                      runtime_env=_code_runtime_env(Path(__file__).resolve().parents[1]))

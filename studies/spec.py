@@ -170,7 +170,7 @@ def _section(source: str, name: str, cls: type, raw: Any) -> Any:
 
 def _check_budget(source: str, b: Budget) -> None:
     checks = [
-        ("max_epochs", b.max_epochs >= 1, ">= 1"), ("grace_period", 1 <= b.grace_period <= b.max_epochs, f"1 <= grace_period <= max_epochs ({b.max_epochs})"),
+        ("max_epochs", 1 <= b.max_epochs <= 100_000, "1 <= max_epochs <= 100000"), ("grace_period", 1 <= b.grace_period <= b.max_epochs, f"1 <= grace_period <= max_epochs ({b.max_epochs})"),
         ("reduction_factor", b.reduction_factor >= 2, ">= 2"), ("num_samples", 1 <= b.num_samples <= 100_000, "1 <= num_samples <= 100000"),
         ("checkpoint_every", b.checkpoint_every >= 1, ">= 1"), ("max_failures", 0 <= b.max_failures <= 100, "0 <= max_failures <= 100"),
     ]

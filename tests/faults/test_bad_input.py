@@ -1,0 +1,128 @@
+"""Bad input matrix: every user-facing input, wrong / empty / huge / malformed.
+
+Each case must give exactly one line on stderr, exit code 2, no traceback, and
+leave the disk as it was. Most cases fail before Ray starts, so they run
+in-process through ``studies.cli.main``; a few run in a subprocess to prove the
+real command line behaves the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from studies.cli import main
+from tests.conftest import REPO, run_cli
+
+
+def _snapshot(root: Path) -> dict[str, str]:
+    out = {}
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            p = Path(dirpath) / f
+            out[str(p.relative_to(root))] = hashlib.sha1(p.read_bytes()).hexdigest()
+    return out
+
+
+@pytest.fixture()
+def world(tmp_path: Path) -> dict[str, Path]:
+    """A results root with an existing run, data files good and bad, specs good and bad."""
+    storage = tmp_path / "results"
+    run = storage / "mdn_ramp" / "existing"
+    run.mkdir(parents=True)
+    (run / "run.json").write_text('{"study": "mdn_ramp", "run": "existing", "status": "finished", "started": 1}')
+    (run / "precious.txt").write_text("do not touch")
+    files = {"storage": storage, "tmp": tmp_path}
+    (tmp_path / "malformed.yaml").write_text("family: mdn_motion\nmetric: [unclosed\n")
+    (tmp_path / "empty.yaml").write_text("")
+    (tmp_path / "list.yaml").write_text("- a\n- b\n")
+    (tmp_path / "binary.yaml").write_bytes(b"\xff\xfe\x00garbage")
+    spec = (REPO / "studies" / "mdn_ramp.yaml").read_text()
+    (tmp_path / "unknown_key.yaml").write_text(spec + "\nbudgte: {max_epochs: 3}\n")
+    (tmp_path / "huge.yaml").write_text(spec.replace("num_samples: 48", "num_samples: 100000000"))
+    (tmp_path / "bad_range.yaml").write_text(spec.replace("grace_period: 2 ", "grace_period: 99 "))
+    (tmp_path / "bad_space_ref.yaml").write_text(spec.replace("search_space: mdn_ramp", "search_space: nowhere"))
+    (tmp_path / "garbage.h5").write_bytes(b"not an hdf5 file at all")
+    with h5py.File(tmp_path / "misshaped.h5", "w") as f:
+        f["keypoints"] = np.zeros((4, 10, 17), np.float32)
+        f["emotion"] = np.zeros((4, 10, 4), np.float32)
+        f["lengths"] = np.full(4, 10)
+        f["label"] = np.zeros(4, np.int64)
+    with h5py.File(tmp_path / "missing.h5", "w") as f:
+        f["keypoints"] = np.zeros((4, 10, 17, 2), np.float32)
+    with h5py.File(tmp_path / "nan.h5", "w") as f:
+        kp = np.zeros((4, 10, 17, 2), np.float32)
+        kp[1, 2, 3, 0] = np.nan
+        f["keypoints"], f["emotion"] = kp, np.zeros((4, 10, 4), np.float32)
+        f["lengths"], f["label"] = np.full(4, 10), np.zeros(4, np.int64)
+    return files
+
+
+CASES = [
+    # (id, argv with {tmp} / {storage}, fragment expected in the one line)
+    ("unknown study", ["nonexistent_study"], "unknown study 'nonexistent_study'; known studies: "),
+    ("empty study name", [""], "no study given"),
+    ("no study", [], "no study given"),
+    ("missing spec file", ["{tmp}/nope.yaml"], "no such study spec file"),
+    ("malformed YAML", ["{tmp}/malformed.yaml"], "malformed YAML at line 3"),
+    ("empty YAML", ["{tmp}/empty.yaml"], "the file is empty"),
+    ("YAML list", ["{tmp}/list.yaml"], "expected a mapping of keys at the top level"),
+    ("binary YAML", ["{tmp}/binary.yaml"], "binary.yaml"),
+    ("unknown spec key", ["{tmp}/unknown_key.yaml"], "budgte: unknown key"),
+    ("huge num_samples", ["{tmp}/huge.yaml"], "budget.num_samples: is 100000000"),
+    ("grace > max_epochs", ["{tmp}/bad_range.yaml"], "budget.grace_period: is 99"),
+    ("missing search space", ["{tmp}/bad_space_ref.yaml"], "nowhere.yaml: no such file"),
+    ("--set unknown key", ["mdn_ramp", "--set", "nope=1"], "--set nope=1: unknown key 'nope'"),
+    ("--set malformed", ["mdn_ramp", "--set", "budget.max_epochs"], "expected key=value"),
+    ("--set empty", ["mdn_ramp", "--set", ""], "expected key=value"),
+    ("--set wrong type", ["mdn_ramp", "--set", "budget.max_epochs=many"], "budget: `max_epochs` is 'many'"),
+    ("--set huge", ["mdn_ramp", "--set", "budget.max_epochs=10000000000000"], "budget.max_epochs: is 10000000000000"),
+    ("--set bad config key", ["mdn_ramp", "--set", "config.n_head=2"], "config: unknown key(s) ['n_head']"),
+    ("--set bad choice", ["mdn_ramp", "--set", "config.sampling=beam"], "`sampling` is 'beam'"),
+    ("--set negative seed", ["mdn_ramp", "--set", "seed=-1"], "seed: expected a non-negative integer"),
+    ("--num-samples 0", ["mdn_ramp", "--num-samples", "0"], "--num-samples: is 0"),
+    ("--cpus-per-trial 0", ["mdn_ramp", "--cpus-per-trial", "0"], "resources.cpus_per_trial: is 0"),
+    ("--gpus-per-trial 1.5", ["mdn_ramp", "--gpus-per-trial", "1.5"], "resources.gpus_per_trial: is 1.5"),
+    ("--max-concurrent -1", ["mdn_ramp", "--max-concurrent", "-1"], "--max-concurrent: is -1"),
+    ("--data missing", ["mdn_ramp", "--data", "{tmp}/none.h5"], "no such file"),
+    ("--data garbage", ["mdn_ramp", "--data", "{tmp}/garbage.h5"], "not a readable HDF5 file"),
+    ("--data mis-shaped", ["mdn_ramp", "--data", "{tmp}/misshaped.h5"], "dataset 'keypoints' has shape (4, 10, 17), expected (N, T, 17, 2)"),
+    ("--data missing dataset", ["mdn_ramp", "--data", "{tmp}/missing.h5"], "missing dataset 'emotion'"),
+    ("--data NaN", ["mdn_ramp", "--data", "{tmp}/nan.h5"], "contains NaN or inf"),
+    ("--storage URI", ["mdn_ramp", "--storage", "s3://bucket/x"], "URIs (s3://, gs://, ...) are not supported yet"),
+    ("existing run", ["mdn_ramp", "--run", "existing"], "run folder already exists; continue it with --resume"),
+    ("resume missing run", ["mdn_ramp", "--resume", "--run", "ghost"], "no such run to resume"),
+    ("report missing run", ["mdn_ramp", "--report", "--run", "ghost"], "no such run"),
+    ("report no runs", ["nonexistent_study"], "unknown study"),
+    ("unreachable address", ["mdn_ramp", "--address", "127.0.0.1:1"], "cannot reach a Ray cluster there"),
+    ("bad address", ["mdn_ramp", "--address", "host:notaport"], "cannot reach a Ray cluster there"),
+]
+
+
+@pytest.mark.parametrize("argv, fragment", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_one_line_exit_2_nothing_changed(world, capsys, argv: list[str], fragment: str) -> None:
+    argv = [a.format(tmp=world["tmp"], storage=world["storage"]) for a in argv]
+    if "--storage" not in argv:
+        argv += ["--storage", str(world["storage"])]
+    argv += ["--cache-dir", str(world["tmp"] / "cache")]
+    before = _snapshot(world["tmp"])
+    code = main(argv)
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.count("\n") == 1 and err.startswith("error: "), err
+    assert fragment in err, err
+    assert "Traceback" not in err
+    after = _snapshot(world["tmp"])
+    assert after == before, set(after) ^ set(before)
+
+
+def test_real_command_line_matches(world) -> None:
+    """The same contract through the real executable: one line, code 2, no traceback."""
+    proc = run_cli(str(world["tmp"] / "malformed.yaml"), "--storage", str(world["storage"]))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "malformed YAML" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
