@@ -77,8 +77,12 @@ def ray_session(address: str | None, *, num_cpus: int | None = None, num_gpus: i
         wanted = [p for p in (str(Path(__file__).resolve().parents[1]), os.getcwd()) if p not in paths]
         if wanted:
             os.environ["PYTHONPATH"] = os.pathsep.join([*wanted, *paths])
-        ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
-                 logging_level=logging.WARNING, logging_config=_worker_logging())
+        try:
+            ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
+                     logging_level=logging.WARNING, logging_config=_worker_logging())
+        except Exception as exc:  # Ray raises a bare Exception when its processes do not come up
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+            raise UserError(f"could not start a local Ray ({first}); is the machine overloaded, or out of /tmp space?") from None
     try:
         yield dict(ray.cluster_resources())
     finally:
