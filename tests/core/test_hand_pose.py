@@ -12,6 +12,7 @@ import torch
 
 from core.config import ConfigError
 from core.data.hand import SCHEMA, generate_hand_depth
+from core.data.hand_preprocess import denormalise_joints
 from core.data.hdf5 import DataFileError, write_hdf5
 from core.experiments.hand_pose import (
     HandPoseConfig, HandPoseExperiment, build, load_data, save_prediction_grid, split_by_sequence,
@@ -99,8 +100,7 @@ def test_film_changes_the_output_only_where_placed(placement):
     for i, block in enumerate(model.blocks):
         assert block.bn.affine == (i not in blocks)              # BatchNorm followed by FiLM has no affine
         assert (block.film is not None) == (i in blocks)
-    x = torch.randn(2, 1, 16, 16).expand(2, 1, 16, 16)              # the same image twice
-    x = torch.cat([x[:1], x[:1]])
+    x = torch.randn(1, 1, 16, 16).repeat(2, 1, 1, 1)                # the same image twice, two labels
     with torch.no_grad():
         pose, feats = model(x, torch.tensor([0, 3]), return_features=True)
     first = min(blocks) if blocks else len(feats)
@@ -141,7 +141,6 @@ def test_train_and_evaluate_metrics(trained):
 
 def test_val_error_is_the_mean_joint_distance_in_mm(trained):
     exp = trained[0]
-    from core.data.hand_preprocess import denormalise_joints
     pred = exp.predict(exp.val_images, exp.labels[exp.val_idx])
     mm = denormalise_joints(pred, exp.crops[exp.val_idx], exp.intrinsics)
     expected = np.linalg.norm(mm.numpy() - np.asarray(exp.joints[exp.val_idx]), axis=-1).mean()
