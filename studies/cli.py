@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -66,8 +67,9 @@ def _list_studies() -> None:
         try:
             spec = load_spec(path)
             what = spec.family or spec.trainable
-            first = spec.description.split(". ")[0].split("? ")[0]
-            print(f"{name:18s} {what:14s} {spec.metric} ({spec.mode})  {first}")
+            first = re.split(r"(?<=[.?!])\s", spec.description.strip(), maxsplit=1)[0]
+            first = first if len(first) <= 110 else first[:107] + "..."
+            print(f"{name:18s} {what:14s} {f'{spec.metric} ({spec.mode})':22s} {first}")
         except UserError as exc:
             print(f"{name:18s} INVALID: {exc}")
 
