@@ -10,7 +10,9 @@ The AU sequences are smooth and bursty: a low, slowly drifting activity on
 every AU, plus expression events (smile, surprise, frown, disgust, sadness,
 talking) that raise a group of AUs together under a raised-cosine envelope,
 plus short blinks (AU45). Sequence lengths vary between ``min_length`` and
-``max_length`` frames.
+``max_length`` frames; the generator takes any (a few hundred frames is fine),
+the ``au2blend`` config defaults to 24-96 frames (0.8-3.2 s) to keep the
+step-wise seq2seq variants of the ``grunet_arch`` study inside its CPU budget.
 
 The targets follow a fixed nonlinear, slightly delayed mapping of the AUs plus
 noise; "fixed" means the same for every data seed (it is built from
@@ -24,7 +26,8 @@ noise; "fixed" means the same for every data seed (it is built from
   multiplicative AU-pair interaction, minus a threshold, passed through
   ``tanh(1.5 * relu(z))``: zero at rest, saturating at 1;
 - the nine rotation curves are ``0.5 + 0.5 * tanh(z)`` of a signed combination
-  (0.5 = looking straight ahead);
+  (0.5 = looking straight ahead; Live Link Face writes them in [-1, 1], here
+  they share the [0, 1] range of the blendshapes);
 - Gaussian noise (``noise``, 0.02) is added and every weight clipped to [0, 1],
   so a resting face has exact zeros, and a regressor with a linear output can
   undershoot them (what the NegReLU penalty of the family is about).
@@ -53,12 +56,9 @@ ACTION_UNITS = (
     "AU01", "AU02", "AU04", "AU05", "AU06", "AU07", "AU09", "AU10", "AU12",
     "AU14", "AU15", "AU17", "AU20", "AU23", "AU25", "AU26", "AU45",
 )
-_SIDED = (  # (name without side, has Left/Right variants)
-    ("EyeBlink", True), ("EyeLookDown", True), ("EyeLookIn", True), ("EyeLookOut", True),
-    ("EyeLookUp", True), ("EyeSquint", True), ("EyeWide", True),
-)
+_EYE = ("EyeBlink", "EyeLookDown", "EyeLookIn", "EyeLookOut", "EyeLookUp", "EyeSquint", "EyeWide")
 ARKIT_BLENDSHAPES = (
-    *[f"{n}Left" for n, _ in _SIDED], *[f"{n}Right" for n, _ in _SIDED],
+    *[f"{n}Left" for n in _EYE], *[f"{n}Right" for n in _EYE],
     "JawForward", "JawRight", "JawLeft", "JawOpen", "MouthClose", "MouthFunnel", "MouthPucker",
     "MouthRight", "MouthLeft", "MouthSmileLeft", "MouthSmileRight", "MouthFrownLeft", "MouthFrownRight",
     "MouthDimpleLeft", "MouthDimpleRight", "MouthStretchLeft", "MouthStretchRight", "MouthRollLower",

@@ -50,8 +50,8 @@ from core.schedules import KL_ANNEAL_KINDS, kl_beta_epochs, teacher_forcing_rati
 @dataclass
 class CvaeVideoConfig:
     # data (synthetic generator; ignored by a user's --data file except the split)
-    num_clips: int = 160
-    clip_length: int = 10
+    num_clips: int = 96
+    clip_length: int = 8
     frame_size: int = 32
     channels: int = 3
     noise: float = 0.01
@@ -62,8 +62,8 @@ class CvaeVideoConfig:
     width: int = 16
     z_channels: int = 4
     # optimisation
-    lr: float = 2e-3
-    batch_size: int = 16
+    lr: float = 5e-3
+    batch_size: int = 8
     grad_clip: float = 1.0
     amp: bool = True          # bfloat16 autocast on CUDA (ignored on CPU)
     seed: int = 0

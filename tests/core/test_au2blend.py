@@ -222,6 +222,23 @@ def test_inputs_standardised_on_training_frames(trained, arrays):
     assert arrays["au"].min() >= 0                                          # the shared arrays are untouched
 
 
+def test_padding_values_never_reach_masked_loss_or_metrics(arrays, trained):
+    """Garbage in the padding frames of a file changes nothing with the masked
+    loss; with ``mask_loss=False`` it changes the training (and so the model)."""
+    _, train, metrics = trained
+    garbage = {k: v.copy() for k, v in arrays.items()}
+    pad = ~length_mask(torch.as_tensor(arrays["lengths"]), arrays["au"].shape[1]).numpy()
+    garbage["blendshapes"][pad] = 0.9
+    garbage["au"][pad] = 4.0
+    exp, train_g, metrics_g = _train_one(garbage)
+    assert train_g == train and metrics_g == metrics
+    assert (exp.au[torch.as_tensor(pad)] == 0).all()                       # padded inputs are zeros
+    _, train_u, metrics_u = _train_one(garbage, mask_loss=False)
+    _, train_u_clean, _ = _train_one(arrays, mask_loss=False)
+    assert train_u["train_mse"] > train_u_clean["train_mse"]                # 0.9 targets on padding frames
+    assert metrics_u["val_mse"] != metrics["val_mse"]
+
+
 def test_loss_is_mse_plus_weighted_negrelu(arrays):
     _, train, _ = _train_one(arrays, negrelu_weight=2.5)
     assert train["train_negrelu"] > 0
@@ -273,7 +290,9 @@ def test_crop_windows(arrays):
                 window = b.tensors["blendshapes"][row, :n]
                 offsets = [s for s in range(full - n + 1) if torch.equal(exp.blendshapes[i, s : s + n], window)]
                 assert offsets, (i, n)
-                starts.append((i, offsets[0]))
+                s = offsets[0]
+                assert torch.equal(b.tensors["au"][row, :n], exp.au[i, s : s + n])   # inputs from the same frames
+                starts.append((i, s))
         seen.append(sorted(starts))
     assert seen[0] != seen[1]                                               # a new window each epoch
     # the same epoch gives the same windows (seeded)
