@@ -112,8 +112,8 @@ class CvaeVideoConfig:
         for name in ("clip_length", "fast_train_frames"):
             if getattr(self, name) < 2:
                 raise ConfigError(f"`{name}` is {getattr(self, name)}, expected >= 2")
-        if self.clip_length > 99:
-            raise ConfigError(f"`clip_length` is {self.clip_length}, expected <= 99 (metric names have two digits)")
+        if self.clip_length > 100:
+            raise ConfigError(f"`clip_length` is {self.clip_length}, expected <= 100 (metric names have two digits)")
         for name in ("max_epochs", "batch_size", "val_batch_size", "num_clips", "z_channels"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"`{name}` is {getattr(self, name)}, expected >= 1")
