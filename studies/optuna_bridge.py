@@ -47,7 +47,13 @@ class TruthfulOptunaSearch(OptunaSearch):
         if step in seen or value is None or not math.isfinite(float(value)):
             return
         seen[step] = float(value)
-        self._ot_trials[trial_id].report(float(value), step)
+        try:
+            self._ot_trials[trial_id].report(float(value), step)
+        except (optuna.exceptions.OptunaError, RuntimeError, ValueError) as exc:
+            # After a killed driver is resumed, the restored searcher may hold a
+            # trial that Optuna already recorded as finished: keep Optuna's record.
+            logger.warning("Optuna refused epoch %s of trial %s: %s", step, trial_id, exc)
+            self._completed_trials.add(trial_id)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
         if trial_id in self._completed_trials or trial_id not in self._ot_trials:
@@ -69,7 +75,7 @@ class TruthfulOptunaSearch(OptunaSearch):
             state, value = TrialState.COMPLETE, steps[last_step]
         try:
             self._ot_study.tell(ot_trial, value, state=state)
-        except (ValueError, RuntimeError) as exc:  # e.g. told twice after a restore
+        except (optuna.exceptions.OptunaError, ValueError, RuntimeError) as exc:  # e.g. told twice after a restore
             logger.warning("Optuna refused the result of trial %s: %s", trial_id, exc)
         self._completed_trials.add(trial_id)
         self._reported.pop(trial_id, None)

@@ -90,12 +90,15 @@ def test_worker_killed_mid_trial_resumes_from_checkpoint(tmp_path: Path, cache_d
 def test_driver_killed_then_resumed(tmp_path: Path, cache_dir: Path, sig: signal.Signals) -> None:
     run_dir = tmp_path / "mdn_ramp" / "kill-driver"
     base = ["mdn_ramp", *SLOW_SMOKE, "--storage", str(tmp_path), "--cache-dir", str(cache_dir), "--run", "kill-driver"]
-    proc = _start([*base, "--num-samples", "8", "--set", "budget.max_epochs=6", "--set", "budget.checkpoint_every=1"])
+    # grace_period = max_epochs: ASHA stops nothing, so when the first trial ends most are still to run
+    # and the signal lands mid-study, not after it.
+    proc = _start([*base, "--num-samples", "8", "--set", "budget.max_epochs=6", "--set", "budget.checkpoint_every=1",
+                   "--set", "budget.grace_period=6"])
     try:
         def ended() -> list[Path]:
             return [d for d in run_dir.glob("trial_*") if any(r.get("epoch") == 6 for r in _results(d))]
 
-        _wait_for(lambda: len(ended()) >= 1 and len(list(run_dir.glob("trial_*"))) >= 3, 300, "a finished trial")
+        _wait_for(lambda: len(ended()) >= 1, 420, "a finished trial")
         finished_before = {d.name: len(_results(d)) for d in ended()}
         if sig == signal.SIGKILL:
             os.killpg(proc.pid, signal.SIGKILL)   # the driver and the local Ray it started
