@@ -15,6 +15,8 @@ from typing import Mapping
 
 import torch
 
+from core.metrics import masked_mean  # one masked mean for every family; re-exported here
+
 
 def length_mask(lengths: torch.Tensor, max_length: int | None = None) -> torch.Tensor:
     """(B, T) bool mask, True at the first ``lengths[b]`` frames of row b."""
@@ -71,13 +73,6 @@ def collate_sorted(
     tensors = {k: v[idx[:, None], frames] for k, v in arrays.items()}           # (B, L, ...)
     mask = torch.arange(L, device=device)[None] < n[:, None]                    # (B, L)
     return SequenceBatch(index=idx, lengths=n.cpu().long(), mask=mask, tensors=tensors)
-
-
-def masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of ``values`` (B, T, ...) over every element of the frames where ``mask`` (B, T) is True."""
-    m = mask.reshape(mask.shape + (1,) * (values.dim() - mask.dim())).to(values.dtype)
-    count = m.sum() * (values[0, 0].numel() if values.dim() > 2 else 1)
-    return (values * m).sum() / count.clamp_min(1.0)
 
 
 def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
