@@ -34,13 +34,22 @@ def _value(v: Any) -> Any:
     return None
 
 
+def _as_choice(v: Any, choices: list[Any] | None) -> Any:
+    """The choice itself, so its type matches the discrete domain: a column
+    with gaps (a conditional parameter) turns the choice 2 into 2.0."""
+    for c in choices or ():
+        if type(c) is not type(v) and not isinstance(c, bool) and c == v:
+            return c
+    return v
+
+
 def write_hparams(run_dir: Path, run: RunTrials, *, metric: str, choices: dict[str, list[Any]]) -> Path:
     """(Re)write ``<run>/hparams/``; returns its path."""
     root = run_dir / HPARAMS_DIR
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     for _, row in run.trials.iterrows():
-        params = {p: _value(row[p]) for p in run.params if p in row and _value(row[p]) is not None}
+        params = {p: _as_choice(_value(row[p]), choices.get(p)) for p in run.params if p in row and _value(row[p]) is not None}
         metrics = {f"hparams/{metric}": row[f"last_{metric}"], f"hparams/best_{metric}": row[f"best_{metric}"],
                    "hparams/epochs": float(row["epochs"])}
         metrics = {k: float(v) for k, v in metrics.items() if v is not None and not (isinstance(v, float) and math.isnan(v))}
