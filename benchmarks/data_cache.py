@@ -2,9 +2,14 @@
 
     python benchmarks/data_cache.py [--sequences 384]
 
-Prints, side by side in one run: time to generate the motion set, time to
-write and read it at several gzip levels, file sizes, and the load-vs-regenerate
-speed-up.
+Prints, side by side in one run:
+
+1. for each family's synthetic data set at its study's default size: the first
+   load (generate, validate, write the cache, read it back), the cached load,
+   the write alone, the file size, and how much faster loading the cache is
+   than regenerating;
+2. for the motion set: write and read times and file sizes at several gzip
+   levels.
 """
 
 from __future__ import annotations
@@ -20,6 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import core.data.hdf5 as hdf5  # noqa: E402
 from core.data.motion import SCHEMA, generate_motion  # noqa: E402
 
+STUDY_OF_FAMILY = {"mdn_motion": "mdn_ramp", "cvae_video": "kl_cycle", "hand_pose": "crop_size",
+                   "hand_action": "har_lstm", "au2blend": "grunet_arch"}
+
 
 def _best(fn, repeat: int = 3) -> float:
     times = []
@@ -30,10 +38,37 @@ def _best(fn, repeat: int = 3) -> float:
     return min(times)
 
 
+def per_family() -> None:
+    from core.config import config_from_dict
+    from studies.spec import load_spec, resolve_study_path
+
+    print("| family (study) | first load s (generate + write + read) | cached load s | write s | MB on disk "
+          "| MB in memory | regenerate / cached load |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for family, study in STUDY_OF_FAMILY.items():
+        spec = load_spec(resolve_study_path(study))
+        info = spec.family_info
+        config = config_from_dict(info.config_cls, {**spec.config, "max_epochs": spec.budget.max_epochs})
+        with tempfile.TemporaryDirectory() as tmp:
+            t = time.perf_counter()
+            arrays = info.load_data(config, data_path=None, cache_dir=tmp)
+            first = time.perf_counter() - t
+            cached = _best(lambda: info.load_data(config, data_path=None, cache_dir=tmp))
+            (path,) = Path(tmp).glob("*.h5")
+            size = path.stat().st_size
+            write = _best(lambda: hdf5.write_hdf5(Path(tmp) / "copy.h5", arrays), 2)
+        regenerate = max(first - write - cached, 0.0)
+        memory = sum(a.nbytes for a in arrays.values())
+        print(f"| {family} ({study}) | {first:.2f} | {cached:.3f} | {write:.2f} | {size / 1e6:.1f} | {memory / 1e6:.1f} "
+              f"| {regenerate / cached:.0f}x |", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sequences", type=int, default=384)
     args = ap.parse_args()
+    per_family()
+    print()
     params = dict(num_sequences=args.sequences, min_length=32, max_length=64, seed=0)
     gen = _best(lambda: generate_motion(**params), 2)
     arrays = generate_motion(**params)

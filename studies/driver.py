@@ -142,7 +142,9 @@ def _run_in_ray(options: RunOptions, spec: StudySpec, run_dir: Path, data: dict[
         print(f"{spec.name}: {b.num_samples} trials, up to {concurrent} at once on {cluster.get('CPU', 0):g} CPUs"
               f"/{cluster.get('GPU', 0):g} GPUs; ASHA on '{spec.metric}' ({spec.mode}), grace {b.grace_period}, "
               f"reduction {b.reduction_factor:g}, max {b.max_epochs} epochs\nrun folder: {run_dir}", flush=True)
+        fit_started = time.time()
         grid, interrupted = tuner_mod.fit(tuner)
+        fit_s = time.time() - fit_started
         wall = time.time() - started
         tune_trials = list(getattr(getattr(grid, "_experiment_analysis", None), "trials", None) or [])
         finished = not interrupted and len(tune_trials) >= spec.budget.num_samples
@@ -153,7 +155,8 @@ def _run_in_ray(options: RunOptions, spec: StudySpec, run_dir: Path, data: dict[
                              max_epochs=spec.budget.max_epochs)
         counts = trials.trials["status"].value_counts().to_dict() if not trials.trials.empty else {}
         run_folder.update_run_info(run_dir, status=status, finished=time.time(),
-                                   wall_s=float(info.get("wall_s", 0.0)) + wall, trial_counts=counts)
+                                   wall_s=float(info.get("wall_s", 0.0)) + wall, tune_s=float(info.get("tune_s", 0.0)) + fit_s,
+                                   trial_counts=counts)
         if status == "finished" and (options.confirm or spec.ablation.confirm.enabled) and not trials.trials.empty:
             _confirm(spec, run_dir, trials, data, concurrent)
     written = write_outputs(run_dir, spec)

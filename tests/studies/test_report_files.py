@@ -190,13 +190,15 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, in
 # --------------------------------------------------------------- the report
 
 def test_no_ray_imported(report) -> None:
-    """--report is Ray-free: rebuilding the report in a fresh interpreter never imports Ray."""
+    """--report is Ray-free and torch-free: rebuilding the report in a fresh
+    interpreter imports neither (each costs seconds of start-up)."""
     import subprocess
 
     run_dir = report[0]
     code = ("import sys; from pathlib import Path; from studies.driver import spec_of_run, write_outputs; "
             f"d = Path({str(run_dir)!r}); write_outputs(d, spec_of_run(d)); "
-            "assert not [m for m in sys.modules if m == 'ray' or m.startswith('ray.')], 'ray imported'")
+            "assert not [m for m in sys.modules if m == 'ray' or m.startswith('ray.')], 'ray imported'; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           cwd=Path(__file__).resolve().parents[2])
     assert proc.returncode == 0, proc.stderr[-2000:]
