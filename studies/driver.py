@@ -37,13 +37,14 @@ class RunOptions:
     confirm: bool = False
 
 
-def spec_of_run(run_dir: Path) -> StudySpec:
+def spec_of_run(run_dir: Path, *, for_training: bool = True) -> StudySpec:
     """The spec exactly as the run used it: the copies in the run folder plus the
-    recorded smoke flag and overrides."""
+    recorded smoke flag and overrides. ``for_training=False`` (reports) skips the
+    family check, which imports torch."""
     info = run_folder.read_run_info(run_dir)
     inv = info.get("invocation", {})
     return load_spec(run_dir / SPEC_COPY, smoke=inv.get("smoke", False), overrides=inv.get("overrides", []),
-                     search_space_path=run_dir / SEARCH_SPACE_COPY, name=info["study"])
+                     search_space_path=run_dir / SEARCH_SPACE_COPY, name=info["study"], check_family=for_training)
 
 
 def load_family_data(spec: StudySpec, data_path: str | None, cache_dir: Path) -> dict[str, Any] | None:
@@ -265,7 +266,7 @@ def report_command(storage: Path, study: str, run: str | None) -> int:
     run_dir = (storage / study / run) if run else run_folder.latest_run(storage, study)
     if not (run_dir / run_folder.RUN_FILE).is_file():
         raise UserError(f"{run_dir}: no such run (see `python studies/run.py {study} --runs`)")
-    spec = spec_of_run(run_dir)
+    spec = spec_of_run(run_dir, for_training=False)
     started = time.time()
     written = write_outputs(run_dir, spec)
     print(f"report of {run_dir} rebuilt in {time.time() - started:.1f} s:")

@@ -238,10 +238,13 @@ def load_spec(
     overrides: list[str] = (),
     search_space_path: Path | None = None,
     name: str | None = None,
+    check_family: bool = True,
 ) -> StudySpec:
     """Read, merge (smoke, then overrides) and validate a spec and its search space.
     ``search_space_path`` and ``name`` replace the spec's own when re-reading the
-    copies kept in a run folder."""
+    copies kept in a run folder. ``check_family=False`` skips building the family's
+    config (which imports torch): for re-reading a run's copies only to report it,
+    since they were checked when the run started."""
     raw = read_yaml_mapping(path)
     source = str(path)
     unknown = sorted(set(raw) - _TOP_KEYS)
@@ -307,7 +310,7 @@ def load_spec(
     _check_budget(source, spec.budget)
     _check_resources(source, spec.resources)
     spec.params = load_search_space(ss_path)
-    if spec.family_info is not None:
+    if check_family and spec.family_info is not None:
         _check_family_values(spec, spec.family_info)
     _check_ablation(spec)
     return spec

@@ -196,7 +196,7 @@ def test_no_ray_imported(report) -> None:
 
     run_dir = report[0]
     code = ("import sys; from pathlib import Path; from studies.driver import spec_of_run, write_outputs; "
-            f"d = Path({str(run_dir)!r}); write_outputs(d, spec_of_run(d)); "
+            f"d = Path({str(run_dir)!r}); write_outputs(d, spec_of_run(d, for_training=False)); "
             "assert not [m for m in sys.modules if m == 'ray' or m.startswith('ray.')], 'ray imported'; "
             "assert 'torch' not in sys.modules, 'torch imported'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
