@@ -20,8 +20,8 @@ from tests.conftest import REPO, RUN_PY
 SLOW_SMOKE = ["--smoke", "--set", "config.num_sequences=96", "--num-cpus", "2"]
 
 
-def _start(args: list[str]) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def _start(args: list[str], **extra_env: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **extra_env}
     env.pop("RAY_ADDRESS", None)
     return subprocess.Popen([sys.executable, str(RUN_PY), *args], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -90,20 +90,32 @@ def test_worker_killed_mid_trial_resumes_from_checkpoint(tmp_path: Path, cache_d
     assert t.state.name == "COMPLETE" and sorted(t.intermediate_values) == list(range(1, epochs + 1))
 
 
+def _terminated_in_saved_state(run_dir: Path) -> set[str]:
+    """Trials the run folder's experiment snapshot records as TERMINATED: what
+    a resumed driver will know is finished. Tune writes result.json and that
+    snapshot to the run folder together, every TUNE_GLOBAL_CHECKPOINT_S, so
+    a trial's last epoch in result.json alone does not mean it is recorded."""
+    done: set[str] = set()
+    for path in run_dir.glob("experiment_state-*.json"):
+        try:
+            trials = json.loads(path.read_text())["trial_data"]
+        except (json.JSONDecodeError, KeyError, OSError):
+            continue  # being copied in; the next poll reads it whole
+        done |= {t["trial_id"] for t in (json.loads(entry) for entry, _ in trials) if t.get("status") == "TERMINATED"}
+    return done
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
 def test_driver_killed_then_resumed(tmp_path: Path, cache_dir: Path, sig: signal.Signals) -> None:
     run_dir = tmp_path / "mdn_ramp" / "kill-driver"
     base = ["mdn_ramp", *SLOW_SMOKE, "--storage", str(tmp_path), "--cache-dir", str(cache_dir), "--run", "kill-driver"]
-    # grace_period = max_epochs: ASHA stops nothing, so when the first trial ends most are still to run
-    # and the signal lands mid-study, not after it.
-    proc = _start([*base, "--num-samples", "8", "--set", "budget.max_epochs=6", "--set", "budget.checkpoint_every=1",
-                   "--set", "budget.grace_period=6"])
+    # grace_period = max_epochs: ASHA stops nothing. 10 trials of ~2 s on 2 workers, snapshots every
+    # second: the first finished trial is on disk long before the last one ends, so the signal lands mid-study.
+    proc = _start([*base, "--num-samples", "10", "--set", "budget.max_epochs=6", "--set", "budget.checkpoint_every=1",
+                   "--set", "budget.grace_period=6", "--set", "config.num_sequences=384"], TUNE_GLOBAL_CHECKPOINT_S="1")
     try:
-        def ended() -> list[Path]:
-            return [d for d in run_dir.glob("trial_*") if any(r.get("epoch") == 6 for r in _results(d))]
-
-        _wait_for(lambda: len(ended()) >= 1, 420, "a finished trial")
-        finished_before = {d.name: len(_results(d)) for d in ended()}
+        _wait_for(lambda: bool(_terminated_in_saved_state(run_dir)), 420, "a finished trial in the saved experiment state")
+        finished_before = _terminated_in_saved_state(run_dir)
         if sig == signal.SIGKILL:
             os.killpg(proc.pid, signal.SIGKILL)   # the driver and the local Ray it started
         else:
@@ -112,6 +124,7 @@ def test_driver_killed_then_resumed(tmp_path: Path, cache_dir: Path, sig: signal
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+    assert len(finished_before) < 10, "every trial had ended before the signal: the test proves nothing"
     if sig == signal.SIGINT:
         assert proc.returncode == 130 and "--resume" in out, out[-2000:]
         assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
@@ -119,14 +132,15 @@ def test_driver_killed_then_resumed(tmp_path: Path, cache_dir: Path, sig: signal
                               "--cache-dir", str(cache_dir), "--num-cpus", "2"], cwd=REPO, capture_output=True, text=True, timeout=420)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
-    # No finished trial ran again: its results did not grow.
-    for name, n in finished_before.items():
-        assert len(_results(run_dir / name)) == n, f"{name} was run again"
+    # No trial recorded as finished ran again: one worker, every epoch once.
+    for trial_id in finished_before:
+        rows = _results(run_dir / f"trial_{trial_id}")
+        assert [r["epoch"] for r in rows] == list(range(1, 7)) and len({r["pid"] for r in rows}) == 1, f"trial_{trial_id} was run again"
     trials = _optuna(run_dir)
     assert not [t.number for t in trials if t.state.name == "RUNNING"], "orphaned RUNNING trials"
     table = pd.read_csv(run_dir / "tables" / "trials.csv")
     lost = table["status"] == "lost (driver killed)"
     kept = [t for t in trials if not t.user_attrs.get("orphaned_by_driver_kill")]
     tune_trials = table[~lost]
-    assert len(kept) == len(tune_trials) == 8, (len(kept), len(tune_trials))
+    assert len(kept) == len(tune_trials) == 10, (len(kept), len(tune_trials))
     assert set(tune_trials["status"]) <= {"complete", "stopped by ASHA"}
