@@ -58,7 +58,8 @@ def test_worker_killed_mid_trial_resumes_from_checkpoint(tmp_path: Path, cache_d
     run_dir = tmp_path / "mdn_ramp" / "kill-worker"
     proc = _start(["mdn_ramp", *SLOW_SMOKE, "--storage", str(tmp_path), "--cache-dir", str(cache_dir), "--run", "kill-worker",
                    "--num-samples", "1", "--set", f"budget.max_epochs={epochs}", "--set", "budget.checkpoint_every=2",
-                   "--set", f"budget.grace_period={epochs}", "--set", "config.num_sequences=384", "--set", "config.d_model=32"])
+                   "--set", f"budget.grace_period={epochs}", "--set", "config.num_sequences=384", "--set", "config.d_model=32"],
+                  TUNE_GLOBAL_CHECKPOINT_S="1")  # result.json reaches the run folder with each snapshot
     try:
         def trial_dir() -> Path | None:
             return next(iter(run_dir.glob("trial_*")), None) if run_dir.is_dir() else None
