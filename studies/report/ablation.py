@@ -25,21 +25,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from studies.report.space import FactorInfo
 from studies.report.trials import RunTrials
 
 NOT_SAMPLED = "(not sampled)"
 ALPHA = 0.05
-
-
-@dataclass(frozen=True)
-class FactorInfo:
-    """What the tables need to know about a search-space parameter."""
-
-    name: str
-    type: str                                  # float | int | categorical
-    choices: tuple[Any, ...] = ()
-    log: bool = False
-    when: dict[str, tuple[Any, ...]] = field(default_factory=dict)
 
 
 @dataclass

@@ -13,7 +13,8 @@ from typing import Any
 import pandas as pd
 
 from studies.report import plots
-from studies.report.ablation import AblationResult, FactorInfo, FactorTable, build_ablation
+from studies.report.ablation import AblationResult, FactorTable, build_ablation
+from studies.report.space import factor_infos
 from studies.report.budget import budget_table
 from studies.report.confirmation import ConfirmationResult, load_confirmation
 from studies.report.importance import param_importances
@@ -150,7 +151,7 @@ def write_report(run_dir: Path, run: RunTrials, *, spec: Any, info: dict[str, An
         return written + [report]
     a = spec.ablation
     names = set(a.factors) or {p.name for p in spec.params}
-    factors = [FactorInfo(p.name, p.type, tuple(p.choices), p.log, dict(p.when)) for p in spec.params if p.name in names]
+    factors = factor_infos(spec.params, names)
     ab = build_ablation(run, metric=spec.metric, mode=spec.mode, factors=factors, baseline=a.baseline, bins=a.bins,
                         max_epochs=spec.budget.max_epochs, grace_period=spec.budget.grace_period,
                         reduction_factor=spec.budget.reduction_factor)
