@@ -106,31 +106,76 @@ def _nice_edges(edges: list[float]) -> list[float]:
     return list(edges)
 
 
+def _outward(value: float, rounded: float, *, down: bool) -> float:
+    """A data extreme as an outer bin edge, rounded away from the data at the
+    precision of ``rounded`` (so the edge still holds the value)."""
+    if (rounded <= value) if down else (rounded >= value):
+        return rounded
+    if value == 0:
+        return 0.0
+    scale = 10.0 ** (math.floor(math.log10(abs(value))) - 1)
+    return (math.floor if down else math.ceil)(value / scale) * scale
+
+
+def declared_edges(info: FactorInfo, bins: list[float] | None = None, n_bins: int = 4) -> list[float]:
+    """The spec's bin edges, else ``n_bins`` equal-width bins of the declared
+    range on the factor's own scale (log for log factors), edges rounded."""
+    if bins:
+        return [float(b) for b in bins]
+    lo, hi = info.to_unit(np.array([info.low, info.high], dtype=float))
+    inner = info.from_unit(np.linspace(lo, hi, n_bins + 1)[1:-1]) if info.type != "int" else \
+        np.exp(np.linspace(lo, hi, n_bins + 1)[1:-1]) if info.log else np.linspace(lo, hi, n_bins + 1)[1:-1]
+    edges = [float(info.low), *_nice_edges([float(e) for e in inner]), float(info.high)]
+    return sorted(set(edges))
+
+
+def bin_labels(edges: list[float], log: bool = False) -> list[str]:
+    """``[lo, hi)`` labels, the last bin closed, every edge of a factor written
+    with the same precision (decimals on a linear scale, significant digits on
+    a log scale), so that 0.5 and 0.125 do not look like different kinds of number."""
+    def fmt(values: list[float]) -> list[str]:
+        for digits in range(1, 8):
+            if log:
+                out = [f"{v:.{digits}g}" for v in values]
+            else:
+                out = [f"{v:.{digits - 1}f}" for v in values]
+            if len(set(out)) == len(set(values)) and all(float(o) == float(f"{v:.6g}") or digits == 7 for o, v in zip(out, values)):
+                return out
+        return [level_name(v) for v in values]
+    names = fmt(edges)
+    return [f"[{lo}, {hi}{']' if i == len(edges) - 2 else ')'}" for i, (lo, hi) in enumerate(zip(names[:-1], names[1:]))]
+
+
 def level_labels(values: pd.Series, info: FactorInfo, edges: list[float] | None = None) -> pd.Series:
     """Map each trial's parameter value to a readable level (categorical as is,
-    numbers binned; trials where the parameter was inactive get NOT_SAMPLED)."""
+    numbers binned: the spec's edges, else the declared range's bins, else
+    quantiles of what was sampled; trials where the parameter was inactive get
+    NOT_SAMPLED)."""
     active = values.dropna()
     labels = pd.Series(NOT_SAMPLED, index=values.index, dtype=object)
     if active.empty:
         return labels
     numeric = info.type in ("float", "int")
-    if not numeric or (info.type == "int" and active.nunique() <= 6) or active.nunique() <= 3:
+    if not numeric or (info.type == "int" and (active.nunique() <= 6 if not info.declared else info.high - info.low <= 5) and not edges):
+        labels.loc[active.index] = active.map(level_name)
+        return labels
+    if not info.declared and not edges and active.nunique() <= 3:
         labels.loc[active.index] = active.map(level_name)
         return labels
     x = active.astype(float)
+    if edges is None and info.declared:
+        edges = declared_edges(info)
     if edges is None:
         n_bins = 3 if len(x) < 30 else 4
         q = np.quantile(np.log(x) if info.log else x, np.linspace(0, 1, n_bins + 1))
         q = np.exp(q) if info.log else q
         inner = sorted(set(float(e) for e in q[1:-1]))
         edges = _nice_edges([float(x.min()), *inner, float(x.max())])
-        edges[0], edges[-1] = min(edges[0], float(x.min())), max(edges[-1], float(x.max()))
+        edges[0], edges[-1] = _outward(float(x.min()), edges[0], down=True), _outward(float(x.max()), edges[-1], down=False)
     edges = sorted(set(edges))
     cut = pd.cut(x, bins=edges, include_lowest=True, right=False)
     cut_last = pd.cut(x, bins=edges, include_lowest=True, right=True)
-    names = []
-    for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
-        names.append(f"[{level_name(lo)}, {level_name(hi)}{']' if i == len(edges) - 2 else ')'}")
+    names = bin_labels(edges, info.log)
     codes = cut.cat.codes.where(cut.cat.codes >= 0, cut_last.cat.codes)
     out_of_range = codes < 0
     labels.loc[x.index] = [names[c] if c >= 0 else "out of bins" for c in codes]
@@ -165,24 +210,56 @@ def _bin_bounds(label: str) -> tuple[float, float, bool] | None:
     return lo, hi, label.endswith("]")
 
 
-def reference_level(info: FactorInfo, labels: pd.Series, order: list[str], baseline: dict[str, Any], all_infos: dict[str, FactorInfo]) -> tuple[str, str]:
+def _holding_bin(value: Any, labels: list[str]) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        return None
+    for label in labels:  # a numeric baseline: the bin that holds it
+        bounds = _bin_bounds(label)
+        if bounds and (bounds[0] <= float(value) < bounds[1] or (bounds[2] and float(value) == bounds[1])):
+            return label
+    return None
+
+
+def reference_of_levels(info: FactorInfo, levels: list[str], baseline: dict[str, Any]) -> tuple[str, str]:
+    """The level every other level is compared with, and why: the spec's
+    baseline (its level, or the bin that holds it), else the first level (a
+    numeric factor's lowest bin). A conditional factor whose parent's baseline
+    switches it off is still compared bin with bin, from its lowest bin: the
+    parent's own table holds the "switched off" comparison."""
+    sampled = [lv for lv in levels if lv not in (NOT_SAMPLED, "out of bins")]
     if info.name in baseline:
         value = baseline[info.name]
-        if level_name(value) in order:
+        if level_name(value) in sampled:
             return level_name(value), "baseline in the spec"
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            for label in order:  # a numeric baseline: the bin that holds it
-                bounds = _bin_bounds(label)
-                if bounds and (bounds[0] <= float(value) < bounds[1] or (bounds[2] and float(value) == bounds[1])):
-                    return label, f"bin holding the spec's baseline {level_name(value)}"
-    for dep, allowed in info.when.items():
-        if dep in baseline and baseline[dep] not in allowed and NOT_SAMPLED in order:
-            return NOT_SAMPLED, f"baseline {dep}={baseline[dep]} does not sample it"
-    if not order:
-        return "", "no trials"
+        holding = _holding_bin(value, sampled)
+        if holding is not None:
+            return holding, f"bin holding the spec's baseline {level_name(value)}"
+    if not sampled:
+        return (levels[0], "no trial sampled it") if levels else ("", "no trials")
+    first = "lowest bin" if _bin_bounds(sampled[0]) else "first level"
     if info.name in baseline:
-        return order[0], f"first level (no trial has the spec's baseline {level_name(baseline[info.name])})"
-    return order[0], "first level (the spec names no baseline for this factor)"
+        return sampled[0], f"{first} (no trial has the spec's baseline {level_name(baseline[info.name])})"
+    for dep, allowed in info.when.items():
+        if dep in baseline and baseline[dep] not in allowed:
+            return sampled[0], f"{first}; the baseline {dep}={baseline[dep]} does not sample it"
+    return sampled[0], f"{first} (the spec names no baseline for this factor)"
+
+
+def reference_level(info: FactorInfo, labels: pd.Series, order: list[str], baseline: dict[str, Any], all_infos: dict[str, FactorInfo]) -> tuple[str, str]:
+    return reference_of_levels(info, order, baseline)
+
+
+def config_keys(trials: pd.DataFrame, params: list[str]) -> pd.Series:
+    """One hashable key per trial: trials with the same sampled values share it."""
+    def key(v: Any) -> Any:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return None
+        try:
+            return round(float(v), 12)
+        except (TypeError, ValueError):
+            return str(v)
+    return pd.Series([tuple(key(v) for v in row) for row in trials[params].itertuples(index=False)],
+                     index=trials.index, dtype=object)
 
 
 def _ci95(x: np.ndarray) -> float:
@@ -224,11 +301,19 @@ def factor_table(
     labels = level_labels(trials[info.name] if info.name in trials else pd.Series(index=trials.index, dtype=float), info, edges)
     order = _level_order(labels, info)
     ref, why = reference_level(info, labels, order, baseline, all_infos)
-    ref_x = values.reindex(labels.index[labels == ref]).dropna().to_numpy()
+    keys = config_keys(trials, [p for p in run.params if p in trials.columns])
+
+    def observations(ids: pd.Index) -> tuple[np.ndarray, int]:
+        """Values at the rung, one per distinct config (repeats merged: their mean)."""
+        v = values.reindex(ids).dropna()
+        merged = v.groupby(keys.reindex(v.index).to_numpy(), sort=False).mean()
+        return merged.to_numpy(), len(v) - len(merged)
+
+    ref_x, _ = observations(labels.index[labels == ref])
     rows, pvals = [], []
     for level in order:
         ids = labels.index[labels == level]
-        x = values.reindex(ids).dropna().to_numpy()
+        x, repeats = observations(ids)
         full = int((trials.loc[ids, "epochs"] >= max_epochs).sum())
         p = math.nan
         if level != ref and len(x) >= 2 and len(ref_x) >= 2:
@@ -237,7 +322,7 @@ def factor_table(
         best = (x.min() if mode == "min" else x.max()) if len(x) else math.nan
         rows.append({
             "level": level + (" (ref)" if level == ref else ""),
-            "trials": len(ids), "at_rung": len(x), "full_budget": full,
+            "trials": len(ids), "at_rung": len(x), "repeats": repeats, "full_budget": full,
             "best": best, "median": float(np.median(x)) if len(x) else math.nan,
             "mean": float(x.mean()) if len(x) else math.nan, "ci95": _ci95(x),
             "delta_vs_ref": (float(x.mean() - ref_x.mean()) if len(x) and len(ref_x) and level != ref else math.nan),

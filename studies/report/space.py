@@ -60,8 +60,9 @@ class FactorInfo:
             return np.asarray(self.choices, dtype=object)[rng.integers(0, len(self.choices), n)]
         lo = self.low if lo is None else lo
         hi = self.high if hi is None else hi
-        if self.type == "int":  # every integer in [lo, hi] equally likely (log: weighted by its log-width)
-            ints = np.arange(math.ceil(lo), math.floor(hi) + 1)
+        if self.type == "int":  # every integer in [lo, hi) equally likely (log: weighted by its log-width)
+            top = math.floor(hi) if hi >= self.high else math.ceil(hi) - 1  # the last bin holds `high`
+            ints = np.arange(math.ceil(lo), top + 1)
             if self.log:
                 w = np.log(ints + 0.5) - np.log(np.maximum(ints - 0.5, 0.5))
                 return rng.choice(ints, size=n, p=w / w.sum()).astype(float)
@@ -78,16 +79,20 @@ def factor_infos(params: Iterable[Any], names: Iterable[str] | None = None) -> l
 
 
 def sample_space(factors: list[FactorInfo], n: int, rng: np.random.Generator,
-                 fixed: dict[str, Any] | None = None) -> pd.DataFrame:
+                 fixed: dict[str, Any] | None = None,
+                 within: dict[str, tuple[float, float]] | None = None) -> pd.DataFrame:
     """``n`` configs uniform over the declared space, in declaration order;
     a factor whose ``when`` condition fails is NaN (inactive), as in a trial.
     ``fixed`` pins factors to a value for every row, before their dependants
-    are decided (so pinning a parent switches its children on or off)."""
-    fixed = fixed or {}
+    are decided (so pinning a parent switches its children on or off);
+    ``within`` draws a numeric factor uniformly inside [lo, hi) of its range."""
+    fixed, within = fixed or {}, within or {}
     out: dict[str, np.ndarray] = {}
     for f in factors:
         if f.name in fixed:
             col = np.full(n, fixed[f.name], dtype=object if f.type == "categorical" else float)
+        elif f.name in within:
+            col = f.sample(rng, n, *within[f.name])
         else:
             col = f.sample(rng, n)
         mask = np.ones(n, dtype=bool)

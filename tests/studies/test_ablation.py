@@ -39,8 +39,12 @@ EFFECT = {"a": 0.0, "b": 0.0, "c": -5 * SIGMA}
 # --------------------------------------------------------------- constructing trials
 
 def _run(rows: list[dict], history: list[dict], params: list[str]) -> RunTrials:
-    """A RunTrials as load_trials builds it (rows from _trial_row, one history row per epoch)."""
-    return RunTrials(trials=pd.DataFrame(rows), history=pd.DataFrame(history), params=params)
+    """A RunTrials as load_trials builds it (rows from _trial_row, one history row per epoch).
+    Each trial also gets a distinct value of a parameter no table looks at
+    (``other``), as trials of a real search differ in their other parameters:
+    without it, trials of one level would be identical configs, merged into one."""
+    rows = [{**r, "other": r.get("other", 1.0 + i)} for i, r in enumerate(rows)]
+    return RunTrials(trials=pd.DataFrame(rows), history=pd.DataFrame(history), params=[*params, "other"])
 
 
 def _trial_row(tid: str, status: str, epochs: int, values: list[float], mode: str, metric: str, **params) -> dict:
@@ -272,8 +276,8 @@ def test_spec_edges_are_used_as_given():
     values = pd.Series([0.0, 0.1, 0.25, 0.5, 0.7, 1.0, np.nan, 1.5], index=list("abcdefgh"))
     labels = level_labels(values, KNOB, edges=[0.0, 0.5, 1.0])
     assert labels.to_dict() == {
-        "a": "[0, 0.5)", "b": "[0, 0.5)", "c": "[0, 0.5)",
-        "d": "[0.5, 1]", "e": "[0.5, 1]", "f": "[0.5, 1]",   # the last bin is closed
+        "a": "[0.0, 0.5)", "b": "[0.0, 0.5)", "c": "[0.0, 0.5)",
+        "d": "[0.5, 1.0]", "e": "[0.5, 1.0]", "f": "[0.5, 1.0]",   # the last bin is closed
         "g": NOT_SAMPLED, "h": "out of bins",
     }
     # Edges are not re-rounded or moved to the data even if the data do not fill them.
@@ -285,9 +289,9 @@ def test_spec_edges_in_build_ablation():
     run = make_study(0)
     ab = ablate(run, bins={"noise_knob": [0.0, 0.5, 1.0]})
     knob = table_of(ab, "noise_knob")
-    assert knob.table["level"].str.removesuffix(" (ref)").tolist() == ["[0, 0.5)", "[0.5, 1]"]
+    assert knob.table["level"].str.removesuffix(" (ref)").tolist() == ["[0.0, 0.5)", "[0.5, 1.0]"]
     assert knob.table["trials"].sum() == 60
-    assert knob.reference == "[0, 0.5)" and knob.reference_why.startswith("first level")
+    assert knob.reference == "[0.0, 0.5)" and knob.reference_why.startswith("lowest bin")
 
 
 def test_int_factor_with_few_values_is_categorical():
@@ -465,15 +469,18 @@ def test_reference_is_the_spec_baseline():
     assert math.isnan(row(t, "b")["p"]) and math.isnan(row(t, "b")["delta_vs_ref"])
 
 
-def test_conditional_factor_excluded_by_the_baseline_uses_not_sampled():
+def test_conditional_factor_excluded_by_the_baseline_compares_its_bins_from_the_lowest():
+    # The baseline shape=a switches knob off; knob's bins are still compared
+    # with each other (from the lowest), and "(not sampled)" is one more level.
     run = _conditional_study()
     knob = FactorInfo("knob", "float", when={"shape": ("b", "c")})
     ab = ablate(run, factors=[SHAPE, knob], baseline={"shape": "a"})
     t = table_of(ab, "knob")
-    assert t.reference == NOT_SAMPLED
-    assert t.reference_why == "baseline shape=a does not sample it"
     levels = t.table["level"].tolist()
-    assert levels[-1] == NOT_SAMPLED + " (ref)" and len(levels) == 4   # 24 sampled trials: 3 bins
+    assert t.reference == levels[0].removesuffix(" (ref)") and t.reference.startswith("[")
+    assert t.reference_why == "lowest bin; the baseline shape=a does not sample it"
+    assert levels[-1] == NOT_SAMPLED and len(levels) == 4   # 24 sampled trials: 3 bins
+    assert t.table["p"].notna().sum() == 3                  # two bins and (not sampled) vs the lowest bin
     assert row(t, NOT_SAMPLED)["trials"] == 12
     assert t.table["trials"].sum() == 36
 
@@ -484,7 +491,7 @@ def test_conditional_factor_sampled_under_the_baseline_uses_the_first_level():
     ab = ablate(run, factors=[knob], baseline={"shape": "b"})
     t = ab.tables[0]
     assert t.reference == t.table["level"].iloc[0].removesuffix(" (ref)") and t.reference.startswith("[")
-    assert t.reference_why == "first level (the spec names no baseline for this factor)"
+    assert t.reference_why == "lowest bin (the spec names no baseline for this factor)"
 
 
 def test_no_baseline_uses_the_first_level_in_choice_order():
@@ -499,7 +506,7 @@ def test_numeric_baseline_selects_the_bin_that_holds_it():
     run = make_study(0)
     ab = ablate(run, baseline={"shape": "a", "noise_knob": 0.7}, bins={"noise_knob": [0.0, 0.5, 1.0]})
     t = table_of(ab, "noise_knob")
-    assert t.reference == "[0.5, 1]" and t.reference_why == "bin holding the spec's baseline 0.7"
+    assert t.reference == "[0.5, 1.0]" and t.reference_why == "bin holding the spec's baseline 0.7"
 
 
 def test_numeric_baseline_on_a_bin_edge():
@@ -629,7 +636,7 @@ def test_factor_table_directly():
     values = values_at_epoch(run, "loss", 2)
     t = factor_table(SHAPE, run, values, mode="min", max_epochs=MAX_EPOCHS, baseline={"shape": "a"},
                      all_infos={"shape": SHAPE})
-    assert list(t.table.columns) == ["level", "trials", "at_rung", "full_budget", "best", "median", "mean", "ci95",
+    assert list(t.table.columns) == ["level", "trials", "at_rung", "repeats", "full_budget", "best", "median", "mean", "ci95",
                                      "delta_vs_ref", "p", "p_holm", "sig"]
     assert t.table["trials"].tolist() == [20, 20, 20] and t.table["at_rung"].tolist() == [20, 20, 20]
     ids = run.trials.set_index("trial_id")["shape"]
@@ -638,3 +645,24 @@ def test_factor_table_directly():
     assert r["mean"] == pytest.approx(c.mean()) and r["median"] == pytest.approx(c.median()) and r["best"] == pytest.approx(c.min())
     assert r["ci95"] == pytest.approx(stats.t.ppf(0.975, 19) * c.std(ddof=1) / math.sqrt(20))
     assert r["sig"] == "**" and r["p_holm"] < 0.01
+
+
+def test_identical_configs_are_one_observation():
+    # The same config proposed 5 times (as TPE does late in a study) is one
+    # observation, its mean: counting it 5 times would shrink the p-value of a
+    # comparison that rests on two distinct configs.
+    rows, history = [], []
+    configs = [("a", 0.1)] * 5 + [("a", 0.2), ("b", 0.3), ("b", 0.4), ("b", 0.5)]
+    for i, (shape, knob) in enumerate(configs):
+        v = 1.0 + (0.5 if shape == "b" else 0.0) + 0.01 * i
+        rows.append(_trial_row(f"t{i}", STATUS_PRUNED, 2, [2.0, v], "min", "loss", shape=shape, noise_knob=knob, other=0.0))
+        history += [{"trial_id": f"t{i}", "epoch": 1, "loss": 2.0}, {"trial_id": f"t{i}", "epoch": 2, "loss": v}]
+    run = _run(rows, history, ["shape", "noise_knob"])
+    t = factor_table(SHAPE, run, values_at_epoch(run, "loss", 2), mode="min", max_epochs=2, baseline={"shape": "a"},
+                     all_infos={}, edges=None)
+    a, b = row(t, "a"), row(t, "b")
+    assert (a["trials"], a["at_rung"], a["repeats"]) == (5 + 1, 2, 4)
+    merged_a = np.array([np.mean([1.0 + 0.01 * i for i in range(5)]), 1.05])
+    assert a["mean"] == pytest.approx(merged_a.mean())
+    b_x = np.array([1.56, 1.57, 1.58])
+    assert b["p"] == pytest.approx(stats.mannwhitneyu(b_x, merged_a, alternative="two-sided").pvalue)

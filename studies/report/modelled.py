@@ -1,0 +1,285 @@
+"""Modelled evidence: each level's global marginal, from a surrogate fitted on
+every trial at one rung and averaged over the declared search space.
+
+Why: the trials a searcher chose are not a designed experiment. TPE samples
+its favourite region, so a level's mean over its trials is the mean *in that
+region*, and the "bad" level's trials are mostly the early random ones. As in
+fANOVA (Hutter, Hoos & Leyton-Brown, ICML 2014) a random forest is fitted on
+all trials, and a level's marginal is the forest's prediction averaged over
+the whole declared space with that level fixed (numeric factors: drawn inside
+the level's bin), every other factor drawn uniformly (log scales and ``when``
+conditions respected). A conditional factor is averaged over the part of the
+space where it is active.
+
+Uncertainty: the forest is refitted on bootstrap resamples of the trials;
+each level gets a 95% percentile interval, each difference to the reference a
+two-sided bootstrap p-value (twice the smaller tail mass beyond 0), Holm-
+corrected within the factor's table. The difference's interval is taken at
+the level Holm used for that comparison, so a mark and an interval that
+excludes 0 always go together.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from studies.report.space import FactorInfo, sample_space
+
+ALPHA = 0.05
+N_TREES = 64          # point estimate
+N_BOOT = 100          # bootstrap refits
+N_BOOT_TREES = 24     # trees per bootstrap refit
+N_SPACE = 400         # Monte-Carlo configs per level
+MIN_LEAF = 2
+
+
+@dataclass
+class ModelledTable:
+    factor: str
+    table: pd.DataFrame       # level, marginal, lo, hi, delta, delta_lo, delta_hi, p, p_holm, sig
+    reference: str
+    reference_why: str
+    rung: int
+    n_trials: int             # distinct configs the forest was fitted on
+    scope: str                # "whole space" or the condition it is averaged under
+
+
+@dataclass
+class ModelledResult:
+    tables: list[ModelledTable]
+    rung: int
+    n_configs: int            # distinct configs at the rung
+    n_repeats: int            # trials merged into an identical config
+    n_boot: int
+    fit_r2: float             # out-of-bag R^2 of the point-estimate forest
+
+
+# ------------------------------------------------------------------ encoding
+
+class Encoder:
+    """Configs -> a numeric matrix for the forest: numeric factors on their
+    declared scale (log for log factors), an inactive one at a value below its
+    range; categorical factors one-hot (all zeros when inactive)."""
+
+    def __init__(self, factors: list[FactorInfo]):
+        self.factors = factors
+
+    def __call__(self, configs: pd.DataFrame) -> np.ndarray:
+        cols = []
+        for f in self.factors:
+            raw = configs[f.name] if f.name in configs else pd.Series([None] * len(configs), index=configs.index)
+            if f.type == "categorical":
+                for choice in f.choices:
+                    cols.append(np.array([v == choice or _same(v, choice) for v in raw], dtype=float))
+            else:
+                lo, hi = f.to_unit(np.array([f.low, f.high], dtype=float))
+                x = pd.to_numeric(raw, errors="coerce").to_numpy(dtype=float)
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    u = f.to_unit(np.where(np.isfinite(x) & ((x > 0) | (not f.log)), x, np.nan))
+                cols.append(np.where(np.isfinite(u), u, lo - (hi - lo)))
+        return np.column_stack(cols) if cols else np.zeros((len(configs), 0))
+
+
+def _same(a: Any, b: Any) -> bool:
+    """1, 1.0 and "1" are one level (YAML and Optuna spell numbers differently)."""
+    try:
+        return a is not None and b is not None and float(a) == float(b)
+    except (TypeError, ValueError):
+        return False
+
+
+# ------------------------------------------------------------------ levels of a factor over the declared space
+
+def declared_levels(f: FactorInfo, bins: list[float] | None) -> list[tuple[str, dict[str, Any]]]:
+    """(label, how to draw it) per level: a choice, or a bin of the declared range."""
+    from studies.report.ablation import bin_labels, declared_edges, level_name
+
+    if f.type == "categorical":
+        return [(level_name(c), {"fixed": c}) for c in f.choices]
+    if f.type == "int" and (f.high - f.low) <= 5 and not bins:
+        return [(level_name(int(v)), {"fixed": float(v)}) for v in range(int(f.low), int(f.high) + 1)]
+    edges = declared_edges(f, bins)
+    return [(label, {"within": (lo, hi)}) for label, lo, hi in zip(bin_labels(edges, f.log), edges[:-1], edges[1:])]
+
+
+def _space_for_level(factors: list[FactorInfo], f: FactorInfo, how: dict[str, Any], n: int, seed: int) -> pd.DataFrame:
+    """``n`` configs uniform over the space where ``f`` is active, with ``f`` at the level."""
+    rng = np.random.default_rng(seed)  # the same seed for every level: paired Monte-Carlo draws
+    kept, tries = [], 0
+    while sum(len(k) for k in kept) < n and tries < 50:
+        draw = sample_space(factors, 2 * n, rng, fixed={f.name: how["fixed"]} if "fixed" in how else None,
+                            within={f.name: how["within"]} if "within" in how else None)
+        kept.append(draw[draw[f.name].notna()])
+        tries += 1
+    out = pd.concat(kept).head(n)
+    if out.empty:
+        raise ValueError(f"{f.name}: its `when` conditions can never hold in the declared space")
+    return out
+
+
+def _scope(f: FactorInfo) -> str:
+    if not f.when:
+        return "whole space"
+    return "where " + " and ".join(f"{dep} in {{{', '.join(map(str, allowed))}}}" for dep, allowed in f.when.items())
+
+
+# ------------------------------------------------------------------ statistics
+
+def tail_p(diffs: np.ndarray) -> float:
+    """Two-sided bootstrap p-value of a difference: twice the smaller share of
+    bootstrap differences on either side of 0 (ties count on both sides)."""
+    d = np.asarray(diffs, dtype=float)
+    return float(min(1.0, 2.0 * min(np.mean(d <= 0), np.mean(d >= 0))))
+
+
+def percentile_interval(draws: np.ndarray, alpha: float) -> tuple[float, float]:
+    """The (1 - alpha) percentile interval, with order statistics chosen so
+    that it excludes 0 exactly when ``tail_p(draws) < alpha``."""
+    d = np.sort(np.asarray(draws, dtype=float))
+    b = len(d)
+    k = max(0, math.ceil(alpha * b / 2) - 1)
+    return float(d[k]), float(d[b - 1 - k])
+
+
+def holm_levels(pvalues: list[float], alpha: float = ALPHA) -> list[float]:
+    """The per-comparison level of Holm's step-down procedure: the k-th smallest
+    p is tested at alpha / (m - k + 1); once one is not rejected, every later
+    one is held at that same level (so none of them is rejected either)."""
+    idx = [i for i, p in enumerate(pvalues) if not math.isnan(p)]
+    m = len(idx)
+    out = [math.nan] * len(pvalues)
+    stopped: float | None = None
+    for rank, i in enumerate(sorted(idx, key=lambda i: pvalues[i])):
+        level = alpha / (m - rank) if stopped is None else stopped
+        if stopped is None and not pvalues[i] < level:
+            stopped = level
+        out[i] = level
+    return out
+
+
+# ------------------------------------------------------------------ the tables
+
+def merge_repeats(configs: pd.DataFrame, values: pd.Series, names: list[str]) -> tuple[pd.DataFrame, np.ndarray, int]:
+    """Identical configs proposed several times are one observation (their mean)."""
+    key = configs[names].astype(object).where(configs[names].notna(), None).map(_key_of)
+    frame = configs[names].assign(_key=key.apply(tuple, axis=1).values, _y=values.values)
+    grouped = frame.groupby("_key", sort=False)
+    merged = grouped.first().reset_index(drop=True)
+    y = grouped["_y"].mean().to_numpy()
+    return merged[names], y, int(len(frame) - len(merged))
+
+
+def _key_of(v: Any) -> Any:
+    if v is None:
+        return None
+    try:
+        return round(float(v), 12)
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def _forest(n_trees: int, seed: int, oob: bool = False) -> Any:
+    from sklearn.ensemble import RandomForestRegressor
+
+    return RandomForestRegressor(n_estimators=n_trees, min_samples_leaf=MIN_LEAF, max_features=1.0,
+                                 bootstrap=True, oob_score=oob, random_state=seed, n_jobs=1)
+
+
+def modelled_tables(
+    configs: pd.DataFrame,
+    values: pd.Series,
+    factors: list[FactorInfo],
+    *,
+    space: list[FactorInfo] | None = None,
+    baseline: dict[str, Any],
+    bins: dict[str, list[float]],
+    mode: str,
+    rung: int,
+    seed: int = 0,
+    n_boot: int = N_BOOT,
+    n_space: int = N_SPACE,
+) -> ModelledResult:
+    """One table per factor in ``factors``. ``configs``: one row per trial at
+    the rung (columns: every parameter of ``space``), ``values``: the metric
+    at the rung, same index. ``space``: every declared parameter (the
+    surrogate's inputs, and what is averaged over); defaults to ``factors``."""
+    from studies.report.ablation import reference_of_levels
+
+    space = [f for f in (space or factors) if f.declared]
+    names = [f.name for f in space]
+    ok = values.notna() & np.isfinite(values.astype(float))
+    X_cfg, y, repeats = merge_repeats(configs.loc[ok.index[ok]], values[ok].astype(float), names)
+    encode = Encoder(space)
+    X = encode(X_cfg)
+    n = len(y)
+
+    # Every (factor, level) Monte-Carlo set, stacked so each forest predicts once.
+    plan, blocks, start = [], [], 0
+    for f in factors:
+        if not f.declared or f.name not in names:
+            continue
+        levels = declared_levels(f, bins.get(f.name))
+        for label, how in levels:
+            block = encode(_space_for_level(space, f, how, n_space, seed + 7919))
+            blocks.append(block)
+            plan.append((f, label, slice(start, start + len(block))))
+            start += len(block)
+    if not plan or n < 4 or len(np.unique(y)) < 2:
+        return ModelledResult([], rung, n, repeats, 0, math.nan)
+    grid = np.vstack(blocks)
+
+    def marginals(model: Any) -> np.ndarray:
+        pred = model.predict(grid)
+        return np.array([pred[s].mean() for _, _, s in plan])
+
+    point_model = _forest(N_TREES, seed, oob=n >= 8).fit(X, y)
+    point = marginals(point_model)
+    r2 = float(getattr(point_model, "oob_score_", math.nan))
+    rng = np.random.default_rng(seed + 1)
+    boot = np.empty((n_boot, len(plan)))
+    for b in range(n_boot):
+        idx = rng.integers(0, n, n)
+        boot[b] = marginals(_forest(N_BOOT_TREES, seed + 100 + b).fit(X[idx], y[idx]))
+
+    tables = []
+    for f in factors:
+        cols = [i for i, (g, _, _) in enumerate(plan) if g is f]
+        if not cols:
+            continue
+        labels = [plan[i][1] for i in cols]
+        ref, why = reference_of_levels(f, labels, baseline)
+        r = cols[labels.index(ref)]
+        rows, pvals = [], []
+        for i, label in zip(cols, labels):
+            lo, hi = percentile_interval(boot[:, i], ALPHA)
+            diffs = boot[:, i] - boot[:, r]
+            p = tail_p(diffs) if i != r else math.nan
+            pvals.append(p)
+            rows.append({"level": label + (" (ref)" if i == r else ""), "marginal": point[i], "lo": lo, "hi": hi,
+                         "delta": point[i] - point[r] if i != r else math.nan, "p": p, "_diffs": diffs})
+        levels = holm_levels(pvals)
+        p_holm = _holm_p(pvals)
+        for row, level, ph in zip(rows, levels, p_holm):
+            diffs = row.pop("_diffs")
+            row["delta_lo"], row["delta_hi"] = percentile_interval(diffs, level) if not math.isnan(level) else (math.nan, math.nan)
+            row["p_holm"] = ph
+            row["sig"] = "" if math.isnan(ph) else "**" if ph < 0.01 else "*" if ph < ALPHA else ""
+        table = pd.DataFrame(rows, columns=["level", "marginal", "lo", "hi", "delta", "delta_lo", "delta_hi", "p", "p_holm", "sig"])
+        tables.append(ModelledTable(f.name, table, ref, why, rung, n, _scope(f)))
+    return ModelledResult(tables, rung, n, repeats, n_boot, r2)
+
+
+def _holm_p(pvalues: list[float]) -> list[float]:
+    from studies.report.ablation import holm
+
+    return holm(pvalues)
+
+
+def best_level(t: ModelledTable, mode: str) -> pd.Series:
+    rows = t.table.dropna(subset=["marginal"])
+    return rows.loc[rows["marginal"].idxmin() if mode == "min" else rows["marginal"].idxmax()]
