@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import importlib.util
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,11 +51,39 @@ class Confirm:
 
 
 @dataclass
+class LeaveOneOut:
+    enabled: bool = True
+    seeds: int = 3
+
+
+@dataclass
 class Ablation:
     factors: list[str] = field(default_factory=list)
     baseline: dict[str, Any] = field(default_factory=dict)
     bins: dict[str, list[float]] = field(default_factory=dict)
     confirm: Confirm = field(default_factory=Confirm)
+    leave_one_out: LeaveOneOut | None = None  # None: off (absent or null in the spec)
+
+
+SAMPLERS = ("tpe", "random", "qmc", "gp", "cmaes")
+# The spec's search options each sampler takes (besides `sampler` itself).
+SAMPLER_OPTIONS = {"tpe": ("seed", "n_startup_trials", "multivariate", "group"), "random": ("seed",),
+                   "qmc": ("seed",), "gp": ("seed", "n_startup_trials"), "cmaes": ("seed",)}
+METRIC_SCALES = ("ratio", "interval", "log")
+
+
+@dataclass
+class Search:
+    """The Optuna sampler that proposes configs. Filled in by load_spec: ``seed``
+    defaults to the spec's seed, ``n_startup_trials`` (tpe, gp; None for the
+    others) to min(10, max(2, num_samples // 4)); ``multivariate`` None leaves
+    Optuna's own default."""
+
+    sampler: str = "tpe"
+    seed: int = 0
+    n_startup_trials: int | None = None
+    multivariate: bool | None = None
+    group: bool = False
 
 
 @dataclass
@@ -71,6 +101,8 @@ class StudySpec:
     resources: Resources = field(default_factory=Resources)
     config: dict[str, Any] = field(default_factory=dict)
     ablation: Ablation = field(default_factory=Ablation)
+    search: Search = field(default_factory=Search)
+    metric_scale: str = "interval"
     params: list[Param] = field(default_factory=list)
     search_space_path: Path | None = None
 
@@ -84,6 +116,16 @@ class StudySpec:
                 "checkpoint_every": self.budget.checkpoint_every,
                 "cpus_per_trial": self.resources.cpus_per_trial}
 
+    def reference_point(self) -> dict[str, Any]:
+        """The config the search measures first (Optuna trial 0): per active
+        parameter, in file order, its baseline, else its first choice, else the
+        centre of its range. Inactive parameters are left out."""
+        point: dict[str, Any] = {}
+        for p in self.params:
+            if p.active(point):
+                point[p.name] = self.ablation.baseline[p.name] if p.name in self.ablation.baseline else _centre(p)
+        return point
+
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["path"], out["search_space_path"] = str(self.path), str(self.search_space_path)
@@ -91,8 +133,20 @@ class StudySpec:
         return out
 
 
-_TOP_KEYS = {"family", "trainable", "description", "metric", "mode", "search_space", "seed",
-             "budget", "resources", "config", "ablation", "smoke"}
+_TOP_KEYS = {"family", "trainable", "description", "metric", "mode", "metric_scale", "search_space", "seed",
+             "budget", "resources", "config", "ablation", "search", "smoke"}
+
+
+def _centre(p: Param) -> Any:
+    """A categorical's first choice; a range's (geometric, for log) centre, on its int / step grid."""
+    if p.type == "categorical":
+        return p.choices[0]
+    mid = math.sqrt(p.low * p.high) if p.log else (p.low + p.high) / 2
+    if p.step is not None:
+        mid = p.low + round((mid - p.low) / p.step) * p.step  # stays <= high, as step <= high - low
+    if p.type == "int":
+        return round(mid)
+    return float(f"{mid:.12g}")  # 0.15, not 0.15000000000000002
 
 
 def known_studies() -> dict[str, Path]:
@@ -188,6 +242,67 @@ def _check_resources(source: str, r: Resources) -> None:
         raise UserError(f"{source}: resources.max_concurrent: is {r.max_concurrent}, expected >= 0 (0 = from resources)")
 
 
+def _parse_search(source: str, raw: Any, *, seed: int, num_samples: int) -> Search:
+    if raw is not None and not isinstance(raw, dict):
+        raise UserError(f"{source}: search: expected a mapping like {{sampler: tpe}}, found {raw!r}")
+    given = {k: v for k, v in (raw or {}).items() if v is not None}  # null: the default (lets --set undo a key)
+    sampler = given.get("sampler", "tpe")
+    if sampler not in SAMPLERS:
+        raise UserError(f"{source}: search.sampler: is {sampler!r}, expected one of {', '.join(SAMPLERS)}")
+    known = [f.name for f in dataclasses.fields(Search)]
+    for key in given:
+        if key not in known:
+            raise UserError(f"{source}: search.{key}: unknown key (expected one of {known})")
+        if key != "sampler" and key not in SAMPLER_OPTIONS[sampler]:
+            raise UserError(f"{source}: search.{key}: sampler {sampler} does not take {key} "
+                            f"(it takes: {', '.join(SAMPLER_OPTIONS[sampler])})")
+    for key in ("seed", "n_startup_trials"):
+        v = given.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
+            raise UserError(f"{source}: search.{key}: is {v!r}, expected an integer >= 0")
+    for key in ("multivariate", "group"):
+        v = given.get(key)
+        if v is not None and not isinstance(v, bool):
+            raise UserError(f"{source}: search.{key}: is {v!r}, expected true or false")
+    if given.get("group") and given.get("multivariate") is not True:
+        raise UserError(f"{source}: search.group: is true, expected multivariate: true as well (TPE groups only multivariate sampling)")
+    startup = given.get("n_startup_trials", min(10, max(2, num_samples // 4))) if sampler in ("tpe", "gp") else None
+    return Search(sampler=sampler, seed=given.get("seed", seed), n_startup_trials=startup,
+                  multivariate=given.get("multivariate"), group=given.get("group", False))
+
+
+def _check_search(spec: StudySpec) -> None:
+    if spec.search.sampler != "cmaes":
+        return
+    if importlib.util.find_spec("cmaes") is None:
+        raise UserError(f"{spec.path}: search.sampler: cmaes needs the cmaes package: pip install cmaes")
+    for p in spec.params:
+        if p.type == "categorical" or p.when:
+            what = "categorical" if p.type == "categorical" else "conditional (when)"
+            raise UserError(f"{spec.path}: search.sampler: is cmaes, expected a sampler that handles {what} parameters such as {p.name} "
+                            f"(CMA-ES samples only a fixed continuous space; use tpe, gp, qmc or random)")
+
+
+def _check_numeric_baseline(source: str, p: Param, value: Any) -> Any:
+    """A baseline for a float / int parameter: a number in [low, high], on its step grid; returned as a number."""
+    if isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string, as in search spaces
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    integer = p.type == "int"
+    kind = "an integer" if integer else "a number"
+    grid = f" on the grid {p.low} + k * {p.step}" if p.step is not None else ""
+    ok = (not isinstance(value, bool) and isinstance(value, int if integer else (int, float))
+          and math.isfinite(value) and p.low <= value <= p.high)
+    if ok and p.step is not None:
+        k = (value - p.low) / p.step
+        ok = abs(k - round(k)) < 1e-8
+    if not ok:
+        raise UserError(f"{source}: ablation.baseline.{p.name}: is {value!r}, expected {kind} in [{p.low}, {p.high}]{grid}")
+    return value if integer else float(value)
+
+
 def _check_family_values(spec: StudySpec, family: Family) -> None:
     """Every fixed value and every edge of every parameter must build a valid config."""
     base = {**spec.config, "max_epochs": spec.budget.max_epochs, "seed": spec.seed}
@@ -222,6 +337,8 @@ def _check_ablation(spec: StudySpec) -> None:
         p = names[key]
         if p.type == "categorical" and value not in p.choices:
             raise UserError(f"{spec.path}: ablation.baseline.{key}: {value!r} is not one of {list(p.choices)}")
+        if p.type != "categorical":
+            a.baseline[key] = _check_numeric_baseline(str(spec.path), p, value)
     for key, edges in a.bins.items():
         if key not in names or names[key].type == "categorical":
             raise UserError(f"{spec.path}: ablation.bins.{key}: must name a numeric search-space parameter")
@@ -229,6 +346,8 @@ def _check_ablation(spec: StudySpec) -> None:
             raise UserError(f"{spec.path}: ablation.bins.{key}: expected an increasing list of at least 2 numbers, found {edges!r}")
     if a.confirm.top_k < 1 or a.confirm.seeds < 1:
         raise UserError(f"{spec.path}: ablation.confirm: top_k and seeds must be >= 1")
+    if a.leave_one_out is not None and a.leave_one_out.seeds < 1:
+        raise UserError(f"{spec.path}: ablation.leave_one_out.seeds: is {a.leave_one_out.seeds}, expected >= 1")
 
 
 def load_spec(
@@ -250,7 +369,7 @@ def load_spec(
     unknown = sorted(set(raw) - _TOP_KEYS)
     if unknown:
         raise UserError(f"{source}: {unknown[0]}: unknown key (expected one of {sorted(_TOP_KEYS)})")
-    for section in ("budget", "resources", "config", "ablation"):
+    for section in ("budget", "resources", "config", "ablation", "search"):
         if raw.get(section) is not None and not isinstance(raw[section], dict):
             raise UserError(f"{source}: {section}: expected a mapping, found {raw[section]!r}")
     if smoke:
@@ -288,10 +407,16 @@ def load_spec(
     if not isinstance(ablation_raw, dict):
         raise UserError(f"{source}: ablation: expected a mapping")
     confirm = _section(source, "ablation.confirm", Confirm, ablation_raw.get("confirm"))
-    ablation = _section(source, "ablation", Ablation, {k: v for k, v in ablation_raw.items() if k != "confirm"})
+    loo_raw = ablation_raw.get("leave_one_out")
+    ablation = _section(source, "ablation", Ablation, {k: v for k, v in ablation_raw.items() if k not in ("confirm", "leave_one_out")})
     ablation.confirm = confirm
+    ablation.leave_one_out = None if loo_raw is None else _section(source, "ablation.leave_one_out", LeaveOneOut, loo_raw)
     if not isinstance(ablation.factors, list) or not isinstance(ablation.baseline, dict) or not isinstance(ablation.bins, dict):
         raise UserError(f"{source}: ablation: expected factors (list), baseline (mapping), bins (mapping)")
+
+    metric_scale = raw.get("metric_scale", "interval")
+    if metric_scale not in METRIC_SCALES:
+        raise UserError(f"{source}: metric_scale: is {metric_scale!r}, expected one of {', '.join(METRIC_SCALES)}")
 
     ss_name = raw.get("search_space", name or path.stem)
     if search_space_path is not None:
@@ -305,12 +430,14 @@ def load_spec(
         description=str(raw.get("description", "")).strip(), search_space=str(ss_name), seed=seed,
         budget=_section(source, "budget", Budget, raw.get("budget")),
         resources=_section(source, "resources", Resources, raw.get("resources")),
-        config=config, ablation=ablation, search_space_path=ss_path,
+        config=config, ablation=ablation, metric_scale=metric_scale, search_space_path=ss_path,
     )
     _check_budget(source, spec.budget)
+    spec.search = _parse_search(source, raw.get("search"), seed=seed, num_samples=spec.budget.num_samples)
     _check_resources(source, spec.resources)
     spec.params = load_search_space(ss_path)
     if check_family and spec.family_info is not None:
         _check_family_values(spec, spec.family_info)
     _check_ablation(spec)
+    _check_search(spec)
     return spec

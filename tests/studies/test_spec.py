@@ -9,9 +9,13 @@ import pytest
 import yaml
 
 from studies.errors import UserError
+from studies.search_space import parse_search_space
 from studies.spec import (
     SEARCH_SPACES_DIR,
     STUDIES_DIR,
+    Ablation,
+    LeaveOneOut,
+    StudySpec,
     deep_merge,
     known_studies,
     load_spec,
@@ -74,9 +78,12 @@ def test_bundled_spec_loads():
     assert spec.search_space == "mdn_ramp" and spec.search_space_path == BUNDLED_SPACE
     assert [p.name for p in spec.params] == PARAM_NAMES
     assert spec.ablation.factors == PARAM_NAMES
-    assert spec.ablation.baseline == {"ramp_shape": "constant"}
+    assert spec.ablation.baseline == {"ramp_shape": "constant", "lr": 1e-3}
     assert spec.ablation.confirm.enabled is True and spec.ablation.confirm.top_k == 2
-    assert load_spec(BUNDLED_SPEC, smoke=True).ablation.confirm.enabled is False
+    assert spec.ablation.leave_one_out == LeaveOneOut(enabled=True, seeds=3)
+    assert spec.metric_scale == "ratio"
+    smoke = load_spec(BUNDLED_SPEC, smoke=True)
+    assert smoke.ablation.confirm.enabled is False and smoke.ablation.leave_one_out.enabled is False
     assert spec.description.startswith("Does ramping")
     tc = spec.trial_config()
     assert tc["max_epochs"] == 18 and tc["seed"] == 0 and tc["checkpoint_every"] == 3 and tc["cpus_per_trial"] == 1.0
@@ -223,6 +230,31 @@ def test_parse_override_keeps_quoted_strings():
         ("ablation.confirm.seeds=0", "ablation.confirm", "must be >= 1"),
         ("ablation.confirm.bogus=1", "ablation.confirm", "unknown key(s) ['bogus']"),
         ("search_space=no_such_space", "no_such_space.yaml", "no such file"),
+        # search:
+        ("search.sampler=annealing", "search.sampler", "is 'annealing', expected one of tpe, random, qmc, gp, cmaes"),
+        ("search.sampler=TPE", "search.sampler", "expected one of tpe"),
+        ("search.seed=-1", "search.seed", "is -1, expected an integer >= 0"),
+        ("search.seed=1.5", "search.seed", "is 1.5, expected an integer >= 0"),
+        ("search.seed=true", "search.seed", "is True, expected an integer >= 0"),
+        ("search.n_startup_trials=-2", "search.n_startup_trials", "is -2, expected an integer >= 0"),
+        ("search.multivariate=3", "search.multivariate", "is 3, expected true or false"),
+        ("search.group=true", "search.group", "expected multivariate: true as well"),
+        ("search.bogus=1", "search.bogus", "unknown key (expected one of ['sampler', 'seed',"),
+        ("search=tpe", "search", "expected a mapping"),
+        # metric_scale:
+        ("metric_scale=percent", "metric_scale", "is 'percent', expected one of ratio, interval, log"),
+        ("metric_scale=[ratio]", "metric_scale", "expected one of ratio, interval, log"),
+        # ablation.leave_one_out:
+        ("ablation.leave_one_out.seeds=0", "ablation.leave_one_out.seeds", "is 0, expected >= 1"),
+        ("ablation.leave_one_out.bogus=1", "ablation.leave_one_out", "unknown key(s) ['bogus']"),
+        ("ablation.leave_one_out.enabled=maybe", "ablation.leave_one_out", "`enabled` is 'maybe'"),
+        ("ablation.leave_one_out=3", "ablation.leave_one_out", "expected a mapping"),
+        # numeric baselines
+        ("ablation.baseline.lr=1.0e-2", "ablation.baseline.lr", "is 0.01, expected a number in [0.0003, 0.003]"),
+        ("ablation.baseline.lr=0", "ablation.baseline.lr", "is 0, expected a number in [0.0003, 0.003]"),
+        ("ablation.baseline.lr=fast", "ablation.baseline.lr", "is 'fast', expected a number"),
+        ("ablation.baseline.lr=true", "ablation.baseline.lr", "is True, expected a number"),
+        ("ablation.baseline.ramp_start=[0.1]", "ablation.baseline.ramp_start", "expected a number in [0.0, 0.5]"),
     ],
 )
 def test_bad_overrides_name_file_and_key(tmp_path, override, key, fragment):
@@ -366,3 +398,231 @@ def test_copy_in_tmp_path_is_equivalent(tmp_path):
     a = load_spec(tmp_path / "mdn_ramp.yaml", smoke=True)
     b = load_spec(BUNDLED_SPEC, smoke=True)
     assert a.name == b.name and a.budget == b.budget and a.config == b.config and a.params == b.params
+
+
+# ---------------------------------------------------------------- search:, metric_scale:, leave_one_out:
+
+CONTINUOUS_SPACE = """\
+lr:         {type: float, low: 3.0e-4, high: 3.0e-3, log: true}
+dropout:    {type: float, low: 0.0, high: 0.3, step: 0.1}
+n_layers:   {type: int, low: 1, high: 3}
+batch_size: {type: int, low: 16, high: 64, step: 16}
+"""
+
+
+def _continuous(tmp_path: Path, baseline: dict | None = None, space: str = CONTINUOUS_SPACE) -> tuple[Path, Path]:
+    """The bundled spec over a space without categorical or conditional parameters."""
+    def edit(raw):
+        raw["ablation"].update(factors=["lr", "n_layers"], baseline=baseline or {})
+        raw["ablation"].pop("leave_one_out")
+    (tmp_path / "continuous.yaml").write_text(space)
+    return _copy_spec(tmp_path, edit), tmp_path / "continuous.yaml"
+
+
+def test_search_defaults_follow_the_spec():
+    spec = load_spec(BUNDLED_SPEC)
+    assert (spec.search.sampler, spec.search.seed, spec.search.n_startup_trials) == ("tpe", 0, 10)  # min(10, 48 // 4)
+    assert spec.search.multivariate is None and spec.search.group is False
+    smoke = load_spec(BUNDLED_SPEC, smoke=True, overrides=["seed=7"])
+    assert (smoke.search.seed, smoke.search.n_startup_trials) == (7, 2)  # max(2, 6 // 4)
+    assert load_spec(BUNDLED_SPEC, overrides=["budget.num_samples=20"]).search.n_startup_trials == 5
+    assert load_spec(BUNDLED_SPEC, overrides=["search.seed=3", "seed=7"]).search.seed == 3
+    assert load_spec(BUNDLED_SPEC).to_dict()["search"]["sampler"] == "tpe"
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random", "qmc", "gp"])
+def test_search_sampler_override(sampler):
+    spec = load_spec(BUNDLED_SPEC, overrides=[f"search.sampler={sampler}", "search.seed=5"])
+    assert spec.search.sampler == sampler and spec.search.seed == 5
+    assert spec.search.n_startup_trials == (10 if sampler in ("tpe", "gp") else None)
+
+
+def test_search_options_that_the_sampler_takes():
+    spec = load_spec(BUNDLED_SPEC, overrides=["search.n_startup_trials=0", "search.multivariate=true", "search.group=true"])
+    assert (spec.search.n_startup_trials, spec.search.multivariate, spec.search.group) == (0, True, True)
+    assert load_spec(BUNDLED_SPEC, overrides=["search.sampler=gp", "search.n_startup_trials=4"]).search.n_startup_trials == 4
+
+
+@pytest.mark.parametrize(
+    "overrides, key, fragment",
+    [
+        (["search.sampler=random", "search.n_startup_trials=5"], "search.n_startup_trials",
+         "sampler random does not take n_startup_trials (it takes: seed)"),
+        (["search.sampler=gp", "search.multivariate=true"], "search.multivariate", "sampler gp does not take multivariate"),
+        (["search.sampler=qmc", "search.group=false"], "search.group", "sampler qmc does not take group"),
+        (["search.sampler=cmaes", "search.n_startup_trials=3"], "search.n_startup_trials", "sampler cmaes does not take"),
+        (["search.multivariate=false", "search.group=true"], "search.group", "expected multivariate: true"),
+    ],
+)
+def test_search_option_the_sampler_does_not_take(tmp_path, overrides, key, fragment):
+    path = _copy_spec(tmp_path)
+    with pytest.raises(UserError) as info:
+        load_spec(path, overrides=overrides)
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: {key}: ") and fragment in msg and "\n" not in msg
+
+
+def test_search_null_option_is_the_default(tmp_path):
+    """A spec that sets TPE options can still be switched to another sampler from --set."""
+    path = _copy_spec(tmp_path, lambda r: r.update(search={"sampler": "tpe", "multivariate": True, "n_startup_trials": 4}))
+    assert load_spec(path).search.n_startup_trials == 4
+    spec = load_spec(path, overrides=["search.sampler=random", "search.multivariate=null", "search.n_startup_trials=null"])
+    assert spec.search.sampler == "random" and spec.search.multivariate is None
+
+
+def test_search_block_in_the_file_and_in_smoke(tmp_path):
+    path = _copy_spec(tmp_path, lambda r: (r.update(search={"sampler": "gp"}), r["smoke"].update(search={"sampler": "random"})))
+    assert load_spec(path).search.sampler == "gp"
+    assert load_spec(path, smoke=True).search.sampler == "random"
+
+
+def test_cmaes_refuses_a_categorical_space(tmp_path):
+    path = _copy_spec(tmp_path)
+    with pytest.raises(UserError) as info:
+        load_spec(path, overrides=["search.sampler=cmaes"])
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: search.sampler: is cmaes") and "categorical" in msg and "ramp_shape" in msg and "\n" not in msg
+
+
+def test_cmaes_refuses_a_conditional_space(tmp_path):
+    space = CONTINUOUS_SPACE + "ramp_start: {type: float, low: 0.0, high: 0.5, when: {n_layers: [2, 3]}}\n"
+    spec_path, space_path = _continuous(tmp_path, space=space)
+    assert load_spec(spec_path, search_space_path=space_path).params[-1].when == {"n_layers": (2, 3)}
+    with pytest.raises(UserError) as info:
+        load_spec(spec_path, search_space_path=space_path, overrides=["search.sampler=cmaes"])
+    msg = str(info.value)
+    assert msg.startswith(f"{spec_path}: search.sampler: is cmaes") and "conditional" in msg and "ramp_start" in msg
+
+
+def test_cmaes_on_a_continuous_space(tmp_path):
+    spec_path, space_path = _continuous(tmp_path)
+    spec = load_spec(spec_path, search_space_path=space_path, overrides=["search.sampler=cmaes"])
+    assert spec.search.sampler == "cmaes" and spec.search.n_startup_trials is None
+
+
+def test_cmaes_without_its_package(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "cmaes" else real(name, *a))
+    spec_path, space_path = _continuous(tmp_path)
+    with pytest.raises(UserError) as info:
+        load_spec(spec_path, search_space_path=space_path, overrides=["search.sampler=cmaes"])
+    assert str(info.value) == f"{spec_path}: search.sampler: cmaes needs the cmaes package: pip install cmaes"
+
+
+def test_metric_scale_of_every_bundled_spec(tmp_path):
+    expected = {"augmentation": "ratio", "crop_size": "ratio", "film_placement": "ratio", "grunet_arch": "ratio",
+                "har_lstm": "interval", "kl_cycle": "log", "mdn_ramp": "ratio", "teacher_forcing": "log"}
+    assert {name: load_spec(path, check_family=False).metric_scale for name, path in known_studies().items()} == expected
+    assert load_spec(_copy_spec(tmp_path, lambda r: r.pop("metric_scale"))).metric_scale == "interval"
+    assert load_spec(BUNDLED_SPEC, overrides=["metric_scale=log"]).metric_scale == "log"
+
+
+def test_leave_one_out_forms(tmp_path):
+    def with_loo(value):
+        return lambda r: r["ablation"].update(leave_one_out=value)
+
+    assert load_spec(_copy_spec(tmp_path, with_loo(None))).ablation.leave_one_out is None
+    assert load_spec(_copy_spec(tmp_path, lambda r: r["ablation"].pop("leave_one_out"))).ablation.leave_one_out is None
+    assert load_spec(_copy_spec(tmp_path, with_loo({}))).ablation.leave_one_out == LeaveOneOut(enabled=True, seeds=3)
+    assert load_spec(_copy_spec(tmp_path, with_loo({"seeds": 5}))).ablation.leave_one_out == LeaveOneOut(True, 5)
+    assert load_spec(_copy_spec(tmp_path, with_loo({"enabled": False}))).ablation.leave_one_out.enabled is False
+    off = load_spec(_copy_spec(tmp_path, with_loo(None)), overrides=["ablation.leave_one_out.seeds=4"])
+    assert off.ablation.leave_one_out == LeaveOneOut(enabled=True, seeds=4)   # --set turns it on
+    assert load_spec(BUNDLED_SPEC, overrides=["ablation.leave_one_out=null"]).ablation.leave_one_out is None
+    others = {name: load_spec(path, check_family=False).ablation.leave_one_out for name, path in known_studies().items()}
+    assert {name for name, loo in others.items() if loo is not None} == {"mdn_ramp"}
+
+
+def test_numeric_baselines(tmp_path):
+    spec_path, space_path = _continuous(tmp_path, baseline={"lr": "1e-3", "dropout": 0.2, "n_layers": 3, "batch_size": 48})
+    spec = load_spec(spec_path, search_space_path=space_path)
+    assert spec.ablation.baseline == {"lr": 1e-3, "dropout": 0.2, "n_layers": 3, "batch_size": 48}
+    assert type(spec.ablation.baseline["lr"]) is float and type(spec.ablation.baseline["n_layers"]) is int
+    assert spec.reference_point() == {"lr": 1e-3, "dropout": 0.2, "n_layers": 3, "batch_size": 48}
+
+
+@pytest.mark.parametrize(
+    "baseline, key, fragment",
+    [
+        ({"n_layers": 2.0}, "n_layers", "is 2.0, expected an integer in [1, 3]"),
+        ({"n_layers": 2.5}, "n_layers", "expected an integer in [1, 3]"),
+        ({"n_layers": 4}, "n_layers", "is 4, expected an integer in [1, 3]"),
+        ({"n_layers": True}, "n_layers", "is True, expected an integer"),
+        ({"batch_size": 40}, "batch_size", "is 40, expected an integer in [16, 64] on the grid 16 + k * 16"),
+        ({"dropout": 0.15}, "dropout", "is 0.15, expected a number in [0.0, 0.3] on the grid 0.0 + k * 0.1"),
+        ({"dropout": -0.1}, "dropout", "expected a number in [0.0, 0.3]"),
+        ({"lr": 2.0e-4}, "lr", "is 0.0002, expected a number in [0.0003, 0.003]"),
+        ({"lr": float("nan")}, "lr", "expected a number in"),
+    ],
+)
+def test_bad_numeric_baselines(tmp_path, baseline, key, fragment):
+    spec_path, space_path = _continuous(tmp_path, baseline=baseline)
+    with pytest.raises(UserError) as info:
+        load_spec(spec_path, search_space_path=space_path)
+    msg = str(info.value)
+    assert msg.startswith(f"{spec_path}: ablation.baseline.{key}: ") and fragment in msg and "\n" not in msg
+
+
+# ---------------------------------------------------------------- reference_point
+
+CONDITIONAL_SPACE = """\
+kind:  {type: categorical, choices: [a, b, c]}
+x:     {type: float, low: 0.0, high: 1.0, when: {kind: [b, c]}}
+sub:   {type: categorical, choices: [p, q], when: {kind: [c]}}
+y:     {type: int, low: 1, high: 5, when: {sub: [q]}}
+lr:    {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
+n:     {type: int, low: 2, high: 32, log: true}
+w:     {type: float, low: 0.0, high: 0.35, step: 0.1}
+k:     {type: int, low: 2, high: 10, step: 2}
+flag:  {type: categorical, choices: [true, false]}
+"""
+
+
+def _spec_over(space: str, baseline: dict) -> StudySpec:
+    return StudySpec(name="s", path=Path("s.yaml"), metric="loss", mode="min",
+                     params=parse_search_space(yaml.safe_load(space), "space.yaml"), ablation=Ablation(baseline=baseline))
+
+
+@pytest.mark.parametrize(
+    "baseline, expected",
+    [
+        # no baseline: first choices, centres (geometric for log), on the int and step grids; x, sub, y inactive
+        ({}, {"kind": "a", "lr": 1e-3, "n": 8, "w": 0.2, "k": 6, "flag": True}),
+        # kind=c activates x (centre) and sub (first choice); y stays inactive under sub=p
+        ({"kind": "c"}, {"kind": "c", "x": 0.5, "sub": "p", "lr": 1e-3, "n": 8, "w": 0.2, "k": 6, "flag": True}),
+        ({"kind": "c", "sub": "q"}, {"kind": "c", "x": 0.5, "sub": "q", "y": 3, "lr": 1e-3, "n": 8, "w": 0.2, "k": 6, "flag": True}),
+        # a baseline of an inactive parameter is left out; given values win over centres
+        ({"kind": "a", "x": 0.9, "y": 5, "lr": 5e-3, "flag": False}, {"kind": "a", "lr": 5e-3, "n": 8, "w": 0.2, "k": 6, "flag": False}),
+        ({"kind": "b", "x": 0.9, "n": 3}, {"kind": "b", "x": 0.9, "lr": 1e-3, "n": 3, "w": 0.2, "k": 6, "flag": True}),
+    ],
+)
+def test_reference_point_on_a_conditional_space(baseline, expected):
+    point = _spec_over(CONDITIONAL_SPACE, baseline).reference_point()
+    assert list(point) == list(expected)                      # file order, inactive ones left out
+    assert point == pytest.approx(expected)
+    assert all(type(point[k]) is type(v) for k, v in expected.items())
+
+
+def test_reference_point_is_inside_every_optuna_distribution():
+    """Optuna ignores an enqueued value outside its distribution (and samples instead)."""
+    for path in known_studies().values():
+        spec = load_spec(path, check_family=False)
+        params = {p.name: p for p in spec.params}
+        for name, value in spec.reference_point().items():
+            dist = params[name].distribution()
+            assert dist._contains(dist.to_internal_repr(value)), (path.name, name, value)
+    for baseline in ({}, {"kind": "c", "sub": "q"}):
+        spec = _spec_over(CONDITIONAL_SPACE, baseline)
+        for p in spec.params:
+            if p.name in spec.reference_point():
+                dist = p.distribution()
+                assert dist._contains(dist.to_internal_repr(spec.reference_point()[p.name])), p.name
+
+
+def test_bundled_reference_point():
+    assert load_spec(BUNDLED_SPEC).reference_point() == {"ramp_shape": "constant", "lr": 1e-3}
+    linear = load_spec(BUNDLED_SPEC, overrides=["ablation.baseline.ramp_shape=linear"]).reference_point()
+    assert linear == pytest.approx({"ramp_shape": "linear", "initial_weight": (0.01 * 0.5) ** 0.5, "ramp_start": 0.25,
+                                    "ramp_length": 0.25, "lr": 1e-3})
