@@ -158,8 +158,10 @@ def _run_in_ray(options: RunOptions, spec: StudySpec, run_dir: Path, data: dict[
         run_folder.update_run_info(run_dir, status=status, finished=time.time(),
                                    wall_s=float(info.get("wall_s", 0.0)) + wall, tune_s=float(info.get("tune_s", 0.0)) + fit_s,
                                    trial_counts=counts)
-        if status == "finished" and (options.confirm or spec.ablation.confirm.enabled) and not trials.trials.empty:
-            _confirm(spec, run_dir, trials, data, concurrent)
+        loo = getattr(spec.ablation, "leave_one_out", None)
+        confirm = options.confirm or spec.ablation.confirm.enabled
+        if status == "finished" and (confirm or (loo is not None and loo.enabled)) and not trials.trials.empty:
+            _confirm(spec, run_dir, trials, data, concurrent, confirm=confirm)
     written = write_outputs(run_dir, spec)
     _print_summary(spec, run_dir, trials, written, wall, status)
     if status == "interrupted":
@@ -189,11 +191,12 @@ def _reconcile_optuna(spec: StudySpec, run_dir: Path, tune_ids: set[str]) -> Non
               f"marked orphaned (FAIL) {done['orphaned']}")
 
 
-def _confirm(spec: StudySpec, run_dir: Path, trials: Any, data: dict[str, Any] | None, concurrent: int) -> None:
+def _confirm(spec: StudySpec, run_dir: Path, trials: Any, data: dict[str, Any] | None, concurrent: int,
+             confirm: bool = True) -> None:
     from studies.confirm import run_confirmation
 
     started = time.time()
-    run_confirmation(spec, run_dir, trials, data, max_concurrent=concurrent)
+    run_confirmation(spec, run_dir, trials, data, max_concurrent=concurrent, confirm=confirm)
     run_folder.update_run_info(run_dir, confirm_wall_s=time.time() - started)
 
 

@@ -23,6 +23,25 @@ def _trial_seconds(run_dir: Path, trial_dir: str) -> float:
     return last
 
 
+def _designed_cost(run_dir: Path) -> tuple[int, int, float] | None:
+    folder = run_dir / "confirm"
+    if not folder.is_dir():
+        return None
+    runs, epochs, secs = 0, 0, 0.0
+    for result in folder.glob("*/result.json"):
+        last_epoch = 0
+        for line in result.read_text().splitlines():
+            try:
+                r = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            last_epoch = max(last_epoch, int(r.get("epoch", 0)))
+        runs += 1
+        epochs += last_epoch
+        secs += _trial_seconds(run_dir, str(result.parent.relative_to(run_dir)))
+    return runs, epochs, secs
+
+
 def budget_table(run: RunTrials, run_dir: Path, info: dict[str, Any]) -> pd.DataFrame:
     max_epochs = int(info["max_epochs"])
     n = len(run.trials)
@@ -42,6 +61,14 @@ def budget_table(run: RunTrials, run_dir: Path, info: dict[str, Any]) -> pd.Data
         ("wall time", f"{float(info.get('wall_s', 0)) / 60:.1f} min", f"up to {info.get('max_concurrent', '?')} trials at once"),
         ("CPU-hours", f"{seconds * cpus / 3600:.3f}", f"{cpus:g} CPU per trial"),
     ]
+    designed = _designed_cost(run_dir)
+    if designed is not None:
+        runs, epochs, secs = designed
+        rows.append(("designed runs (confirmation, leave-one-out)", runs, f"{epochs} trial-epochs, {secs / 60:.1f} min of trial time"))
+        if "confirm_wall_s" in info:
+            rows.append(("designed stage wall time", f"{float(info['confirm_wall_s']) / 60:.1f} min", "full budget, no early stopping"))
+        seconds += secs
+        rows.append(("CPU-hours, all stages", f"{seconds * cpus / 3600:.3f}", "search + designed runs"))
     if gpus > 0:
         rows.append(("GPU-hours", f"{seconds * gpus / 3600:.3f}", f"{gpus:g} GPU per trial"))
     return pd.DataFrame(rows, columns=["quantity", "value", "how"])

@@ -1,6 +1,9 @@
-"""The confirmation stage's table: top-k configs and the baseline, re-run at the
-full budget over the same seeds, mean ± std per config, each against the
-baseline by a paired t-test over seeds (same seeds, same data split), Holm-corrected."""
+"""The designed stage's tables, from its re-runs at the full budget over seeds.
+
+Confirmation: top-k configs and the baseline, mean ± std per config, each
+against the baseline by a paired t-test over seeds (same seeds, same data
+split), Holm-corrected. Leave-one-out: the best config against itself with
+one factor at its baseline, paired the same way: the table papers print."""
 
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from studies.report.ablation import holm
 CONFIRM_DIR = "confirm"
 CANDIDATES_FILE = "candidates.json"
 BASELINE_LABEL = "baseline"
+LOO_PREFIX = "without:"
 
 
 @dataclass
@@ -42,7 +46,133 @@ def _final_metric(trial_dir: Path, metric: str) -> tuple[float, int]:
     return value, epochs
 
 
+def _params_text(params: dict) -> str:
+    return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
+
+
+def paired_comparison(x: pd.Series, base: pd.Series, mode: str) -> dict:
+    """x against base over the seeds both ran (same seed, same data split):
+    mean paired difference with a 95% t-interval, paired t-test p, and the
+    seeds where x was better."""
+    common = x.index.intersection(base.index)
+    out = {"n": len(common), "delta": math.nan, "delta_lo": math.nan, "delta_hi": math.nan, "p": math.nan, "wins": ""}
+    if not len(common):
+        return out
+    diff = (x.loc[common] - base.loc[common]).to_numpy(dtype=float)
+    better = diff < 0 if mode == "min" else diff > 0
+    out.update(delta=float(diff.mean()), wins=f"{int(better.sum())}/{len(common)}")
+    if len(common) >= 2:
+        if np.any(diff != diff[0]):
+            out["p"] = float(stats.ttest_rel(x.loc[common], base.loc[common]).pvalue)
+            half = float(stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / math.sqrt(len(diff)))
+            out["delta_lo"], out["delta_hi"] = out["delta"] - half, out["delta"] + half
+        else:  # the same difference in every seed: no spread to test against
+            out["p"] = 0.0 if diff[0] != 0 else 1.0
+            out["delta_lo"] = out["delta_hi"] = out["delta"]
+    return out
+
+
+@dataclass
+class LeaveOneOutResult:
+    table: pd.DataFrame | None    # one row per factor
+    caption: str
+    skipped: dict                 # factor -> why it has no row
+    best_params: dict
+
+
 def load_confirmation(run_dir: Path, *, metric: str, mode: str) -> ConfirmationResult | None:
+    loaded = _load_designed(run_dir, metric)
+    if loaded is None:
+        return None
+    candidates, runs = loaded
+    if not candidates.get("confirm", True):
+        return None
+    max_epochs = int(candidates["max_epochs"])
+    configs = [c for c in candidates["configs"] if "confirm" in c.get("roles", ["confirm"])]
+    labels = [c["label"] for c in configs]
+    params = {c["label"]: c["params"] for c in configs}
+    baseline_label = next((c["label"] for c in candidates["configs"]
+                           if c["label"] == BASELINE_LABEL or BASELINE_LABEL in c.get("aliases", [])), BASELINE_LABEL)
+    caption = (f"Confirmation (designed evidence): each config re-run for the full {max_epochs} epochs over the same "
+               f"{candidates['seeds']} seeds, no early stopping; {metric} at the last epoch, mean ± std over seeds; "
+               "`wins`: seeds where the config beat the baseline (the best config with the spec's baseline values); "
+               "paired t-test over seeds against the baseline, Holm-corrected over the table; * p_holm < 0.05, "
+               "** p_holm < 0.01.")
+    runs = runs[runs["config"].isin(labels)]
+    if runs.empty:
+        return ConfirmationResult(runs, None, caption, "The confirmation stage has not finished any run yet.")
+    base = runs[runs["config"] == baseline_label].set_index("seed")[metric]
+    out, pvals = [], []
+    for label in labels:
+        x = runs[runs["config"] == label].set_index("seed")[metric]
+        cmp = paired_comparison(x, base, mode) if label != baseline_label else {"p": math.nan, "wins": "", "delta": math.nan}
+        pvals.append(cmp["p"])
+        out.append({"config": BASELINE_LABEL if label == baseline_label else label, "params": _params_text(params[label]),
+                    "seeds": len(x), "mean": float(x.mean()) if len(x) else math.nan,
+                    "std": float(x.std(ddof=1)) if len(x) > 1 else math.nan,
+                    "delta_vs_baseline": cmp["delta"], "wins": cmp["wins"], "p": cmp["p"]})
+    summary = pd.DataFrame(out)
+    summary["p_holm"] = holm(pvals)
+    summary["sig"] = [_mark(p) for p in summary["p_holm"]]
+    top = summary[summary["config"] != BASELINE_LABEL].dropna(subset=["mean"])
+    sentence = "The confirmation stage has no finished top config yet."
+    if not top.empty and len(base):
+        first = top.iloc[0]
+        sentence = (f"Confirmation (designed, full budget, {candidates['seeds']} seeds): the top search config "
+                    f"({first['params']}) scored {first['mean']:.4g} ± {first['std']:.2g} against the baseline's "
+                    f"{base.mean():.4g} ± {(base.std(ddof=1) if len(base) > 1 else math.nan):.2g}, better in "
+                    f"{first['wins']} seeds (paired t-test p = {first['p']:.3g}, Holm {first['p_holm']:.3g}).")
+    return ConfirmationResult(runs, summary, caption, sentence)
+
+
+def load_leave_one_out(run_dir: Path, *, metric: str, mode: str) -> LeaveOneOutResult | None:
+    """The leave-one-out table: per factor, the best config with that factor at
+    its baseline, minus the best config, paired over seeds."""
+    loaded = _load_designed(run_dir, metric)
+    if loaded is None or not loaded[0].get("leave_one_out"):
+        return None
+    candidates, runs = loaded
+    max_epochs = int(candidates["max_epochs"])
+    best = next(c for c in candidates["configs"] if "loo_best" in c.get("roles", []))
+    caption = (f"Leave-one-out ablation (designed evidence): the best search config, and the same config with one "
+               f"factor set to its baseline value, each re-run for the full {max_epochs} epochs over the same "
+               f"{candidates['loo_seeds']} seeds. `delta`: variant minus best ({metric}, "
+               f"{'positive' if mode == 'min' else 'negative'} = the factor's setting in the best config helps), "
+               "mean of the paired differences over seeds with a 95% t-interval; `best wins`: seeds where the best "
+               "config beat the variant; paired t-test, Holm-corrected over the table; * p_holm < 0.05, ** p_holm < 0.01.")
+    best_x = runs[runs["config"] == best["label"]].set_index("seed")[metric]
+    rows, pvals = [], []
+    for c in candidates["configs"]:
+        for factor in c.get("factors", []):
+            x = runs[runs["config"] == c["label"]].set_index("seed")[metric]
+            cmp = paired_comparison(x, best_x, mode)
+            wins = "" if not cmp["n"] else f"{cmp['n'] - int(cmp['wins'].split('/')[0]) - _ties(x, best_x)}/{cmp['n']}"
+            pvals.append(cmp["p"])
+            rows.append({"factor": factor, "set to": _params_text({factor: c["params"].get(factor, "(inactive)")}) if factor in c["params"]
+                         else f"{factor} inactive", "best has": _params_text({factor: best["params"].get(factor)}),
+                         "seeds": cmp["n"], "variant mean": float(x.mean()) if len(x) else math.nan,
+                         "delta": cmp["delta"], "delta_lo": cmp["delta_lo"], "delta_hi": cmp["delta_hi"],
+                         "best wins": wins, "p": cmp["p"]})
+    table = pd.DataFrame(rows, columns=["factor", "set to", "best has", "seeds", "variant mean", "delta", "delta_lo",
+                                        "delta_hi", "best wins", "p"])
+    if not table.empty:
+        table["p_holm"] = holm(pvals)
+        table["sig"] = [_mark(p) for p in table["p_holm"]]
+        order = table["delta"].abs().sort_values(ascending=False).index
+        table = table.loc[order].reset_index(drop=True)
+    return LeaveOneOutResult(table if len(best_x) else None, caption, candidates.get("loo_skipped", {}), best["params"])
+
+
+def _ties(x: pd.Series, base: pd.Series) -> int:
+    common = x.index.intersection(base.index)
+    return int((x.loc[common] == base.loc[common]).sum())
+
+
+def _mark(p: float) -> str:
+    return "" if math.isnan(p) else "**" if p < 0.01 else "*" if p < 0.05 else ""
+
+
+def _load_designed(run_dir: Path, metric: str) -> tuple[dict, pd.DataFrame] | None:
     folder = run_dir / CONFIRM_DIR
     cand_path = folder / CANDIDATES_FILE
     if not cand_path.is_file():
@@ -55,42 +185,4 @@ def load_confirmation(run_dir: Path, *, metric: str, mode: str) -> ConfirmationR
         value, epochs = _final_metric(trial_dir.parent, metric)
         rows.append({"config": config.get("confirm_label", "?"), "seed": config.get("seed"), metric: value, "epochs": epochs})
     runs = pd.DataFrame(rows, columns=["config", "seed", metric, "epochs"])
-    runs = runs[runs["epochs"] >= max_epochs]
-    labels = [c["label"] for c in candidates["configs"]]
-    params = {c["label"]: c["params"] for c in candidates["configs"]}
-    caption = (f"Confirmation: each config re-run for the full {max_epochs} epochs over the same "
-               f"{candidates['seeds']} seeds, no early stopping; {metric} at the last epoch, mean ± std over seeds; "
-               "`wins`: seeds where the config beat the baseline; paired t-test over seeds against the baseline, "
-               "Holm-corrected; * p_holm < 0.05.")
-    if runs.empty:
-        return ConfirmationResult(runs, None, caption, "The confirmation stage has not finished any run yet.")
-    base = runs[runs["config"] == BASELINE_LABEL].set_index("seed")[metric]
-    out, pvals = [], []
-    for label in labels:
-        x = runs[runs["config"] == label].set_index("seed")[metric]
-        common = x.index.intersection(base.index)
-        p, wins = math.nan, ""
-        if label != BASELINE_LABEL and len(common) >= 2:
-            diff = (x.loc[common] - base.loc[common]).to_numpy()
-            p = float(stats.ttest_rel(x.loc[common], base.loc[common]).pvalue) if np.any(diff != diff[0]) else (0.0 if diff[0] != 0 else 1.0)
-        if label != BASELINE_LABEL and len(common):
-            better = (x.loc[common] < base.loc[common]) if mode == "min" else (x.loc[common] > base.loc[common])
-            wins = f"{int(better.sum())}/{len(common)}"
-        pvals.append(p)
-        out.append({"config": label, "params": ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params[label].items()),
-                    "seeds": len(x), "mean": float(x.mean()) if len(x) else math.nan,
-                    "std": float(x.std(ddof=1)) if len(x) > 1 else math.nan,
-                    "delta_vs_baseline": float(x.mean() - base.mean()) if len(x) and len(base) and label != BASELINE_LABEL else math.nan,
-                    "wins": wins, "p": p})
-    summary = pd.DataFrame(out)
-    summary["p_holm"] = holm(pvals)
-    summary["sig"] = ["*" if (not math.isnan(p) and p < 0.05) else "" for p in summary["p_holm"]]
-    top = summary[summary["config"] != BASELINE_LABEL].dropna(subset=["mean"])
-    sentence = "The confirmation stage has no finished top config yet."
-    if not top.empty and len(base):
-        first = top.iloc[0]
-        sentence = (f"Confirmation over {candidates['seeds']} seeds at the full budget: the top search config ({first['params']}) "
-                    f"scored {first['mean']:.4g} ± {first['std']:.2g} against the baseline's {base.mean():.4g} ± "
-                    f"{(base.std(ddof=1) if len(base) > 1 else math.nan):.2g}, better in {first['wins']} seeds "
-                    f"(paired t-test p = {first['p']:.3g}, Holm {first['p_holm']:.3g}).")
-    return ConfirmationResult(runs, summary, caption, sentence)
+    return candidates, runs[runs["epochs"] >= max_epochs]

@@ -1,12 +1,23 @@
-"""Parameter importance with Optuna's PED-ANOVA (Watanabe et al. 2023,
-"PED-ANOVA: Efficiently Quantifying Hyperparameter Importance in Arbitrary
-Subspaces"), over the same like-for-like values as the ablation tables.
+"""Parameter importance over every trial at the modelled rung, on the declared domain.
 
-Optuna's evaluators only read COMPLETE trials and only parameters present in
-every trial. Here each trial that reached the chosen rung enters as COMPLETE
-with its value at that rung, and each parameter is scored over the trials in
-which it was sampled (conditional parameters included), unnormalised so that
-scores from different subsets stay comparable.
+Two columns, two questions:
+
+- **fANOVA** (Hutter, Hoos & Leyton-Brown, ICML 2014; Optuna's
+  ``FanovaImportanceEvaluator``): how much of the variance of the metric over
+  the whole declared space each parameter's main effect explains. Optuna's
+  evaluators only read parameters present in every trial, so a conditional
+  parameter is scored over the trials where it is active, together with every
+  parameter also active there. Optuna returns a share of that subset's
+  variance; multiplied by the subset's variance of the metric it becomes a
+  variance in the metric's units squared, comparable across subsets, and the
+  table ranks by it.
+- **PED-ANOVA** (Watanabe et al., IJCAI 2023): what separates the top 10% of
+  configs from the rest (a local question: which parameter the best region is
+  narrow in), scored per parameter on the trials where it is active.
+
+The domain is the declared range of each parameter, never the observed
+min/max: a parameter sampled only in a narrow band is not made important by
+stretching that band to the whole axis.
 """
 
 from __future__ import annotations
@@ -14,50 +25,99 @@ from __future__ import annotations
 import math
 import warnings
 
+import numpy as np
 import optuna
 import pandas as pd
 
-from studies.report.ablation import AblationResult, FactorInfo
-from studies.report.trials import RunTrials
+from studies.report.space import FactorInfo
+
+MIN_TRIALS = 6
+FANOVA_TREES = 64
 
 
-def _distribution(info: FactorInfo, values: pd.Series) -> optuna.distributions.BaseDistribution:
+def _distribution(info: FactorInfo) -> optuna.distributions.BaseDistribution:
     if info.type == "categorical":
         return optuna.distributions.CategoricalDistribution(info.choices)
-    lo, hi = float(values.min()), float(values.max())
     if info.type == "int":
-        return optuna.distributions.IntDistribution(int(lo), int(max(hi, lo + 1)), log=info.log)
-    return optuna.distributions.FloatDistribution(lo, hi if hi > lo else lo + 1e-12, log=info.log and lo > 0)
+        return optuna.distributions.IntDistribution(int(info.low), int(info.high), log=info.log)
+    return optuna.distributions.FloatDistribution(float(info.low), float(info.high), log=info.log)
 
 
-def param_importances(run: RunTrials, ablation: AblationResult, factors: list[FactorInfo]) -> pd.DataFrame:
-    """One row per parameter: PED-ANOVA score, trials used, and a note when it
-    could not be computed (too few trials)."""
-    values = ablation.values
-    trials = run.trials.set_index("trial_id")
-    rows = []
+def _param_value(info: FactorInfo, v):
+    if info.type == "categorical":
+        return next((c for c in info.choices if c == v or str(c) == str(v)), v)
+    return int(round(float(v))) if info.type == "int" else float(v)
+
+
+def _study(configs: pd.DataFrame, values: pd.Series, infos: list[FactorInfo], mode: str) -> optuna.Study:
+    study = optuna.create_study(direction="minimize" if mode == "min" else "maximize")
+    dists = {f.name: _distribution(f) for f in infos}
+    for idx in configs.index:
+        params = {f.name: _param_value(f, configs.at[idx, f.name]) for f in infos}
+        if any(f.numeric and not (f.low <= params[f.name] <= f.high) for f in infos):
+            continue  # outside the declared range (a spec edited after the run): not in this domain
+        study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=float(values.loc[idx])))
+    return study
+
+
+def param_importances(configs: pd.DataFrame, values: pd.Series, factors: list[FactorInfo], *, mode: str,
+                      seed: int = 0) -> pd.DataFrame:
+    """One row per parameter: fANOVA variance and share, PED-ANOVA score, the
+    trials each was scored on, and a note where it could not be computed.
+    ``configs``: one row per trial at the rung (NaN where inactive), ``values``
+    the metric there."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)
-    for info in factors:
-        if info.name not in trials.columns:
-            continue
-        col = trials[info.name].reindex(values.index)
-        ids = col.dropna().index
-        if len(ids) < 4 or col.loc[ids].nunique() < 2:
-            rows.append({"parameter": info.name, "importance": math.nan, "trials": len(ids), "note": "too few trials or a single value"})
-            continue
-        dist = _distribution(info, col.loc[ids])
-        study = optuna.create_study(direction="minimize" if ablation.mode == "min" else "maximize")
-        for tid in ids:
-            study.add_trial(optuna.trial.create_trial(
-                params={info.name: col.loc[tid] if info.type == "categorical" else float(col.loc[tid]) if info.type == "float" else int(col.loc[tid])},
-                distributions={info.name: dist}, value=float(values.loc[tid])))
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                score = optuna.importance.get_param_importances(
-                    study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(), normalize=False)[info.name]
-            rows.append({"parameter": info.name, "importance": float(score), "trials": len(ids), "note": ""})
-        except (ValueError, RuntimeError, ZeroDivisionError, KeyError) as exc:
-            rows.append({"parameter": info.name, "importance": math.nan, "trials": len(ids), "note": str(exc)[:80]})
-    table = pd.DataFrame(rows, columns=["parameter", "importance", "trials", "note"])
-    return table.sort_values("importance", ascending=False, na_position="last").reset_index(drop=True)
+    declared = [f for f in factors if f.declared and f.name in configs.columns]
+    ok = values.dropna().index
+    configs, values = configs.loc[ok], values.loc[ok].astype(float)
+    rows = {}
+    groups: dict[tuple, list[FactorInfo]] = {}
+    for f in declared:
+        active = configs[f.name].notna()
+        groups.setdefault(tuple(active), []).append(f)
+    for mask, members in groups.items():
+        ids = configs.index[list(mask)]
+        # Every parameter active in all of these trials enters the model, so
+        # a conditional one is judged beside the ones that matter there too.
+        infos = [g for g in declared if configs.loc[ids, g.name].notna().all()]
+        y = values.loc[ids]
+        fanova, note = {}, ""
+        if len(ids) < MIN_TRIALS or y.nunique() < 2:
+            note = f"too few trials ({len(ids)}) or one value"
+        else:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    study = _study(configs.loc[ids], y, infos, mode)
+                    shares = optuna.importance.get_param_importances(
+                        study, evaluator=optuna.importance.FanovaImportanceEvaluator(n_trees=FANOVA_TREES, seed=seed),
+                        params=[g.name for g in infos], normalize=False)
+                variance = float(np.var(y.to_numpy()))
+                fanova = {k: (float(v) * variance, float(v)) for k, v in shares.items()}
+            except (ValueError, RuntimeError, ZeroDivisionError) as exc:
+                note = str(exc)[:80]
+        for f in members:
+            ped = _ped_anova(configs.loc[ids], y, f, mode) if len(ids) >= MIN_TRIALS else math.nan
+            var, share = fanova.get(f.name, (math.nan, math.nan))
+            scope = "all" if all(mask) else f"{len(ids)} where active"
+            rows[f.name] = {"parameter": f.name, "fanova_variance": var, "fanova_share_of_subset": share,
+                            "ped_anova": ped, "trials": len(ids), "scored_on": scope, "note": note}
+    table = pd.DataFrame([rows[f.name] for f in declared if f.name in rows],
+                         columns=["parameter", "fanova_variance", "fanova_share_of_subset", "ped_anova", "trials",
+                                  "scored_on", "note"])
+    total = table["fanova_variance"].sum(min_count=1)
+    table.insert(2, "fanova_share", table["fanova_variance"] / total if total and total > 0 else math.nan)
+    return table.sort_values(["fanova_variance", "ped_anova"], ascending=False, na_position="last").reset_index(drop=True)
+
+
+def _ped_anova(configs: pd.DataFrame, y: pd.Series, f: FactorInfo, mode: str) -> float:
+    if configs[f.name].nunique() < 2:
+        return math.nan
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            study = _study(configs[[f.name]], y, [f], mode)
+            return float(optuna.importance.get_param_importances(
+                study, evaluator=optuna.importance.PedAnovaImportanceEvaluator(), normalize=False)[f.name])
+    except (ValueError, RuntimeError, ZeroDivisionError, KeyError):
+        return math.nan

@@ -82,14 +82,74 @@ def plot_learning_curves(run: RunTrials, metric: str, mode: str, best_ids: list[
 
 
 def plot_importances(importances: pd.DataFrame, out: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(6.5, 0.5 + 0.45 * max(1, len(importances))))
-    d = importances.dropna(subset=["importance"]).iloc[::-1]
-    ax.barh(d["parameter"], d["importance"], color="C2")
-    ax.set_xlabel("PED-ANOVA importance (unnormalised)")
-    ax.set_title("Parameter importance", fontsize=10)
+    """fANOVA share beside PED-ANOVA (scaled to its largest), one row per parameter."""
+    fig, ax = plt.subplots(figsize=(7, 0.8 + 0.5 * max(1, len(importances))))
+    d = importances.iloc[::-1]
+    y = np.arange(len(d))
+    ax.barh(y + 0.2, d["fanova_share"].fillna(0), height=0.4, color="C2", label="fANOVA: share of main-effect variance")
+    ped = d["ped_anova"].fillna(0)
+    ax.barh(y - 0.2, ped / ped.max() if ped.max() > 0 else ped, height=0.4, color="C1",
+            label="PED-ANOVA: top configs vs the rest (scaled to max)")
+    ax.set_yticks(y, d["parameter"])
+    ax.set_xlabel("importance")
+    ax.set_title("Parameter importance over the declared space", fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     path = out / "importance.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_modelled(tables: list, metric: str, rung: int, out: Path) -> Path:
+    """Each factor's modelled marginals with 95% bootstrap intervals; the
+    reference in grey, marked levels flagged."""
+    n = max(1, len(tables))
+    cols = min(3, n)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.6 * rows), squeeze=False)
+    for ax, t in zip(axes.flat, tables):
+        d = t.table
+        x = np.arange(len(d))
+        ref = d["level"].str.endswith("(ref)")
+        err = np.vstack([d["marginal"] - d["lo"], d["hi"] - d["marginal"]]).clip(min=0)
+        for i in x:
+            ax.errorbar(i, d["marginal"].iloc[i], yerr=err[:, i:i + 1], fmt="o", capsize=4,
+                        color="0.5" if ref.iloc[i] else "C0")
+            if d["sig"].iloc[i]:
+                ax.annotate(d["sig"].iloc[i], (i, 1.0), xycoords=("data", "axes fraction"), ha="center", va="top",
+                            fontsize=13, color="C3")
+        ax.set_xticks(x, [lv.replace(" (ref)", "\n(ref)") for lv in d["level"]], rotation=20, fontsize=8)
+        ax.set_title(f"{t.factor}" + ("" if t.scope == "whole space" else f"\n({t.scope})"), fontsize=9)
+        ax.set_ylabel(f"modelled {metric} @ epoch {rung}")
+        ax.grid(axis="y", alpha=0.3)
+    for ax in list(axes.flat)[len(tables):]:
+        ax.axis("off")
+    fig.suptitle("Modelled marginals over the declared space (random forest, 95% bootstrap intervals; "
+                 "* Holm p<0.05 vs the reference)", fontsize=10)
+    fig.tight_layout()
+    path = out / "modelled.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_leave_one_out(table: pd.DataFrame, metric: str, out: Path) -> Path:
+    """Paired change from setting each factor of the best config to its baseline."""
+    fig, ax = plt.subplots(figsize=(7, 0.9 + 0.55 * max(1, len(table))))
+    d = table.iloc[::-1]
+    y = np.arange(len(d))
+    err = np.vstack([d["delta"] - d["delta_lo"], d["delta_hi"] - d["delta"]]).clip(min=0)
+    ax.errorbar(d["delta"], y, xerr=np.nan_to_num(err), fmt="o", capsize=4, color="C0")
+    ax.axvline(0, color="0.4", lw=1)
+    ax.set_yticks(y, [f"{f} -> {s.split('=', 1)[-1]}{'  ' + m if m else ''}" for f, s, m in
+                      zip(d["factor"], d["set to"], d["sig"])])
+    ax.set_xlabel(f"change in {metric} (variant - best), 95% CI over seeds")
+    ax.set_title("Leave-one-out from the best config (full budget, paired over seeds)", fontsize=10)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    path = out / "leave_one_out.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

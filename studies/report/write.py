@@ -7,23 +7,31 @@ interrupted or still running, in seconds.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from studies.report import plots
-from studies.report.ablation import AblationResult, FactorTable, build_ablation
-from studies.report.space import factor_infos
+from studies.report.ablation import AblationResult, FactorTable
+from studies.report.analysis import Analysis, analyse
+from studies.report.answer import answer_paragraph, fmt
 from studies.report.budget import budget_table
-from studies.report.confirmation import ConfirmationResult, load_confirmation
-from studies.report.importance import param_importances
+from studies.report.confirmation import load_confirmation, load_leave_one_out
+from studies.report.modelled import ModelledTable
+from studies.report.space import factor_infos
 from studies.report.trials import STATUS_COMPLETE, RunTrials
 from studies.report.tensorboard_hparams import write_hparams
 from studies.report.trials_table import write_trials_table
 
 CAPTION_STATS = ("Mean ± 95% t-interval; each level vs the reference level by a two-sided Mann-Whitney U test, "
                  "p-values Holm-corrected within the table; * p_holm < 0.05, ** p_holm < 0.01.")
+EVIDENCE_LEGEND = (
+    "Evidence, strongest first. **Designed**: runs the platform chose for the comparison, at the full budget over "
+    "seeds (leave-one-out, confirmation). **Modelled**: a surrogate fitted on every trial at one rung, averaged over "
+    "the declared space (global marginals, as fANOVA). **Observed**: per-level means over the trials the searcher "
+    "chose, which over-sample its favourite region (local, not global).")
 
 
 def _fmt_num(v: Any, digits: int = 4) -> str:
@@ -37,6 +45,8 @@ def _fmt_num(v: Any, digits: int = 4) -> str:
 def _fmt_p(v: float) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return ""
+    if v == 0:  # a bootstrap p where no refit crossed 0: below the bootstrap's resolution
+        return "0"
     return "<0.001" if v < 0.001 else f"{v:.3f}"
 
 
@@ -48,6 +58,13 @@ def _display(table: pd.DataFrame) -> pd.DataFrame:
         cols = list(d.columns)
         cols.insert(cols.index("mean"), cols.pop(cols.index("mean ± 95% CI")))
         d = d[cols].drop(columns=["mean", "ci95"])
+    for value, lo, hi, name in (("marginal", "lo", "hi", "marginal [95% CI]"), ("delta", "delta_lo", "delta_hi", "delta [CI]")):
+        if {value, lo, hi} <= set(d.columns):
+            d[name] = [f"{_fmt_num(v)} [{_fmt_num(a, 3)}, {_fmt_num(b, 3)}]" if not math.isnan(v) else ""
+                       for v, a, b in zip(d[value], d[lo], d[hi])]
+            cols = list(d.columns)
+            cols.insert(cols.index(value), cols.pop(cols.index(name)))
+            d = d[cols].drop(columns=[value, lo, hi])
     for col in d.columns:
         if col in ("p", "p_holm"):
             d[col] = d[col].map(_fmt_p)
@@ -59,11 +76,13 @@ def _display(table: pd.DataFrame) -> pd.DataFrame:
 _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
                   "<": r"\textless{}", ">": r"\textgreater{}", "±": r"$\pm$"}
+_BOLD = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*")
 
 
 def latex_text(markdown: str) -> str:
-    """A Markdown caption as LaTeX text: emphasis and code marks dropped, specials escaped."""
-    plain = markdown.replace("**", "").replace("`", "")
+    """A Markdown caption as LaTeX text: bold and code marks dropped, specials
+    escaped; a legend's literal ``*`` / ``**`` marks are kept."""
+    plain = _BOLD.sub(r"\1", markdown).replace("`", "")
     return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in plain)
 
 
@@ -76,68 +95,36 @@ def _write_table(table: pd.DataFrame, stem: Path, caption: str) -> list[Path]:
     return [md, csv, tex]
 
 
-def _factor_caption(ft: FactorTable, ab: AblationResult) -> str:
-    return (f"**{ft.factor}** — {ab.metric} ({'lower' if ab.mode == 'min' else 'higher'} is better) at epoch {ft.rung} "
-            f"(ASHA rung; {ft.at_rung} of {ab.n_trials} trials reached it), by level; "
-            f"reference: {ft.reference} ({ft.reference_why}). `trials`: trials with that level; `at_rung`: those that "
-            f"reached epoch {ft.rung}; `full_budget`: those that ran all {ab.max_epochs} epochs. {CAPTION_STATS}")
+def _observed_caption(ft: FactorTable, ab: AblationResult) -> str:
+    return (f"**{ft.factor}**, observed — {ab.metric} ({'lower' if ab.mode == 'min' else 'higher'} is better) at epoch "
+            f"{ft.rung} (ASHA rung; {ft.at_rung} of {ab.n_trials} trials reached it), per level over the trials the "
+            f"searcher chose, which over-sample its favourite region: local, not global. Reference: {ft.reference} "
+            f"({ft.reference_why}). `trials`: trials with that level; `at_rung`: distinct configs at epoch {ft.rung} "
+            f"(identical configs merged into one observation, their mean); `repeats`: trials merged so; "
+            f"`full_budget`: trials that ran all {ab.max_epochs} epochs. {CAPTION_STATS}")
 
 
-def _best_trial(run: RunTrials, metric: str, mode: str) -> pd.Series | None:
-    df = run.trials
-    col = f"best_{metric}"
-    pool = df[df["status"] == STATUS_COMPLETE] if (df["status"] == STATUS_COMPLETE).any() else df
-    pool = pool[pool[col].notna()]
-    if pool.empty:
-        return None
-    return pool.loc[pool[col].idxmin() if mode == "min" else pool[col].idxmax()]
+def _modelled_caption(t: ModelledTable, an: Analysis, metric: str, mode: str) -> str:
+    m = an.modelled
+    scope = "over the whole declared space" if t.scope == "whole space" else f"over the declared space {t.scope}"
+    return (f"**{t.factor}**, modelled — global marginal of {metric} ({'lower' if mode == 'min' else 'higher'} is "
+            f"better) at epoch {m.rung}: a random forest (scikit-learn) fitted on the {m.n_configs} distinct configs "
+            f"that reached epoch {m.rung} ({m.n_repeats} repeated trials merged), its prediction averaged {scope} with "
+            f"the factor at each level (a bin: drawn inside it), every other factor uniform on its declared range, as "
+            f"in fANOVA (Hutter et al., ICML 2014); out-of-bag R² of the forest {fmt(m.fit_r2, 2)}. `lo`/`hi`: 95% "
+            f"bootstrap interval ({m.n_boot} refits on resampled configs); `delta`: level minus the reference "
+            f"{t.reference} ({t.reference_why}), its interval at the level Holm's procedure tests it at; `p`: "
+            f"two-sided bootstrap p-value (0: no refit crossed 0, so p < 1/{m.n_boot}), `p_holm` Holm-corrected "
+            f"within the table; * p_holm < 0.05, ** p_holm < 0.01. "
+            f"As good as the surrogate: trust it more when R² is high.")
 
 
-def _describe_params(row: pd.Series, params: list[str]) -> str:
-    return ", ".join(f"{p}={_fmt_num(row[p], 3)}" for p in params if p in row and row[p] is not None and row[p] == row[p])
-
-
-def answer_paragraph(run: RunTrials, ab: AblationResult, baseline: dict[str, Any], importances: pd.DataFrame,
-                     confirmation: ConfirmationResult | None) -> str:
-    """The report's first paragraph: the answer in plain words, with its evidence."""
-    better = "lower" if ab.mode == "min" else "higher"
-    parts = []
-    question = next((t for t in ab.tables if t.factor in baseline), ab.tables[0] if ab.tables else None)
-    if question is not None:
-        t = question.table
-        ref_row = t[t["level"].str.endswith("(ref)")]
-        others = t[~t["level"].str.endswith("(ref)") & t["mean"].notna()]
-        if not others.empty and not ref_row.empty and not math.isnan(ref_row["mean"].iloc[0]):
-            ref = ref_row.iloc[0]
-            best = others.loc[others["mean"].idxmin() if ab.mode == "min" else others["mean"].idxmax()]
-            delta = best["mean"] - ref["mean"]
-            wins = (delta < 0) if ab.mode == "min" else (delta > 0)
-            rel = f" ({delta / abs(ref['mean']) * 100:+.0f}%)" if ref["mean"] else ""
-            verdict = ("a significant difference" if best["sig"] else "not a significant difference") + \
-                (f" (Mann-Whitney p = {_fmt_p(best['p'])}, Holm-adjusted {_fmt_p(best['p_holm'])})" if not math.isnan(best["p"]) else " (too few trials to test)")
-            parts.append(
-                f"At epoch {question.rung} (the deepest ASHA rung where the reference still had 2+ trials; {question.at_rung} of {ab.n_trials} trials reached it), "
-                f"the best level of **{question.factor}** was **{best['level']}** with mean {ab.metric} "
-                f"{_fmt_num(best['mean'])} (n = {int(best['at_rung'])}), {'beating' if wins else 'not beating'} the reference "
-                f"{question.reference} at {_fmt_num(ref['mean'])} (n = {int(ref['at_rung'])}) by {_fmt_num(abs(delta), 3)}{rel}: {verdict}.")
-    others_sig = [f"{t.factor} = {r['level']}" for t in ab.tables if t is not question
-                  for _, r in t.table.iterrows() if r["sig"]]
-    if others_sig:
-        parts.append("Other levels that differ significantly from their reference: " + "; ".join(others_sig) + ".")
-    elif len(ab.tables) > 1:
-        parts.append("No other factor level differs significantly from its reference.")
-    best_trial = _best_trial(run, ab.metric, ab.mode)
-    if best_trial is not None:
-        parts.append(f"The best trial ({best_trial['trial_id']}, {int(best_trial['epochs'])} epochs) reached {ab.metric} "
-                     f"{_fmt_num(best_trial[f'best_{ab.metric}'])} with {_describe_params(best_trial, run.params)}.")
-    ranked = importances.dropna(subset=["importance"])
-    if not ranked.empty:
-        parts.append(f"PED-ANOVA ranks **{ranked['parameter'].iloc[0]}** as the most important parameter.")
-    if confirmation is not None and confirmation.summary is not None and not confirmation.summary.empty:
-        parts.append(confirmation.sentence)
-    else:
-        parts.append("No confirmation over seeds was run (`--confirm`), so these figures come from single-seed search trials.")
-    return f"({better} {ab.metric} is better) " + " ".join(parts)
+def _importance_caption(an: Analysis) -> str:
+    return (f"Parameter importance at epoch {an.rung} over the declared ranges, {an.at_rung} trials. `fanova_variance`: "
+            "variance of the metric explained by the parameter's main effect (Optuna's fANOVA evaluator, Hutter et "
+            "al. 2014; a conditional parameter scored on the trials where it is active), `fanova_share` its share "
+            "of the column's total — the ranking. `ped_anova`: Optuna's PED-ANOVA, which measures what separates "
+            "the top configs from the rest (a local question), unnormalised.")
 
 
 def write_report(run_dir: Path, run: RunTrials, *, spec: Any, info: dict[str, Any]) -> list[Path]:
@@ -151,47 +138,76 @@ def write_report(run_dir: Path, run: RunTrials, *, spec: Any, info: dict[str, An
         return written + [report]
     a = spec.ablation
     names = set(a.factors) or {p.name for p in spec.params}
-    factors = factor_infos(spec.params, names)
-    ab = build_ablation(run, metric=spec.metric, mode=spec.mode, factors=factors, baseline=a.baseline, bins=a.bins,
-                        max_epochs=spec.budget.max_epochs, grace_period=spec.budget.grace_period,
-                        reduction_factor=spec.budget.reduction_factor)
-    importances = param_importances(run, ab, factors)
-    budget = budget_table(run, run_dir, info)
+    space = factor_infos(spec.params)
+    factors = [f for f in space if f.name in names]
+    an = analyse(run, factors, space=space, metric=spec.metric, mode=spec.mode, baseline=a.baseline, bins=a.bins,
+                 max_epochs=spec.budget.max_epochs, grace_period=spec.budget.grace_period,
+                 reduction_factor=spec.budget.reduction_factor, seed=spec.seed)
+    ab = an.observed
+    scale = getattr(spec, "metric_scale", "interval")
     confirmation = load_confirmation(run_dir, metric=spec.metric, mode=spec.mode)
+    loo = load_leave_one_out(run_dir, metric=spec.metric, mode=spec.mode)
+    budget = budget_table(run, run_dir, info)
 
-    sections = []
-    long = []
-    for ft in ab.tables:
-        written += _write_table(ft.table, tables_dir / f"ablation_{ft.factor}", _factor_caption(ft, ab))
-        sections.append(f"## {ft.factor}\n\n{_factor_caption(ft, ab)}\n\n{_display(ft.table).to_markdown(index=False)}\n")
-        long.append(ft.table.assign(factor=ft.factor, rung=ft.rung, reference=ft.reference))
-    pd.concat(long).to_csv(tables_dir / "ablation.csv", index=False)
-    written.append(tables_dir / "ablation.csv")
-    imp_caption = ("Parameter importance: PED-ANOVA (Optuna, unnormalised), on each parameter's sampled trials, "
-                   f"values at epoch {ab.rung}.")
-    written += _write_table(importances, tables_dir / "importance", imp_caption)
-    budget_caption = "Budget: what the study cost and what ASHA's early stopping saved."
-    written += _write_table(budget, tables_dir / "budget", budget_caption)
+    designed = ""
+    if loo is not None:
+        skipped = "".join(f"\n- {f}: no row, {why}." for f, why in loo.skipped.items())
+        if loo.table is not None and not loo.table.empty:
+            written += _write_table(loo.table, tables_dir / "leave_one_out", loo.caption)
+            designed += f"## Leave-one-out (designed)\n\n{loo.caption}\n\n{_display(loo.table).to_markdown(index=False)}\n{skipped}\n\n"
+        else:
+            designed += f"## Leave-one-out (designed)\n\nNo leave-one-out run has finished yet.{skipped}\n\n"
     if confirmation is not None and confirmation.summary is not None:
         written += _write_table(confirmation.summary, tables_dir / "confirmation", confirmation.caption)
+        designed += f"## Confirmation (designed)\n\n{confirmation.caption}\n\n{_display(confirmation.summary).to_markdown(index=False)}\n\n"
+
+    modelled = ""
+    long_m = []
+    for t in an.modelled.tables:
+        cap = _modelled_caption(t, an, spec.metric, spec.mode)
+        written += _write_table(t.table, tables_dir / f"modelled_{t.factor}", cap)
+        modelled += f"### {t.factor}\n\n{cap}\n\n{_display(t.table).to_markdown(index=False)}\n\n"
+        long_m.append(t.table.assign(factor=t.factor, rung=t.rung, reference=t.reference))
+    if long_m:
+        pd.concat(long_m).to_csv(tables_dir / "modelled.csv", index=False)
+        written.append(tables_dir / "modelled.csv")
+    else:
+        modelled = f"Too few distinct configs at epoch {an.rung} to fit a surrogate.\n\n"
+
+    observed, long_o = "", []
+    for ft in ab.tables:
+        cap = _observed_caption(ft, ab)
+        written += _write_table(ft.table, tables_dir / f"ablation_{ft.factor}", cap)
+        observed += f"### {ft.factor}\n\n{cap}\n\n{_display(ft.table).to_markdown(index=False)}\n\n"
+        long_o.append(ft.table.assign(factor=ft.factor, rung=ft.rung, reference=ft.reference))
+    pd.concat(long_o).to_csv(tables_dir / "ablation.csv", index=False)
+    written.append(tables_dir / "ablation.csv")
+    imp_caption = _importance_caption(an)
+    written += _write_table(an.importance, tables_dir / "importance", imp_caption)
+    budget_caption = "Budget: what the study cost, what ASHA's early stopping saved, and what the designed runs cost."
+    written += _write_table(budget, tables_dir / "budget", budget_caption)
 
     rung_counts = ", ".join(f"epoch {r}: {n}" for r, n in sorted(ab.rungs.items()))
     status = info.get("status", "?")
     header = (f"# {spec.name}: ablation report\n\n"
-              f"{answer_paragraph(run, ab, a.baseline, importances, confirmation)}\n\n"
+              f"{answer_paragraph(run, an, metric=spec.metric, mode=spec.mode, scale=scale, confirmation=confirmation, loo=loo)}\n\n"
               f"*Run `{run_dir.name}` ({status}); {len(run.trials)} trials; trials reaching each rung: {rung_counts}. "
-              f"Question: {spec.description or '(no description in the spec)'}*\n")
-    body = "\n".join(sections)
-    extra = f"## Parameter importance\n\n{imp_caption}\n\n{_display(importances).to_markdown(index=False)}\n\n" \
-            f"## Budget\n\n{budget_caption}\n\n{_display(budget).to_markdown(index=False)}\n"
-    if confirmation is not None and confirmation.summary is not None:
-        extra += f"\n## Confirmation\n\n{confirmation.caption}\n\n{_display(confirmation.summary).to_markdown(index=False)}\n"
-    extra += "\nPlots: `plots/factors.png`, `plots/learning_curves.png`, `plots/importance.png`" + \
-        (", `plots/confirmation.png`" if confirmation is not None and confirmation.summary is not None else "") + \
-        ". All trials: `tables/trials.md`.\n"
-    report.write_text(header + "\n" + body + "\n" + extra)
+              f"Question: {spec.description or '(no description in the spec)'}*\n\n"
+              f"{EVIDENCE_LEGEND}\n\n")
+    plots_list = ["plots/modelled.png", "plots/factors.png", "plots/learning_curves.png", "plots/importance.png"]
+    report.write_text(
+        header + designed + f"## Modelled marginals (search phase, epoch {an.rung})\n\n{modelled}"
+        + f"## Observed (search phase, per factor's rung)\n\n{observed}"
+        + f"## Parameter importance\n\n{imp_caption}\n\n{_display(an.importance).to_markdown(index=False)}\n\n"
+        + f"## Budget\n\n{budget_caption}\n\n{_display(budget).to_markdown(index=False)}\n\n"
+        + "Plots: " + ", ".join(f"`{p}`" for p in plots_list
+                                + (["plots/leave_one_out.png"] if loo is not None and loo.table is not None and not loo.table.empty else [])
+                                + (["plots/confirmation.png"] if confirmation is not None and confirmation.summary is not None else []))
+        + ". All trials: `tables/trials.md`.\n")
     written.append(report)
 
+    if an.modelled.tables:
+        written.append(plots.plot_modelled(an.modelled.tables, spec.metric, an.rung, plots_dir))
     written.append(plots.plot_factors(run, ab, factors, a.bins, plots_dir))
     order = run.trials.sort_values(f"best_{spec.metric}", ascending=spec.mode == "min")
     best_ids = order[order["status"] == STATUS_COMPLETE]["trial_id"].head(5).tolist() or order["trial_id"].head(5).tolist()
@@ -206,8 +222,10 @@ def write_report(run_dir: Path, run: RunTrials, *, spec: Any, info: dict[str, An
         path, curve = plots.plot_per_frame(run, name, columns, best_ids, base_ids, plots_dir)
         curve.to_csv(tables_dir / f"{name}_per_frame.csv", index=False)
         written += [path, tables_dir / f"{name}_per_frame.csv"]
-    if importances["importance"].notna().any():
-        written.append(plots.plot_importances(importances, plots_dir))
+    if an.importance["fanova_share"].notna().any() or an.importance["ped_anova"].notna().any():
+        written.append(plots.plot_importances(an.importance, plots_dir))
+    if loo is not None and loo.table is not None and not loo.table.empty:
+        written.append(plots.plot_leave_one_out(loo.table, spec.metric, plots_dir))
     if confirmation is not None and confirmation.runs is not None and not confirmation.runs.empty:
         written.append(plots.plot_confirmation(confirmation.runs, spec.metric, plots_dir))
     return written

@@ -1,0 +1,83 @@
+"""The search phase's evidence, in one call: observed tables (per level over
+the trials the searcher chose), modelled tables (global marginals over the
+declared space) and importance, each at the rung it was computed on.
+
+The modelled tables and the importance use one rung for every factor: the
+deepest rung that still holds at least half of the trials that reported (and
+never fewer than 10, or all of them when there are fewer). Deeper rungs hold
+only ASHA's survivors, the searcher's favourite region again; a surrogate
+fitted there would extrapolate over everything ASHA stopped.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from studies.report.ablation import AblationResult, asha_rungs, build_ablation, values_at_epoch
+from studies.report.importance import param_importances
+from studies.report.modelled import ModelledResult, modelled_tables
+from studies.report.space import FactorInfo
+from studies.report.trials import RunTrials
+
+
+@dataclass
+class Analysis:
+    observed: AblationResult
+    modelled: ModelledResult
+    importance: pd.DataFrame
+    rung: int                  # the modelled tables' and the importance's rung
+    at_rung: int               # trials that reached it
+
+
+def modelled_rung(counts: dict[int, int]) -> int:
+    """The deepest rung holding at least half of the trials (and >= 10, or all)."""
+    most = max(counts.values()) if counts else 0
+    need = max(min(most, 10), math.ceil(0.5 * most))
+    reached = [r for r, n in counts.items() if n >= need and n > 0]
+    return max(reached) if reached else min(counts)
+
+
+def configs_at(run: RunTrials, values: pd.Series, names: list[str]) -> pd.DataFrame:
+    trials = run.trials.set_index("trial_id")
+    cols = [n for n in names if n in trials.columns]
+    out = trials.reindex(values.index)[cols].copy()
+    for n in names:
+        if n not in out.columns:
+            out[n] = None
+    return out[names]
+
+
+def analyse(
+    run: RunTrials,
+    factors: list[FactorInfo],
+    *,
+    space: list[FactorInfo] | None = None,
+    metric: str,
+    mode: str,
+    baseline: dict[str, Any],
+    bins: dict[str, list[float]],
+    max_epochs: int,
+    grace_period: int,
+    reduction_factor: float,
+    seed: int = 0,
+    n_boot: int | None = None,
+) -> Analysis:
+    """``factors``: the ablation's factors; ``space``: every declared parameter
+    (what the surrogate sees and averages over; defaults to ``factors``)."""
+    space = space or factors
+    observed = build_ablation(run, metric=metric, mode=mode, factors=factors, baseline=baseline, bins=bins,
+                              max_epochs=max_epochs, grace_period=grace_period, reduction_factor=reduction_factor)
+    rungs = asha_rungs(max_epochs, grace_period, reduction_factor)
+    counts = {r: len(values_at_epoch(run, metric, r)) for r in rungs}
+    rung = modelled_rung(counts)
+    values = values_at_epoch(run, metric, rung)
+    configs = configs_at(run, values, [f.name for f in space])
+    kw = {} if n_boot is None else {"n_boot": n_boot}
+    modelled = modelled_tables(configs, values, factors, space=space, baseline=baseline, bins=bins, mode=mode,
+                               rung=rung, seed=seed, **kw)
+    importance = param_importances(configs, values, space, mode=mode, seed=seed)
+    return Analysis(observed, modelled, importance, rung, len(values))
