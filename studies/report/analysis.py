@@ -75,7 +75,7 @@ def analyse(
     counts = {r: len(values_at_epoch(run, metric, r)) for r in rungs}
     rung = modelled_rung(counts)
     values = values_at_epoch(run, metric, rung)
-    configs = configs_at(run, values, [f.name for f in space])
+    configs = configs_at(run, values, list(dict.fromkeys([f.name for f in space] + list(run.params))))
     kw = {} if n_boot is None else {"n_boot": n_boot}
     modelled = modelled_tables(configs, values, factors, space=space, baseline=baseline, bins=bins, mode=mode,
                                rung=rung, seed=seed, **kw)

@@ -213,7 +213,8 @@ def modelled_tables(
     space = [f for f in (space or factors) if f.declared]
     names = [f.name for f in space]
     ok = values.notna() & np.isfinite(values.astype(float))
-    X_cfg, y, repeats = merge_repeats(configs.loc[ok.index[ok]], values[ok].astype(float), names)
+    # Repeats are judged on every parameter the trials have, the forest sees the declared ones.
+    X_cfg, y, repeats = merge_repeats(configs.loc[ok.index[ok]], values[ok].astype(float), list(configs.columns))
     encode = Encoder(space)
     X = encode(X_cfg)
     n = len(y)

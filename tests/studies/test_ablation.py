@@ -5,6 +5,7 @@ like-for-like rungs, and robustness to failed and still-running trials."""
 from __future__ import annotations
 
 import math
+import re
 import sys
 
 import numpy as np
@@ -24,7 +25,8 @@ from studies.report.ablation import (
     values_at_epoch,
 )
 from studies.report.trials import STATUS_COMPLETE, STATUS_FAILED, STATUS_PRUNED, STATUS_RUNNING, RunTrials
-from studies.report.write import answer_paragraph
+from studies.report.analysis import analyse
+from studies.report.answer import answer_paragraph
 
 MAX_EPOCHS, GRACE, RF = 18, 2, 3
 SHAPE = FactorInfo("shape", "categorical", ("a", "b", "c"))
@@ -149,30 +151,36 @@ def test_mode_max_flips_the_direction():
     c_min = row(table_of(ablate(run_min), "shape"), "c")
     assert c_min["delta_vs_ref"] == pytest.approx(-c["delta_vs_ref"])  # score = 10 - loss
     assert c_min["p"] == pytest.approx(c["p"])
-    imp = pd.DataFrame({"parameter": ["shape"], "importance": [1.0], "trials": [60], "note": [""]})
-    text = answer_paragraph(run, ab, {"shape": "a"}, imp, None)
+    an = analyse_run(run, mode="max", metric="score")
+    text = answer_paragraph(run, an, metric="score", mode="max", scale="interval", confirmation=None, loo=None)
     assert text.startswith("(higher score is better)")
-    assert "**shape** was **c**" in text and "beating the reference a" in text and "a significant difference" in text
-    text_min = answer_paragraph(run_min, ablate(run_min), {"shape": "a"}, imp, None)
-    assert text_min.startswith("(lower loss is better)") and "beating the reference a" in text_min
+    assert "**shape**: best level **c**" in text and "vs the reference a" in text and ": significant" in text
+    assert re.search(r"vs the reference a \([\d.]+\): \+[\d.]+, Holm-level CI", text)  # interval scale: no percent
+    an_min = analyse_run(run_min)
+    text_min = answer_paragraph(run_min, an_min, metric="loss", mode="min", scale="ratio", confirmation=None, loo=None)
+    assert text_min.startswith("(lower loss is better)") and "**shape**: best level **c**" in text_min
+    assert re.search(r"vs the reference a \([\d.]+\): -[\d.]+ \(-\d+%\)", text_min)   # ratio scale: a percent
 
 
-def test_answer_paragraph_when_the_best_level_does_not_beat_the_reference():
-    # With c (the truly best level) as the reference, the best other level is worse.
+def analyse_run(run: RunTrials, *, mode: str = "min", metric: str = "loss", factors=None, baseline=None):
+    return analyse(run, factors or [SHAPE, KNOB], metric=metric, mode=mode,
+                   baseline={"shape": "a"} if baseline is None else baseline, bins={}, max_epochs=MAX_EPOCHS,
+                   grace_period=GRACE, reduction_factor=RF, n_boot=60)
+
+
+def test_answer_paragraph_when_the_best_level_is_the_reference():
+    # With c (the truly best level) as the reference, every other level is worse.
     run = make_study(1)
-    ab = ablate(run, factors=[SHAPE], baseline={"shape": "c"})
-    t = table_of(ab, "shape")
-    assert t.reference == "c" and (t.table["delta_vs_ref"].dropna() > 0).all()
-    imp = pd.DataFrame(columns=["parameter", "importance", "trials", "note"])
-    text = answer_paragraph(run, ab, {"shape": "c"}, imp, None)
-    assert "not beating the reference c" in text and "a significant difference" in text
-    assert "No confirmation over seeds was run" in text
-    assert "PED-ANOVA" not in text
-    # Under mode='max' the same data make c's rivals losers by the other sign: a and b have
-    # the higher loss, so under "higher is better" they beat c.
-    ab_max = ablate(run, mode="max", factors=[SHAPE], baseline={"shape": "c"})
-    text_max = answer_paragraph(run, ab_max, {"shape": "c"}, imp, None)
-    assert "not beating" not in text_max and "beating the reference c" in text_max
+    an = analyse_run(run, factors=[SHAPE], baseline={"shape": "c"})
+    t = an.modelled.tables[0]
+    assert t.reference == "c" and (t.table["delta"].dropna() > 0).all()
+    text = answer_paragraph(run, an, metric="loss", mode="min", scale="interval", confirmation=None, loo=None)
+    assert "best level **c**" in text and "it is the reference, and every other level is significantly worse" in text
+    assert "No designed runs" in text
+    # Under mode='max' the same data make c the worst: a or b is best, and beats c.
+    an_max = analyse_run(run, mode="max", factors=[SHAPE], baseline={"shape": "c"})
+    text_max = answer_paragraph(run, an_max, metric="loss", mode="max", scale="interval", confirmation=None, loo=None)
+    assert "best level **c**" not in text_max and "vs the reference c" in text_max
 
 
 # --------------------------------------------------------------- ASHA rungs

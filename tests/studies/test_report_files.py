@@ -166,7 +166,9 @@ def _outputs(run_dir: Path, factors: list[str]) -> list[str]:
     names = ["tables/trials.csv", "tables/trials.md", "tables/ablation.md", "tables/ablation.csv",
              "tables/importance.md", "tables/importance.csv", "tables/importance.tex",
              "tables/budget.md", "tables/budget.csv", "tables/budget.tex",
-             "plots/factors.png", "plots/learning_curves.png"]
+             "plots/factors.png", "plots/learning_curves.png", "plots/modelled.png", "plots/importance.png",
+             "tables/modelled.csv"]
+    names += [f"tables/modelled_{f}.{ext}" for f in factors for ext in ("md", "csv", "tex")]
     names += [f"tables/ablation_{f}.{ext}" for f in factors for ext in ("md", "csv", "tex")]
     return names
 
@@ -222,13 +224,51 @@ def test_ablation_md_opens_with_the_answer(report) -> None:
     assert lines[1] == ""
     answer = lines[2]
     assert answer.startswith("(lower val_mse is better) ")
-    assert "**ramp_shape**" in answer
-    # The question factor's best level, with its mean, against the baseline `constant`.
-    assert "**linear**" in answer and "reference constant" in answer and "beating" in answer
-    assert re.search(r"mean val_mse \d+\.\d+ \(n = \d+\)", answer)
-    assert re.search(r"by \d+\.\d+ \(-\d+%\): a significant difference", answer)
+    # Each claim names its evidence; the designed runs come first.
+    assert answer.index("**Designed, confirmation**") < answer.index("**Modelled**") < answer.index("**Importance**")
+    assert "at epoch 2" in answer          # the modelled rung: all 25 trials are there, 8 at epoch 6
+    # Every factor of the study's question gets its best level with an interval.
     for factor in FACTORS:
-        assert f"## {factor}" in text
+        assert re.search(rf"\*\*{factor}\*\*[^;]*best level \*\*[^*]+\*\* \([\d.]+, 95% CI \[", answer), factor
+    # The planted effect: linear beats constant by ~0.30, significant; a ratio-scale metric gets a percent.
+    m = re.search(r"\*\*ramp_shape\*\*: best level \*\*linear\*\* .*?vs the reference constant \([\d.]+\): "
+                  r"(-0\.\d+) \((-\d+)%\), Holm-level CI \[(-[\d.]+), (-[\d.]+)\].*?: significant", answer)
+    assert m, answer
+    assert float(m.group(1)) == pytest.approx(SHAPE_EFFECT["linear"], abs=0.1)
+    assert float(m.group(3)) <= float(m.group(1)) <= float(m.group(4)) < 0
+    # "Best" is the value at the full budget, as Optuna holds it: the last epoch of a complete trial.
+    trials = pd.read_csv(run_dir / "tables" / "trials.csv")
+    full = trials[trials["epochs"] == MAX_EPOCHS]
+    best_full = full["last_val_mse"].min()
+    assert f"val_mse {best_full:.4g}" in answer and "at the full budget" in answer
+    assert f"{trials['best_val_mse'].min():.4g}" not in answer.split("**Best search trial**")[1]
+    assert "**ramp_shape** explains the most variance" in answer
+    for section in ("## Confirmation (designed)", "## Modelled marginals", "## Observed", "## Parameter importance"):
+        assert section in text
+    for factor in FACTORS:
+        assert f"### {factor}" in text
+
+
+def test_modelled_tables_say_what_they_are(report) -> None:
+    run_dir, _, _ = report
+    long = pd.read_csv(run_dir / "tables" / "modelled.csv")
+    assert set(long["factor"]) == set(FACTORS)
+    shape = long[long["factor"] == "ramp_shape"].set_index("level")
+    assert list(shape.index) == ["constant (ref)", "step", "linear", "exponential"]
+    assert (shape["lo"] <= shape["marginal"] + 1e-12).all() and (shape["marginal"] <= shape["hi"] + 1e-12).all()
+    # The marks and the difference intervals agree: marked iff the interval excludes 0.
+    for _, t in long.groupby("factor"):
+        others = t[~t["level"].str.endswith("(ref)")]
+        excludes = (others["delta_lo"] > 0) | (others["delta_hi"] < 0)
+        assert ((others["sig"].fillna("") != "") == excludes).all()
+        assert ((others["p_holm"] < 0.05) == excludes).all()
+    # Declared bins of the range, not of what was sampled; a conditional factor's table is bin against bin.
+    iw = long[long["factor"] == "initial_weight"]
+    assert iw["level"].tolist()[0] == "[0.01, 0.027) (ref)" and iw["level"].tolist()[-1].endswith(", 0.5]")
+    md = (run_dir / "tables" / "modelled_ramp_shape.md").read_text()
+    assert "modelled" in md and "Hutter et al., ICML 2014" in md and "declared space" in md
+    obs = (run_dir / "tables" / "ablation_ramp_shape.md").read_text()
+    assert "observed" in obs and "over-sample its favourite region" in obs
 
 
 def test_ablation_tables_agree_with_the_data(report) -> None:
@@ -247,8 +287,10 @@ def test_ablation_tables_agree_with_the_data(report) -> None:
     iw = long[long["factor"] == "initial_weight"].set_index("level")
     not_sampled = [lv for lv in iw.index if lv.startswith("(not sampled)")]
     assert len(not_sampled) == 1 and iw.loc[not_sampled[0], "trials"] == 6
-    # The baseline `constant` does not sample initial_weight, so "(not sampled)" is its reference.
-    assert iw.loc[not_sampled[0]].name.endswith("(ref)")
+    # The baseline `constant` does not sample initial_weight: its bins are compared from the lowest one,
+    # and "(not sampled)" is one more level (not the reference).
+    assert not not_sampled[0].endswith("(ref)")
+    assert iw.index[0] == "[0.01, 0.027) (ref)"
     for factor in FACTORS:
         per = pd.read_csv(run_dir / "tables" / f"ablation_{factor}.csv")
         assert len(per) == (long["factor"] == factor).sum()
@@ -301,7 +343,13 @@ def test_importance_table(report) -> None:
     run_dir, _, _ = report
     imp = pd.read_csv(run_dir / "tables" / "importance.csv")
     assert set(imp["parameter"]) == set(FACTORS)
-    assert list(imp.columns) == ["parameter", "importance", "trials", "note"]
+    assert list(imp.columns) == ["parameter", "fanova_variance", "fanova_share", "fanova_share_of_subset", "ped_anova",
+                                 "trials", "scored_on", "note"]
+    # ramp_shape carries the only planted effect (0.30 against 0.03 of noise): fANOVA ranks it first by far.
+    assert imp["parameter"].iloc[0] == "ramp_shape" and imp["fanova_share"].iloc[0] > 0.5
+    assert imp["fanova_share"].sum() == pytest.approx(1.0)
+    t = imp.set_index("parameter")
+    assert t.loc["ramp_shape", "trials"] == 25 and t.loc["ramp_length", "trials"] < t.loc["ramp_start", "trials"] < 25
 
 
 def test_write_outputs_is_idempotent(report) -> None:
@@ -333,12 +381,12 @@ def test_confirmation_outputs(report) -> None:
     assert math.isclose(float(summary.loc["top1", "delta_vs_baseline"]),
                         np.mean(CONFIRM_VALUES["top1"]) - np.mean(CONFIRM_VALUES["baseline"]), rel_tol=1e-9)
     assert "ramp_shape=linear" in summary.loc["top1", "params"]
-    assert float(summary.loc["top1", "p_holm"]) < 0.05 and summary.loc["top1", "sig"] == "*"
+    assert float(summary.loc["top1", "p_holm"]) < 0.01 and summary.loc["top1", "sig"] == "**"
     assert r"\begin{tabular}" in (run_dir / "tables" / "confirmation.tex").read_text()
     text = (run_dir / "tables" / "ablation.md").read_text()
     assert "## Confirmation" in text
     answer = text.splitlines()[2]
-    assert "Confirmation over 3 seeds" in answer and "better in 3/3 seeds" in answer
+    assert "Confirmation (designed, full budget, 3 seeds)" in answer and "better in 3/3 seeds" in answer
     # The confirm/ folder holds no search trials.
     trials = pd.read_csv(run_dir / "tables" / "trials.csv")
     assert len(trials) == 6 * len(SHAPES) + 1
