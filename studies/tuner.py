@@ -72,12 +72,35 @@ def make_trainable(spec: StudySpec, data: dict[str, Any] | None) -> Any:
     return tune.with_resources(fn, trial_resources(spec))
 
 
+def build_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
+    """The spec's ``search:`` block as an Optuna sampler."""
+    s = spec.search
+    samplers = optuna.samplers
+    if s.sampler == "tpe":
+        extra = {} if s.multivariate is None else {"multivariate": s.multivariate}  # None: Optuna's default
+        return samplers.TPESampler(seed=s.seed, n_startup_trials=s.n_startup_trials, group=s.group, **extra)
+    if s.sampler == "random":
+        return samplers.RandomSampler(seed=s.seed)
+    if s.sampler == "qmc":
+        return samplers.QMCSampler(seed=s.seed, scramble=True)  # an unscrambled Sobol sequence ignores the seed
+    if s.sampler == "gp":
+        return samplers.GPSampler(seed=s.seed, n_startup_trials=s.n_startup_trials)
+    if s.sampler == "cmaes":
+        # Under ASHA most trials end PRUNED; CMA-ES would otherwise learn only from the few that ran to the end.
+        return samplers.CmaEsSampler(seed=s.seed, consider_pruned_trials=True)
+    raise ValueError(f"unknown sampler {s.sampler!r}")  # load_spec refuses it first
+
+
 def build_searcher(spec: StudySpec, run_dir: Path) -> TruthfulOptunaSearch:
+    """For a new run only: OptunaSearch enqueues ``points_to_evaluate`` into the
+    Optuna study when it is built, and Tuner.restore unpickles the searcher
+    instead of building it, so a resumed run does not measure the point twice."""
     return TruthfulOptunaSearch(
         space=define_by_run(spec.params),
         metric=spec.metric,
         mode=spec.mode,
-        sampler=optuna.samplers.TPESampler(seed=spec.seed, n_startup_trials=min(10, max(2, spec.budget.num_samples // 4))),
+        points_to_evaluate=[spec.reference_point()],  # trial 0: the baseline is always measured
+        sampler=build_sampler(spec),
         study_name=spec.name,
         storage=sqlite_storage(str(run_dir / OPTUNA_DB)),
         max_epochs=spec.budget.max_epochs,

@@ -1,0 +1,135 @@
+"""The spec's `search:` block builds the Optuna sampler, and every new run measures
+the reference point first (Optuna trial 0), once, even across a resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import optuna
+import pytest
+import ray.cloudpickle as cloudpickle
+from optuna.trial import TrialState
+
+from studies.optuna_bridge import TruthfulOptunaSearch
+from studies.spec import STUDIES_DIR, load_spec
+from studies.tuner import OPTUNA_DB, build_sampler, build_searcher
+from tests.conftest import run_cli
+
+BUNDLED_SPEC = STUDIES_DIR / "mdn_ramp.yaml"
+CONTINUOUS_SPACE = """\
+lr:        {type: float, low: 3.0e-4, high: 3.0e-3, log: true}
+dropout:   {type: float, low: 0.0, high: 0.3}
+n_layers:  {type: int, low: 1, high: 3}
+"""
+
+
+def _spec(*overrides: str, tmp_path: Path | None = None):
+    if tmp_path is None:
+        return load_spec(BUNDLED_SPEC, smoke=True, overrides=list(overrides))
+    (tmp_path / "space.yaml").write_text(CONTINUOUS_SPACE)
+    return load_spec(BUNDLED_SPEC, smoke=True, search_space_path=tmp_path / "space.yaml",
+                     overrides=["ablation.factors=[lr]", "ablation.baseline={}", *overrides])
+
+
+def _suggestions(spec, run_dir: Path, n: int) -> list[dict]:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    searcher = build_searcher(spec, run_dir)
+    return [searcher.suggest(f"t{i}") for i in range(n)]
+
+
+@pytest.mark.parametrize(
+    "sampler, cls",
+    [("tpe", optuna.samplers.TPESampler), ("random", optuna.samplers.RandomSampler), ("qmc", optuna.samplers.QMCSampler),
+     ("gp", optuna.samplers.GPSampler), ("cmaes", optuna.samplers.CmaEsSampler)],
+)
+def test_each_sampler_is_built_from_the_spec(tmp_path, sampler, cls):
+    spec = _spec(f"search.sampler={sampler}", "search.seed=11", tmp_path=tmp_path)
+    searcher = build_searcher(spec, tmp_path)
+    assert type(searcher) is TruthfulOptunaSearch
+    assert type(searcher._ot_study.sampler) is cls
+    # the searcher is pickled into the run folder by Tune
+    assert type(cloudpickle.loads(cloudpickle.dumps(searcher))._ot_study.sampler) is cls
+
+
+def test_sampler_options_reach_optuna():
+    tpe = build_sampler(_spec("search.n_startup_trials=7", "search.multivariate=true", "search.group=true"))
+    assert (tpe._n_startup_trials, tpe._multivariate, tpe._group) == (7, True, True)
+    assert build_sampler(_spec())._n_startup_trials == 2           # the default: max(2, 6 // 4) at smoke size
+    assert build_sampler(_spec())._multivariate is None            # Optuna's own default, as before
+    assert build_sampler(_spec("search.sampler=gp", "search.n_startup_trials=3"))._n_startup_trials == 3
+    assert build_sampler(_spec("search.sampler=qmc"))._scramble is True  # else the seed would not matter
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random", "qmc", "gp"])
+def test_the_seed_decides_the_suggestions(tmp_path, sampler):
+    # TPE and GP are random for their first n_startup_trials, so the first suggestions show the seed.
+    runs = {name: _suggestions(_spec(f"search.sampler={sampler}", *extra), tmp_path / name, 4)
+            for name, extra in {"a": ["seed=3"], "b": ["search.seed=3"], "c": ["search.seed=4"]}.items()}
+    assert runs["a"] == runs["b"]                    # search.seed defaults to the spec's seed
+    assert runs["a"][1:] != runs["c"][1:]
+    assert runs["a"][0] == runs["c"][0]              # trial 0 is the reference point whatever the seed
+
+
+def test_random_and_tpe_differ_after_the_startup_trials(tmp_path):
+    """With n_startup_trials 0, TPE itself proposes the first configs: it is not a random sampler in disguise."""
+    tpe = _suggestions(_spec("search.n_startup_trials=0"), tmp_path / "tpe", 3)
+    rnd = _suggestions(_spec("search.sampler=random"), tmp_path / "random", 3)
+    assert tpe[0] == rnd[0] and tpe[1:] != rnd[1:]
+
+
+@pytest.mark.parametrize("sampler", ["tpe", "random", "qmc", "gp"])
+def test_trial_0_is_the_reference_point(tmp_path, sampler):
+    spec = _spec(f"search.sampler={sampler}", "ablation.baseline.ramp_shape=linear")
+    first, *_ = _suggestions(spec, tmp_path, 2)
+    assert first == spec.reference_point()
+    study = optuna.load_study(study_name=spec.name, storage=f"sqlite:///{tmp_path / OPTUNA_DB}")
+    assert study.trials[0].number == 0 and study.trials[0].params == spec.reference_point()
+
+
+def test_cmaes_trial_0_is_the_reference_point(tmp_path):
+    spec = _spec("search.sampler=cmaes", tmp_path=tmp_path)
+    assert spec.reference_point() == {"lr": pytest.approx(3e-4 * 10 ** 0.5), "dropout": 0.15, "n_layers": 2}
+    first, second = _suggestions(spec, tmp_path / "run", 2)
+    assert first == spec.reference_point() and second != first
+
+
+def test_a_restored_searcher_does_not_enqueue_again(tmp_path):
+    """Tuner.restore unpickles the searcher (tuner.pkl) instead of building it, so the
+    reference point is not put into the Optuna study a second time."""
+    spec = _spec()
+    searcher = build_searcher(spec, tmp_path)
+    study = searcher._ot_study
+
+    def waiting() -> int:
+        return len(study.get_trials(states=(TrialState.WAITING,)))
+
+    assert waiting() == 1
+    pickled = cloudpickle.dumps(searcher)           # what Tune writes before the first trial
+    searcher.suggest("t0")
+    assert waiting() == 0
+    restored = cloudpickle.loads(pickled)
+    restored.save(str(tmp_path / "searcher.pkl"))   # and the searcher's own save / restore
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    assert waiting() == 0 and len(study.get_trials()) == 1
+    assert restored.suggest("t1") != spec.reference_point()
+
+
+def test_a_real_study_measures_the_reference_point_first(tmp_path, cache_dir):
+    """Through the CLI: --set search.sampler, and Optuna's trial 0 has exactly the reference point's params."""
+    overrides = ["search.sampler=random", "ablation.baseline.ramp_shape=linear", "budget.max_epochs=2", "budget.grace_period=1"]
+    args = [a for o in overrides for a in ("--set", o)]
+    proc = run_cli("mdn_ramp", "--smoke", *args, "--num-samples", "3", "--storage", str(tmp_path), "--cache-dir", str(cache_dir),
+                   "--run", "ref", "--num-cpus", "2")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_dir = tmp_path / "mdn_ramp" / "ref"
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "finished" and all(o in info["invocation"]["overrides"] for o in overrides)
+    expected = load_spec(BUNDLED_SPEC, smoke=True, overrides=overrides).reference_point()
+    assert set(expected) == {"ramp_shape", "initial_weight", "ramp_start", "ramp_length", "lr"}
+    trials = optuna.load_study(study_name="mdn_ramp", storage=f"sqlite:///{run_dir / OPTUNA_DB}").get_trials()
+    assert len(trials) == 3
+    first = next(t for t in trials if t.number == 0)
+    assert first.params == expected
+    assert first.state in (TrialState.COMPLETE, TrialState.PRUNED)
+    assert sum(t.params == expected for t in trials) == 1
