@@ -5,8 +5,11 @@ search and against TPE without early stopping, at equal total trial-epochs.
 
 Every arm trains the real ``mdn_ramp`` family (smoke size) through the
 platform's own trainable, searcher and scheduler (``studies.tuner``), in one
-Ray session, with the same seeds per repetition. Each run stops once it has
-spent BUDGET full trials' worth of trial-epochs. The best validation metric
+Ray session, with the same seeds per repetition. An arm is only spec
+overrides: ``search.sampler``, and for no early stopping ``budget.grace_period``
+= max_epochs (ASHA's one rung is then the end), so any sampler a spec can name
+is one more line in ARMS. Each run stops once it has spent BUDGET full trials'
+worth of trial-epochs. The best validation metric
 reached after every reported epoch, in the order the driver received them,
 gives a best-vs-budget curve; the script prints mean and spread at a few
 budgets and plots the curves.
@@ -27,7 +30,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DEFAULT_CACHE, load_study, machine  # noqa: E402
 
 STUDY = "mdn_ramp"
-ARMS = ("ASHA + TPE", "TPE, no early stopping", "random search")
+ARMS: dict[str, tuple[str, bool]] = {  # arm -> (search.sampler, ASHA stops trials early)
+    "ASHA + TPE": ("tpe", True),
+    "TPE, no early stopping": ("tpe", False),
+    "random search": ("random", False),
+}
+
+
+def arm_overrides(arm: str, epochs: int) -> list[str]:
+    sampler, early_stopping = ARMS[arm]
+    return [f"search.sampler={sampler}", f"budget.grace_period={1 if early_stopping else epochs}"]
 
 
 class _Budget:
@@ -46,14 +58,10 @@ class _Budget:
 
 
 def _run_arm(arm: str, spec, data, budget_epochs: int, rep: int, root: Path, workers: int) -> list[float]:
-    import optuna
     from ray import tune
-    from ray.tune.schedulers import FIFOScheduler
     from ray.tune.stopper import Stopper
 
-    from studies.optuna_bridge import TruthfulOptunaSearch, sqlite_storage
-    from studies.search_space import define_by_run
-    from studies.tuner import TIME_ATTR, build_scheduler, build_searcher, make_trainable, run_config, trial_dirname
+    from studies.tuner import build_scheduler, build_searcher, make_trainable, run_config, trial_dirname
 
     run_dir = root / f"{''.join(ch for ch in arm if ch.isalnum())}_{rep}"
     run_dir.mkdir(parents=True)
@@ -70,19 +78,12 @@ def _run_arm(arm: str, spec, data, budget_epochs: int, rep: int, root: Path, wor
         def stop_all(self) -> bool:
             return len(budget.best) >= budget_epochs
 
-    if arm == "random search":
-        searcher = TruthfulOptunaSearch(space=define_by_run(spec.params), metric=spec.metric, mode=spec.mode,
-                                        sampler=optuna.samplers.RandomSampler(seed=rep), study_name=spec.name,
-                                        storage=sqlite_storage(str(run_dir / "optuna.db")),
-                                        max_epochs=spec.budget.max_epochs, time_attr=TIME_ATTR)
-    else:
-        searcher = build_searcher(spec, run_dir)
-    scheduler = build_scheduler(spec) if arm == "ASHA + TPE" else FIFOScheduler()
     rc = run_config(spec, run_dir, [Recorder()])
     rc.stop = Spent()
     tuner = tune.Tuner(
         make_trainable(spec, data), param_space=spec.trial_config(),
-        tune_config=tune.TuneConfig(metric=spec.metric, mode=spec.mode, search_alg=searcher, scheduler=scheduler,
+        tune_config=tune.TuneConfig(metric=spec.metric, mode=spec.mode, search_alg=build_searcher(spec, run_dir),
+                                    scheduler=build_scheduler(spec),
                                     num_samples=10_000, max_concurrent_trials=workers, reuse_actors=True,
                                     trial_dirname_creator=trial_dirname),
         run_config=rc)
@@ -101,6 +102,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from studies.ray_session import ray_session
+    from studies.spec import load_spec, resolve_study_path
 
     print(machine())
     budget_epochs = args.budget * args.epochs
@@ -108,11 +110,12 @@ def main() -> None:
     started = time.perf_counter()
     with ray_session(None, num_cpus=args.workers), tempfile.TemporaryDirectory() as tmp:
         for rep in range(args.reps):
-            overrides = [f"budget.max_epochs={args.epochs}", "budget.grace_period=1", "budget.reduction_factor=3",
+            overrides = [f"budget.max_epochs={args.epochs}", "budget.reduction_factor=3",
                          f"budget.checkpoint_every={args.epochs}", f"budget.num_samples={4 * args.budget}",
                          f"seed={rep}"]
             spec, data = load_study(STUDY, smoke=True, overrides=overrides, cache_dir=Path(args.cache_dir))
             for arm in ARMS:  # interleaved, so that machine load drifts hit every arm alike
+                spec = load_spec(resolve_study_path(STUDY), smoke=True, overrides=[*overrides, *arm_overrides(arm, args.epochs)])
                 t = time.perf_counter()
                 curve = _run_arm(arm, spec, data, budget_epochs, rep, Path(tmp), args.workers)
                 curves[arm].append(curve)
@@ -131,7 +134,7 @@ def main() -> None:
         cells = [f"{arr[arm][:, m - 1].mean():.4f} ± {arr[arm][:, m - 1].std(ddof=1) if args.reps > 1 else 0:.4f}" for m in marks]
         print(f"| {arm} | " + " | ".join(cells) + f" | {mode_best(arr[arm][:, -1]):.4f} |")
     ref = arr["random search"][:, -1]
-    for arm in ARMS[:2]:
+    for arm in [a for a in ARMS if a != "random search"]:
         wins = int(np.sum(arr[arm][:, -1] < ref if spec.mode == "min" else arr[arm][:, -1] > ref))
         print(f"{arm} beats random search at the full budget in {wins}/{args.reps} seeds")
     _plot(arr, args.epochs, spec.metric, spec.mode, args.plot)
