@@ -131,7 +131,12 @@ def load_leave_one_out(run_dir: Path, *, metric: str, mode: str) -> LeaveOneOutR
     loaded = _load_designed(run_dir, metric)
     if loaded is None or not loaded[0].get("leave_one_out"):
         return None
-    candidates, runs = loaded
+    return leave_one_out(*loaded, metric=metric, mode=mode)
+
+
+def leave_one_out(candidates: dict, runs: pd.DataFrame, *, metric: str, mode: str) -> LeaveOneOutResult:
+    """The table from a designed-stage plan (studies.designed.plan_designed)
+    and its full-budget runs (config label, seed, metric)."""
     max_epochs = int(candidates["max_epochs"])
     best = next(c for c in candidates["configs"] if "loo_best" in c.get("roles", []))
     caption = (f"Leave-one-out ablation (designed evidence): the best search config, and the same config with one "

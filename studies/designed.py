@@ -1,0 +1,106 @@
+"""What the designed stage runs: which configs, over how many seeds. Ray-free,
+so benchmarks and tests plan it exactly as a study does (studies.confirm runs it)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+
+from studies.report.confirmation import BASELINE_LABEL, LOO_PREFIX
+from studies.report.trials import STATUS_COMPLETE, RunTrials
+
+
+def active_params(params: list[Any], values: dict[str, Any]) -> dict[str, Any]:
+    """Keep the parameters that are sampled under these values (``when`` rules)."""
+    out: dict[str, Any] = {}
+    for p in params:
+        if p.name in values and values[p.name] is not None and values[p.name] == values[p.name] and p.active(out):
+            out[p.name] = values[p.name]
+    return out
+
+
+def _rank_value(row: pd.Series, metric: str) -> float:
+    """A trial's standing: its value at the full budget (what Optuna holds)
+    when it got there, else its best epoch (only ranks unfinished trials)."""
+    return row[f"last_{metric}"] if row["status"] == STATUS_COMPLETE else row[f"best_{metric}"]
+
+
+def plan_designed(run: RunTrials, *, params: list[Any], metric: str, mode: str, baseline: dict[str, Any],
+                  factors: list[str], top_k: int, confirm_seeds: int, loo_seeds: int) -> dict[str, Any]:
+    """The designed stage's configs, each re-run at the full budget over seeds.
+
+    Confirmation (``confirm_seeds`` > 0): the top-k distinct configs (complete
+    trials first, by their full-budget value) and the baseline, i.e. the best
+    config with every baseline value put in. Leave-one-out (``loo_seeds`` > 0):
+    the best config with one factor at a time set to its baseline value.
+    A config asked for twice runs once, under its first label. ``params``:
+    the search space in declaration order (anything with ``name`` and ``active``)."""
+    confirm = confirm_seeds > 0
+    df = run.trials.copy()
+    df["_complete"] = df["status"] == STATUS_COMPLETE
+    df["_value"] = [_rank_value(r, metric) for _, r in df.iterrows()]
+    df = df.sort_values(["_complete", "_value"], ascending=[False, mode == "min"], na_position="last")
+    top_k = top_k if confirm else 1
+    tops, seen = [], set()
+    for _, row in df.iterrows():
+        chosen = active_params(params, {p.name: row.get(p.name) for p in params})
+        key = _key(chosen)
+        if key in seen:
+            continue
+        seen.add(key)
+        tops.append({"label": f"top{len(tops) + 1}", "params": chosen, "trial_id": row["trial_id"]})
+        if len(tops) == top_k:
+            break
+    configs = [dict(c, roles=["confirm"] if confirm else []) for c in tops]
+    skipped: dict[str, str] = {}
+    if configs and confirm and baseline:
+        base = active_params(params, {**configs[0]["params"], **baseline})
+        configs.append({"label": BASELINE_LABEL, "params": base, "trial_id": None, "roles": ["confirm"]})
+    if configs and loo_seeds > 0:
+        best = configs[0]
+        best["roles"] = [*best["roles"], "loo_best"]
+        for factor in factors:
+            if factor not in baseline:
+                skipped[factor] = "the spec names no baseline value for it"
+                continue
+            if factor not in best["params"]:
+                skipped[factor] = "not active in the best config"
+                continue
+            if _same_value(best["params"][factor], baseline[factor]):
+                skipped[factor] = "the best config already has its baseline value"
+                continue
+            variant = active_params(params, {**best["params"], factor: baseline[factor]})
+            configs.append({"label": f"{LOO_PREFIX}{factor}", "params": variant, "trial_id": None,
+                            "roles": ["loo"], "factor": factor})
+    merged: dict[str, dict[str, Any]] = {}
+    for c in configs:  # one run per distinct config, every label it answers to kept
+        key = _key(c["params"])
+        if key in merged:
+            merged[key]["aliases"].append(c["label"])
+            merged[key]["roles"] += [r for r in c["roles"] if r not in merged[key]["roles"]]
+            if "factor" in c:
+                merged[key].setdefault("factors", []).append(c["factor"])
+            continue
+        merged[key] = {**c, "aliases": [], "factors": [c["factor"]] if "factor" in c else []}
+        merged[key].pop("factor", None)
+    out = []
+    for c in merged.values():
+        seeds = max(confirm_seeds if "confirm" in c["roles"] else 0, loo_seeds if {"loo", "loo_best"} & set(c["roles"]) else 0)
+        values = {k: (v.item() if hasattr(v, "item") else v) for k, v in c["params"].items()}
+        out.append({**c, "params": values, "seeds": seeds})
+    return {"configs": out, "loo_skipped": skipped, "confirm": confirm, "leave_one_out": loo_seeds > 0,
+            "confirm_seeds": confirm_seeds, "loo_seeds": loo_seeds}
+
+
+def _key(params: dict[str, Any]) -> str:
+    return json.dumps({k: (round(float(v), 12) if isinstance(v, float) else v) for k, v in params.items()},
+                      sort_keys=True, default=str)
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return a == b
