@@ -164,14 +164,16 @@ def holm_levels(pvalues: list[float], alpha: float = ALPHA) -> list[float]:
 
 # ------------------------------------------------------------------ the tables
 
-def merge_repeats(configs: pd.DataFrame, values: pd.Series, names: list[str]) -> tuple[pd.DataFrame, np.ndarray, int]:
-    """Identical configs proposed several times are one observation (their mean)."""
+def merge_repeats(configs: pd.DataFrame, values: pd.Series, names: list[str]) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, int]:
+    """Identical configs proposed several times are one observation (their
+    mean, weighted by how many trials it averages; one unit in the bootstrap)."""
     key = configs[names].astype(object).where(configs[names].notna(), None).map(_key_of)
     frame = configs[names].assign(_key=key.apply(tuple, axis=1).values, _y=values.values)
     grouped = frame.groupby("_key", sort=False)
     merged = grouped.first().reset_index(drop=True)
     y = grouped["_y"].mean().to_numpy()
-    return merged[names], y, int(len(frame) - len(merged))
+    weight = grouped["_y"].size().to_numpy(dtype=float)
+    return merged[names], y, weight, int(len(frame) - len(merged))
 
 
 def _key_of(v: Any) -> Any:
@@ -214,7 +216,7 @@ def modelled_tables(
     names = [f.name for f in space]
     ok = values.notna() & np.isfinite(values.astype(float))
     # Repeats are judged on every parameter the trials have, the forest sees the declared ones.
-    X_cfg, y, repeats = merge_repeats(configs.loc[ok.index[ok]], values[ok].astype(float), list(configs.columns))
+    X_cfg, y, w, repeats = merge_repeats(configs.loc[ok.index[ok]], values[ok].astype(float), list(configs.columns))
     encode = Encoder(space)
     X = encode(X_cfg)
     n = len(y)
@@ -238,14 +240,14 @@ def modelled_tables(
         pred = model.predict(grid)
         return np.array([pred[s].mean() for _, _, s in plan])
 
-    point_model = _forest(N_TREES, seed, oob=n >= 8).fit(X, y)
+    point_model = _forest(N_TREES, seed, oob=n >= 8).fit(X, y, sample_weight=w)
     point = marginals(point_model)
     r2 = float(getattr(point_model, "oob_score_", math.nan))
     rng = np.random.default_rng(seed + 1)
     boot = np.empty((n_boot, len(plan)))
     for b in range(n_boot):
         idx = rng.integers(0, n, n)
-        boot[b] = marginals(_forest(N_BOOT_TREES, seed + 100 + b).fit(X[idx], y[idx]))
+        boot[b] = marginals(_forest(N_BOOT_TREES, seed + 100 + b).fit(X[idx], y[idx], sample_weight=w[idx]))
 
     tables = []
     for f in factors:
@@ -255,24 +257,31 @@ def modelled_tables(
         labels = [plan[i][1] for i in cols]
         ref, why = reference_of_levels(f, labels, baseline)
         r = cols[labels.index(ref)]
-        rows, pvals = [], []
+        rows = []
         for i, label in zip(cols, labels):
             lo, hi = percentile_interval(boot[:, i], ALPHA)
-            diffs = boot[:, i] - boot[:, r]
-            p = tail_p(diffs) if i != r else math.nan
-            pvals.append(p)
             rows.append({"level": label + (" (ref)" if i == r else ""), "marginal": point[i], "lo": lo, "hi": hi,
-                         "delta": point[i] - point[r] if i != r else math.nan, "p": p, "_diffs": diffs})
-        levels = holm_levels(pvals)
-        p_holm = _holm_p(pvals)
-        for row, level, ph in zip(rows, levels, p_holm):
-            diffs = row.pop("_diffs")
-            row["delta_lo"], row["delta_hi"] = percentile_interval(diffs, level) if not math.isnan(level) else (math.nan, math.nan)
-            row["p_holm"] = ph
-            row["sig"] = "" if math.isnan(ph) else "**" if ph < 0.01 else "*" if ph < ALPHA else ""
-        table = pd.DataFrame(rows, columns=["level", "marginal", "lo", "hi", "delta", "delta_lo", "delta_hi", "p", "p_holm", "sig"])
+                         "delta": point[i] - point[r] if i != r else math.nan})
+        tests = compare_to_reference([boot[:, i] - boot[:, r] if i != r else None for i in cols])
+        table = pd.concat([pd.DataFrame(rows), tests], axis=1)[
+            ["level", "marginal", "lo", "hi", "delta", "delta_lo", "delta_hi", "p", "p_holm", "sig"]]
         tables.append(ModelledTable(f.name, table, ref, why, rung, n, _scope(f)))
     return ModelledResult(tables, rung, n, repeats, n_boot, r2)
+
+
+def compare_to_reference(diffs: list[np.ndarray | None]) -> pd.DataFrame:
+    """Bootstrap differences to the reference (None: the reference itself) ->
+    p, Holm-adjusted p, the mark, and the difference's interval at the level
+    Holm tests it at (so the interval excludes 0 exactly when it is marked)."""
+    pvals = [tail_p(d) if d is not None else math.nan for d in diffs]
+    levels = holm_levels(pvals)
+    p_holm = _holm_p(pvals)
+    rows = []
+    for d, p, level, ph in zip(diffs, pvals, levels, p_holm):
+        lo, hi = percentile_interval(d, level) if d is not None else (math.nan, math.nan)
+        rows.append({"delta_lo": lo, "delta_hi": hi, "p": p, "p_holm": ph,
+                     "sig": "" if math.isnan(ph) else "**" if ph < 0.01 else "*" if ph < ALPHA else ""})
+    return pd.DataFrame(rows, columns=["delta_lo", "delta_hi", "p", "p_holm", "sig"])
 
 
 def _holm_p(pvalues: list[float]) -> list[float]:
