@@ -235,13 +235,17 @@ def write_outputs(run_dir: Path, spec: StudySpec) -> list[Path]:
 
 def _print_summary(spec: StudySpec, run_dir: Path, trials: Any, written: list[Path], wall: float, status: str) -> None:
     df = trials.trials
-    col = f"best_{spec.metric}"
     counts = df["status"].value_counts().to_dict() if not df.empty else {}
     print(f"\n{spec.name} {status} in {wall:.0f} s: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
-    if not df.empty and df[col].notna().any():
-        best = df.loc[df[col].idxmin() if spec.mode == "min" else df[col].idxmax()]
+    from studies.report.answer import best_trial
+
+    best = best_trial(trials, spec.metric, spec.mode)
+    if best is not None:  # the value at the full budget, as Optuna holds it (not a trial's best epoch)
         params = ", ".join(f"{p}={_fmt(best[p])}" for p in trials.params if best[p] is not None and best[p] == best[p])
-        print(f"best {spec.metric} = {best[col]:.5g} (trial {best['trial_id']}, {best['epochs']} epochs): {params}")
+        print(f"best {spec.metric} at the full budget = {best[f'last_{spec.metric}']:.5g} "
+              f"(trial {best['trial_id']}, {best['epochs']} epochs): {params}")
+    elif not df.empty:
+        print(f"no trial ran the full {spec.budget.max_epochs} epochs yet")
     print(f"run folder:   {run_dir}")
     print(f"optuna study: sqlite:///{run_dir / 'optuna.db'}")
     for path in written:

@@ -37,7 +37,8 @@ def change_text(delta: float, ref: float, scale: str) -> str:
     ratio-scale metric (a percent of a log-scale or interval metric means nothing)."""
     text = f"{delta:+.3g}"
     if scale == "ratio" and ref > 0:
-        text += f" ({delta / ref * 100:+.0f}%)"
+        pct = delta / ref * 100
+        text += f" ({pct:+.0f}%)" if abs(pct) >= 10 else f" ({pct:+.1f}%)"
     elif scale == "log":
         text += " (in the metric's own log units)"
     return text
@@ -67,20 +68,21 @@ def _modelled_claims(an: Analysis, mode: str, metric: str, scale: str) -> list[s
         best = best_level(t, mode)
         ref = t.table[t.table["level"].str.endswith("(ref)")].iloc[0]
         where = "" if t.scope == "whole space" else f" ({t.scope})"
-        head = (f"**{t.factor}**{where}: best level **{best['level'].removesuffix(' (ref)')}** "
-                f"({fmt(best['marginal'])}, 95% CI [{fmt(best['lo'])}, {fmt(best['hi'])}])")
+        name = best["level"].removesuffix(" (ref)")
+        level = f"**{name}** ({fmt(best['marginal'])}, 95% CI [{fmt(best['lo'])}, {fmt(best['hi'])}])"
         if best["level"].endswith("(ref)"):
             marked = t.table[t.table["sig"] != ""]
-            tail = ("; it is the reference, and every other level is significantly worse" if len(marked) == len(t.table) - 1
-                    else "; it is the reference; " + (f"{len(marked)} of {len(t.table) - 1} other levels are significantly worse"
-                                                      if len(marked) else "no other level differs significantly from it"))
+            tail = (f"best level {level}, the reference" + (
+                ", and every other level is significantly worse" if len(marked) == len(t.table) - 1
+                else f"; {len(marked)} of {len(t.table) - 1} other levels are significantly worse" if len(marked)
+                else "; no other level differs significantly from it"))
         else:
-            verdict = "significant" if best["sig"] else "not significant"
-            tail = (f", vs the reference {t.reference} ({fmt(ref['marginal'])}): "
-                    f"{change_text(best['delta'], ref['marginal'], scale)}, Holm-level CI [{fmt(best['delta_lo'], 3)}, "
-                    f"{fmt(best['delta_hi'], 3)}], bootstrap p_holm = {fmt_p(best['p_holm'])}"
-                    f"{f' (< 1/{an.modelled.n_boot})' if best['p_holm'] == 0 else ''}: {verdict}")
-        out.append(head + tail)
+            diff = (f"vs the reference {t.reference} ({fmt(ref['marginal'])}): {change_text(best['delta'], ref['marginal'], scale)}, "
+                    f"Holm-level CI [{fmt(best['delta_lo'], 3)}, {fmt(best['delta_hi'], 3)}], bootstrap p_holm = "
+                    f"{fmt_p(best['p_holm'])}{f' (< 1/{an.modelled.n_boot})' if best['p_holm'] == 0 else ''}")
+            tail = (f"best level {level}, {diff}: significant" if best["sig"] else
+                    f"no level differs significantly from the reference {t.reference}; nominally best {level}, {diff}")
+        out.append(f"**{t.factor}**{where}: {tail}")
     return out
 
 

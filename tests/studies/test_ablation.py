@@ -175,7 +175,7 @@ def test_answer_paragraph_when_the_best_level_is_the_reference():
     t = an.modelled.tables[0]
     assert t.reference == "c" and (t.table["delta"].dropna() > 0).all()
     text = answer_paragraph(run, an, metric="loss", mode="min", scale="interval", confirmation=None, loo=None)
-    assert "best level **c**" in text and "it is the reference, and every other level is significantly worse" in text
+    assert "best level **c**" in text and ", the reference, and every other level is significantly worse" in text
     assert "No designed runs" in text
     # Under mode='max' the same data make c the worst: a or b is best, and beats c.
     an_max = analyse_run(run, mode="max", factors=[SHAPE], baseline={"shape": "c"})

@@ -229,7 +229,7 @@ def test_ablation_md_opens_with_the_answer(report) -> None:
     assert "at epoch 2" in answer          # the modelled rung: all 25 trials are there, 8 at epoch 6
     # Every factor of the study's question gets its best level with an interval.
     for factor in FACTORS:
-        assert re.search(rf"\*\*{factor}\*\*[^;]*best level \*\*[^*]+\*\* \([\d.]+, 95% CI \[", answer), factor
+        assert re.search(rf"\*\*{factor}\*\*[^*]*?(best level|nominally best) \*\*[^*]+\*\* \([\d.]+, 95% CI \[", answer), factor
     # The planted effect: linear beats constant by ~0.30, significant; a ratio-scale metric gets a percent.
     m = re.search(r"\*\*ramp_shape\*\*: best level \*\*linear\*\* .*?vs the reference constant \([\d.]+\): "
                   r"(-0\.\d+) \((-\d+)%\), Holm-level CI \[(-[\d.]+), (-[\d.]+)\].*?: significant", answer)
