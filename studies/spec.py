@@ -76,7 +76,7 @@ METRIC_SCALES = ("ratio", "interval", "log")
 class Search:
     """The Optuna sampler that proposes configs. Filled in by load_spec: ``seed``
     defaults to the spec's seed, ``n_startup_trials`` (tpe, gp; None for the
-    others) to min(10, max(2, num_samples // 4)); ``multivariate`` None leaves
+    others) to default_startup(num_samples); ``multivariate`` None leaves
     Optuna's own default."""
 
     sampler: str = "tpe"
@@ -242,6 +242,16 @@ def _check_resources(source: str, r: Resources) -> None:
         raise UserError(f"{source}: resources.max_concurrent: is {r.max_concurrent}, expected >= 0 (0 = from resources)")
 
 
+def default_startup(num_samples: int) -> int:
+    """Random trials before TPE/GP take over: 10, or a quarter of the study if
+    that is more. Why a quarter: the modelled tables and fANOVA can only see
+    the parts of the declared space that were sampled, and TPE samples little
+    outside its favourite region (benchmarks/analysis_truth.py: on 180 trials,
+    45 random ones instead of 10 raised the modelled spread of the strong
+    factors from 0.54 to 0.72 of the truth; the best config found was no worse)."""
+    return min(num_samples, max(10, math.ceil(num_samples / 4)))
+
+
 def _parse_search(source: str, raw: Any, *, seed: int, num_samples: int) -> Search:
     if raw is not None and not isinstance(raw, dict):
         raise UserError(f"{source}: search: expected a mapping like {{sampler: tpe}}, found {raw!r}")
@@ -266,7 +276,7 @@ def _parse_search(source: str, raw: Any, *, seed: int, num_samples: int) -> Sear
             raise UserError(f"{source}: search.{key}: is {v!r}, expected true or false")
     if given.get("group") and given.get("multivariate") is not True:
         raise UserError(f"{source}: search.group: is true, expected multivariate: true as well (TPE groups only multivariate sampling)")
-    startup = given.get("n_startup_trials", min(10, max(2, num_samples // 4))) if sampler in ("tpe", "gp") else None
+    startup = given.get("n_startup_trials", default_startup(num_samples)) if sampler in ("tpe", "gp") else None
     return Search(sampler=sampler, seed=given.get("seed", seed), n_startup_trials=startup,
                   multivariate=given.get("multivariate"), group=given.get("group", False))
 

@@ -55,7 +55,7 @@ def test_each_sampler_is_built_from_the_spec(tmp_path, sampler, cls):
 def test_sampler_options_reach_optuna():
     tpe = build_sampler(_spec("search.n_startup_trials=7", "search.multivariate=true", "search.group=true"))
     assert (tpe._n_startup_trials, tpe._multivariate, tpe._group) == (7, True, True)
-    assert build_sampler(_spec())._n_startup_trials == 2           # the default: max(2, 6 // 4) at smoke size
+    assert build_sampler(_spec())._n_startup_trials == 6           # the default: every one of 6 smoke trials is random
     assert build_sampler(_spec())._multivariate is None            # Optuna's own default, as before
     assert build_sampler(_spec("search.sampler=gp", "search.n_startup_trials=3"))._n_startup_trials == 3
     assert build_sampler(_spec("search.sampler=qmc"))._scramble is True  # else the seed would not matter

@@ -421,11 +421,11 @@ def _continuous(tmp_path: Path, baseline: dict | None = None, space: str = CONTI
 
 def test_search_defaults_follow_the_spec():
     spec = load_spec(BUNDLED_SPEC)
-    assert (spec.search.sampler, spec.search.seed, spec.search.n_startup_trials) == ("tpe", 0, 10)  # min(10, 48 // 4)
+    assert (spec.search.sampler, spec.search.seed, spec.search.n_startup_trials) == ("tpe", 0, 12)  # a quarter of 48
     assert spec.search.multivariate is None and spec.search.group is False
     smoke = load_spec(BUNDLED_SPEC, smoke=True, overrides=["seed=7"])
-    assert (smoke.search.seed, smoke.search.n_startup_trials) == (7, 2)  # max(2, 6 // 4)
-    assert load_spec(BUNDLED_SPEC, overrides=["budget.num_samples=20"]).search.n_startup_trials == 5
+    assert (smoke.search.seed, smoke.search.n_startup_trials) == (7, 6)  # every one of 6 trials
+    assert load_spec(BUNDLED_SPEC, overrides=["budget.num_samples=20"]).search.n_startup_trials == 10
     assert load_spec(BUNDLED_SPEC, overrides=["search.seed=3", "seed=7"]).search.seed == 3
     assert load_spec(BUNDLED_SPEC).to_dict()["search"]["sampler"] == "tpe"
 
@@ -434,7 +434,7 @@ def test_search_defaults_follow_the_spec():
 def test_search_sampler_override(sampler):
     spec = load_spec(BUNDLED_SPEC, overrides=[f"search.sampler={sampler}", "search.seed=5"])
     assert spec.search.sampler == sampler and spec.search.seed == 5
-    assert spec.search.n_startup_trials == (10 if sampler in ("tpe", "gp") else None)
+    assert spec.search.n_startup_trials == (12 if sampler in ("tpe", "gp") else None)
 
 
 def test_search_options_that_the_sampler_takes():
