@@ -1,7 +1,7 @@
 """How true is each kind of evidence? Observed vs modelled vs designed on
 objectives whose answer is known exactly (benchmarks/known_truth.py).
 
-    python benchmarks/analysis_truth.py [--seeds 5] [--trials 180] [--startup 10 45]
+    python benchmarks/analysis_truth.py [--seeds 5] [--trials 180] [--startup N ...]
 
 For each objective, searcher and seed: a Ray-free TPE (or random) + ASHA
 study of the objective (``known_truth.simulate_study``), analysed by the
@@ -43,6 +43,7 @@ from studies.designed import plan_designed  # noqa: E402
 from studies.report.analysis import analyse  # noqa: E402
 from studies.report.confirmation import leave_one_out  # noqa: E402
 from studies.report.modelled import _space_for_level, declared_levels  # noqa: E402
+from studies.spec import default_startup  # noqa: E402
 
 MAX_EPOCHS, GRACE, RF = 18, 2, 3
 
@@ -93,13 +94,8 @@ def _score_tables(kind: str, tables: list, value_col: str, obj, truths, strong, 
 
 
 def one_run(obj: kt.Objective, sampler: str, seed: int, n_trials: int, startup: int, truths: dict) -> tuple[list, dict]:
-    original = optuna.samplers.TPESampler
-    optuna.samplers.TPESampler = lambda seed, n_startup_trials: original(seed=seed, n_startup_trials=startup)
-    try:
-        run = kt.simulate_study(obj, sampler=sampler, seed=seed, n_trials=n_trials, max_epochs=MAX_EPOCHS,
-                                grace_period=GRACE, reduction_factor=RF)
-    finally:
-        optuna.samplers.TPESampler = original
+    run = kt.simulate_study(obj, sampler=sampler, seed=seed, n_trials=n_trials, max_epochs=MAX_EPOCHS,
+                            grace_period=GRACE, reduction_factor=RF, n_startup_trials=startup)
     started = time.perf_counter()
     an = analyse(run, obj.factors, metric=obj.metric, mode=obj.mode, baseline=obj.baseline, bins=obj.bins,
                  max_epochs=MAX_EPOCHS, grace_period=GRACE, reduction_factor=RF, seed=seed)
@@ -144,14 +140,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--trials", type=int, default=180)
-    ap.add_argument("--startup", type=int, nargs="+", default=[10], help="TPE n_startup_trials values to compare")
+    ap.add_argument("--startup", type=int, nargs="+", default=None,
+                    help="TPE n_startup_trials values to compare (default: the platform's default, and 10 = Optuna's)")
     args = ap.parse_args()
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     rows, summaries = [], []
     for make in kt.OBJECTIVES.values():
         obj = make()
         truths: dict = {}
-        for sampler, startup in [("tpe", s) for s in args.startup] + [("random", 0)]:
+        startups = args.startup or sorted({default_startup(args.trials), 10}, reverse=True)
+        for sampler, startup in [("tpe", s) for s in startups] + [("random", 0)]:
             for seed in range(args.seeds):
                 r, s = one_run(obj, sampler, seed, args.trials, startup, truths)
                 rows += r

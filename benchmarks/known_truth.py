@@ -485,16 +485,22 @@ def active_config(obj: Objective, config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def simulate_study(obj: Objective, *, sampler: str = "tpe", n_trials: int = 180, seed: int, max_epochs: int = 18,
-                   grace_period: int = 2, reduction_factor: int = 3, enqueue_baseline: bool = True) -> RunTrials:
+                   grace_period: int = 2, reduction_factor: int = 3, enqueue_baseline: bool = True,
+                   n_startup_trials: int | None = None) -> RunTrials:
     """A sequential TPE (or random) + ASHA study, one trial at a time, as a
     RunTrials shaped like ``load_trials`` output: trial 0 is the baseline (its
     active factors) when ``enqueue_baseline``; each epoch is reported to Optuna;
     a trial ASHA stopped is told PRUNED, one that reached ``max_epochs`` COMPLETE
     with its last value. Trial i's noise comes from ``default_rng([seed, i])``, so
-    TPE and random runs with the same seed share their noise draws."""
+    TPE and random runs with the same seed share their noise draws. TPE's
+    random startup trials: ``n_startup_trials``, else the platform's default
+    for a study of ``n_trials`` (studies.spec.default_startup)."""
+    from studies.spec import default_startup
+
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if sampler == "tpe":
-        smp: optuna.samplers.BaseSampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=10)
+        startup = default_startup(n_trials) if n_startup_trials is None else n_startup_trials
+        smp: optuna.samplers.BaseSampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=startup)
     elif sampler == "random":
         smp = optuna.samplers.RandomSampler(seed=seed)
     else:

@@ -161,21 +161,31 @@ def test_repeated_configs_are_one_observation():
     assert (res.n_configs, res.n_repeats) == (30, 9)
 
 
-def test_modelled_beats_observed_under_tpe_on_the_known_truth():
-    """ramp_like under TPE: the observed schedule means overstate its spread
-    (TPE's trials of the bad levels are mostly the early random ones); the
-    modelled marginal is nearer the truth, and orders every level as it does."""
+def test_modelled_marginals_under_tpe_on_the_known_truth():
+    """ramp_like under the platform's default TPE (120 trials, 30 of them random
+    first; TPE then gives its best schedule most of the rest): the modelled
+    schedule differences are within 35% of the schedule's true spread at the
+    same rung and keep its best and worst levels; fANOVA ranks the dominant
+    factor first. (How often a null factor is flagged is measured over many
+    studies: the null simulation below, and benchmarks/analysis_truth.py.)"""
     from studies.report.analysis import analyse
 
+    sys.argv, argv = ["x"], sys.argv
+    try:
+        from analysis_truth import rung_truth
+    finally:
+        sys.argv = argv
     obj = kt.ramp_like()
     run = kt.simulate_study(obj, sampler="tpe", seed=1, n_trials=120)
+    assert (run.trials["schedule"] == "linear").mean() > 0.5           # TPE did concentrate
     an = analyse(run, obj.factors, metric="loss", mode="min", baseline=obj.baseline, bins=obj.bins, max_epochs=18,
                  grace_period=2, reduction_factor=3, n_boot=40)
-    truth = kt.true_marginals(obj)["schedule"]
-    order = list(truth)
-    m = next(t for t in an.modelled.tables if t.factor == "schedule").table
-    m = m.set_index(m["level"].str.removesuffix(" (ref)")).loc[order, "marginal"].to_numpy()
-    assert _rank_corr(m, np.array([truth[k] for k in order])) >= 0.8
+    assert an.rung == 2
+    truth = rung_truth(obj, "schedule", 2, n=20_000)                   # in choice order
+    modelled = next(t for t in an.modelled.tables if t.factor == "schedule").table["marginal"].to_numpy()
+    error = np.abs((modelled - modelled[0]) - (truth - truth[0])).max()
+    assert error < 0.35 * np.ptp(truth), (modelled, truth)
+    assert np.argmin(modelled) == np.argmin(truth) and np.argmax(modelled) == np.argmax(truth)
     assert kt.true_importance_order(obj)[0] == an.importance["parameter"].iloc[0] == "schedule"
 
 
