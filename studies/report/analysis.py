@@ -67,11 +67,12 @@ def analyse(
     reduction_factor: float,
     seed: int = 0,
     n_boot: int | None = None,
+    observed: AblationResult | None = None,
 ) -> Analysis:
     """``factors``: the ablation's factors; ``space``: every declared parameter
     (what the surrogate sees and averages over; defaults to ``factors``)."""
     space = space or factors
-    observed = build_ablation(run, metric=metric, mode=mode, factors=factors, baseline=baseline, bins=bins,
+    observed = observed or build_ablation(run, metric=metric, mode=mode, factors=factors, baseline=baseline, bins=bins,
                               max_epochs=max_epochs, grace_period=grace_period, reduction_factor=reduction_factor)
     rungs = asha_rungs(max_epochs, grace_period, reduction_factor)
     counts = {r: len(values_at_epoch(run, metric, r)) for r in rungs}

@@ -32,7 +32,7 @@ import pandas as pd
 from studies.report.space import FactorInfo
 
 MIN_TRIALS = 6
-FANOVA_TREES = 64
+FANOVA_TREES = 32
 
 
 def _distribution(info: FactorInfo) -> optuna.distributions.BaseDistribution:

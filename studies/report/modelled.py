@@ -40,8 +40,8 @@ from studies.report.space import FactorInfo, sample_space
 ALPHA = 0.05
 N_TREES = 64          # point estimate
 N_BOOT = 100          # bootstrap refits
-N_BOOT_TREES = 10     # trees per bootstrap refit (sklearn fits ~1 ms a tree; the report must stay quick)
-N_SPACE = 400         # Monte-Carlo configs per level
+N_BOOT_TREES = 8      # trees per bootstrap refit (sklearn fits ~1 ms a tree; --report must stay quick)
+N_SPACE = 250         # Monte-Carlo configs per level
 MIN_LEAF = 2
 RIDGE_ALPHA = 1.0
 

@@ -7,14 +7,17 @@ interrupted or still running, in seconds.
 from __future__ import annotations
 
 import math
+import multiprocessing
 import re
+import sys
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pandas as pd
 
 from studies.report import plots
-from studies.report.ablation import AblationResult, FactorTable
+from studies.report.ablation import AblationResult, FactorTable, build_ablation
 from studies.report.analysis import Analysis, analyse
 from studies.report.answer import answer_paragraph, fmt
 from studies.report.budget import budget_table
@@ -140,12 +143,19 @@ def write_report(run_dir: Path, run: RunTrials, *, spec: Any, info: dict[str, An
     names = set(a.factors) or {p.name for p in spec.params}
     space = factor_infos(spec.params)
     factors = [f for f in space if f.name in names]
-    an = analyse(run, factors, space=space, metric=spec.metric, mode=spec.mode, baseline=a.baseline, bins=a.bins,
-                 max_epochs=spec.budget.max_epochs, grace_period=spec.budget.grace_period,
-                 reduction_factor=spec.budget.reduction_factor, seed=spec.seed)
-    ab = an.observed
-    scale = getattr(spec, "metric_scale", "interval")
+    ab = build_ablation(run, metric=spec.metric, mode=spec.mode, factors=factors, baseline=a.baseline, bins=a.bins,
+                        max_epochs=spec.budget.max_epochs, grace_period=spec.budget.grace_period,
+                        reduction_factor=spec.budget.reduction_factor)
     confirmation = load_confirmation(run_dir, metric=spec.metric, mode=spec.mode)
+    # The plots that need no surrogate render in a second process while the surrogate is fitted.
+    side = _in_background(_plots_of_the_trials, run_dir, run, spec, ab, factors, confirmation)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):  # one core here, one for the plots: BLAS threads would only contend
+        an = analyse(run, factors, space=space, metric=spec.metric, mode=spec.mode, baseline=a.baseline, bins=a.bins,
+                     max_epochs=spec.budget.max_epochs, grace_period=spec.budget.grace_period,
+                     reduction_factor=spec.budget.reduction_factor, seed=spec.seed, observed=ab)
+    scale = getattr(spec, "metric_scale", "interval")
     loo = load_leave_one_out(run_dir, metric=spec.metric, mode=spec.mode)
     budget = budget_table(run, run_dir, info)
 
@@ -208,7 +218,18 @@ def write_report(run_dir: Path, run: RunTrials, *, spec: Any, info: dict[str, An
 
     if an.modelled.tables:
         written.append(plots.plot_modelled(an.modelled.tables, spec.metric, an.rung, plots_dir))
-    written.append(plots.plot_factors(run, ab, factors, a.bins, plots_dir))
+    if an.importance["fanova_share"].notna().any() or an.importance["ped_anova"].notna().any():
+        written.append(plots.plot_importances(an.importance, plots_dir))
+    if loo is not None and loo.table is not None and not loo.table.empty:
+        written.append(plots.plot_leave_one_out(loo.table, spec.metric, plots_dir))
+    return written + side()
+
+
+def _plots_of_the_trials(run_dir: Path, run: RunTrials, spec: Any, ab: AblationResult, factors: list,
+                         confirmation: Any) -> list[Path]:
+    tables_dir, plots_dir = run_dir / "tables", run_dir / "plots"
+    a = spec.ablation
+    written = [plots.plot_factors(run, ab, factors, a.bins, plots_dir)]
     order = run.trials.sort_values(f"best_{spec.metric}", ascending=spec.mode == "min")
     best_ids = order[order["status"] == STATUS_COMPLETE]["trial_id"].head(5).tolist() or order["trial_id"].head(5).tolist()
     base_mask = pd.Series(True, index=run.trials.index)
@@ -222,10 +243,23 @@ def write_report(run_dir: Path, run: RunTrials, *, spec: Any, info: dict[str, An
         path, curve = plots.plot_per_frame(run, name, columns, best_ids, base_ids, plots_dir)
         curve.to_csv(tables_dir / f"{name}_per_frame.csv", index=False)
         written += [path, tables_dir / f"{name}_per_frame.csv"]
-    if an.importance["fanova_share"].notna().any() or an.importance["ped_anova"].notna().any():
-        written.append(plots.plot_importances(an.importance, plots_dir))
-    if loo is not None and loo.table is not None and not loo.table.empty:
-        written.append(plots.plot_leave_one_out(loo.table, spec.metric, plots_dir))
     if confirmation is not None and confirmation.runs is not None and not confirmation.runs.empty:
         written.append(plots.plot_confirmation(confirmation.runs, spec.metric, plots_dir))
     return written
+
+
+def _in_background(fn: Callable[..., list[Path]], *args: Any) -> Callable[[], list[Path]]:
+    """Run ``fn`` in a forked process where fork is safe (Linux), else here and now;
+    call the result to wait for it. An error in the child is raised here."""
+    if sys.platform != "linux":
+        result = fn(*args)
+        return lambda: result
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
+    future = pool.submit(fn, *args)
+
+    def wait() -> list[Path]:
+        try:
+            return future.result()
+        finally:
+            pool.shutdown()
+    return wait
