@@ -105,7 +105,7 @@ def answer_paragraph(run: RunTrials, an: Analysis, *, metric: str, mode: str, sc
         parts.append(f"**Designed, confirmation**: {confirmation.sentence}")
     m = an.modelled
     if m.tables:
-        parts.append(f"**Modelled** (random-forest marginals over the declared space, fitted on the {m.n_configs} "
+        parts.append(f"**Modelled** (surrogate marginals over the declared space, fitted on the {m.n_configs} "
                      f"distinct configs at epoch {m.rung}; a level's value is the metric averaged over every other "
                      f"factor): " + "; ".join(_modelled_claims(an, mode, metric, scale)) + ".")
     imp = an.importance.dropna(subset=["fanova_variance"]) if not an.importance.empty else an.importance

@@ -126,8 +126,8 @@ def plot_modelled(tables: list, metric: str, rung: int, out: Path) -> Path:
         ax.grid(axis="y", alpha=0.3)
     for ax in list(axes.flat)[len(tables):]:
         ax.axis("off")
-    fig.suptitle("Modelled marginals over the declared space (random forest, 95% bootstrap intervals; "
-                 "* Holm p<0.05 vs the reference)", fontsize=10)
+    fig.suptitle("Modelled marginals over the declared space (main effects + random forest; 95% bootstrap intervals; "
+                 "* Holm p<0.05 for the difference to the reference, tested on paired refits)", fontsize=10)
     fig.tight_layout()
     path = out / "modelled.png"
     fig.savefig(path, dpi=110)
