@@ -86,6 +86,31 @@ def _modelled_claims(an: Analysis, mode: str, metric: str, scale: str) -> list[s
     return out
 
 
+def _disagreements(an: Analysis, loo: LeaveOneOutResult | None, mode: str) -> list[str]:
+    """Factors whose leave-one-out says the best config's setting helps
+    (significantly) while the modelled table does not rank it above the baseline."""
+    from studies.report.ablation import _holding_bin, level_name
+
+    if loo is None or loo.table is None or loo.table.empty:
+        return []
+    out = []
+    for _, r in loo.table[loo.table["sig"] != ""].iterrows():
+        helps = r["delta"] > 0 if mode == "min" else r["delta"] < 0
+        t = next((t for t in an.modelled.tables if t.factor == r["factor"]), None)
+        if not helps or t is None or r["factor"] not in loo.best_params:
+            continue
+        value = loo.best_params[r["factor"]]
+        levels = list(t.table["level"].str.removesuffix(" (ref)"))
+        level = level_name(value) if level_name(value) in levels else _holding_bin(value, levels)
+        if level is None or level == t.reference:
+            continue
+        delta = t.table.loc[levels.index(level), "delta"]
+        better = delta < 0 if mode == "min" else delta > 0
+        if not better:
+            out.append(f"{r['factor']}={fmt(value, 3)}")
+    return out
+
+
 def answer_paragraph(run: RunTrials, an: Analysis, *, metric: str, mode: str, scale: str,
                      confirmation: ConfirmationResult | None, loo: LeaveOneOutResult | None) -> str:
     better = "lower" if mode == "min" else "higher"
@@ -103,6 +128,12 @@ def answer_paragraph(run: RunTrials, an: Analysis, *, metric: str, mode: str, sc
                      + "; ".join(rows) + ".")
     if confirmation is not None and confirmation.summary is not None and not confirmation.summary.empty:
         parts.append(f"**Designed, confirmation**: {confirmation.sentence}")
+    disagree = _disagreements(an, loo, mode)
+    if disagree:
+        parts.append(f"**Where the evidence disagrees**: at the full budget the designed runs find that "
+                     f"{'; '.join(disagree)} helps, while the modelled marginals at epoch {an.rung} do not show it "
+                     "(an early rung cannot see what acts later in training): for these factors the designed runs "
+                     "are the answer.")
     m = an.modelled
     if m.tables:
         parts.append(f"**Modelled** (surrogate marginals over the declared space, fitted on the {m.n_configs} "

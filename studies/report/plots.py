@@ -81,7 +81,7 @@ def plot_learning_curves(run: RunTrials, metric: str, mode: str, best_ids: list[
     return path
 
 
-def plot_importances(importances: pd.DataFrame, out: Path) -> Path:
+def plot_importances(importances: pd.DataFrame, out: Path, rung: int | None = None) -> Path:
     """fANOVA share beside PED-ANOVA (scaled to its largest), one row per parameter."""
     fig, ax = plt.subplots(figsize=(7, 0.8 + 0.5 * max(1, len(importances))))
     d = importances.iloc[::-1]
@@ -92,7 +92,7 @@ def plot_importances(importances: pd.DataFrame, out: Path) -> Path:
             label="PED-ANOVA: top configs vs the rest (scaled to max)")
     ax.set_yticks(y, d["parameter"])
     ax.set_xlabel("importance")
-    ax.set_title("Parameter importance over the declared space", fontsize=10)
+    ax.set_title("Parameter importance over the declared space" + (f", values at epoch {rung}" if rung else ""), fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()

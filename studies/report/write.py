@@ -221,7 +221,7 @@ def write_report(run_dir: Path, run: RunTrials, *, spec: Any, info: dict[str, An
     if an.modelled.tables:
         written.append(plots.plot_modelled(an.modelled.tables, spec.metric, an.rung, plots_dir))
     if an.importance["fanova_share"].notna().any() or an.importance["ped_anova"].notna().any():
-        written.append(plots.plot_importances(an.importance, plots_dir))
+        written.append(plots.plot_importances(an.importance, plots_dir, an.rung))
     if loo is not None and loo.table is not None and not loo.table.empty:
         written.append(plots.plot_leave_one_out(loo.table, spec.metric, plots_dir))
     return written + side()

@@ -167,3 +167,26 @@ def test_holm_removes_a_mark_that_raw_p_would_give(tmp_path: Path):
     assert (s.loc[["top1", "top2"], "p"] < 0.05).all()
     assert (s.loc[["top1", "top2"], "sig"] == "").all() and (s.loc[["top1", "top2"], "p_holm"] >= 0.05).all()
     assert not math.isnan(s.loc["top1", "p_holm"])
+
+
+def test_the_answer_says_where_designed_and_modelled_evidence_disagree():
+    """A ramp that acts late: at the full budget, leave-one-out finds that it
+    helps (significantly); at epoch 2 the modelled table ranks it no better
+    than the baseline. The answer must say so, and not for a factor where the
+    two agree."""
+    from types import SimpleNamespace
+
+    from studies.report.answer import _disagreements
+    from studies.report.confirmation import LeaveOneOutResult
+
+    shape = pd.DataFrame({"level": ["constant (ref)", "step", "linear"], "delta": [math.nan, 0.01, 0.02]})
+    lr = pd.DataFrame({"level": ["[0.0001, 0.001)", "[0.001, 0.01] (ref)"], "delta": [-0.05, math.nan]})
+    an = SimpleNamespace(modelled=SimpleNamespace(tables=[
+        SimpleNamespace(factor="shape", table=shape, reference="constant"),
+        SimpleNamespace(factor="lr", table=lr, reference="[0.001, 0.01]")]), rung=2)
+    table = pd.DataFrame({"factor": ["shape", "lr"], "delta": [0.07, 0.03], "sig": ["**", "*"]})
+    loo = LeaveOneOutResult(table, "", {}, {"shape": "linear", "lr": 3e-4})
+    assert _disagreements(an, loo, "min") == ["shape=linear"]
+    # Not significant at the full budget: nothing to contradict.
+    loo_ns = LeaveOneOutResult(table.assign(sig=["", ""]), "", {}, {"shape": "linear", "lr": 3e-4})
+    assert _disagreements(an, loo_ns, "min") == []
