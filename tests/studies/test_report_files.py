@@ -451,6 +451,9 @@ def test_tex_captions_are_valid_latex(report) -> None:
     for path in sorted((run_dir / "tables").glob("*.tex")):
         caption = re.search(r"\\caption\{(.*)\}\n", path.read_text()).group(1)
         assert not re.search(r"(?<!\\)_", caption), (path.name, caption)
+    # Bold marks are dropped, the legend's literal * and ** are kept.
+    caption = re.search(r"\\caption\{(.*)\}\n", (run_dir / "tables" / "ablation_ramp_shape.tex").read_text()).group(1)
+    assert caption.startswith("ramp\\_shape, observed") and "** p\\_holm \\textless{} 0.01" in caption
 
 
 # --------------------------------------------------------------- load_trials on the folder
