@@ -15,8 +15,9 @@ designed stage planned by ``studies.designed.plan_designed`` and re-run over
   factors ("within 30%": the share of (factor, seed) cases in [0.7, 1.3]);
 - null flags: share of (null factor, seed) cases with any level marked;
 - wrong-sign flags: marked differences whose sign is opposite to the truth;
-- importance: Spearman of fANOVA's order with the true main-effect
-  variances, and how often the dominant factor comes first.
+- importance: Spearman of the table's ranking (modelled main-effect
+  variance) and of fANOVA's with the true main-effect variances, and how
+  often each puts the dominant factor first.
 
 The truth for a search-phase table is the marginal of the value *reported at
 that table's rung* (Monte-Carlo over the declared space, 100k configs per
@@ -125,12 +126,18 @@ def one_run(obj: kt.Objective, sampler: str, seed: int, n_trials: int, startup: 
                      "loo_error": abs(r["delta"] - true_delta), "loo_true": true_delta, "rung": MAX_EPOCHS})
 
     true_var = kt.main_effect_variance(obj)
-    imp = an.importance.dropna(subset=["fanova_variance"])
-    order = [p for p in imp["parameter"] if p in true_var]
-    summary = {**ctx, "report_s": seconds, "modelled_rung": an.rung,
-               "imp_rho": stats.spearmanr([imp.set_index("parameter").loc[p, "fanova_variance"] for p in order],
-                                          [true_var[p] for p in order])[0],
-               "dominant_first": bool(order and order[0] == kt.true_importance_order(obj)[0])}
+    dominant = kt.true_importance_order(obj)[0]
+
+    def rho_and_first(column: str) -> tuple[float, bool]:
+        imp = an.importance.dropna(subset=[column]).sort_values(column, ascending=False)
+        order = [p for p in imp["parameter"] if p in true_var]
+        rho = stats.spearmanr([imp.set_index("parameter").loc[p, column] for p in order], [true_var[p] for p in order])[0]
+        return rho, bool(order and order[0] == dominant)
+
+    imp_rho, fanova_first = rho_and_first("fanova_variance")
+    modelled_rho, modelled_first = rho_and_first("modelled_variance")
+    summary = {**ctx, "report_s": seconds, "modelled_rung": an.rung, "imp_rho": imp_rho, "fanova_first": fanova_first,
+               "modelled_rho": modelled_rho, "dominant_first": modelled_first}
     ped = an.importance.dropna(subset=["ped_anova"]).set_index("parameter")["ped_anova"]
     summary["ped_rho"] = stats.spearmanr([ped[p] for p in ped.index], [true_var[p] for p in ped.index])[0]
     return rows, summary
@@ -172,8 +179,10 @@ def main() -> None:
             "LOO abs error": g["loo_error"].mean() if "loo_error" in g and g["loo_error"].notna().any() else np.nan,
         }
         if kind == "modelled":
-            line["fANOVA rho"] = imp["imp_rho"].mean()
+            line["importance rho"] = imp["modelled_rho"].mean()
             line["dominant first"] = f"{int(imp['dominant_first'].sum())}/{len(imp)}"
+            line["fANOVA rho"] = imp["imp_rho"].mean()
+            line["fANOVA first"] = f"{int(imp['fanova_first'].sum())}/{len(imp)}"
             line["PED-ANOVA rho"] = imp["ped_rho"].mean()
         out.append(line)
     table = pd.DataFrame(out)

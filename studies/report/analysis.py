@@ -17,10 +17,11 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from studies.report.ablation import AblationResult, asha_rungs, build_ablation, values_at_epoch
-from studies.report.importance import param_importances
+from studies.report.importance import param_importances, with_modelled
 from studies.report.modelled import ModelledResult, modelled_tables
 from studies.report.space import FactorInfo
 from studies.report.trials import RunTrials
@@ -83,4 +84,6 @@ def analyse(
     modelled = modelled_tables(configs, values, factors, space=space, baseline=baseline, bins=bins, mode=mode,
                                rung=rung, seed=seed, **kw)
     importance = param_importances(configs, values, space, mode=mode, seed=seed)
+    importance = with_modelled(importance, {t.factor: float(np.var(t.table["marginal"].to_numpy()))
+                                            for t in modelled.tables})
     return Analysis(observed, modelled, importance, rung, len(values))

@@ -139,12 +139,17 @@ def answer_paragraph(run: RunTrials, an: Analysis, *, metric: str, mode: str, sc
         parts.append(f"**Modelled** (surrogate marginals over the declared space, fitted on the {m.n_configs} "
                      f"distinct configs at epoch {m.rung}; a level's value is the metric averaged over every other "
                      f"factor): " + "; ".join(_modelled_claims(an, mode, metric, scale)) + ".")
-    imp = an.importance.dropna(subset=["fanova_variance"]) if not an.importance.empty else an.importance
+    imp = an.importance.dropna(subset=["modelled_variance"]) if not an.importance.empty else an.importance
     if not imp.empty:
         first = imp.iloc[0]
+        text = (f"**Importance** (modelled main effects at epoch {an.rung}, over the declared space): "
+                f"**{first['parameter']}** has the largest ({first['modelled_share'] * 100:.0f}% of the main-effect "
+                "variance)")
+        fan = an.importance.dropna(subset=["fanova_variance"]).sort_values("fanova_variance", ascending=False)
+        if not fan.empty:
+            text += ("; fANOVA on the trials agrees" if fan.iloc[0]["parameter"] == first["parameter"]
+                     else f"; fANOVA on the trials puts {fan.iloc[0]['parameter']} first")
         ped = an.importance.dropna(subset=["ped_anova"]).sort_values("ped_anova", ascending=False)
-        text = (f"**Importance** (fANOVA at epoch {an.rung}, over the declared space): **{first['parameter']}** "
-                f"explains the most variance ({first['fanova_share'] * 100:.0f}% of the main-effect variance)")
         if not ped.empty and ped.iloc[0]["parameter"] != first["parameter"]:
             text += f"; PED-ANOVA (what separates the top configs from the rest) puts {ped.iloc[0]['parameter']} first"
         parts.append(text + ".")

@@ -86,9 +86,10 @@ def plot_importances(importances: pd.DataFrame, out: Path, rung: int | None = No
     fig, ax = plt.subplots(figsize=(7, 0.8 + 0.5 * max(1, len(importances))))
     d = importances.iloc[::-1]
     y = np.arange(len(d))
-    ax.barh(y + 0.2, d["fanova_share"].fillna(0), height=0.4, color="C2", label="fANOVA: share of main-effect variance")
+    ax.barh(y + 0.27, d["modelled_share"].fillna(0), height=0.27, color="C0", label="modelled main effects: share of variance")
+    ax.barh(y, d["fanova_share"].fillna(0), height=0.27, color="C2", label="fANOVA on the trials: share of variance")
     ped = d["ped_anova"].fillna(0)
-    ax.barh(y - 0.2, ped / ped.max() if ped.max() > 0 else ped, height=0.4, color="C1",
+    ax.barh(y - 0.27, ped / ped.max() if ped.max() > 0 else ped, height=0.27, color="C1",
             label="PED-ANOVA: top configs vs the rest (scaled to max)")
     ax.set_yticks(y, d["parameter"])
     ax.set_xlabel("importance")

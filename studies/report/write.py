@@ -125,11 +125,13 @@ def _modelled_caption(t: ModelledTable, an: Analysis, metric: str, mode: str) ->
 
 
 def _importance_caption(an: Analysis) -> str:
-    return (f"Parameter importance at epoch {an.rung} over the declared ranges, {an.at_rung} trials. `fanova_variance`: "
-            "variance of the metric explained by the parameter's main effect (Optuna's fANOVA evaluator, Hutter et "
-            "al. 2014; a conditional parameter scored on the trials where it is active), `fanova_share` its share "
-            "of the column's total — the ranking. `ped_anova`: Optuna's PED-ANOVA, which measures what separates "
-            "the top configs from the rest (a local question), unnormalised.")
+    return (f"Parameter importance at epoch {an.rung} over the declared ranges, {an.at_rung} trials, ranked by "
+            "`modelled_variance`: the variance over the declared space of the parameter's modelled marginal (the "
+            "surrogate of the modelled tables; `modelled_share` its share of the column). `fanova_variance`: the "
+            "variance its main effect explains in Optuna's fANOVA evaluator (Hutter et al. 2014) fitted on the "
+            "trials (a conditional parameter scored on the trials where it is active), `fanova_share` its share. "
+            "`ped_anova`: Optuna's PED-ANOVA, which measures what separates the top configs from the rest (a "
+            "local question), unnormalised.")
 
 
 def write_report(run_dir: Path, run: RunTrials, *, spec: Any, info: dict[str, Any]) -> list[Path]:
@@ -220,7 +222,7 @@ def write_report(run_dir: Path, run: RunTrials, *, spec: Any, info: dict[str, An
 
     if an.modelled.tables:
         written.append(plots.plot_modelled(an.modelled.tables, spec.metric, an.rung, plots_dir))
-    if an.importance["fanova_share"].notna().any() or an.importance["ped_anova"].notna().any():
+    if an.importance[["modelled_share", "fanova_share", "ped_anova"]].notna().any().any():
         written.append(plots.plot_importances(an.importance, plots_dir, an.rung))
     if loo is not None and loo.table is not None and not loo.table.empty:
         written.append(plots.plot_leave_one_out(loo.table, spec.metric, plots_dir))

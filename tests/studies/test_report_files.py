@@ -242,7 +242,7 @@ def test_ablation_md_opens_with_the_answer(report) -> None:
     best_full = full["last_val_mse"].min()
     assert f"val_mse {best_full:.4g}" in answer and "at the full budget" in answer
     assert f"{trials['best_val_mse'].min():.4g}" not in answer.split("**Best search trial**")[1]
-    assert "**ramp_shape** explains the most variance" in answer
+    assert "**ramp_shape** has the largest" in answer and "fANOVA on the trials agrees" in answer
     for section in ("## Confirmation (designed)", "## Modelled marginals", "## Observed", "## Parameter importance"):
         assert section in text
     for factor in FACTORS:
@@ -343,11 +343,15 @@ def test_importance_table(report) -> None:
     run_dir, _, _ = report
     imp = pd.read_csv(run_dir / "tables" / "importance.csv")
     assert set(imp["parameter"]) == set(FACTORS)
-    assert list(imp.columns) == ["parameter", "fanova_variance", "fanova_share", "fanova_share_of_subset", "ped_anova",
-                                 "trials", "scored_on", "note"]
-    # ramp_shape carries the only planted effect (0.30 against 0.03 of noise): fANOVA ranks it first by far.
+    assert list(imp.columns) == ["parameter", "modelled_variance", "modelled_share", "fanova_variance", "fanova_share",
+                                 "fanova_share_of_subset", "ped_anova", "trials", "scored_on", "note"]
+    # ramp_shape carries the only planted effect (0.30 against 0.03 of noise): both rank it first by far.
     assert imp["parameter"].iloc[0] == "ramp_shape" and imp["fanova_share"].iloc[0] > 0.5
-    assert imp["fanova_share"].sum() == pytest.approx(1.0)
+    assert imp["modelled_share"].iloc[0] > 0.5 and imp["modelled_variance"].is_monotonic_decreasing
+    assert imp["fanova_share"].sum() == pytest.approx(1.0) and imp["modelled_share"].sum() == pytest.approx(1.0)
+    # The modelled variance is the variance of the modelled table's marginals.
+    shape = pd.read_csv(run_dir / "tables" / "modelled_ramp_shape.csv")
+    assert imp.loc[0, "modelled_variance"] == pytest.approx(np.var(shape["marginal"].to_numpy()))
     t = imp.set_index("parameter")
     assert t.loc["ramp_shape", "trials"] == 25 and t.loc["ramp_length", "trials"] < t.loc["ramp_start", "trials"] < 25
 
