@@ -18,7 +18,7 @@ each factor's table; ``*`` p_adj < 0.05, ``**`` p_adj < 0.01.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np

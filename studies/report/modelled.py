@@ -283,7 +283,7 @@ def modelled_tables(
     names = [f.name for f in space]
     ok = values.notna() & np.isfinite(values.astype(float))
     # Repeats are judged on every parameter the trials have, the forest sees the declared ones.
-    X_cfg, y, w, repeats = merge_repeats(configs.loc[ok.index[ok]], values[ok].astype(float), list(configs.columns))
+    X_cfg, y, _counts, repeats = merge_repeats(configs.loc[ok.index[ok]], values[ok].astype(float), list(configs.columns))
     encode = Encoder(space, bins)
     X = encode(X_cfg)
     n = len(y)

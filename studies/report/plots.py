@@ -71,7 +71,7 @@ def plot_learning_curves(run: RunTrials, metric: str, mode: str, best_ids: list[
             ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric)
-    ax.set_title(f"Learning curves: best trials (colour), best baseline trials (dashed), others (grey)", fontsize=10)
+    ax.set_title("Learning curves: best trials (colour), best baseline trials (dashed), others (grey)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
