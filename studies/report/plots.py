@@ -115,12 +115,11 @@ def plot_modelled(tables: list, metric: str, rung: int, out: Path) -> Path:
         x = np.arange(len(d))
         ref = d["level"].str.endswith("(ref)")
         err = np.vstack([d["marginal"] - d["lo"], d["hi"] - d["marginal"]]).clip(min=0)
-        for i in x:
-            ax.errorbar(i, d["marginal"].iloc[i], yerr=err[:, i:i + 1], fmt="o", capsize=4,
-                        color="0.5" if ref.iloc[i] else "C0")
-            if d["sig"].iloc[i]:
-                ax.annotate(d["sig"].iloc[i], (i, 1.0), xycoords=("data", "axes fraction"), ha="center", va="top",
-                            fontsize=13, color="C3")
+        for mask, color in ((ref.to_numpy(), "0.5"), (~ref.to_numpy(), "C0")):  # one artist per colour
+            ax.errorbar(x[mask], d["marginal"].to_numpy()[mask], yerr=err[:, mask], fmt="o", capsize=4, color=color)
+        for i in x[(d["sig"].fillna("") != "").to_numpy()]:
+            ax.annotate(d["sig"].iloc[i], (i, 1.0), xycoords=("data", "axes fraction"), ha="center", va="top",
+                        fontsize=13, color="C3")
         ax.set_xticks(x, [lv.replace(" (ref)", "\n(ref)") for lv in d["level"]], rotation=20, fontsize=8)
         ax.set_title(f"{t.factor}" + ("" if t.scope == "whole space" else f"\n({t.scope})"), fontsize=9)
         ax.set_ylabel(f"modelled {metric} @ epoch {rung}")

@@ -10,6 +10,7 @@ import math
 import multiprocessing
 import re
 import sys
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any, Callable
@@ -253,9 +254,11 @@ def _plots_of_the_trials(run_dir: Path, run: RunTrials, spec: Any, ab: AblationR
 
 
 def _in_background(fn: Callable[..., list[Path]], *args: Any) -> Callable[[], list[Path]]:
-    """Run ``fn`` in a forked process where fork is safe (Linux), else here and now;
-    call the result to wait for it. An error in the child is raised here."""
-    if sys.platform != "linux":
+    """Run ``fn`` in a forked process where fork is safe (Linux, and no other
+    thread alive: a run's driver may still hold Ray's or torch's threads), else
+    here and now; call the result to wait for it. An error in the child is
+    raised here."""
+    if sys.platform != "linux" or threading.active_count() > 1:
         result = fn(*args)
         return lambda: result
     pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
