@@ -245,10 +245,6 @@ def reference_of_levels(info: FactorInfo, levels: list[str], baseline: dict[str,
     return sampled[0], f"{first} (the spec names no baseline for this factor)"
 
 
-def reference_level(info: FactorInfo, labels: pd.Series, order: list[str], baseline: dict[str, Any], all_infos: dict[str, FactorInfo]) -> tuple[str, str]:
-    return reference_of_levels(info, order, baseline)
-
-
 def config_keys(trials: pd.DataFrame, params: list[str]) -> pd.Series:
     """One hashable key per trial: trials with the same sampled values share it."""
     def key(v: Any) -> Any:
@@ -300,7 +296,7 @@ def factor_table(
     trials = run.trials.set_index("trial_id")
     labels = level_labels(trials[info.name] if info.name in trials else pd.Series(index=trials.index, dtype=float), info, edges)
     order = _level_order(labels, info)
-    ref, why = reference_level(info, labels, order, baseline, all_infos)
+    ref, why = reference_of_levels(info, order, baseline)
     keys = config_keys(trials, [p for p in run.params if p in trials.columns])
 
     def observations(ids: pd.Index) -> tuple[np.ndarray, int]:

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from studies.report.ablation import bin_labels, declared_edges, holm, level_name, reference_of_levels
 from studies.report.space import FactorInfo, sample_space
 
 ALPHA = 0.05
@@ -170,8 +171,6 @@ def _same(a: Any, b: Any) -> bool:
 
 def declared_levels(f: FactorInfo, bins: list[float] | None) -> list[tuple[str, dict[str, Any]]]:
     """(label, how to draw it) per level: a choice, or a bin of the declared range."""
-    from studies.report.ablation import bin_labels, declared_edges, level_name
-
     if f.type == "categorical":
         return [(level_name(c), {"fixed": c}) for c in f.choices]
     if f.type == "int" and (f.high - f.low) <= 5 and not bins:
@@ -237,17 +236,16 @@ def holm_levels(pvalues: list[float], alpha: float = ALPHA) -> list[float]:
 
 # ------------------------------------------------------------------ the tables
 
-def merge_repeats(configs: pd.DataFrame, values: pd.Series, names: list[str]) -> tuple[pd.DataFrame, np.ndarray, np.ndarray, int]:
+def merge_repeats(configs: pd.DataFrame, values: pd.Series, names: list[str]) -> tuple[pd.DataFrame, np.ndarray, int]:
     """Identical configs proposed several times are one observation (their
     mean, with the weight of one: a config the searcher liked enough to repeat
-    must not pull the surrogate towards itself). The counts are returned too."""
+    must not pull the surrogate towards itself)."""
     key = configs[names].astype(object).where(configs[names].notna(), None).map(_key_of)
     frame = configs[names].assign(_key=key.apply(tuple, axis=1).values, _y=values.values)
     grouped = frame.groupby("_key", sort=False)
     merged = grouped.first().reset_index(drop=True)
     y = grouped["_y"].mean().to_numpy()
-    weight = grouped["_y"].size().to_numpy(dtype=float)
-    return merged[names], y, weight, int(len(frame) - len(merged))
+    return merged[names], y, int(len(frame) - len(merged))
 
 
 def _key_of(v: Any) -> Any:
@@ -277,13 +275,11 @@ def modelled_tables(
     the rung (columns: every parameter of ``space``), ``values``: the metric
     at the rung, same index. ``space``: every declared parameter (the
     surrogate's inputs, and what is averaged over); defaults to ``factors``."""
-    from studies.report.ablation import reference_of_levels
-
     space = [f for f in (space or factors) if f.declared]
     names = [f.name for f in space]
     ok = values.notna() & np.isfinite(values.astype(float))
     # Repeats are judged on every parameter the trials have, the forest sees the declared ones.
-    X_cfg, y, _counts, repeats = merge_repeats(configs.loc[ok.index[ok]], values[ok].astype(float), list(configs.columns))
+    X_cfg, y, repeats = merge_repeats(configs.loc[ok.index[ok]], values[ok].astype(float), list(configs.columns))
     encode = Encoder(space, bins)
     X = encode(X_cfg)
     n = len(y)
@@ -355,19 +351,13 @@ def compare_to_reference(diffs: list[np.ndarray | None]) -> pd.DataFrame:
     Holm tests it at (so the interval excludes 0 exactly when it is marked)."""
     pvals = [tail_p(d) if d is not None else math.nan for d in diffs]
     levels = holm_levels(pvals)
-    p_holm = _holm_p(pvals)
+    p_holm = holm(pvals)
     rows = []
     for d, p, level, ph in zip(diffs, pvals, levels, p_holm):
         lo, hi = percentile_interval(d, level) if d is not None else (math.nan, math.nan)
         rows.append({"delta_lo": lo, "delta_hi": hi, "p": p, "p_holm": ph,
                      "sig": "" if math.isnan(ph) else "**" if ph < 0.01 else "*" if ph < ALPHA else ""})
     return pd.DataFrame(rows, columns=["delta_lo", "delta_hi", "p", "p_holm", "sig"])
-
-
-def _holm_p(pvalues: list[float]) -> list[float]:
-    from studies.report.ablation import holm
-
-    return holm(pvalues)
 
 
 def best_level(t: ModelledTable, mode: str) -> pd.Series:

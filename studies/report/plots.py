@@ -16,6 +16,13 @@ from studies.report.ablation import AblationResult, FactorInfo, level_labels, va
 from studies.report.trials import RunTrials  # noqa: E402
 
 
+def _save(fig: plt.Figure, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_factors(run: RunTrials, ablation: AblationResult, factors: list[FactorInfo], bins: dict, out: Path) -> Path:
     """Metric at the rung against each factor: every trial as a dot, level
     means as bars with 95% CIs; the reference level in grey."""
@@ -46,11 +53,7 @@ def plot_factors(run: RunTrials, ablation: AblationResult, factors: list[FactorI
     for ax in list(axes.flat)[len(ablation.tables):]:
         ax.axis("off")
     fig.suptitle(f"{ablation.metric} at each factor's rung, by level (dots: trials; bars: mean ± 95% CI; * Holm p<0.05)", fontsize=10)
-    fig.tight_layout()
-    path = out / "factors.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "factors.png")
 
 
 def plot_learning_curves(run: RunTrials, metric: str, mode: str, best_ids: list[str], baseline_ids: list[str], out: Path) -> Path:
@@ -74,11 +77,7 @@ def plot_learning_curves(run: RunTrials, metric: str, mode: str, best_ids: list[
     ax.set_title("Learning curves: best trials (colour), best baseline trials (dashed), others (grey)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = out / "learning_curves.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "learning_curves.png")
 
 
 def plot_importances(importances: pd.DataFrame, out: Path, rung: int | None = None) -> Path:
@@ -96,11 +95,7 @@ def plot_importances(importances: pd.DataFrame, out: Path, rung: int | None = No
     ax.set_title("Parameter importance over the declared space" + (f", values at epoch {rung}" if rung else ""), fontsize=10)
     ax.legend(fontsize=8, loc="lower right")
     ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    path = out / "importance.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "importance.png")
 
 
 def plot_modelled(tables: list, metric: str, rung: int, out: Path) -> Path:
@@ -128,11 +123,7 @@ def plot_modelled(tables: list, metric: str, rung: int, out: Path) -> Path:
         ax.axis("off")
     fig.suptitle("Modelled marginals over the declared space (main effects + random forest; 95% bootstrap intervals; "
                  "* Holm p<0.05 for the difference to the reference, tested on paired refits)", fontsize=10)
-    fig.tight_layout()
-    path = out / "modelled.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "modelled.png")
 
 
 def plot_leave_one_out(table: pd.DataFrame, metric: str, out: Path) -> Path:
@@ -148,11 +139,7 @@ def plot_leave_one_out(table: pd.DataFrame, metric: str, out: Path) -> Path:
     ax.set_xlabel(f"change in {metric} (variant - best), 95% CI over seeds")
     ax.set_title("Leave-one-out from the best config (full budget, paired over seeds)", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    path = out / "leave_one_out.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "leave_one_out.png")
 
 
 def plot_confirmation(runs: pd.DataFrame, metric: str, out: Path) -> Path:
@@ -166,11 +153,7 @@ def plot_confirmation(runs: pd.DataFrame, metric: str, out: Path) -> Path:
     ax.set_ylabel(f"{metric} at the full budget")
     ax.set_title("Confirmation: top configs and the baseline over seeds", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    path = out / "confirmation.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, out / "confirmation.png")
 
 
 def per_frame_groups(history: pd.DataFrame) -> dict[str, list[str]]:
