@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--confirm", action="store_true",
                    help="re-run the top-k configs and the baseline over seeds at the full budget (after the search, "
                         "or alone on an existing --run)")
+    p.add_argument("--verbose", action="store_true", help="list every file written at the end (default: a count)")
     p.add_argument("--smoke", action="store_true", help="apply the spec's smoke overrides (tiny, quick)")
     p.add_argument("--run", metavar="RUN", help="run folder name (default: a timestamp; --resume/--report: the latest)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run (the latest, or --run)")
@@ -108,12 +109,12 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.runs:
         return driver.list_runs_command(storage, study_path.stem)
     if args.report:
-        return driver.report_command(storage, study_path.stem, args.run)
+        return driver.report_command(storage, study_path.stem, args.run, verbose=args.verbose)
     options = driver.RunOptions(
         study_path=study_path, smoke=args.smoke, overrides=_cli_overrides(args), storage=storage,
         run=args.run, resume=args.resume, address=address, data=args.data,
         cache_dir=Path(args.cache_dir).expanduser() if args.cache_dir else Path.home() / ".cache" / "raystudies",
-        num_cpus=args.num_cpus, num_gpus=args.num_gpus, confirm=args.confirm,
+        num_cpus=args.num_cpus, num_gpus=args.num_gpus, confirm=args.confirm, verbose=args.verbose,
     )
     if args.confirm and args.run and not args.resume and (storage / study_path.stem / args.run).exists():
         return driver.confirm_command(options)

@@ -20,6 +20,7 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 from studies.designed import plan_designed
 from studies.report.confirmation import CANDIDATES_FILE, CONFIRM_DIR
 from studies.report.trials import RunTrials
+from studies.quiet import quiet_tune
 from studies.spec import StudySpec
 from studies.tuner import make_trainable, progress_callback, trial_dirname
 
@@ -37,6 +38,22 @@ def _placeholders(spec: StudySpec) -> dict[str, Any]:
     return {p.name: spec.config.get(p.name, defaults.get(p.name)) for p in spec.params}
 
 
+def designed_space(base: dict[str, Any], points: list[dict[str, Any]]) -> dict[str, Any]:
+    """The param space for a list of points: each key a point sets is declared
+    as the categorical of exactly the values the points give it. Tune checks
+    every point against the space and warns ("Pre-set value ... is not equal")
+    for a key the space holds as a different fixed value; nothing is ever
+    sampled from these domains, since every point sets every key."""
+    space = dict(base)
+    for key in dict.fromkeys(k for p in points for k in p):
+        values: list[Any] = []
+        for p in points:
+            if p[key] not in values:
+                values.append(p[key])
+        space[key] = tune.choice(values)
+    return space
+
+
 def run_confirmation(spec: StudySpec, run_dir: Path, run: RunTrials, data: dict[str, Any] | None, *, max_concurrent: int,
                      confirm: bool = True) -> Path:
     """The designed stage: confirmation and/or leave-one-out, one Tune experiment."""
@@ -51,24 +68,27 @@ def run_confirmation(spec: StudySpec, run_dir: Path, run: RunTrials, data: dict[
         indent=2, default=str))
     fill = _placeholders(spec)
     # Every point names every parameter (Tune's points must), inactive ones at their fixed value.
-    points = [{**fill, **c["params"], "seed": s, "confirm_label": c["label"]} for c in candidates for s in seeds[:c["seeds"]]]
-    param_space = {**spec.trial_config(), **fill, "confirm_label": ""}
+    points = [{**fill, **c["params"], "seed": s, "trial_seed": s, "confirm_label": c["label"]}
+              for c in candidates for s in seeds[:c["seeds"]]]
     what = " + ".join(w for w, on in (("confirmation", confirm), ("leave-one-out", plan["leave_one_out"])) if on)
     print(f"{what}: {len(candidates)} configs over up to {len(seeds)} seeds = {len(points)} runs of "
           f"{spec.budget.max_epochs} epochs", flush=True)
     tuner = tune.Tuner(
         make_trainable(spec, data),
-        param_space=param_space,
+        param_space=designed_space(spec.trial_config(), points),
         tune_config=tune.TuneConfig(
+            # The generator limits concurrency itself (Tune ignores max_concurrent_trials for it, and says so).
             search_alg=BasicVariantGenerator(points_to_evaluate=points, max_concurrent=max_concurrent),
             num_samples=len(points), metric=spec.metric, mode=spec.mode,
-            max_concurrent_trials=max_concurrent, reuse_actors=True, trial_dirname_creator=trial_dirname,
+            reuse_actors=True, trial_dirname_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(
             name=CONFIRM_DIR, storage_path=str(run_dir), verbose=0,
             failure_config=tune.FailureConfig(max_failures=spec.budget.max_failures),
-            callbacks=[progress_callback(dataclasses.replace(spec, budget=dataclasses.replace(spec.budget, num_samples=len(points))))],
+            callbacks=[progress_callback(spec, workers=max_concurrent, early_stopping=False, num_samples=len(points),
+                                         show_best=False)],
         ),
     )
-    tuner.fit()
+    with quiet_tune():
+        tuner.fit()
     return folder

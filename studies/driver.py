@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,7 @@ from core.data.hdf5 import DataFileError
 from studies import run_folder
 from studies.errors import UserError
 from studies.report.trials import load_trials
-from studies.report.write import write_report
+from studies.report.write import WrittenReport, write_report
 from studies.spec import STUDIES_DIR, StudySpec, load_spec
 from studies.storage import check_shared_storage
 
@@ -35,15 +36,22 @@ class RunOptions:
     num_cpus: int | None = None
     num_gpus: int | None = None
     confirm: bool = False
+    verbose: bool = False
 
 
-def spec_of_run(run_dir: Path, *, for_training: bool = True) -> StudySpec:
+# What --confirm on an existing run may change: the designed stage only (the search it builds on is done).
+CONFIRM_OVERRIDABLE = ("ablation.",)
+
+
+def spec_of_run(run_dir: Path, *, for_training: bool = True, extra: list[str] = ()) -> StudySpec:
     """The spec exactly as the run used it: the copies in the run folder plus the
-    recorded smoke flag and overrides. ``for_training=False`` (reports) skips the
-    family check, which imports torch."""
+    recorded smoke flag and overrides (the search's, then a later --confirm's,
+    then ``extra``). ``for_training=False`` (reports) skips the family check,
+    which imports torch."""
     info = run_folder.read_run_info(run_dir)
     inv = info.get("invocation", {})
-    return load_spec(run_dir / SPEC_COPY, smoke=inv.get("smoke", False), overrides=inv.get("overrides", []),
+    overrides = [*inv.get("overrides", []), *info.get("confirm_overrides", []), *extra]
+    return load_spec(run_dir / SPEC_COPY, smoke=inv.get("smoke", False), overrides=overrides,
                      search_space_path=run_dir / SEARCH_SPACE_COPY, name=info["study"], check_family=for_training)
 
 
@@ -67,7 +75,9 @@ def _prepare_run_dir(options: RunOptions) -> tuple[Path, StudySpec]:
         if not (run_dir / run_folder.RUN_FILE).is_file():
             raise UserError(f"{run_dir}: no such run to resume (see `python studies/run.py {study} --runs`)")
         if options.overrides or options.smoke:
-            print("note: --resume uses the spec and overrides recorded with the run; other options are ignored")
+            given = " ".join([*(f"--set {o}" for o in options.overrides), *(["--smoke"] if options.smoke else [])])
+            raise UserError(f"--resume continues {run_dir} with the spec and overrides recorded with it; {given} would "
+                            "change it (start a new run for other settings)")
         return run_dir, spec_of_run(run_dir)
     spec = load_spec(options.study_path, smoke=options.smoke, overrides=options.overrides)
     if options.run and (options.storage / study / options.run).exists():
@@ -117,6 +127,7 @@ def _run_in_ray(options: RunOptions, spec: StudySpec, run_dir: Path, data: dict[
     from studies.ray_session import machine_count, ray_session
 
     started = time.time()
+    designed_s = 0.0
     with ray_session(options.address, num_cpus=options.num_cpus, num_gpus=options.num_gpus) as cluster:
         _check_resources(spec, cluster)
         check_shared_storage(options.storage, machine_count())
@@ -135,7 +146,8 @@ def _run_in_ray(options: RunOptions, spec: StudySpec, run_dir: Path, data: dict[
                 "num_samples": spec.budget.num_samples, "params": [p.name for p in spec.params],
                 "resources": {"cpus_per_trial": spec.resources.cpus_per_trial, "gpus_per_trial": spec.resources.gpus_per_trial},
                 "max_concurrent": concurrent, "cluster": cluster,
-                "git_commit": run_folder.git_commit(spec.path.parent), "host": run_folder.host(), "wall_s": 0.0,
+                "git_commit": run_folder.git_commit(spec.path.parent), "platform": run_folder.platform_version(),
+                "host": run_folder.host(), "wall_s": 0.0,
             }
             run_folder.write_run_info(run_dir, info)
             tuner = tuner_mod.build_tuner(spec, run_dir, data, max_concurrent=concurrent)
@@ -155,15 +167,18 @@ def _run_in_ray(options: RunOptions, spec: StudySpec, run_dir: Path, data: dict[
         trials = load_trials(run_dir, metric=spec.metric, mode=spec.mode, params=[p.name for p in spec.params],
                              max_epochs=spec.budget.max_epochs)
         counts = trials.trials["status"].value_counts().to_dict() if not trials.trials.empty else {}
-        run_folder.update_run_info(run_dir, status=status, finished=time.time(),
-                                   wall_s=float(info.get("wall_s", 0.0)) + wall, tune_s=float(info.get("tune_s", 0.0)) + fit_s,
-                                   trial_counts=counts)
+        info = run_folder.update_run_info(run_dir, status=status, finished=time.time(),
+                                          wall_s=float(info.get("wall_s", 0.0)) + wall,
+                                          tune_s=float(info.get("tune_s", 0.0)) + fit_s, trial_counts=counts)
+        _add_stage_time(run_dir, "search", wall)
         loo = getattr(spec.ablation, "leave_one_out", None)
         confirm = options.confirm or spec.ablation.confirm.enabled
         if status == "finished" and (confirm or (loo is not None and loo.enabled)) and not trials.trials.empty:
-            _confirm(spec, run_dir, trials, data, concurrent, confirm=confirm)
+            designed_s = _confirm(spec, run_dir, trials, data, concurrent, confirm=confirm)
+    report_started = time.time()
     written = write_outputs(run_dir, spec)
-    _print_summary(spec, run_dir, trials, written, wall, status)
+    _add_stage_time(run_dir, "report", time.time() - report_started, replace=True)
+    _print_summary(spec, run_dir, trials, written, status, verbose=options.verbose)
     if status == "interrupted":
         print(f"interrupted: continue with `python studies/run.py {spec.path if spec.path.parent != STUDIES_DIR else spec.name} "
               f"--resume --run {run_dir.name}`", file=sys.stderr)
@@ -191,13 +206,32 @@ def _reconcile_optuna(spec: StudySpec, run_dir: Path, tune_ids: set[str]) -> Non
               f"marked orphaned (FAIL) {done['orphaned']}")
 
 
+def _add_stage_time(run_dir: Path, stage: str, seconds: float, *, replace: bool = False) -> dict[str, Any]:
+    """run.json's ``stage_s``: seconds per stage (search, designed, report);
+    a resumed search adds to its stage, a rebuilt report replaces its own."""
+    stages = dict(run_folder.read_run_info(run_dir).get("stage_s") or {})
+    stages[stage] = seconds + (0.0 if replace else float(stages.get(stage, 0.0)))
+    return run_folder.update_run_info(run_dir, stage_s=stages)
+
+
+def stage_summary(info: dict[str, Any]) -> str:
+    """``236 s (search 134 s, designed runs 91 s, report 11 s)``."""
+    stages = info.get("stage_s") or {"search": float(info.get("wall_s", 0.0))}
+    names = {"search": "search", "designed": "designed runs", "report": "report"}
+    parts = ", ".join(f"{names[k]} {stages[k]:.0f} s" for k in names if k in stages)
+    return f"{sum(stages.values()):.0f} s ({parts})"
+
+
 def _confirm(spec: StudySpec, run_dir: Path, trials: Any, data: dict[str, Any] | None, concurrent: int,
-             confirm: bool = True) -> None:
+             confirm: bool = True) -> float:
     from studies.confirm import run_confirmation
 
     started = time.time()
     run_confirmation(spec, run_dir, trials, data, max_concurrent=concurrent, confirm=confirm)
-    run_folder.update_run_info(run_dir, confirm_wall_s=time.time() - started)
+    seconds = time.time() - started
+    run_folder.update_run_info(run_dir, confirm_wall_s=seconds)
+    _add_stage_time(run_dir, "designed", seconds, replace=True)
+    return seconds
 
 
 def confirm_command(options: RunOptions) -> int:
@@ -205,8 +239,16 @@ def confirm_command(options: RunOptions) -> int:
     from studies.ray_session import ray_session
 
     run_dir = options.storage / options.study_path.stem / options.run
-    spec = spec_of_run(run_dir)
+    refused = [o for o in options.overrides if not o.startswith(CONFIRM_OVERRIDABLE)]
+    if refused:
+        raise UserError(f"--set {refused[0]}: --confirm on the existing run {options.run} can change only ablation.* "
+                        "(the search it confirms has already run); start a new run to change the rest")
     info = run_folder.read_run_info(run_dir)
+    if options.smoke != bool(info.get("invocation", {}).get("smoke", False)):
+        made = "a smoke run" if not options.smoke else "not a smoke run"
+        raise UserError(f"--smoke: run {options.run} was {made}; --confirm on it keeps the run's own setting "
+                        f"({'add' if not options.smoke else 'drop'} --smoke)")
+    spec = spec_of_run(run_dir, extra=options.overrides)  # validated here, before anything runs
     if info.get("status") == "running":
         raise UserError(f"{run_dir}: the run is still running; confirm it when it has finished")
     trials = load_trials(run_dir, metric=spec.metric, mode=spec.mode, params=[p.name for p in spec.params],
@@ -220,23 +262,32 @@ def confirm_command(options: RunOptions) -> int:
         _check_resources(spec, cluster)
         from studies.tuner import concurrency
 
+        if options.overrides:  # recorded, so --report rebuilds with the same designed-stage settings
+            recorded = run_folder.read_run_info(run_dir).get("confirm_overrides", [])
+            run_folder.update_run_info(run_dir, confirm_overrides=[*recorded, *options.overrides])
         _confirm(spec, run_dir, trials, data, concurrency(spec, cluster))
-    for path in write_outputs(run_dir, spec):
-        print(f"wrote {path}")
+    started = time.time()
+    written = write_outputs(run_dir, spec)
+    info = _add_stage_time(run_dir, "report", time.time() - started, replace=True)
+    _print_files(written.files, run_dir, verbose=options.verbose)
+    _print_answer(written)
     return 0
 
 
-def write_outputs(run_dir: Path, spec: StudySpec) -> list[Path]:
+def write_outputs(run_dir: Path, spec: StudySpec) -> WrittenReport:
     info = run_folder.read_run_info(run_dir)
     trials = load_trials(run_dir, metric=spec.metric, mode=spec.mode, params=[p.name for p in spec.params],
                          max_epochs=spec.budget.max_epochs, run_active=info.get("status") == "running")
     return write_report(run_dir, trials, spec=spec, info=info)
 
 
-def _print_summary(spec: StudySpec, run_dir: Path, trials: Any, written: list[Path], wall: float, status: str) -> None:
+def _print_summary(spec: StudySpec, run_dir: Path, trials: Any, written: WrittenReport, status: str, *,
+                   verbose: bool = False) -> None:
+    """Counts, the best trial, where things are; the answer and its path last."""
     df = trials.trials
     counts = df["status"].value_counts().to_dict() if not df.empty else {}
-    print(f"\n{spec.name} {status} in {wall:.0f} s: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    took = stage_summary(run_folder.read_run_info(run_dir))
+    print(f"\n{spec.name} {status} in {took}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     from studies.report.answer import best_trial
 
     best = best_trial(trials, spec.metric, spec.mode)
@@ -248,8 +299,25 @@ def _print_summary(spec: StudySpec, run_dir: Path, trials: Any, written: list[Pa
         print(f"no trial ran the full {spec.budget.max_epochs} epochs yet")
     print(f"run folder:   {run_dir}")
     print(f"optuna study: sqlite:///{run_dir / 'optuna.db'}")
-    for path in written:
-        print(f"wrote         {path}")
+    _print_files(written.files, run_dir, verbose=verbose)
+    _print_answer(written)
+
+
+def _print_files(files: list[Path], run_dir: Path, *, verbose: bool) -> None:
+    if verbose:
+        for path in files:
+            print(f"wrote         {path}")
+    else:
+        print(f"wrote {len(files)} tables, plots and logs under {run_dir} (list them with --verbose)")
+
+
+def _print_answer(written: WrittenReport, width: int = 100) -> None:
+    """The answer, one claim per paragraph, and where the tables are: last, so it is what a user sees."""
+    print()
+    for part in written.answer:
+        print(textwrap.fill(part, width=width, break_on_hyphens=False))
+        print()
+    print(f"answer and tables: {written.path}")
 
 
 def _fmt(value: Any) -> str:
@@ -265,18 +333,18 @@ def list_runs_command(storage: Path, study: str) -> int:
         info = run_folder.read_run_info(run_dir)
         counts = ", ".join(f"{n} {s}" for s, n in (info.get("trial_counts") or {}).items())
         started = time.strftime("%Y-%m-%d %H:%M", time.localtime(info.get("started", 0)))
-        print(f"{run_dir.name:24s} {info.get('status', '?'):11s} started {started}  {info.get('wall_s', 0):6.0f} s  {counts}")
+        print(f"{run_dir.name:24s} {info.get('status', '?'):11s} started {started}  {stage_summary(info)}  {counts}")
     return 0
 
 
-def report_command(storage: Path, study: str, run: str | None) -> int:
+def report_command(storage: Path, study: str, run: str | None, *, verbose: bool = False) -> int:
     run_dir = (storage / study / run) if run else run_folder.latest_run(storage, study)
     if not (run_dir / run_folder.RUN_FILE).is_file():
         raise UserError(f"{run_dir}: no such run (see `python studies/run.py {study} --runs`)")
     spec = spec_of_run(run_dir, for_training=False)
     started = time.time()
     written = write_outputs(run_dir, spec)
-    print(f"report of {run_dir} rebuilt in {time.time() - started:.1f} s:")
-    for path in written:
-        print(f"  {path}")
+    print(f"report of {run_dir} rebuilt in {time.time() - started:.1f} s")
+    _print_files(written.files, run_dir, verbose=verbose)
+    _print_answer(written)
     return 0

@@ -15,6 +15,7 @@ import logging
 import math
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
@@ -24,11 +25,17 @@ from studies.run_folder import ORPHANED_ATTR, TUNE_TRIAL_ID_ATTR
 logger = logging.getLogger(__name__)
 
 
+def trial_seed(study_seed: int, trial_number: int) -> int:
+    """Each search trial's own seed, from the study seed and its Optuna trial
+    number: reproducible across runs, independent between trials."""
+    return int(np.random.SeedSequence([study_seed, trial_number]).generate_state(1)[0])
+
 
 class TruthfulOptunaSearch(OptunaSearch):
-    def __init__(self, *args: Any, max_epochs: int, time_attr: str = "epoch", **kwargs: Any):
+    def __init__(self, *args: Any, max_epochs: int, time_attr: str = "epoch", study_seed: int = 0, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._max_epochs = max_epochs
+        self._study_seed = study_seed
         self._time_attr = time_attr
         self._reported: dict[str, dict[int, float]] = {}
 
@@ -37,6 +44,8 @@ class TruthfulOptunaSearch(OptunaSearch):
         ot_trial = self._ot_trials.get(trial_id)
         if ot_trial is not None and TUNE_TRIAL_ID_ATTR not in ot_trial.user_attrs:
             ot_trial.set_user_attr(TUNE_TRIAL_ID_ATTR, trial_id)
+        if config is not None and ot_trial is not None:
+            config = {**config, "trial_seed": trial_seed(self._study_seed, ot_trial.number)}
         return config
 
     def _record(self, trial_id: str, result: dict | None) -> None:

@@ -61,6 +61,9 @@ def ray_session(address: str | None, *, num_cpus: int | None = None, num_gpus: i
     left by a crashed run must not make us attach to a cluster that is gone."""
     import ray
 
+    from studies.quiet import quiet_ray_start
+
+    quiet_ray_start()
     if address:
         check_address(address)
         try:

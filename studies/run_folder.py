@@ -83,6 +83,34 @@ def git_commit(repo: Path) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
+PLATFORM_ROOT = Path(__file__).resolve().parents[1]
+COMMIT_ENV = "RAYSTUDIES_GIT_COMMIT"  # for a copy without .git (a Ray job's working_dir): set by whoever shipped it
+
+
+def platform_version(root: Path = PLATFORM_ROOT) -> dict[str, Any]:
+    """The platform's own version, commit and whether its checkout had
+    uncommitted changes, from where this code lives (not from the spec's
+    folder, which may be outside any checkout)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ver: str | None = version("raystudies")
+    except PackageNotFoundError:
+        ver = None
+    commit = git_commit(root)
+    dirty: bool | None = None
+    if commit is not None:
+        try:
+            out = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                                 capture_output=True, text=True, timeout=5)
+            dirty = bool(out.stdout.strip()) if out.returncode == 0 else None
+        except (OSError, subprocess.TimeoutExpired):
+            dirty = None
+    else:
+        commit = os.environ.get(COMMIT_ENV) or None
+    return {"version": ver, "commit": commit, "dirty": dirty}
+
+
 def host() -> str:
     return socket.gethostname()
 

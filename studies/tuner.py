@@ -15,7 +15,8 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
 from studies.errors import UserError
-from studies.progress import ProgressLines
+from studies.quiet import quiet_optuna, quiet_tune
+from studies.progress import ProgressLines, Rungs
 from studies.optuna_bridge import TruthfulOptunaSearch, sqlite_storage
 from studies.search_space import define_by_run
 from studies.spec import StudySpec
@@ -95,6 +96,7 @@ def build_searcher(spec: StudySpec, run_dir: Path) -> TruthfulOptunaSearch:
     """For a new run only: OptunaSearch enqueues ``points_to_evaluate`` into the
     Optuna study when it is built, and Tuner.restore unpickles the searcher
     instead of building it, so a resumed run does not measure the point twice."""
+    quiet_optuna()
     return TruthfulOptunaSearch(
         space=define_by_run(spec.params),
         metric=spec.metric,
@@ -105,6 +107,7 @@ def build_searcher(spec: StudySpec, run_dir: Path) -> TruthfulOptunaSearch:
         storage=sqlite_storage(str(run_dir / OPTUNA_DB)),
         max_epochs=spec.budget.max_epochs,
         time_attr=TIME_ATTR,
+        study_seed=spec.seed,
     )
 
 
@@ -127,8 +130,12 @@ def run_config(spec: StudySpec, run_dir: Path, callbacks: list[Any]) -> tune.Run
     )
 
 
-def progress_callback(spec: StudySpec) -> ProgressLines:
-    return ProgressLines(metric=spec.metric, mode=spec.mode, num_samples=spec.budget.num_samples, max_epochs=spec.budget.max_epochs)
+def progress_callback(spec: StudySpec, *, workers: int, early_stopping: bool = True, num_samples: int | None = None,
+                      show_best: bool = True) -> ProgressLines:
+    b = spec.budget
+    rungs = Rungs(b.grace_period, b.reduction_factor, b.max_epochs) if early_stopping else None
+    return ProgressLines(metric=spec.metric, mode=spec.mode, num_samples=num_samples or b.num_samples,
+                         max_epochs=b.max_epochs, workers=workers, rungs=rungs, show_best=show_best)
 
 
 def build_tuner(spec: StudySpec, run_dir: Path, data: dict[str, Any] | None, *, max_concurrent: int) -> tune.Tuner:
@@ -145,7 +152,7 @@ def build_tuner(spec: StudySpec, run_dir: Path, data: dict[str, Any] | None, *, 
             reuse_actors=True,
             trial_dirname_creator=trial_dirname,
         ),
-        run_config=run_config(spec, run_dir, [progress_callback(spec)]),
+        run_config=run_config(spec, run_dir, [progress_callback(spec, workers=max_concurrent)]),
     )
 
 
@@ -161,7 +168,8 @@ def fit(tuner: tune.Tuner) -> tuple[Any, bool]:
     SIGINT, SIGUSR1) interrupted it. Tune's handler for that signal puts the
     previous handler back when it fires, and stays installed otherwise; Tune
     itself marks every trial TERMINATED at clean-up either way."""
-    grid = tuner.fit()
+    with quiet_tune():
+        grid = tuner.fit()
     handler = signal.getsignal(signal.SIGINT)
     interrupted = getattr(handler, "__name__", "") != "signal_interrupt_tune_run"
     return grid, interrupted

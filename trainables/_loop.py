@@ -11,7 +11,7 @@ from core.training import run_epochs
 from trainables import _tune_api
 
 # Keys the platform adds to every trial's config; families do not see them.
-PLATFORM_KEYS = frozenset({"checkpoint_every", "cpus_per_trial", "confirm_label"})
+PLATFORM_KEYS = frozenset({"checkpoint_every", "cpus_per_trial", "confirm_label", "trial_seed"})
 
 
 def train_with_tune(

@@ -113,6 +113,12 @@ def _disagreements(an: Analysis, loo: LeaveOneOutResult | None, mode: str) -> li
 
 def answer_paragraph(run: RunTrials, an: Analysis, *, metric: str, mode: str, scale: str,
                      confirmation: ConfirmationResult | None, loo: LeaveOneOutResult | None) -> str:
+    return " ".join(answer_parts(run, an, metric=metric, mode=mode, scale=scale, confirmation=confirmation, loo=loo))
+
+
+def answer_parts(run: RunTrials, an: Analysis, *, metric: str, mode: str, scale: str,
+                 confirmation: ConfirmationResult | None, loo: LeaveOneOutResult | None) -> list[str]:
+    """The answer's claims, strongest evidence first, one per element."""
     better = "lower" if mode == "min" else "higher"
     parts = [f"({better} {metric} is better)"]
     if loo is not None and loo.table is not None and not loo.table.empty:
@@ -165,4 +171,4 @@ def answer_paragraph(run: RunTrials, an: Analysis, *, metric: str, mode: str, sc
                      "single-seed search trials.")
     parts.append("Observed per-level means (tables below) are over the trials the searcher chose and are local "
                  "to its favourite region; they are not used for any claim above.")
-    return " ".join(parts)
+    return parts

@@ -119,7 +119,8 @@ def load_confirmation(run_dir: Path, *, metric: str, mode: str) -> ConfirmationR
     if not top.empty and len(base):
         first = top.iloc[0]
         sentence = (f"Confirmation (designed, full budget, {candidates['seeds']} seeds): the top search config "
-                    f"({first['params']}) scored {first['mean']:.4g} ± {first['std']:.2g} against the baseline's "
+                    f"({first['params']}) re-run scored a mean of {first['mean']:.4g} ± {first['std']:.2g} (sd over "
+                    f"seeds; not the search trial's one-seed value) against the baseline's "
                     f"{base.mean():.4g} ± {(base.std(ddof=1) if len(base) > 1 else math.nan):.2g}, better in "
                     f"{first['wins']} seeds (paired t-test p = {first['p']:.3g}, Holm {first['p_holm']:.3g}).")
     return ConfirmationResult(runs, summary, caption, sentence)

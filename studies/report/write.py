@@ -12,6 +12,7 @@ import re
 import sys
 import threading
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,7 +21,7 @@ import pandas as pd
 from studies.report import plots
 from studies.report.ablation import AblationResult, FactorTable, build_ablation
 from studies.report.analysis import Analysis, analyse
-from studies.report.answer import answer_paragraph, fmt
+from studies.report.answer import answer_parts, fmt
 from studies.report.budget import budget_table
 from studies.report.confirmation import load_confirmation, load_leave_one_out
 from studies.report.modelled import ModelledTable
@@ -135,15 +136,25 @@ def _importance_caption(an: Analysis) -> str:
             "local question), unnormalised.")
 
 
-def write_report(run_dir: Path, run: RunTrials, *, spec: Any, info: dict[str, Any]) -> list[Path]:
+@dataclass(frozen=True)
+class WrittenReport:
+    """What write_report wrote, and the answer it gave (one claim per element)."""
+
+    files: list[Path]
+    answer: list[str]
+    path: Path  # tables/ablation.md
+
+
+def write_report(run_dir: Path, run: RunTrials, *, spec: Any, info: dict[str, Any]) -> WrittenReport:
     tables_dir, plots_dir = run_dir / "tables", run_dir / "plots"
     tables_dir.mkdir(exist_ok=True)
     plots_dir.mkdir(exist_ok=True)
     written = write_trials_table(run, tables_dir, metric=spec.metric, mode=spec.mode)
     report = tables_dir / "ablation.md"
     if run.trials.empty or run.history.empty:
-        report.write_text(f"# {spec.name}: no results yet\n\nNo trial of run `{run_dir.name}` has reported an epoch.\n")
-        return written + [report]
+        none_yet = f"No trial of run `{run_dir.name}` has reported an epoch."
+        report.write_text(f"# {spec.name}: no results yet\n\n{none_yet}\n")
+        return WrittenReport(written + [report], [none_yet], report)
     a = spec.ablation
     names = set(a.factors) or {p.name for p in spec.params}
     space = factor_infos(spec.params)
@@ -204,8 +215,9 @@ def write_report(run_dir: Path, run: RunTrials, *, spec: Any, info: dict[str, An
 
     rung_counts = ", ".join(f"epoch {r}: {n}" for r, n in sorted(ab.rungs.items()))
     status = info.get("status", "?")
+    answer = answer_parts(run, an, metric=spec.metric, mode=spec.mode, scale=scale, confirmation=confirmation, loo=loo)
     header = (f"# {spec.name}: ablation report\n\n"
-              f"{answer_paragraph(run, an, metric=spec.metric, mode=spec.mode, scale=scale, confirmation=confirmation, loo=loo)}\n\n"
+              f"{' '.join(answer)}\n\n"
               f"*Run `{run_dir.name}` ({status}); {len(run.trials)} trials; trials reaching each rung: {rung_counts}. "
               f"Question: {spec.description or '(no description in the spec)'}*\n\n"
               f"{EVIDENCE_LEGEND}\n\n")
@@ -227,7 +239,7 @@ def write_report(run_dir: Path, run: RunTrials, *, spec: Any, info: dict[str, An
         written.append(plots.plot_importances(an.importance, plots_dir, an.rung))
     if loo is not None and loo.table is not None and not loo.table.empty:
         written.append(plots.plot_leave_one_out(loo.table, spec.metric, plots_dir))
-    return written + side()
+    return WrittenReport(written + side(), answer, report)
 
 
 def _plots_of_the_trials(run_dir: Path, run: RunTrials, spec: Any, ab: AblationResult, factors: list,

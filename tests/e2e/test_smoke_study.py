@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import optuna
@@ -13,17 +14,17 @@ from tests.conftest import run_cli
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> tuple[Path, str]:
+def smoke_run(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> tuple[Path, str, str]:
     storage = tmp_path_factory.mktemp("results")
-    # 8 trials so that ASHA has something to stop (grace 1, reduction 3).
-    proc = run_cli("mdn_ramp", "--smoke", "--storage", str(storage), "--cache-dir", str(cache_dir),
+    # 8 trials so that ASHA has something to stop (grace 1, reduction 3); --confirm: the designed stage too.
+    proc = run_cli("mdn_ramp", "--smoke", "--confirm", "--storage", str(storage), "--cache-dir", str(cache_dir),
                    "--num-samples", "8", "--run", "smoke-e2e", "--num-cpus", "2")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return storage / "mdn_ramp" / "smoke-e2e", proc.stdout
+    return storage / "mdn_ramp" / "smoke-e2e", proc.stdout, proc.stderr
 
 
-def test_run_folder_has_everything(smoke_run: tuple[Path, str]) -> None:
-    run_dir, stdout = smoke_run
+def test_run_folder_has_everything(smoke_run: tuple[Path, str, str]) -> None:
+    run_dir, stdout, _ = smoke_run
     for name in ("run.json", "spec.yaml", "search_space.yaml", "optuna.db", "tuner.pkl", "tables/trials.csv", "tables/trials.md",
                  "tables/ablation.md", "tables/ablation.csv", "tables/importance.md", "tables/budget.md",
                  "tables/ablation_ramp_shape.tex", "plots/factors.png", "plots/learning_curves.png"):
@@ -32,13 +33,15 @@ def test_run_folder_has_everything(smoke_run: tuple[Path, str]) -> None:
     assert info["status"] == "finished"
     assert info["invocation"]["smoke"] is True
     assert "wrote" in stdout and str(run_dir) in stdout
+    assert info["platform"]["version"] and set(info["platform"]) == {"version", "commit", "dirty"}
+    assert set(info["stage_s"]) == {"search", "designed", "report"}
     report = (run_dir / "tables" / "ablation.md").read_text()
     assert report.startswith("# mdn_ramp: ablation report\n\n(lower val_mse is better) ")
     assert "ramp_shape" in report.split("\n\n")[1]  # the answer paragraph names the question's factor
 
 
-def test_trials_table(smoke_run: tuple[Path, str]) -> None:
-    run_dir, _ = smoke_run
+def test_trials_table(smoke_run: tuple[Path, str, str]) -> None:
+    run_dir = smoke_run[0]
     table = pd.read_csv(run_dir / "tables" / "trials.csv")
     assert len(table) == 8
     assert set(table["status"]) <= {"complete", "stopped by ASHA"}
@@ -54,8 +57,8 @@ def test_trials_table(smoke_run: tuple[Path, str]) -> None:
     assert md.startswith("# Trials (8)") and "| trial_id" in md
 
 
-def test_optuna_study_tells_the_truth(smoke_run: tuple[Path, str]) -> None:
-    run_dir, _ = smoke_run
+def test_optuna_study_tells_the_truth(smoke_run: tuple[Path, str, str]) -> None:
+    run_dir = smoke_run[0]
     study = optuna.load_study(study_name="mdn_ramp", storage=f"sqlite:///{run_dir / 'optuna.db'}")
     trials = study.get_trials()
     assert len(trials) == 8
@@ -74,9 +77,9 @@ def test_optuna_study_tells_the_truth(smoke_run: tuple[Path, str]) -> None:
         assert "ramp_shape" in t.params and "lr" in t.params
 
 
-def test_trials_overlap(smoke_run: tuple[Path, str]) -> None:
+def test_trials_overlap(smoke_run: tuple[Path, str, str]) -> None:
     """Concurrency really is 2: some trials' epochs interleave in time."""
-    run_dir, _ = smoke_run
+    run_dir = smoke_run[0]
     spans = []
     for trial_dir in run_dir.glob("trial_*"):
         rows = [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines() if line.strip()]
@@ -87,8 +90,8 @@ def test_trials_overlap(smoke_run: tuple[Path, str]) -> None:
     assert overlaps >= 1, spans
 
 
-def test_existing_run_folder_is_refused(smoke_run: tuple[Path, str], cache_dir: Path) -> None:
-    run_dir, _ = smoke_run
+def test_existing_run_folder_is_refused(smoke_run: tuple[Path, str, str], cache_dir: Path) -> None:
+    run_dir = smoke_run[0]
     before = sorted(p.name for p in run_dir.iterdir())
     proc = run_cli("mdn_ramp", "--smoke", "--storage", str(run_dir.parent.parent), "--cache-dir", str(cache_dir), "--run", "smoke-e2e")
     assert proc.returncode == 2
@@ -96,19 +99,19 @@ def test_existing_run_folder_is_refused(smoke_run: tuple[Path, str], cache_dir: 
     assert sorted(p.name for p in run_dir.iterdir()) == before
 
 
-def test_runs_listing(smoke_run: tuple[Path, str]) -> None:
-    run_dir, _ = smoke_run
+def test_runs_listing(smoke_run: tuple[Path, str, str]) -> None:
+    run_dir = smoke_run[0]
     proc = run_cli("mdn_ramp", "--runs", "--storage", str(run_dir.parent.parent))
     assert proc.returncode == 0 and "smoke-e2e" in proc.stdout and "finished" in proc.stdout
 
 
-def test_tensorboard_hparams_view(smoke_run: tuple[Path, str]) -> None:
+def test_tensorboard_hparams_view(smoke_run: tuple[Path, str, str]) -> None:
     """TensorBoard's own event reader sees one HParams session per trial, with the
     sampled parameters and the final metrics."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
     from tensorboard.plugins.hparams import plugin_data_pb2
 
-    run_dir, _ = smoke_run
+    run_dir = smoke_run[0]
     table = pd.read_csv(run_dir / "tables" / "trials.csv").set_index("trial_id")
     sessions = sorted((run_dir / "hparams").iterdir())
     assert len(sessions) == len(table)
@@ -128,3 +131,59 @@ def test_tensorboard_hparams_view(smoke_run: tuple[Path, str]) -> None:
     ea = EventAccumulator(str(trial_dir))
     ea.Reload()
     assert "ray/tune/val_mse" in ea.Tags()["scalars"]
+
+
+# Ray's, Tune's and Optuna's own lines that are noise on a study's console (issue 15).
+KNOWN_NOISE = ("Pre-set value", "max_concurrent_trials", "Token authentication", "Configuration for experiment",
+               "View detailed results here", "To visualize your results with TensorBoard", "A new study created",
+               "Traceback")
+
+
+def test_console_has_no_library_noise(smoke_run: tuple[Path, str, str]) -> None:
+    _, stdout, stderr = smoke_run
+    for line in (stdout + stderr).splitlines():
+        assert not any(noise in line for noise in KNOWN_NOISE), line
+        assert " WARNING " not in line and "[W " not in line, line
+    assert not stderr.strip(), stderr[-2000:]
+
+
+def test_console_ends_with_the_answer_and_its_path(smoke_run: tuple[Path, str, str]) -> None:
+    run_dir, stdout, _ = smoke_run
+    lines = stdout.rstrip("\n").splitlines()
+    assert lines[-1] == f"answer and tables: {run_dir / 'tables' / 'ablation.md'}"
+    start = next(i for i, ln in enumerate(lines) if "(list them with --verbose)" in ln)
+    assert "wrote " not in "\n".join(lines[start + 1:])                   # no file list without --verbose
+    printed = " ".join(" ".join(lines[start + 1:-1]).split())
+    answer = (run_dir / "tables" / "ablation.md").read_text().split("\n\n")[1]
+    assert printed == " ".join(answer.split())                             # the report's own answer, word for word
+    took = next(ln for ln in lines if ln.startswith("mdn_ramp finished in "))
+    assert "search " in took and "designed runs " in took and "report " in took
+
+
+def test_every_best_is_optunas(smoke_run: tuple[Path, str, str]) -> None:
+    """The console's "best" (summary and progress lines) and the answer's best
+    trial are the value at the full budget, the one Optuna holds."""
+    run_dir, stdout, _ = smoke_run
+    study = optuna.load_study(study_name="mdn_ramp", storage=f"sqlite:///{run_dir / 'optuna.db'}")
+    best = study.best_value
+    summary = re.search(r"best val_mse at the full budget = ([0-9.e-]+)", stdout)
+    assert summary and float(summary.group(1)) == pytest.approx(best, rel=1e-4)
+    progress = re.findall(r"best val_mse at 4 epochs=([0-9.e-]+)", stdout)
+    assert progress and float(progress[-1]) == pytest.approx(best, rel=1e-3)
+    answer = (run_dir / "tables" / "ablation.md").read_text().split("\n\n")[1]
+    in_answer = re.search(r"\*\*Best search trial\*\* at the full budget .*?: val_mse ([0-9.e-]+)", answer)
+    assert in_answer and float(in_answer.group(1)) == pytest.approx(best, rel=1e-3)
+
+
+def test_designed_progress_names_label_and_seed(smoke_run: tuple[Path, str, str]) -> None:
+    _, stdout, _ = smoke_run
+    designed = stdout[stdout.index("confirmation:"):]
+    ended = [ln for ln in designed.splitlines() if "complete after" in ln]
+    assert ended and all(re.search(r"\] (top\d+|baseline) \(seed \d+\) complete after", ln) for ln in ended), ended
+
+
+def test_each_search_trial_has_its_own_seed(smoke_run: tuple[Path, str, str]) -> None:
+    run_dir = smoke_run[0]
+    configs = [json.loads((d / "params.json").read_text()) for d in sorted(run_dir.glob("trial_*"))]
+    assert len({c["seed"] for c in configs}) == 1                        # the study seed, shared (common random numbers)
+    assert len({c["trial_seed"] for c in configs}) == len(configs)       # each trial its own

@@ -185,7 +185,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, in
     run_dir = tmp_path_factory.mktemp("results") / "mdn_ramp" / "20250101-000000"
     epochs = write_run_folder(run_dir)
     write_confirmation(run_dir)
-    written = driver.write_outputs(run_dir, driver.spec_of_run(run_dir))
+    written = driver.write_outputs(run_dir, driver.spec_of_run(run_dir)).files
     return run_dir, epochs, written
 
 
@@ -404,7 +404,7 @@ def test_empty_run_folder(tmp_path: Path) -> None:
     shutil.copyfile(STUDIES_DIR / "mdn_ramp.yaml", run_dir / driver.SPEC_COPY)
     shutil.copyfile(SEARCH_SPACES_DIR / "mdn_ramp.yaml", run_dir / driver.SEARCH_SPACE_COPY)
     write_run_json(run_dir, status="running")
-    written = driver.write_outputs(run_dir, driver.spec_of_run(run_dir))
+    written = driver.write_outputs(run_dir, driver.spec_of_run(run_dir)).files
     text = (run_dir / "tables" / "ablation.md").read_text()
     assert text.startswith("# mdn_ramp: no results yet")
     assert "No trial of run `empty` has reported an epoch." in text

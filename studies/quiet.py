@@ -1,0 +1,68 @@
+"""What of Ray's, Tune's and Optuna's own output is noise on a study's console,
+and the switches those libraries offer to turn it off. Real warnings and
+errors still come through: only the lines named here are silenced.
+
+- Tune's new output engine prints a configuration box, "View detailed
+  results here" and a TensorBoard hint into Ray's temp folder even at
+  ``verbose=0``; its legacy engine (``RAY_AIR_NEW_OUTPUT=0``) prints nothing
+  at ``verbose=0``. ``studies.progress`` prints the lines instead.
+- A fresh local Ray turns token authentication on by default and logs a
+  warning saying so; that one line (only it) is filtered off Ray's logger.
+  Setting ``RAY_AUTH_MODE=token`` ourselves would also hush it, but only
+  Ray's private set-up refreshes the config this process already read.
+- Optuna logs "A new study created in RDB" at INFO.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import AbstractContextManager, contextmanager
+from typing import Iterator
+
+import optuna
+
+
+@contextmanager
+def environ(**values: str) -> Iterator[None]:
+    """Set environment variables for the block, then put the old ones back."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def quiet_tune() -> AbstractContextManager[None]:
+    """Around ``Tuner.fit``: Tune's legacy output engine, silent at verbose=0."""
+    return environ(RAY_AIR_NEW_OUTPUT="0")
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, *starts: str):
+        super().__init__()
+        self.starts = starts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.starts)
+
+
+_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+_AUTH_DEFAULT_ON = _DropMessages("Token authentication is enabled for this Ray cluster.")
+
+
+def quiet_ray_start() -> None:
+    """Before ``ray.init``: drop Ray's notice that token auth is on by default (idempotent)."""
+    logger = logging.getLogger(_AUTH_LOGGER)
+    if _AUTH_DEFAULT_ON not in logger.filters:
+        logger.addFilter(_AUTH_DEFAULT_ON)
+
+
+def quiet_optuna() -> None:
+    """Optuna's INFO lines (study created, trial finished) are not ours to print."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
