@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import optuna
@@ -187,3 +188,38 @@ def test_each_search_trial_has_its_own_seed(smoke_run: tuple[Path, str, str]) ->
     configs = [json.loads((d / "params.json").read_text()) for d in sorted(run_dir.glob("trial_*"))]
     assert len({c["seed"] for c in configs}) == 1                        # the study seed, shared (common random numbers)
     assert len({c["trial_seed"] for c in configs}) == len(configs)       # each trial its own
+
+
+def test_confirm_on_a_run_refuses_what_it_cannot_honour(smoke_run: tuple[Path, str, str], cache_dir: Path) -> None:
+    run_dir = smoke_run[0]
+    before = (run_dir / "run.json").read_text()
+    for extra in (["--set", "budget.max_epochs=10"], ["--seed", "3"]):
+        proc = run_cli("mdn_ramp", "--smoke", "--confirm", "--run", "smoke-e2e", "--storage", str(run_dir.parent.parent),
+                       "--cache-dir", str(cache_dir), *extra)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "only ablation.*" in proc.stderr, proc.stderr
+    proc = run_cli("mdn_ramp", "--smoke", "--resume", "--run", "smoke-e2e", "--storage", str(run_dir.parent.parent),
+                   "--set", "budget.max_epochs=3")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "would change it" in proc.stderr, proc.stderr
+    assert (run_dir / "run.json").read_text() == before
+
+
+def test_confirm_on_a_run_honours_ablation_overrides(smoke_run: tuple[Path, str, str], cache_dir: Path) -> None:
+    """`--confirm --run NAME --set ablation.confirm.top_k=1 --set ablation.confirm.seeds=2`
+    runs 1 top config + the baseline over 2 seeds, and --report later uses the same settings."""
+    run_dir = smoke_run[0]
+    copy = run_dir.parent / "smoke-copy"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("confirm"))
+    proc = run_cli("mdn_ramp", "--smoke", "--confirm", "--run", "smoke-copy", "--storage", str(run_dir.parent.parent),
+                   "--cache-dir", str(cache_dir), "--num-cpus", "2",
+                   "--set", "ablation.confirm.top_k=1", "--set", "ablation.confirm.seeds=2")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    plan = json.loads((copy / "confirm" / "candidates.json").read_text())
+    assert sorted(c["label"] for c in plan["configs"]) == ["baseline", "top1"]
+    assert plan["seeds"] == 2 and len(plan["seed_values"]) == 2
+    info = json.loads((copy / "run.json").read_text())
+    assert info["confirm_overrides"] == ["ablation.confirm.top_k=1", "ablation.confirm.seeds=2"]
+    from studies.driver import spec_of_run
+
+    spec = spec_of_run(copy, for_training=False)
+    assert spec.ablation.confirm.top_k == 1 and spec.ablation.confirm.seeds == 2
+    assert proc.stdout.rstrip().splitlines()[-1].startswith("answer and tables: ")

@@ -1,0 +1,51 @@
+"""run.json's platform record: this checkout's version, commit and dirty flag,
+wherever the spec lives."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from studies import run_folder
+from studies.optuna_bridge import trial_seed
+
+
+def _git(repo: Path, *args: str) -> None:
+    subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                   env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+                        "GIT_COMMITTER_EMAIL": "t@t", "PATH": "/usr/bin:/bin"})
+
+
+def test_commit_and_dirty_flag_of_a_checkout(tmp_path: Path) -> None:
+    _git(tmp_path, "init", "-q")
+    (tmp_path / "a.py").write_text("x = 1\n")
+    _git(tmp_path, "add", "a.py")
+    _git(tmp_path, "commit", "-qm", "one")
+    clean = run_folder.platform_version(tmp_path)
+    assert len(clean["commit"]) == 40 and clean["dirty"] is False
+    (tmp_path / "a.py").write_text("x = 2\n")
+    assert run_folder.platform_version(tmp_path) == {**clean, "dirty": True}
+
+
+def test_a_copy_without_git_takes_the_shipped_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(run_folder.COMMIT_ENV, raising=False)
+    assert run_folder.platform_version(tmp_path)["commit"] is None
+    monkeypatch.setenv(run_folder.COMMIT_ENV, "abc123")
+    got = run_folder.platform_version(tmp_path)
+    assert got["commit"] == "abc123" and got["dirty"] is None
+
+
+def test_the_platform_record_is_this_checkouts() -> None:
+    got = run_folder.platform_version()
+    head = subprocess.run(["git", "-C", str(run_folder.PLATFORM_ROOT), "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode == 0:
+        assert got["commit"] == head.stdout.strip()
+
+
+def test_trial_seeds_are_reproducible_and_distinct() -> None:
+    seeds = [trial_seed(0, n) for n in range(200)]
+    assert seeds == [trial_seed(0, n) for n in range(200)]
+    assert len(set(seeds)) == 200
+    assert trial_seed(1, 0) != trial_seed(0, 0)
