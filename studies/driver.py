@@ -299,6 +299,7 @@ def _print_summary(spec: StudySpec, run_dir: Path, trials: Any, written: Written
         print(f"no trial ran the full {spec.budget.max_epochs} epochs yet")
     print(f"run folder:   {run_dir}")
     print(f"optuna study: sqlite:///{run_dir / 'optuna.db'}")
+    print(f"tensorboard:  tensorboard --logdir {run_dir}")
     _print_files(written.files, run_dir, verbose=verbose)
     _print_answer(written)
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -16,44 +18,113 @@ from studies.report.ablation import AblationResult, FactorInfo, level_labels, va
 from studies.report.trials import RunTrials  # noqa: E402
 
 
-def _save(fig: plt.Figure, path: Path) -> Path:
-    fig.tight_layout()
+def _save(fig: plt.Figure, path: Path, rect: tuple[float, float, float, float] | None = None) -> Path:
+    fig.tight_layout(rect=rect)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
 
+# The factors plot's y-axis: every trial's dot and every level mean, with
+# AXIS_PAD of their span beyond them (SIG_PAD at the top of a panel with * marks);
+# an interval may stretch it by up to REACH of that span more, and is cut there.
+AXIS_PAD = 0.08
+SIG_PAD = 0.16
+REACH = 0.3
+CLIPPED_GID = "clipped-ci"  # the edge markers of intervals that run past the axis
+FACTORS_KEY = ("Dots: trials that reached the rung; grey dots: the reference level (the level every other level is "
+               "tested against). Black bars: level mean \u00b1 95% t-interval (repeated configs merged).\n"
+               "Red * / **: Holm-adjusted p < 0.05 / p < 0.01, two-sided Mann-Whitney U test of that level against "
+               "the reference level, Holm over the levels of one panel.")
+CLIPPED_KEY = ("\u25b2 / \u25bc at an axis edge: a 95% interval that runs past the axis (the axis keeps to the trials "
+               "and means); the number beside it is where the interval ends.")
+
+
+def _data_limits(values: list[float], intervals: list[tuple[int, float, float]], *,
+                 top_pad: float) -> tuple[float, float] | None:
+    """The y-range of the plotted dots and means, padded, and reaching out to
+    the intervals' ends by at most REACH of their span; None without values."""
+    v = np.asarray([x for x in values if math.isfinite(x)], dtype=float)
+    if not len(v):
+        return None
+    lo, hi = float(v.min()), float(v.max())
+    span = hi - lo or (0.1 * abs(hi) or 1.0)
+    ends = np.asarray([e for _, a, b in intervals for e in (a, b) if math.isfinite(e)] or [lo], dtype=float)
+    lo_reach = max(min(lo, float(ends.min())), lo - REACH * span)
+    hi_reach = min(max(hi, float(ends.max())), hi + REACH * span)
+    return lo_reach - AXIS_PAD * span, hi_reach + top_pad * span
+
+
+def _mark_clipped(ax: plt.Axes, x: float, end: float, *, top: bool) -> None:
+    """A triangle on the axis edge where an interval leaves it, with the interval's end beside it."""
+    edge = ax.get_ylim()[1 if top else 0]
+    ax.plot([x], [edge], marker="^" if top else "v", ms=7, color="k", clip_on=False, zorder=5, gid=CLIPPED_GID)
+    ax.annotate(f"{end:.3g}", (x, edge), xytext=(5, -2 if top else 2), textcoords="offset points", ha="left",
+                va="top" if top else "bottom", fontsize=7, color="k")
+
+
 def plot_factors(run: RunTrials, ablation: AblationResult, factors: list[FactorInfo], bins: dict, out: Path) -> Path:
     """Metric at the rung against each factor: every trial as a dot, level
-    means as bars with 95% CIs; the reference level in grey."""
+    means as bars with 95% CIs; the reference level in grey. The y-axis keeps
+    to the dots and means: an interval longer than that (a level with two
+    trials has t = 12.7) is cut at the axis edge and marked there."""
     n = max(1, len(ablation.tables))
     cols = min(3, n)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.8 * rows), squeeze=False)
+    height = 3.8 * rows + 0.6
+    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, height), squeeze=False)
     trials = run.trials.set_index("trial_id")
     infos = {f.name: f for f in factors}
+    any_clipped = False
     for ax, ft in zip(axes.flat, ablation.tables):
         labels = level_labels(trials[ft.factor], infos[ft.factor], bins.get(ft.factor))
         at_rung = values_at_epoch(run, ablation.metric, ft.rung)
         levels = [lv.removesuffix(" (ref)") for lv in ft.table["level"]]
         rng = np.random.default_rng(0)
+        plotted: list[float] = []
+        intervals: list[tuple[int, float, float]] = []
         for i, (level, row) in enumerate(zip(levels, ft.table.itertuples())):
             ids = labels.index[labels == level]
             y = at_rung.reindex(ids).dropna()
             color = "0.55" if level == ft.reference else "C0"
             if len(y):
+                ci = 0.0 if math.isnan(row.ci95) else float(row.ci95)
                 ax.scatter(i + rng.uniform(-0.15, 0.15, len(y)), y, s=14, color=color, alpha=0.7, zorder=3)
-                ax.errorbar(i, row.mean, yerr=0 if math.isnan(row.ci95) else row.ci95, fmt="_", color="k", markersize=22, capsize=4, zorder=4)
-            if row.sig:
-                ax.annotate(row.sig, (i, 1.0), xycoords=("data", "axes fraction"), ha="center", va="top", fontsize=13, color="C3")
+                ax.errorbar(i, row.mean, yerr=ci, fmt="_", color="k", markersize=22, capsize=4, zorder=4)
+                plotted += [*y.astype(float), float(row.mean)]
+                intervals.append((i, float(row.mean) - ci, float(row.mean) + ci))
+        sig = [(i, mark) for i, mark in enumerate(ft.table["sig"]) if mark]
+        limits = _data_limits(plotted, intervals, top_pad=SIG_PAD if sig else AXIS_PAD)
+        clipped_top = set()
+        if limits is not None:
+            ax.set_ylim(*limits)
+            for i, lo, hi in intervals:
+                if hi > limits[1]:
+                    _mark_clipped(ax, i, hi, top=True)
+                    clipped_top.add(i)
+                if lo < limits[0]:
+                    _mark_clipped(ax, i, lo, top=False)
+                any_clipped |= hi > limits[1] or lo < limits[0]
+        for i, mark in sig:  # beside the edge triangle where the level's interval is cut at the top
+            ax.annotate(mark, (i - (0.25 if i in clipped_top else 0), 1.0), xycoords=("data", "axes fraction"),
+                        ha="center", va="top", fontsize=13, color="C3")
         ax.set_xticks(range(len(levels)), [lv.replace("(not sampled)", "not\nsampled") for lv in levels], rotation=20, fontsize=8)
         ax.set_title(f"{ft.factor} (ref: {ft.reference})", fontsize=10)
         ax.set_ylabel(f"{ablation.metric} @ epoch {ft.rung}")
         ax.grid(axis="y", alpha=0.3)
     for ax in list(axes.flat)[len(ablation.tables):]:
         ax.axis("off")
-    fig.suptitle(f"{ablation.metric} at each factor's rung, by level (dots: trials; bars: mean ± 95% CI; * Holm p<0.05)", fontsize=10)
-    return _save(fig, out / "factors.png")
+    fig.suptitle(f"{ablation.metric} at each factor's rung, by level", fontsize=10)
+    key = _wrap([*FACTORS_KEY.split("\n"), *([CLIPPED_KEY] if any_clipped else [])], width_in=5.2 * cols, fontsize=8)
+    fig.text(0.01, 0.005, key, ha="left", va="bottom", fontsize=8, color="0.2")
+    foot = (0.08 + (key.count("\n") + 1) * 8 * 1.2 / 72) / height  # the key's lines, in inches, as a share
+    return _save(fig, out / "factors.png", rect=(0, foot, 1, 1))
+
+
+def _wrap(paragraphs: list[str], *, width_in: float, fontsize: float) -> str:
+    """Lines that fit a figure ``width_in`` wide at ``fontsize`` points (a character about 0.55 em)."""
+    chars = max(40, int(0.97 * width_in * 72 / (0.55 * fontsize)))
+    return "\n".join(textwrap.fill(p, chars) for p in paragraphs)
 
 
 def plot_learning_curves(run: RunTrials, metric: str, mode: str, best_ids: list[str], baseline_ids: list[str], out: Path) -> Path:
@@ -72,6 +143,7 @@ def plot_learning_curves(run: RunTrials, metric: str, mode: str, best_ids: list[
         values = h[metric].astype(float)
         if (values > 0).all() and values.max() / max(values.min(), 1e-12) > 20:
             ax.set_yscale("log")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("epoch")
     ax.set_ylabel(metric)
     ax.set_title("Learning curves: best trials (colour), best baseline trials (dashed), others (grey)", fontsize=10)
@@ -147,9 +219,12 @@ def plot_confirmation(runs: pd.DataFrame, metric: str, out: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 4))
     labels = list(dict.fromkeys(runs["config"]))
     data = [runs.loc[runs["config"] == c, metric].dropna().to_numpy() for c in labels]
-    ax.boxplot(data, tick_labels=labels, showmeans=True)
+    box = ax.boxplot(data, tick_labels=labels, showmeans=True, meanprops={"zorder": 4}, medianprops={"zorder": 4})
+    dots = None
     for i, y in enumerate(data):
-        ax.scatter(np.full(len(y), i + 1), y, s=16, color="C0", zorder=3)
+        dots = ax.scatter(np.full(len(y), i + 1), y, s=16, color="C0", zorder=3)
+    handles = [box["means"][0], box["medians"][0]] + ([dots] if dots is not None else [])
+    ax.legend(handles, ["mean over seeds", "median over seeds", "one seed"][:len(handles)], fontsize=8)
     ax.set_ylabel(f"{metric} at the full budget")
     ax.set_title("Confirmation: top configs and the baseline over seeds", fontsize=10)
     ax.grid(axis="y", alpha=0.3)

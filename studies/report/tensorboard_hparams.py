@@ -1,12 +1,23 @@
 """TensorBoard's HParams view for a run: search-space parameters against final metrics.
 
-Ray Tune already writes per-trial scalars (and an HParams record holding every
-config key, fixed ones included) into each trial folder. This adds one
-TensorBoard run per trial under ``<run>/hparams/<trial_id>/`` holding only the
-parameters the search sampled (with their choices as discrete domains), and
-the figures the ablation compares: the metric at the last epoch, the best
-epoch's value and the epochs run. ``tensorboard --logdir results/<study>``
-shows them; filter runs with ``hparams/`` to see just these.
+Ray Tune writes per-trial scalars (``ray/tune/<key>`` per epoch) into each trial
+folder; its default TBXLoggerCallback also writes an HParams session there when
+a trial ends. This adds one TensorBoard run per trial under
+``<run>/hparams/<trial_id>/`` holding only the parameters the search sampled
+(with their choices as discrete domains) and the figures the ablation
+compares: the metric at the last epoch, the best epoch's value and the epochs
+run. ``tensorboard --logdir results/<study>`` shows them; filter runs with
+``hparams/`` to see just these.
+
+So that each trial is one row of the HParams dashboard, not two, the tuner
+passes :class:`TBXScalarsCallback` (Tune's logger without its HParams session)
+in place of Tune's default one. It is defined on first use, so importing this
+module (``--report``) imports neither Ray nor torch.
+
+Every session carries the same experiment record (every sampled parameter of
+any trial, every metric): TensorBoard takes the dashboard's columns from the
+first experiment record it finds, in no set order, so one written per trial
+dropped conditional parameters a trial had not sampled.
 
 Written with TensorBoard's own hparams protos and event writer, not
 ``torch.utils.tensorboard``: ``--report`` then never imports torch (3 s).
@@ -54,21 +65,51 @@ def write_hparams(run_dir: Path, run: RunTrials, *, metric: str, choices: dict[s
     root = run_dir / HPARAMS_DIR
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
+    sessions = []
     for _, row in run.trials.iterrows():
         params = {p: _as_choice(_value(row[p]), choices.get(p)) for p in run.params if p in row and _value(row[p]) is not None}
         metrics = {f"hparams/{metric}": row[f"last_{metric}"], f"hparams/best_{metric}": row[f"best_{metric}"],
                    "hparams/epochs": float(row["epochs"])}
         metrics = {k: float(v) for k, v in metrics.items() if v is not None and not (isinstance(v, float) and math.isnan(v))}
         params["status"] = str(row["status"])
-        domains = {p: hp.Discrete(list(c)) for p, c in choices.items() if p in params}
-        experiment = hp.hparams_config_pb([hp.HParam(p, domains.get(p)) for p in params],
-                                          [hp.Metric(tag) for tag in metrics])
+        sessions.append((str(row["trial_id"]), int(row["epochs"]), params, metrics))
+    names = [p for p in [*run.params, "status"] if any(p in params for _, _, params, _ in sessions)]
+    tags = list(dict.fromkeys(tag for _, _, _, metrics in sessions for tag in metrics))
+    experiment = hp.hparams_config_pb([hp.HParam(p, hp.Discrete(list(choices[p])) if p in choices else None) for p in names],
+                                      [hp.Metric(tag) for tag in tags])
+    for trial_id, epochs, params, metrics in sessions:
         now = time.time()
-        writer = EventFileWriter(str(root / str(row["trial_id"])))
+        writer = EventFileWriter(str(root / trial_id))
         writer.add_event(Event(wall_time=now, summary=experiment))
-        writer.add_event(Event(wall_time=now, summary=hp.hparams_pb(params, trial_id=str(row["trial_id"]), start_time_secs=now)))
+        writer.add_event(Event(wall_time=now, summary=hp.hparams_pb(params, trial_id=trial_id, start_time_secs=now)))
         for key, value in metrics.items():
-            writer.add_event(Event(wall_time=now, step=int(row["epochs"]),
+            writer.add_event(Event(wall_time=now, step=epochs,
                                    summary=Summary(value=[Summary.Value(tag=key, simple_value=value)])))
         writer.close()
     return root
+
+
+def _tbx_scalars_callback() -> type:
+    from ray.tune.logger import TBXLoggerCallback
+
+    class TBXScalarsCallback(TBXLoggerCallback):
+        """Ray Tune's TensorBoard logger, per-epoch scalars only: the trial's
+        HParams session is :func:`write_hparams`'s, under ``hparams/<trial_id>``.
+        Passed in ``RunConfig(callbacks=...)``, it stands in for Tune's default
+        TBXLoggerCallback (Tune adds that one only when no instance of it is given)."""
+
+        def _try_log_hparams(self, trial: Any, result: dict) -> None:
+            pass
+
+    TBXScalarsCallback.__module__, TBXScalarsCallback.__qualname__ = __name__, "TBXScalarsCallback"
+    return TBXScalarsCallback
+
+
+def __getattr__(name: str) -> Any:
+    """``TBXScalarsCallback``, defined (and Ray imported) on first use; a
+    module-level name, so a pickled RunConfig (Tune's ``tuner.pkl``, read on
+    ``--resume``) finds it again."""
+    if name == "TBXScalarsCallback":
+        cls = globals()[name] = _tbx_scalars_callback()
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
