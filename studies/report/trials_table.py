@@ -1,4 +1,6 @@
-"""tables/trials.csv and trials.md: one row per trial, best first."""
+"""tables/trials.csv and trials.md: one row per trial, the way ASHA and Optuna
+rank them: trials that ran more epochs first, then by the value of their last
+epoch (so the first row is Optuna's best trial, at the full budget)."""
 
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ def trials_table(run: RunTrials, *, metric: str, mode: str) -> pd.DataFrame:
         return run.trials
     cols = ["trial_id", *run.params, f"best_{metric}", f"last_{metric}", "epochs", "status", "error"]
     table = run.trials[[c for c in cols if c in run.trials.columns]]
-    return table.sort_values(f"best_{metric}", ascending=(mode == "min"), na_position="last").reset_index(drop=True)
+    return table.sort_values(["epochs", f"last_{metric}"], ascending=[False, mode == "min"],
+                             na_position="last").reset_index(drop=True)
 
 
 def write_trials_table(run: RunTrials, tables_dir: Path, *, metric: str, mode: str) -> list[Path]:
@@ -30,8 +33,10 @@ def write_trials_table(run: RunTrials, tables_dir: Path, *, metric: str, mode: s
     direction = "lower" if mode == "min" else "higher"
     md.write_text(
         f"# Trials ({len(table)})\n\n"
-        f"One row per trial, best `{metric}` first ({direction} is better). `best_` is the best epoch, "
-        f"`last_` the last epoch run; blank parameters were not sampled (conditional).\n\n"
+        f"One row per trial ({direction} `{metric}` is better): trials that ran more epochs first, then by "
+        f"`last_{metric}`, the value at the last epoch run (for a trial at the full budget, the value Optuna holds "
+        f"and that \"best\" means everywhere else). `best_{metric}` is the trial's best single epoch, for reference "
+        f"only. Blank parameters were not sampled (conditional).\n\n"
         + (shown.to_markdown(index=False) if not shown.empty else "(no trials yet)") + "\n"
     )
     return [csv, md]

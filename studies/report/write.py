@@ -247,7 +247,7 @@ def _plots_of_the_trials(run_dir: Path, run: RunTrials, spec: Any, ab: AblationR
     tables_dir, plots_dir = run_dir / "tables", run_dir / "plots"
     a = spec.ablation
     written = [plots.plot_factors(run, ab, factors, a.bins, plots_dir)]
-    order = run.trials.sort_values(f"best_{spec.metric}", ascending=spec.mode == "min")
+    order = run.trials.sort_values(["epochs", f"last_{spec.metric}"], ascending=[False, spec.mode == "min"])
     best_ids = order[order["status"] == STATUS_COMPLETE]["trial_id"].head(5).tolist() or order["trial_id"].head(5).tolist()
     base_mask = pd.Series(True, index=run.trials.index)
     for key, value in a.baseline.items():

@@ -315,8 +315,10 @@ def test_failed_trial_in_trials_csv(report) -> None:
     others = table[table["trial_id"] != FAILED_ID]
     assert others["error"].isna().all()
     assert (others["status"] != STATUS_FAILED).all()
-    # Best first; only the full-budget trials count as complete without an optuna.db.
-    assert table["best_val_mse"].is_monotonic_increasing
+    # Deepest rung first, then the last value (Optuna's); only full-budget trials are complete without an optuna.db.
+    assert table["epochs"].is_monotonic_decreasing
+    assert all(rows["last_val_mse"].dropna().is_monotonic_increasing for _, rows in table.groupby("epochs"))
+    assert table.iloc[0]["last_val_mse"] == table.loc[table["epochs"] == MAX_EPOCHS, "last_val_mse"].min()
     assert set(table.loc[table["epochs"] == MAX_EPOCHS, "status"]) == {"complete"}
     # Conditional parameters stay blank where they were not sampled.
     constant = table[table["ramp_shape"] == "constant"]
