@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -40,7 +41,12 @@ class TruthfulOptunaSearch(OptunaSearch):
         self._reported: dict[str, dict[int, float]] = {}
 
     def suggest(self, trial_id: str) -> dict | None:
-        config = super().suggest(trial_id)
+        with warnings.catch_warnings():
+            # Ray times our define-by-run function *including* the sampler's own work
+            # (TPE over every trial so far, SQLite reads) and warns past 1 s, as if
+            # training ran in it; on a busy machine or a long study that is just TPE.
+            warnings.filterwarnings("ignore", message="Define-by-run function passed in the `space` argument took")
+            config = super().suggest(trial_id)
         ot_trial = self._ot_trials.get(trial_id)
         if ot_trial is not None and TUNE_TRIAL_ID_ATTR not in ot_trial.user_attrs:
             ot_trial.set_user_attr(TUNE_TRIAL_ID_ATTR, trial_id)

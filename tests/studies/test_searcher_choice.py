@@ -11,7 +11,7 @@ import pytest
 import ray.cloudpickle as cloudpickle
 from optuna.trial import TrialState
 
-from studies.optuna_bridge import TruthfulOptunaSearch
+from studies.optuna_bridge import TruthfulOptunaSearch, trial_seed
 from studies.spec import STUDIES_DIR, load_spec
 from studies.tuner import OPTUNA_DB, build_sampler, build_searcher
 from tests.conftest import run_cli
@@ -32,10 +32,12 @@ def _spec(*overrides: str, tmp_path: Path | None = None):
                      overrides=["ablation.factors=[lr]", "ablation.baseline={}", *overrides])
 
 
-def _suggestions(spec, run_dir: Path, n: int) -> list[dict]:
+def _suggestions(spec, run_dir: Path, n: int, *, with_trial_seed: bool = False) -> list[dict]:
+    """The sampled parameters of the first n suggestions (and each trial's own seed if asked)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     searcher = build_searcher(spec, run_dir)
-    return [searcher.suggest(f"t{i}") for i in range(n)]
+    configs = [searcher.suggest(f"t{i}") for i in range(n)]
+    return configs if with_trial_seed else [{k: v for k, v in c.items() if k != "trial_seed"} for c in configs]
 
 
 @pytest.mark.parametrize(
@@ -64,8 +66,11 @@ def test_sampler_options_reach_optuna():
 @pytest.mark.parametrize("sampler", ["tpe", "random", "qmc", "gp"])
 def test_the_seed_decides_the_suggestions(tmp_path, sampler):
     # TPE and GP are random for their first n_startup_trials, so the first suggestions show the seed.
-    runs = {name: _suggestions(_spec(f"search.sampler={sampler}", *extra), tmp_path / name, 4)
+    runs = {name: _suggestions(_spec(f"search.sampler={sampler}", *extra), tmp_path / name, 4, with_trial_seed=True)
             for name, extra in {"a": ["seed=3"], "b": ["search.seed=3"], "c": ["search.seed=4"]}.items()}
+    # Each trial's own seed comes from the study seed (not the sampler's) and its Optuna trial number.
+    assert [c.pop("trial_seed") for c in runs["a"]] == [trial_seed(3, n) for n in range(4)]
+    assert [c.pop("trial_seed") for c in runs["b"]] == [c.pop("trial_seed") for c in runs["c"]] == [trial_seed(0, n) for n in range(4)]
     assert runs["a"] == runs["b"]                    # search.seed defaults to the spec's seed
     assert runs["a"][1:] != runs["c"][1:]
     assert runs["a"][0] == runs["c"][0]              # trial 0 is the reference point whatever the seed
