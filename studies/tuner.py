@@ -17,6 +17,7 @@ from ray.tune.schedulers import ASHAScheduler
 from studies.errors import UserError
 from studies.quiet import quiet_optuna, quiet_tune
 from studies.progress import ProgressLines, Rungs
+from studies.tensorboard_logger import TBXScalarsCallback
 from studies.optuna_bridge import TruthfulOptunaSearch, sqlite_storage
 from studies.search_space import define_by_run
 from studies.spec import StudySpec
@@ -152,7 +153,8 @@ def build_tuner(spec: StudySpec, run_dir: Path, data: dict[str, Any] | None, *, 
             reuse_actors=True,
             trial_dirname_creator=trial_dirname,
         ),
-        run_config=run_config(spec, run_dir, [progress_callback(spec, workers=max_concurrent)]),
+        # Tune's per-epoch scalars stay; the HParams record is ours alone (hparams/), so each trial shows once.
+        run_config=run_config(spec, run_dir, [progress_callback(spec, workers=max_concurrent), TBXScalarsCallback()]),
     )
 
 

@@ -10,9 +10,8 @@ run. ``tensorboard --logdir results/<study>`` shows them; filter runs with
 ``hparams/`` to see just these.
 
 So that each trial is one row of the HParams dashboard, not two, the tuner
-passes :class:`TBXScalarsCallback` (Tune's logger without its HParams session)
-in place of Tune's default one. It is defined on first use, so importing this
-module (``--report``) imports neither Ray nor torch.
+passes ``studies.tensorboard_logger.TBXScalarsCallback`` (Tune's logger without
+its HParams session) in place of Tune's default one.
 
 Every session carries the same experiment record (every sampled parameter of
 any trial, every metric): TensorBoard takes the dashboard's columns from the
@@ -87,29 +86,3 @@ def write_hparams(run_dir: Path, run: RunTrials, *, metric: str, choices: dict[s
                                    summary=Summary(value=[Summary.Value(tag=key, simple_value=value)])))
         writer.close()
     return root
-
-
-def _tbx_scalars_callback() -> type:
-    from ray.tune.logger import TBXLoggerCallback
-
-    class TBXScalarsCallback(TBXLoggerCallback):
-        """Ray Tune's TensorBoard logger, per-epoch scalars only: the trial's
-        HParams session is :func:`write_hparams`'s, under ``hparams/<trial_id>``.
-        Passed in ``RunConfig(callbacks=...)``, it stands in for Tune's default
-        TBXLoggerCallback (Tune adds that one only when no instance of it is given)."""
-
-        def _try_log_hparams(self, trial: Any, result: dict) -> None:
-            pass
-
-    TBXScalarsCallback.__module__, TBXScalarsCallback.__qualname__ = __name__, "TBXScalarsCallback"
-    return TBXScalarsCallback
-
-
-def __getattr__(name: str) -> Any:
-    """``TBXScalarsCallback``, defined (and Ray imported) on first use; a
-    module-level name, so a pickled RunConfig (Tune's ``tuner.pkl``, read on
-    ``--resume``) finds it again."""
-    if name == "TBXScalarsCallback":
-        cls = globals()[name] = _tbx_scalars_callback()
-        return cls
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
