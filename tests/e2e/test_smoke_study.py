@@ -134,6 +134,11 @@ def test_tensorboard_hparams_view(smoke_run: tuple[Path, str, str]) -> None:
     ea = EventAccumulator(str(trial_dir))
     ea.Reload()
     assert "ray/tune/val_mse" in ea.Tags()["scalars"]
+    for trial_dir in run_dir.glob("trial_*"):                       # ...without a second HParams record of their own
+        ea = EventAccumulator(str(trial_dir))
+        ea.Reload()
+        with pytest.raises(KeyError):
+            ea.PluginTagToContent("hparams")
 
 
 # Ray's, Tune's and Optuna's own lines that are noise on a study's console (issue 15).
