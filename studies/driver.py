@@ -216,7 +216,8 @@ def _add_stage_time(run_dir: Path, stage: str, seconds: float, *, replace: bool 
 
 def stage_summary(info: dict[str, Any]) -> str:
     """``236 s (search 134 s, designed runs 91 s, report 11 s)``."""
-    stages = info.get("stage_s") or {"search": float(info.get("wall_s", 0.0))}
+    stages = info.get("stage_s") or {"search": float(info.get("wall_s", 0.0)),   # a run from before stage_s
+                                     **({"designed": float(info["confirm_wall_s"])} if "confirm_wall_s" in info else {})}
     names = {"search": "search", "designed": "designed runs", "report": "report"}
     parts = ", ".join(f"{names[k]} {stages[k]:.0f} s" for k in names if k in stages)
     return f"{sum(stages.values()):.0f} s ({parts})"
