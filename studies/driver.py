@@ -124,6 +124,7 @@ def run_study(options: RunOptions) -> int:
 
 def _run_in_ray(options: RunOptions, spec: StudySpec, run_dir: Path, data: dict[str, Any] | None) -> int:
     from studies import tuner as tuner_mod
+    from studies._compat import grid_trials
     from studies.ray_session import machine_count, ray_session
 
     started = time.time()
@@ -159,7 +160,7 @@ def _run_in_ray(options: RunOptions, spec: StudySpec, run_dir: Path, data: dict[
         grid, interrupted = tuner_mod.fit(tuner)
         fit_s = time.time() - fit_started
         wall = time.time() - started
-        tune_trials = list(getattr(getattr(grid, "_experiment_analysis", None), "trials", None) or [])
+        tune_trials = grid_trials(grid)
         finished = not interrupted and len(tune_trials) >= spec.budget.num_samples
         status = "finished" if finished else "interrupted"
         if finished:

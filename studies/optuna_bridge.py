@@ -21,6 +21,8 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
+from studies._compat import (searcher_completed, searcher_study, searcher_trials, set_trial_intermediate_value,
+                             set_trial_user_attr)
 from studies.run_folder import ORPHANED_ATTR, TUNE_TRIAL_ID_ATTR
 
 logger = logging.getLogger(__name__)
@@ -47,7 +49,7 @@ class TruthfulOptunaSearch(OptunaSearch):
             # training ran in it; on a busy machine or a long study that is just TPE.
             warnings.filterwarnings("ignore", message="Define-by-run function passed in the `space` argument took")
             config = super().suggest(trial_id)
-        ot_trial = self._ot_trials.get(trial_id)
+        ot_trial = searcher_trials(self).get(trial_id)
         if ot_trial is not None and TUNE_TRIAL_ID_ATTR not in ot_trial.user_attrs:
             ot_trial.set_user_attr(TUNE_TRIAL_ID_ATTR, trial_id)
         if config is not None and ot_trial is not None:
@@ -63,23 +65,23 @@ class TruthfulOptunaSearch(OptunaSearch):
             return
         seen[step] = float(value)
         try:
-            self._ot_trials[trial_id].report(float(value), step)
+            searcher_trials(self)[trial_id].report(float(value), step)
         except (optuna.exceptions.OptunaError, RuntimeError, ValueError) as exc:
             # After a killed driver is resumed, the restored searcher may hold a
             # trial that Optuna already recorded as finished: keep Optuna's record.
             logger.warning("Optuna refused epoch %s of trial %s: %s", step, trial_id, exc)
-            self._completed_trials.add(trial_id)
+            searcher_completed(self).add(trial_id)
 
     def on_trial_result(self, trial_id: str, result: dict) -> None:
-        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+        if trial_id in searcher_completed(self) or trial_id not in searcher_trials(self):
             return
         self._record(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+        if trial_id in searcher_completed(self) or trial_id not in searcher_trials(self):
             return
         self._record(trial_id, result)
-        ot_trial = self._ot_trials[trial_id]
+        ot_trial = searcher_trials(self)[trial_id]
         steps = self._reported.get(trial_id, {})
         last_step = max(steps) if steps else 0
         if error or not steps:
@@ -89,10 +91,10 @@ class TruthfulOptunaSearch(OptunaSearch):
         else:
             state, value = TrialState.COMPLETE, steps[last_step]
         try:
-            self._ot_study.tell(ot_trial, value, state=state)
+            searcher_study(self).tell(ot_trial, value, state=state)
         except (optuna.exceptions.OptunaError, ValueError, RuntimeError) as exc:  # e.g. told twice after a restore
             logger.warning("Optuna refused the result of trial %s: %s", trial_id, exc)
-        self._completed_trials.add(trial_id)
+        searcher_completed(self).add(trial_id)
         self._reported.pop(trial_id, None)
 
 
@@ -121,14 +123,14 @@ def reconcile_running_trials(
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         tune_id = t.user_attrs.get(TUNE_TRIAL_ID_ATTR)
         if tune_id not in outcomes:
-            study._storage.set_trial_user_attr(t._trial_id, ORPHANED_ATTR, True)
+            set_trial_user_attr(study, t, ORPHANED_ATTR, True)
             study.tell(t.number, state=TrialState.FAIL)
             done["orphaned"].append(t.number)
             continue
         values, failed = outcomes[tune_id]
         for epoch, value in sorted(values.items()):
             if epoch not in t.intermediate_values and math.isfinite(value):
-                study._storage.set_trial_intermediate_value(t._trial_id, epoch, value)
+                set_trial_intermediate_value(study, t, epoch, value)
         last = max(values) if values else 0
         if failed or not values:
             study.tell(t.number, state=TrialState.FAIL)

@@ -10,6 +10,8 @@ errors still come through: only the lines named here are silenced.
   warning saying so; that one line (only it) is filtered off Ray's logger.
   Setting ``RAY_AUTH_MODE=token`` ourselves would also hush it, but only
   Ray's private set-up refreshes the config this process already read.
+- After Ctrl+C, Tune advises ``Tuner.restore(...)``; the CLI prints its own
+  ``--resume`` command instead, so Tune's line is filtered.
 - Optuna logs "A new study created in RDB" at INFO.
 """
 
@@ -52,15 +54,20 @@ class _DropMessages(logging.Filter):
         return not record.getMessage().startswith(self.starts)
 
 
-_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
-_AUTH_DEFAULT_ON = _DropMessages("Token authentication is enabled for this Ray cluster.")
+_DROPPED = {
+    "ray._private.authentication.authentication_token_setup":
+        _DropMessages("Token authentication is enabled for this Ray cluster."),
+    # After a stop signal Tune advises `Tuner.restore(...)`; the CLI prints its own `--resume` command.
+    "ray.tune.tune": _DropMessages("Experiment has been interrupted, but the most recent state was saved."),
+}
 
 
 def quiet_ray_start() -> None:
-    """Before ``ray.init``: drop Ray's notice that token auth is on by default (idempotent)."""
-    logger = logging.getLogger(_AUTH_LOGGER)
-    if _AUTH_DEFAULT_ON not in logger.filters:
-        logger.addFilter(_AUTH_DEFAULT_ON)
+    """Before ``ray.init``: drop the lines above off Ray's loggers (idempotent)."""
+    for name, drop in _DROPPED.items():
+        logger = logging.getLogger(name)
+        if drop not in logger.filters:
+            logger.addFilter(drop)
 
 
 def quiet_optuna() -> None:

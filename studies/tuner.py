@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import math
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -14,6 +13,7 @@ import optuna
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 
+from studies._compat import fit_interrupted
 from studies.errors import UserError
 from studies.quiet import quiet_optuna, quiet_tune
 from studies.progress import ProgressLines, Rungs
@@ -167,11 +167,7 @@ def restore_tuner(spec: StudySpec, run_dir: Path, data: dict[str, Any] | None) -
 
 def fit(tuner: tune.Tuner) -> tuple[Any, bool]:
     """Run the tuner; return its ResultGrid and whether a stop signal (Ctrl+C,
-    SIGINT, SIGUSR1) interrupted it. Tune's handler for that signal puts the
-    previous handler back when it fires, and stays installed otherwise; Tune
-    itself marks every trial TERMINATED at clean-up either way."""
+    SIGINT, SIGUSR1) interrupted it. Tune itself marks every trial TERMINATED at
+    clean-up either way."""
     with quiet_tune():
-        grid = tuner.fit()
-    handler = signal.getsignal(signal.SIGINT)
-    interrupted = getattr(handler, "__name__", "") != "signal_interrupt_tune_run"
-    return grid, interrupted
+        return fit_interrupted(tuner.fit)

@@ -11,6 +11,7 @@ import pytest
 import ray.cloudpickle as cloudpickle
 from optuna.trial import TrialState
 
+from studies._compat import searcher_study
 from studies.optuna_bridge import TruthfulOptunaSearch, trial_seed
 from studies.spec import STUDIES_DIR, load_spec
 from studies.tuner import OPTUNA_DB, build_sampler, build_searcher
@@ -49,9 +50,9 @@ def test_each_sampler_is_built_from_the_spec(tmp_path, sampler, cls):
     spec = _spec(f"search.sampler={sampler}", "search.seed=11", tmp_path=tmp_path)
     searcher = build_searcher(spec, tmp_path)
     assert type(searcher) is TruthfulOptunaSearch
-    assert type(searcher._ot_study.sampler) is cls
+    assert type(searcher_study(searcher).sampler) is cls
     # the searcher is pickled into the run folder by Tune
-    assert type(cloudpickle.loads(cloudpickle.dumps(searcher))._ot_study.sampler) is cls
+    assert type(searcher_study(cloudpickle.loads(cloudpickle.dumps(searcher))).sampler) is cls
 
 
 def test_sampler_options_reach_optuna():
@@ -104,7 +105,7 @@ def test_a_restored_searcher_does_not_enqueue_again(tmp_path):
     reference point is not put into the Optuna study a second time."""
     spec = _spec()
     searcher = build_searcher(spec, tmp_path)
-    study = searcher._ot_study
+    study = searcher_study(searcher)
 
     def waiting() -> int:
         return len(study.get_trials(states=(TrialState.WAITING,)))

@@ -1,0 +1,95 @@
+"""Every private Ray Tune / Optuna API the platform uses (studies/_compat.py),
+exercised against the installed versions: an upgrade that moves one fails
+here, by name."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import optuna
+import pytest
+
+from studies import _compat
+from studies.spec import STUDIES_DIR, load_spec
+from studies.tuner import build_searcher
+
+
+def test_searcher_internals(tmp_path: Path) -> None:
+    spec = load_spec(STUDIES_DIR / "mdn_ramp.yaml", smoke=True)
+    searcher = build_searcher(spec, tmp_path)
+    assert isinstance(_compat.searcher_study(searcher), optuna.Study)
+    searcher.suggest("t0")
+    trials = _compat.searcher_trials(searcher)
+    assert isinstance(trials["t0"], optuna.Trial)
+    assert "t0" not in _compat.searcher_completed(searcher)
+    searcher.on_trial_complete("t0", {"val_mse": 0.5, "epoch": spec.budget.max_epochs})
+    assert "t0" in _compat.searcher_completed(searcher)
+    assert _compat.searcher_study(searcher).trials[0].state == optuna.trial.TrialState.COMPLETE
+
+
+def test_writing_to_a_frozen_trial() -> None:
+    study = optuna.create_study()
+    study.ask()
+    frozen = study.get_trials(deepcopy=False)[0]
+    _compat.set_trial_user_attr(study, frozen, "orphaned", True)
+    _compat.set_trial_intermediate_value(study, frozen, 3, 0.25)
+    again = study.get_trials()[0]
+    assert again.user_attrs["orphaned"] is True and again.intermediate_values == {3: 0.25}
+
+
+def _three_epochs(config: dict) -> None:
+    from ray import tune
+
+    for epoch in range(1, 4):
+        tune.report({"loss": config["x"] / epoch, "epoch": epoch})
+
+
+def _tuner(tmp_path: Path, name: str, callbacks: list) -> object:
+    from ray import tune
+
+    return tune.Tuner(_three_epochs, param_space={"x": tune.grid_search([1.0, 2.0])},
+                      tune_config=tune.TuneConfig(metric="loss", mode="min"),
+                      run_config=tune.RunConfig(name=name, storage_path=str(tmp_path), verbose=0, callbacks=callbacks))
+
+
+def test_grid_trials_and_an_uninterrupted_fit(ray_four_fake_gpus, tmp_path: Path) -> None:
+    before = signal.getsignal(signal.SIGINT)
+    grid, interrupted = _compat.fit_interrupted(_tuner(tmp_path, "plain", []).fit)
+    assert interrupted is False
+    trials = _compat.grid_trials(grid)
+    assert len(trials) == 2 and {t.status for t in trials} == {"TERMINATED"}
+    assert sorted(t.config["x"] for t in trials) == [1.0, 2.0] and all(t.last_result["epoch"] == 3 for t in trials)
+    signal.signal(signal.SIGINT, before)  # Tune leaves its handler installed after a normal fit
+
+
+def test_a_stop_signal_is_seen(ray_four_fake_gpus, tmp_path: Path) -> None:
+    """SIGUSR1 (what `ray job stop` and our kill tests send) mid-fit: Tune stops, and it is reported."""
+    from ray.tune import Callback
+
+    class StopOnFirstResult(Callback):
+        sent = False
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            if not self.sent:
+                self.sent = True
+                os.kill(os.getpid(), signal.SIGUSR1)
+
+    before_usr1 = signal.getsignal(signal.SIGUSR1)
+    try:
+        _, interrupted = _compat.fit_interrupted(_tuner(tmp_path, "stopped", [StopOnFirstResult()]).fit)
+    finally:
+        signal.signal(signal.SIGUSR1, before_usr1)
+    assert interrupted is True
+
+
+def test_no_tune_handler_means_no_claimed_interruption(ray_four_fake_gpus, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TUNE_DISABLE_SIGINT_HANDLER", "1")
+    before_usr1 = signal.getsignal(signal.SIGUSR1)
+    try:
+        _, interrupted = _compat.fit_interrupted(_tuner(tmp_path, "nohandler", []).fit)
+    finally:
+        signal.signal(signal.SIGUSR1, before_usr1)
+    assert interrupted is False
