@@ -10,8 +10,8 @@ Losses and metrics then count real frames only, through the batch's mask.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Mapping
 
 import torch
 

@@ -9,7 +9,8 @@ Tune; in a plain script or a benchmark it can print or collect.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 
 class Experiment(Protocol):

@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import optuna
-
 
 # --- Ray Tune's OptunaSearch: the Optuna study and trials it holds -----------------------
 

@@ -18,9 +18,9 @@ from ray import tune
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from studies.designed import plan_designed
+from studies.quiet import quiet_tune
 from studies.report.confirmation import CANDIDATES_FILE, CONFIRM_DIR
 from studies.report.trials import RunTrials
-from studies.quiet import quiet_tune
 from studies.spec import StudySpec
 from studies.tuner import make_trainable, progress_callback, trial_dirname
 

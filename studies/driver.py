@@ -128,7 +128,6 @@ def _run_in_ray(options: RunOptions, spec: StudySpec, run_dir: Path, data: dict[
     from studies.ray_session import machine_count, ray_session
 
     started = time.time()
-    designed_s = 0.0
     with ray_session(options.address, num_cpus=options.num_cpus, num_gpus=options.num_gpus) as cluster:
         _check_resources(spec, cluster)
         check_shared_storage(options.storage, machine_count())
@@ -175,7 +174,7 @@ def _run_in_ray(options: RunOptions, spec: StudySpec, run_dir: Path, data: dict[
         loo = getattr(spec.ablation, "leave_one_out", None)
         confirm = options.confirm or spec.ablation.confirm.enabled
         if status == "finished" and (confirm or (loo is not None and loo.enabled)) and not trials.trials.empty:
-            designed_s = _confirm(spec, run_dir, trials, data, concurrent, confirm=confirm)
+            _confirm(spec, run_dir, trials, data, concurrent, confirm=confirm)
     report_started = time.time()
     written = write_outputs(run_dir, spec)
     _add_stage_time(run_dir, "report", time.time() - report_started, replace=True)

@@ -21,8 +21,7 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from studies._compat import (searcher_completed, searcher_study, searcher_trials, set_trial_intermediate_value,
-                             set_trial_user_attr)
+from studies._compat import searcher_completed, searcher_study, searcher_trials, set_trial_intermediate_value, set_trial_user_attr
 from studies.run_folder import ORPHANED_ATTR, TUNE_TRIAL_ID_ATTR
 
 logger = logging.getLogger(__name__)

@@ -317,7 +317,7 @@ def _check_family_values(spec: StudySpec, family: Family) -> None:
     """Every fixed value and every edge of every parameter must build a valid config."""
     base = {**spec.config, "max_epochs": spec.budget.max_epochs, "seed": spec.seed}
     try:
-        family.config_cls
+        family.config_cls  # noqa: B018 (the property imports the family's module: a broken one fails here)
     except (ImportError, AttributeError) as exc:
         raise UserError(f"{spec.path}: family: {family.name} cannot be loaded ({exc.__class__.__name__}: {exc})") from None
     try:

@@ -6,8 +6,9 @@ import importlib
 import math
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import optuna
 from ray import tune
@@ -15,12 +16,12 @@ from ray.tune.schedulers import ASHAScheduler
 
 from studies._compat import fit_interrupted
 from studies.errors import UserError
-from studies.quiet import quiet_optuna, quiet_tune
-from studies.progress import ProgressLines, Rungs
-from studies.tensorboard_logger import TBXScalarsCallback
 from studies.optuna_bridge import TruthfulOptunaSearch, sqlite_storage
+from studies.progress import ProgressLines, Rungs
+from studies.quiet import quiet_optuna, quiet_tune
 from studies.search_space import define_by_run
 from studies.spec import StudySpec
+from studies.tensorboard_logger import TBXScalarsCallback
 
 OPTUNA_DB = "optuna.db"
 TIME_ATTR = "epoch"

@@ -30,7 +30,13 @@ import torch
 from core.config import ConfigError, config_from_dict
 from core.data.hand import BONES, NUM_JOINTS, SCHEMA, check_hand_arrays, generate_hand_depth, num_classes
 from core.data.hand_preprocess import (
-    AUG_MODES, CROP_METHODS, crop_depth, denormalise_joints, make_crops, normalise_joints, sample_augmentation,
+    AUG_MODES,
+    CROP_METHODS,
+    crop_depth,
+    denormalise_joints,
+    make_crops,
+    normalise_joints,
+    sample_augmentation,
 )
 from core.data.hdf5 import cached_hdf5, load_hdf5
 from core.models.deep_prior import NUM_BLOCKS, DeepPrior, fit_pca, parse_film_blocks, pca_decode, pca_encode

@@ -140,7 +140,7 @@ class Surrogate:
     def __init__(self, n_forest: int, n_trees: int, seed: int, oob: bool):
         self.k, self.n_trees, self.seed, self.oob = n_forest, n_trees, seed, oob
 
-    def fit(self, M: np.ndarray, y: np.ndarray) -> "Surrogate":
+    def fit(self, M: np.ndarray, y: np.ndarray) -> Surrogate:
         from sklearn.ensemble import RandomForestRegressor
         from sklearn.linear_model import Ridge
 

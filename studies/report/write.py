@@ -11,10 +11,11 @@ import multiprocessing
 import re
 import sys
 import threading
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 
@@ -26,8 +27,8 @@ from studies.report.budget import budget_table
 from studies.report.confirmation import load_confirmation, load_leave_one_out
 from studies.report.modelled import ModelledTable
 from studies.report.space import factor_infos
-from studies.report.trials import STATUS_COMPLETE, RunTrials
 from studies.report.tensorboard_hparams import write_hparams
+from studies.report.trials import STATUS_COMPLETE, RunTrials
 from studies.report.trials_table import write_trials_table
 
 CAPTION_STATS = ("Mean ± 95% t-interval; each level vs the reference level by a two-sided Mann-Whitney U test, "
