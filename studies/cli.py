@@ -107,9 +107,9 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     study_path = resolve_study_path(args.study)
     if args.runs:
-        return driver.list_runs_command(storage, study_path.stem)
+        return list_runs_command(storage, study_path.stem)
     if args.report:
-        return driver.report_command(storage, study_path.stem, args.run, verbose=args.verbose)
+        return report_command(storage, study_path.stem, args.run, verbose=args.verbose)
     options = driver.RunOptions(
         study_path=study_path, smoke=args.smoke, overrides=_cli_overrides(args), storage=storage,
         run=args.run, resume=args.resume, address=address, data=args.data,
@@ -117,5 +117,43 @@ def _dispatch(args: argparse.Namespace) -> int:
         num_cpus=args.num_cpus, num_gpus=args.num_gpus, confirm=args.confirm, verbose=args.verbose,
     )
     if args.confirm and args.run and not args.resume and (storage / study_path.stem / args.run).exists():
-        return driver.confirm_command(options)
+        return driver.confirm_existing_run(options)
     return driver.run_study(options)
+
+
+def list_runs_command(storage: Path, study: str) -> int:
+    """--runs: one line per run, oldest first: state, start, stage times, trial counts."""
+    import time
+
+    from studies import run_folder
+    from studies.console import stage_summary
+
+    runs = run_folder.list_runs(storage, study)
+    if not runs:
+        print(f"no runs of {study} under {storage / study}")
+        return 0
+    for run_dir in runs:
+        info = run_folder.read_run_info(run_dir)
+        counts = ", ".join(f"{n} {s}" for s, n in (info.get("trial_counts") or {}).items())
+        started = time.strftime("%Y-%m-%d %H:%M", time.localtime(info.get("started", 0)))
+        print(f"{run_dir.name:24s} {info.get('status', '?'):11s} started {started}  {stage_summary(info)}  {counts}")
+    return 0
+
+
+def report_command(storage: Path, study: str, run: str | None, *, verbose: bool = False) -> int:
+    """--report: rebuild tables/ and plots/ from disk, Ray- and torch-free."""
+    import time
+
+    from studies import driver, run_folder
+    from studies.console import print_answer, print_files
+
+    folder = run_folder.RunFolder(storage / study / run if run else run_folder.latest_run(storage, study))
+    if not folder.exists():
+        raise UserError(f"{folder.path}: no such run (see `python studies/run.py {study} --runs`)")
+    spec = driver.spec_of_run(folder.path, for_training=False)
+    started = time.time()
+    written = driver.write_outputs(folder.path, spec)
+    print(f"report of {folder.path} rebuilt in {time.time() - started:.1f} s")
+    print_files(written.files, folder.path, verbose=verbose)
+    print_answer(written)
+    return 0

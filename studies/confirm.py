@@ -19,8 +19,8 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from studies.designed import plan_designed
 from studies.quiet import quiet_tune
-from studies.report.confirmation import CANDIDATES_FILE, CONFIRM_DIR
 from studies.report.trials import RunTrials
+from studies.run_folder import RunFolder
 from studies.spec import StudySpec
 from studies.tuner import make_trainable, progress_callback, trial_dirname
 
@@ -61,9 +61,10 @@ def run_confirmation(spec: StudySpec, run_dir: Path, run: RunTrials, data: dict[
     candidates = plan["configs"]
     n_seeds = max([c["seeds"] for c in candidates] or [0])
     seeds = [spec.seed + 1000 + i for i in range(n_seeds)]
-    folder = run_dir / CONFIRM_DIR
+    run = RunFolder(run_dir)
+    folder = run.designed
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / CANDIDATES_FILE).write_text(json.dumps(
+    run.candidates.write_text(json.dumps(
         {**plan, "seeds": spec.ablation.confirm.seeds, "seed_values": seeds, "max_epochs": spec.budget.max_epochs},
         indent=2, default=str))
     fill = _placeholders(spec)
@@ -83,7 +84,7 @@ def run_confirmation(spec: StudySpec, run_dir: Path, run: RunTrials, data: dict[
             reuse_actors=True, trial_dirname_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(
-            name=CONFIRM_DIR, storage_path=str(run_dir), verbose=0,
+            name=folder.name, storage_path=str(run_dir), verbose=0,
             failure_config=tune.FailureConfig(max_failures=spec.budget.max_failures),
             callbacks=[progress_callback(spec, workers=max_concurrent, early_stopping=False, num_samples=len(points),
                                          show_best=False)],

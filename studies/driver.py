@@ -1,11 +1,14 @@
-"""Run a study end to end: spec -> data -> Ray -> Tuner -> tables."""
+"""A run's lifecycle: prepare -> launch -> search -> reconcile -> designed ->
+report, each a short function of one RunContext. The CLI (studies/cli.py)
+parses and dispatches; this runs."""
 
 from __future__ import annotations
 
 import shutil
 import sys
-import textwrap
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,13 +16,15 @@ from typing import Any
 from core.config import ConfigError, config_from_dict
 from core.data.hdf5 import DataFileError
 from studies import run_folder
+from studies.console import print_answer, print_files, print_summary
 from studies.errors import UserError
-from studies.report.trials import load_trials
+from studies.report.trials import RunTrials, load_trials
 from studies.report.write import WrittenReport, write_report
+from studies.run_folder import RunFolder
 from studies.spec import STUDIES_DIR, StudySpec, load_spec
 from studies.storage import check_shared_storage
 
-SPEC_COPY, SEARCH_SPACE_COPY = "spec.yaml", "search_space.yaml"
+SPEC_COPY, SEARCH_SPACE_COPY = RunFolder(Path()).spec_copy.name, RunFolder(Path()).search_space_copy.name
 
 
 @dataclass
@@ -43,23 +48,24 @@ class RunOptions:
 CONFIRM_OVERRIDABLE = ("ablation.",)
 
 
-def spec_of_run(run_dir: Path, *, for_training: bool = True, extra: list[str] = ()) -> StudySpec:
+def spec_of_run(run_dir: Path, *, for_training: bool = True, extra: list[str] | tuple[str, ...] = ()) -> StudySpec:
     """The spec exactly as the run used it: the copies in the run folder plus the
     recorded smoke flag and overrides (the search's, then a later --confirm's,
     then ``extra``). ``for_training=False`` (reports) skips the family check,
     which imports torch."""
-    info = run_folder.read_run_info(run_dir)
+    folder = RunFolder(run_dir)
+    info = folder.info()
     inv = info.get("invocation", {})
     overrides = [*inv.get("overrides", []), *info.get("confirm_overrides", []), *extra]
-    return load_spec(run_dir / SPEC_COPY, smoke=inv.get("smoke", False), overrides=overrides,
-                     search_space_path=run_dir / SEARCH_SPACE_COPY, name=info["study"], check_family=for_training)
+    return load_spec(folder.spec_copy, smoke=inv.get("smoke", False), overrides=overrides,
+                     search_space_path=folder.search_space_copy, name=info["study"], check_family=for_training)
 
 
 def load_family_data(spec: StudySpec, data_path: str | None, cache_dir: Path) -> dict[str, Any] | None:
     family = spec.family_info
     if family is None:
         return None
-    config = config_from_dict(family.config_cls, {**spec.config, "max_epochs": spec.budget.max_epochs})
+    config: Any = config_from_dict(family.config_cls, {**spec.config, "max_epochs": spec.budget.max_epochs})
     try:
         return family.load_data(config, data_path=data_path, cache_dir=cache_dir)
     except DataFileError as exc:
@@ -97,7 +103,48 @@ def _check_resources(spec: StudySpec, cluster: dict[str, float]) -> None:
         raise UserError(f"resources.cpus_per_trial is {r.cpus_per_trial}, more than the cluster's {cluster.get('CPU', 0):g} CPUs")
 
 
+@dataclass
+class RunContext:
+    """One run as it goes through the stages."""
+
+    options: RunOptions
+    spec: StudySpec
+    folder: RunFolder
+    data: dict[str, Any] | None
+    started: float = 0.0
+    cluster: dict[str, float] = field(default_factory=dict)
+    concurrent: int = 1
+    status: str = "running"
+    trials: RunTrials | None = None
+
+
 def run_study(options: RunOptions) -> int:
+    ctx = prepare(options)
+    try:
+        with launch(ctx):
+            tune_ids = search(ctx)
+            if ctx.status == "finished":
+                reconcile(ctx, tune_ids)
+            ctx.trials = read_trials(ctx.folder, ctx.spec)  # read once: the designed stage and the report use it
+            ctx.folder.update(trial_counts=_counts(ctx.trials))
+            if ctx.status == "finished" and wants_designed(ctx) and not ctx.trials.trials.empty:
+                designed(ctx)
+    except BaseException:
+        if not options.resume:  # claimed but nothing written (Ray could not start): leave no trace
+            _remove_if_empty(ctx.folder.path)
+        raise
+    written = report(ctx)
+    print_summary(ctx.spec, ctx.folder, ctx.trials, written, ctx.status, verbose=options.verbose)
+    if ctx.status == "interrupted":
+        spec = ctx.spec
+        print(f"interrupted: continue with `python studies/run.py {spec.path if spec.path.parent != STUDIES_DIR else spec.name} "
+              f"--resume --run {ctx.folder.name}`", file=sys.stderr)
+        return 130
+    return 0
+
+
+def prepare(options: RunOptions) -> RunContext:
+    """Everything that can be refused, refused before Ray starts; then the run folder claimed."""
     run_dir, spec = _prepare_run_dir(options)
     if options.address:
         from studies.ray_session import check_address
@@ -112,87 +159,76 @@ def run_study(options: RunOptions) -> int:
         import_trainable(spec.trainable)  # a typo fails here, before Ray starts
     if not options.resume:
         run_dir = run_folder.claim_run_dir(options.storage / spec.name, options.run, smoke=options.smoke)
-    try:
-        return _run_in_ray(options, spec, run_dir, data)
-    except BaseException:
-        if not options.resume:  # claimed but nothing written (Ray could not start): leave no trace
-            for folder in (run_dir, run_dir.parent, run_dir.parent.parent):
-                if folder.is_dir() and not any(folder.iterdir()):
-                    folder.rmdir()
-        raise
+    return RunContext(options, spec, RunFolder(run_dir), data)
 
 
-def _run_in_ray(options: RunOptions, spec: StudySpec, run_dir: Path, data: dict[str, Any] | None) -> int:
+@contextmanager
+def launch(ctx: RunContext) -> Iterator[None]:
+    """Ray up (local or joined), the cluster checked against the spec's resources and storage."""
+    from studies.ray_session import machine_count, ray_session
+    from studies.tuner import concurrency
+
+    ctx.started = time.time()
+    o = ctx.options
+    with ray_session(o.address, num_cpus=o.num_cpus, num_gpus=o.num_gpus) as cluster:
+        _check_resources(ctx.spec, cluster)
+        check_shared_storage(o.storage, machine_count())
+        ctx.cluster, ctx.concurrent = cluster, concurrency(ctx.spec, cluster)
+        yield
+
+
+def search(ctx: RunContext) -> set[str]:
+    """The Tune experiment (new or restored); run.json before and after. Returns Tune's trial ids."""
     from studies import tuner as tuner_mod
     from studies._compat import grid_trials
-    from studies.ray_session import machine_count, ray_session
 
-    started = time.time()
-    with ray_session(options.address, num_cpus=options.num_cpus, num_gpus=options.num_gpus) as cluster:
-        _check_resources(spec, cluster)
-        check_shared_storage(options.storage, machine_count())
-        concurrent = tuner_mod.concurrency(spec, cluster)
-        if options.resume:
-            info = run_folder.update_run_info(run_dir, status="running", resumed=time.time())
-            tuner = tuner_mod.restore_tuner(spec, run_dir, data)
-        else:
-            shutil.copyfile(spec.path, run_dir / SPEC_COPY)
-            shutil.copyfile(spec.search_space_path, run_dir / SEARCH_SPACE_COPY)
-            info = {
-                "study": spec.name, "run": run_dir.name, "status": "running", "started": started,
-                "invocation": {"study_file": str(spec.path), "smoke": options.smoke, "overrides": options.overrides,
-                               "data": options.data, "address": options.address},
-                "metric": spec.metric, "mode": spec.mode, "max_epochs": spec.budget.max_epochs,
-                "num_samples": spec.budget.num_samples, "params": [p.name for p in spec.params],
-                "resources": {"cpus_per_trial": spec.resources.cpus_per_trial, "gpus_per_trial": spec.resources.gpus_per_trial},
-                "max_concurrent": concurrent, "cluster": cluster,
-                "git_commit": run_folder.git_commit(spec.path.parent), "platform": run_folder.platform_version(),
-                "host": run_folder.host(), "wall_s": 0.0,
-            }
-            run_folder.write_run_info(run_dir, info)
-            tuner = tuner_mod.build_tuner(spec, run_dir, data, max_concurrent=concurrent)
-        b = spec.budget
-        print(f"{spec.name}: {b.num_samples} trials, up to {concurrent} at once on {cluster.get('CPU', 0):g} CPUs"
-              f"/{cluster.get('GPU', 0):g} GPUs; ASHA on '{spec.metric}' ({spec.mode}), grace {b.grace_period}, "
-              f"reduction {b.reduction_factor:g}, max {b.max_epochs} epochs\nrun folder: {run_dir}", flush=True)
-        fit_started = time.time()
-        grid, interrupted = tuner_mod.fit(tuner)
-        fit_s = time.time() - fit_started
-        wall = time.time() - started
-        tune_trials = grid_trials(grid)
-        finished = not interrupted and len(tune_trials) >= spec.budget.num_samples
-        status = "finished" if finished else "interrupted"
-        if finished:
-            _reconcile_optuna(spec, run_dir, {t.trial_id for t in tune_trials})
-        trials = load_trials(run_dir, metric=spec.metric, mode=spec.mode, params=[p.name for p in spec.params],
-                             max_epochs=spec.budget.max_epochs)
-        counts = trials.trials["status"].value_counts().to_dict() if not trials.trials.empty else {}
-        info = run_folder.update_run_info(run_dir, status=status, finished=time.time(),
-                                          wall_s=float(info.get("wall_s", 0.0)) + wall,
-                                          tune_s=float(info.get("tune_s", 0.0)) + fit_s, trial_counts=counts)
-        _add_stage_time(run_dir, "search", wall)
-        loo = getattr(spec.ablation, "leave_one_out", None)
-        confirm = options.confirm or spec.ablation.confirm.enabled
-        if status == "finished" and (confirm or (loo is not None and loo.enabled)) and not trials.trials.empty:
-            _confirm(spec, run_dir, trials, data, concurrent, confirm=confirm)
-    report_started = time.time()
-    written = write_outputs(run_dir, spec)
-    _add_stage_time(run_dir, "report", time.time() - report_started, replace=True)
-    _print_summary(spec, run_dir, trials, written, status, verbose=options.verbose)
-    if status == "interrupted":
-        print(f"interrupted: continue with `python studies/run.py {spec.path if spec.path.parent != STUDIES_DIR else spec.name} "
-              f"--resume --run {run_dir.name}`", file=sys.stderr)
-        return 130
-    return 0
+    spec, folder = ctx.spec, ctx.folder
+    if ctx.options.resume:
+        info = folder.update(status="running", resumed=time.time())
+        tuner = tuner_mod.restore_tuner(spec, folder.path, ctx.data)
+    else:
+        assert spec.search_space_path is not None  # load_spec always sets it
+        shutil.copyfile(spec.path, folder.spec_copy)
+        shutil.copyfile(spec.search_space_path, folder.search_space_copy)
+        info = _new_run_info(ctx)
+        run_folder.write_run_info(folder.path, info)
+        tuner = tuner_mod.build_tuner(spec, folder.path, ctx.data, max_concurrent=ctx.concurrent)
+    b = spec.budget
+    print(f"{spec.name}: {b.num_samples} trials, up to {ctx.concurrent} at once on {ctx.cluster.get('CPU', 0):g} CPUs"
+          f"/{ctx.cluster.get('GPU', 0):g} GPUs; ASHA on '{spec.metric}' ({spec.mode}), grace {b.grace_period}, "
+          f"reduction {b.reduction_factor:g}, max {b.max_epochs} epochs\nrun folder: {folder.path}", flush=True)
+    fit_started = time.time()
+    grid, interrupted = tuner_mod.fit(tuner)
+    fit_s, wall = time.time() - fit_started, time.time() - ctx.started
+    tune_trials = grid_trials(grid)
+    ctx.status = "finished" if not interrupted and len(tune_trials) >= b.num_samples else "interrupted"
+    folder.update(status=ctx.status, finished=time.time(), wall_s=float(info.get("wall_s", 0.0)) + wall,
+                  tune_s=float(info.get("tune_s", 0.0)) + fit_s)
+    _add_stage_time(folder, "search", wall)
+    return {t.trial_id for t in tune_trials}
 
 
-def _reconcile_optuna(spec: StudySpec, run_dir: Path, tune_ids: set[str]) -> None:
+def _new_run_info(ctx: RunContext) -> dict[str, Any]:
+    spec, o = ctx.spec, ctx.options
+    return {
+        "study": spec.name, "run": ctx.folder.name, "status": "running", "started": ctx.started,
+        "invocation": {"study_file": str(spec.path), "smoke": o.smoke, "overrides": o.overrides,
+                       "data": o.data, "address": o.address},
+        "metric": spec.metric, "mode": spec.mode, "max_epochs": spec.budget.max_epochs,
+        "num_samples": spec.budget.num_samples, "params": [p.name for p in spec.params],
+        "resources": {"cpus_per_trial": spec.resources.cpus_per_trial, "gpus_per_trial": spec.resources.gpus_per_trial},
+        "max_concurrent": ctx.concurrent, "cluster": ctx.cluster,
+        "git_commit": run_folder.git_commit(spec.path.parent), "platform": run_folder.platform_version(),
+        "host": run_folder.host(), "wall_s": 0.0,
+    }
+
+
+def reconcile(ctx: RunContext, tune_ids: set[str]) -> None:
     """Leave no Optuna trial RUNNING once the study has finished (see reconcile_running_trials)."""
     from studies.optuna_bridge import reconcile_running_trials
-    from studies.tuner import OPTUNA_DB
 
-    run = load_trials(run_dir, metric=spec.metric, mode=spec.mode, params=[p.name for p in spec.params],
-                      max_epochs=spec.budget.max_epochs, run_active=True)
+    spec = ctx.spec
+    run = read_trials(ctx.folder, spec, run_active=True)
     outcomes = {}
     for _, row in run.trials.iterrows():
         if row["trial_id"] not in tune_ids:
@@ -200,153 +236,97 @@ def _reconcile_optuna(spec: StudySpec, run_dir: Path, tune_ids: set[str]) -> Non
         h = run.history[run.history["trial_id"] == row["trial_id"]] if not run.history.empty else run.history
         values = {int(e): float(v) for e, v in zip(h.get("epoch", []), h.get(spec.metric, []))}
         outcomes[row["trial_id"]] = (values, bool(row["error"]))
-    done = reconcile_running_trials(f"sqlite:///{run_dir / OPTUNA_DB}", spec.name, outcomes, spec.budget.max_epochs)
+    done = reconcile_running_trials(ctx.folder.optuna_url, spec.name, outcomes, spec.budget.max_epochs)
     if done["told"] or done["orphaned"]:
         print(f"note: a killed driver had left Optuna trials RUNNING: told their outcome to {done['told']}, "
               f"marked orphaned (FAIL) {done['orphaned']}")
 
 
-def _add_stage_time(run_dir: Path, stage: str, seconds: float, *, replace: bool = False) -> dict[str, Any]:
-    """run.json's ``stage_s``: seconds per stage (search, designed, report);
-    a resumed search adds to its stage, a rebuilt report replaces its own."""
-    stages = dict(run_folder.read_run_info(run_dir).get("stage_s") or {})
-    stages[stage] = seconds + (0.0 if replace else float(stages.get(stage, 0.0)))
-    return run_folder.update_run_info(run_dir, stage_s=stages)
+def wants_designed(ctx: RunContext) -> bool:
+    loo = ctx.spec.ablation.leave_one_out
+    return ctx.options.confirm or ctx.spec.ablation.confirm.enabled or (loo is not None and loo.enabled)
 
 
-def stage_summary(info: dict[str, Any]) -> str:
-    """``236 s (search 134 s, designed runs 91 s, report 11 s)``."""
-    stages = info.get("stage_s") or {"search": float(info.get("wall_s", 0.0)),   # a run from before stage_s
-                                     **({"designed": float(info["confirm_wall_s"])} if "confirm_wall_s" in info else {})}
-    names = {"search": "search", "designed": "designed runs", "report": "report"}
-    parts = ", ".join(f"{names[k]} {stages[k]:.0f} s" for k in names if k in stages)
-    return f"{sum(stages.values()):.0f} s ({parts})"
-
-
-def _confirm(spec: StudySpec, run_dir: Path, trials: Any, data: dict[str, Any] | None, concurrent: int,
-             confirm: bool = True) -> float:
+def designed(ctx: RunContext, *, confirm: bool | None = None) -> None:
+    """The designed stage (confirmation and/or leave-one-out) in its own Tune experiment."""
     from studies.confirm import run_confirmation
 
+    assert ctx.trials is not None
+    confirm = (ctx.options.confirm or ctx.spec.ablation.confirm.enabled) if confirm is None else confirm
     started = time.time()
-    run_confirmation(spec, run_dir, trials, data, max_concurrent=concurrent, confirm=confirm)
+    run_confirmation(ctx.spec, ctx.folder.path, ctx.trials, ctx.data, max_concurrent=ctx.concurrent, confirm=confirm)
     seconds = time.time() - started
-    run_folder.update_run_info(run_dir, confirm_wall_s=seconds)
-    _add_stage_time(run_dir, "designed", seconds, replace=True)
-    return seconds
+    ctx.folder.update(confirm_wall_s=seconds)
+    _add_stage_time(ctx.folder, "designed", seconds, replace=True)
 
 
-def confirm_command(options: RunOptions) -> int:
-    """--confirm on an existing run: only the confirmation stage, then the report."""
-    from studies.ray_session import ray_session
+def report(ctx: RunContext) -> WrittenReport:
+    started = time.time()
+    written = write_outputs(ctx.folder.path, ctx.spec, trials=ctx.trials)
+    _add_stage_time(ctx.folder, "report", time.time() - started, replace=True)
+    return written
 
-    run_dir = options.storage / options.study_path.stem / options.run
+
+def confirm_existing_run(options: RunOptions) -> int:
+    """--confirm on an existing run: the designed stage alone, then the report.
+    Only ``ablation.*`` may be changed (and is recorded, so --report uses it too)."""
+    assert options.run is not None
+    folder = RunFolder(options.storage / options.study_path.stem / options.run)
     refused = [o for o in options.overrides if not o.startswith(CONFIRM_OVERRIDABLE)]
     if refused:
         raise UserError(f"--set {refused[0]}: --confirm on the existing run {options.run} can change only ablation.* "
                         "(the search it confirms has already run); start a new run to change the rest")
-    info = run_folder.read_run_info(run_dir)
+    info = folder.info()
     if options.smoke != bool(info.get("invocation", {}).get("smoke", False)):
         made = "a smoke run" if not options.smoke else "not a smoke run"
         raise UserError(f"--smoke: run {options.run} was {made}; --confirm on it keeps the run's own setting "
                         f"({'add' if not options.smoke else 'drop'} --smoke)")
-    spec = spec_of_run(run_dir, extra=options.overrides)  # validated here, before anything runs
+    spec = spec_of_run(folder.path, extra=options.overrides)  # validated here, before anything runs
     if info.get("status") == "running":
-        raise UserError(f"{run_dir}: the run is still running; confirm it when it has finished")
-    trials = load_trials(run_dir, metric=spec.metric, mode=spec.mode, params=[p.name for p in spec.params],
-                         max_epochs=spec.budget.max_epochs)
+        raise UserError(f"{folder.path}: the run is still running; confirm it when it has finished")
+    trials = read_trials(folder, spec)
     if trials.trials.empty:
-        raise UserError(f"{run_dir}: no trials to confirm")
-    if (run_dir / "confirm").exists():
-        raise UserError(f"{run_dir / 'confirm'}: a confirmation stage already exists for this run (delete that folder to redo it)")
+        raise UserError(f"{folder.path}: no trials to confirm")
+    if folder.designed.exists():
+        raise UserError(f"{folder.designed}: a confirmation stage already exists for this run (delete that folder to redo it)")
     data = load_family_data(spec, info.get("invocation", {}).get("data"), options.cache_dir)
-    with ray_session(options.address, num_cpus=options.num_cpus, num_gpus=options.num_gpus) as cluster:
-        _check_resources(spec, cluster)
-        from studies.tuner import concurrency
-
-        if options.overrides:  # recorded, so --report rebuilds with the same designed-stage settings
-            recorded = run_folder.read_run_info(run_dir).get("confirm_overrides", [])
-            run_folder.update_run_info(run_dir, confirm_overrides=[*recorded, *options.overrides])
-        _confirm(spec, run_dir, trials, data, concurrency(spec, cluster))
-    started = time.time()
-    written = write_outputs(run_dir, spec)
-    info = _add_stage_time(run_dir, "report", time.time() - started, replace=True)
-    _print_files(written.files, run_dir, verbose=options.verbose)
-    _print_answer(written)
+    ctx = RunContext(options, spec, folder, data, status=info.get("status", "finished"), trials=trials)
+    with launch(ctx):
+        if options.overrides:
+            folder.update(confirm_overrides=[*info.get("confirm_overrides", []), *options.overrides])
+        designed(ctx, confirm=True)
+    written = report(ctx)
+    print_files(written.files, folder.path, verbose=options.verbose)
+    print_answer(written)
     return 0
 
 
-def write_outputs(run_dir: Path, spec: StudySpec) -> WrittenReport:
+def read_trials(folder: RunFolder, spec: StudySpec, *, run_active: bool = False) -> RunTrials:
+    return load_trials(folder.path, metric=spec.metric, mode=spec.mode, params=[p.name for p in spec.params],
+                       max_epochs=spec.budget.max_epochs, run_active=run_active)
+
+
+def write_outputs(run_dir: Path, spec: StudySpec, *, trials: RunTrials | None = None) -> WrittenReport:
+    """tables/, plots/ and hparams/ of a run; ``trials`` if already read, else read here."""
     info = run_folder.read_run_info(run_dir)
-    trials = load_trials(run_dir, metric=spec.metric, mode=spec.mode, params=[p.name for p in spec.params],
-                         max_epochs=spec.budget.max_epochs, run_active=info.get("status") == "running")
+    if trials is None:
+        trials = read_trials(RunFolder(run_dir), spec, run_active=info.get("status") == "running")
     return write_report(run_dir, trials, spec=spec, info=info)
 
 
-def _print_summary(spec: StudySpec, run_dir: Path, trials: Any, written: WrittenReport, status: str, *,
-                   verbose: bool = False) -> None:
-    """Counts, the best trial, where things are; the answer and its path last."""
-    df = trials.trials
-    counts = df["status"].value_counts().to_dict() if not df.empty else {}
-    took = stage_summary(run_folder.read_run_info(run_dir))
-    print(f"\n{spec.name} {status} in {took}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
-    from studies.report.answer import best_trial
-
-    best = best_trial(trials, spec.metric, spec.mode)
-    if best is not None:  # the value at the full budget, as Optuna holds it (not a trial's best epoch)
-        params = ", ".join(f"{p}={_fmt(best[p])}" for p in trials.params if best[p] is not None and best[p] == best[p])
-        print(f"best {spec.metric} at the full budget = {best[f'last_{spec.metric}']:.5g} "
-              f"(trial {best['trial_id']}, {best['epochs']} epochs): {params}")
-    elif not df.empty:
-        print(f"no trial ran the full {spec.budget.max_epochs} epochs yet")
-    print(f"run folder:   {run_dir}")
-    print(f"optuna study: sqlite:///{run_dir / 'optuna.db'}")
-    print(f"tensorboard:  tensorboard --logdir {run_dir}")
-    _print_files(written.files, run_dir, verbose=verbose)
-    _print_answer(written)
+def _counts(trials: RunTrials) -> dict[str, int]:
+    return trials.trials["status"].value_counts().to_dict() if not trials.trials.empty else {}
 
 
-def _print_files(files: list[Path], run_dir: Path, *, verbose: bool) -> None:
-    if verbose:
-        for path in files:
-            print(f"wrote         {path}")
-    else:
-        print(f"wrote {len(files)} tables, plots and logs under {run_dir} (list them with --verbose)")
+def _add_stage_time(folder: RunFolder, stage: str, seconds: float, *, replace: bool = False) -> dict[str, Any]:
+    """run.json's ``stage_s``: seconds per stage (search, designed, report);
+    a resumed search adds to its stage, a rebuilt report replaces its own."""
+    stages = dict(folder.info().get("stage_s") or {})
+    stages[stage] = seconds + (0.0 if replace else float(stages.get(stage, 0.0)))
+    return folder.update(stage_s=stages)
 
 
-def _print_answer(written: WrittenReport, width: int = 100) -> None:
-    """The answer, one claim per paragraph, and where the tables are: last, so it is what a user sees."""
-    print()
-    for part in written.answer:
-        print(textwrap.fill(part, width=width, break_on_hyphens=False))
-        print()
-    print(f"answer and tables: {written.path}")
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def list_runs_command(storage: Path, study: str) -> int:
-    runs = run_folder.list_runs(storage, study)
-    if not runs:
-        print(f"no runs of {study} under {storage / study}")
-        return 0
-    for run_dir in runs:
-        info = run_folder.read_run_info(run_dir)
-        counts = ", ".join(f"{n} {s}" for s, n in (info.get("trial_counts") or {}).items())
-        started = time.strftime("%Y-%m-%d %H:%M", time.localtime(info.get("started", 0)))
-        print(f"{run_dir.name:24s} {info.get('status', '?'):11s} started {started}  {stage_summary(info)}  {counts}")
-    return 0
-
-
-def report_command(storage: Path, study: str, run: str | None, *, verbose: bool = False) -> int:
-    run_dir = (storage / study / run) if run else run_folder.latest_run(storage, study)
-    if not (run_dir / run_folder.RUN_FILE).is_file():
-        raise UserError(f"{run_dir}: no such run (see `python studies/run.py {study} --runs`)")
-    spec = spec_of_run(run_dir, for_training=False)
-    started = time.time()
-    written = write_outputs(run_dir, spec)
-    print(f"report of {run_dir} rebuilt in {time.time() - started:.1f} s")
-    _print_files(written.files, run_dir, verbose=verbose)
-    _print_answer(written)
-    return 0
+def _remove_if_empty(run_dir: Path) -> None:
+    for path in (run_dir, run_dir.parent, run_dir.parent.parent):
+        if path.is_dir() and not any(path.iterdir()):
+            path.rmdir()

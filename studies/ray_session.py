@@ -8,6 +8,7 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from studies.errors import UserError
 
@@ -25,7 +26,7 @@ def check_address(address: str, timeout: float = 5.0) -> None:
         raise UserError(f"--address {address}: cannot reach a Ray cluster there ({exc.__class__.__name__}: {exc})") from None
 
 
-def _worker_logging() -> object:
+def _worker_logging() -> Any:
     """Workers log warnings and errors only (not one line per checkpoint)."""
     import ray
 

@@ -13,6 +13,7 @@ import os
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,68 @@ RUN_FILE = "run.json"
 TUNE_TRIAL_ID_ATTR = "tune_trial_id"
 # Set (True) on an Optuna trial that a killed driver asked for but Tune never recorded.
 ORPHANED_ATTR = "orphaned_by_driver_kill"
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """Every path of one run, named once: the writers (driver, tuner, designed
+    stage) and the readers (report) both ask this."""
+
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def run_json(self) -> Path:
+        return self.path / RUN_FILE
+
+    @property
+    def spec_copy(self) -> Path:
+        return self.path / "spec.yaml"
+
+    @property
+    def search_space_copy(self) -> Path:
+        return self.path / "search_space.yaml"
+
+    @property
+    def optuna_db(self) -> Path:
+        return self.path / "optuna.db"
+
+    @property
+    def optuna_url(self) -> str:
+        return f"sqlite:///{self.optuna_db}"
+
+    @property
+    def designed(self) -> Path:
+        """The designed stage's own Tune experiment (confirmation, leave-one-out)."""
+        return self.path / "confirm"
+
+    @property
+    def candidates(self) -> Path:
+        return self.designed / "candidates.json"
+
+    @property
+    def tables(self) -> Path:
+        return self.path / "tables"
+
+    @property
+    def plots(self) -> Path:
+        return self.path / "plots"
+
+    @property
+    def report(self) -> Path:
+        return self.tables / "ablation.md"
+
+    def exists(self) -> bool:
+        return self.run_json.is_file()
+
+    def info(self) -> dict[str, Any]:
+        return read_run_info(self.path)
+
+    def update(self, **changes: Any) -> dict[str, Any]:
+        return update_run_info(self.path, **changes)
 
 
 def study_root(storage: Path, study: str) -> Path:

@@ -19,11 +19,12 @@ from studies.errors import UserError
 from studies.optuna_bridge import TruthfulOptunaSearch, sqlite_storage
 from studies.progress import ProgressLines, Rungs
 from studies.quiet import quiet_optuna, quiet_tune
+from studies.run_folder import RunFolder
 from studies.search_space import define_by_run
 from studies.spec import StudySpec
 from studies.tensorboard_logger import TBXScalarsCallback
 
-OPTUNA_DB = "optuna.db"
+OPTUNA_DB = RunFolder(Path()).optuna_db.name
 TIME_ATTR = "epoch"
 
 
@@ -69,6 +70,7 @@ def trial_resources(spec: StudySpec) -> dict[str, float]:
 
 def make_trainable(spec: StudySpec, data: dict[str, Any] | None) -> Any:
     target = spec.family_info.trainable if spec.family_info else spec.trainable
+    assert target is not None  # load_spec requires a family or a trainable
     fn = import_trainable(target)
     if data is not None:
         fn = tune.with_parameters(fn, data=data)
@@ -79,15 +81,16 @@ def build_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
     """The spec's ``search:`` block as an Optuna sampler."""
     s = spec.search
     samplers = optuna.samplers
+    startup = s.n_startup_trials if s.n_startup_trials is not None else 10  # load_spec fills it for tpe and gp
     if s.sampler == "tpe":
-        extra = {} if s.multivariate is None else {"multivariate": s.multivariate}  # None: Optuna's default
-        return samplers.TPESampler(seed=s.seed, n_startup_trials=s.n_startup_trials, group=s.group, **extra)
+        extra: dict[str, Any] = {} if s.multivariate is None else {"multivariate": s.multivariate}  # None: Optuna's default
+        return samplers.TPESampler(seed=s.seed, n_startup_trials=startup, group=s.group, **extra)
     if s.sampler == "random":
         return samplers.RandomSampler(seed=s.seed)
     if s.sampler == "qmc":
         return samplers.QMCSampler(seed=s.seed, scramble=True)  # an unscrambled Sobol sequence ignores the seed
     if s.sampler == "gp":
-        return samplers.GPSampler(seed=s.seed, n_startup_trials=s.n_startup_trials)
+        return samplers.GPSampler(seed=s.seed, n_startup_trials=startup)
     if s.sampler == "cmaes":
         # Under ASHA most trials end PRUNED; CMA-ES would otherwise learn only from the few that ran to the end.
         return samplers.CmaEsSampler(seed=s.seed, consider_pruned_trials=True)
@@ -106,7 +109,7 @@ def build_searcher(spec: StudySpec, run_dir: Path) -> TruthfulOptunaSearch:
         points_to_evaluate=[spec.reference_point()],  # trial 0: the baseline is always measured
         sampler=build_sampler(spec),
         study_name=spec.name,
-        storage=sqlite_storage(str(run_dir / OPTUNA_DB)),
+        storage=sqlite_storage(str(RunFolder(run_dir).optuna_db)),
         max_epochs=spec.budget.max_epochs,
         time_attr=TIME_ATTR,
         study_seed=spec.seed,

@@ -9,6 +9,7 @@ from typing import Any
 import pandas as pd
 
 from studies.report.trials import RunTrials
+from studies.run_folder import RunFolder
 
 
 def _trial_seconds(run_dir: Path, trial_dir: str) -> float:
@@ -24,7 +25,7 @@ def _trial_seconds(run_dir: Path, trial_dir: str) -> float:
 
 
 def _designed_cost(run_dir: Path) -> tuple[int, int, float] | None:
-    folder = run_dir / "confirm"
+    folder = RunFolder(run_dir).designed
     if not folder.is_dir():
         return None
     runs, epochs, secs = 0, 0, 0.0

@@ -30,6 +30,7 @@ from studies.report.space import factor_infos
 from studies.report.tensorboard_hparams import write_hparams
 from studies.report.trials import STATUS_COMPLETE, RunTrials
 from studies.report.trials_table import write_trials_table
+from studies.run_folder import RunFolder
 
 CAPTION_STATS = ("Mean ± 95% t-interval; each level vs the reference level by a two-sided Mann-Whitney U test, "
                  "p-values Holm-corrected within the table; * p_holm < 0.05, ** p_holm < 0.01.")
@@ -147,11 +148,11 @@ class WrittenReport:
 
 
 def write_report(run_dir: Path, run: RunTrials, *, spec: Any, info: dict[str, Any]) -> WrittenReport:
-    tables_dir, plots_dir = run_dir / "tables", run_dir / "plots"
+    tables_dir, plots_dir = RunFolder(run_dir).tables, RunFolder(run_dir).plots
     tables_dir.mkdir(exist_ok=True)
     plots_dir.mkdir(exist_ok=True)
     written = write_trials_table(run, tables_dir, metric=spec.metric, mode=spec.mode)
-    report = tables_dir / "ablation.md"
+    report = RunFolder(run_dir).report
     if run.trials.empty or run.history.empty:
         none_yet = f"No trial of run `{run_dir.name}` has reported an epoch."
         report.write_text(f"# {spec.name}: no results yet\n\n{none_yet}\n")
@@ -245,7 +246,7 @@ def write_report(run_dir: Path, run: RunTrials, *, spec: Any, info: dict[str, An
 
 def _plots_of_the_trials(run_dir: Path, run: RunTrials, spec: Any, ab: AblationResult, factors: list,
                          confirmation: Any) -> list[Path]:
-    tables_dir, plots_dir = run_dir / "tables", run_dir / "plots"
+    tables_dir, plots_dir = RunFolder(run_dir).tables, RunFolder(run_dir).plots
     a = spec.ablation
     written = [plots.plot_factors(run, ab, factors, a.bins, plots_dir)]
     order = run.trials.sort_values(["epochs", f"last_{spec.metric}"], ascending=[False, spec.mode == "min"])
