@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import contextmanager
 
 import optuna
 
@@ -40,9 +40,11 @@ def environ(**values: str) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def quiet_tune() -> AbstractContextManager[None]:
-    """Around ``Tuner.fit``: Tune's legacy output engine, silent at verbose=0."""
-    return environ(RAY_AIR_NEW_OUTPUT="0")
+@contextmanager
+def quiet_tune() -> Iterator[None]:
+    """Around ``Tuner.fit``: Tune's legacy output engine, silent at verbose=0, and Optuna at WARNING."""
+    with environ(RAY_AIR_NEW_OUTPUT="0"), quiet_optuna():
+        yield
 
 
 class _DropMessages(logging.Filter):
@@ -70,6 +72,13 @@ def quiet_ray_start() -> None:
             logger.addFilter(drop)
 
 
-def quiet_optuna() -> None:
-    """Optuna's INFO lines (study created, trial finished) are not ours to print."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+@contextmanager
+def quiet_optuna(level: int = logging.WARNING) -> Iterator[None]:
+    """Optuna's INFO lines (study created, trial finished) are not ours to print;
+    its verbosity is put back afterwards."""
+    before = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(level)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(before)

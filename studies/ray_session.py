@@ -6,7 +6,7 @@ import logging
 import os
 import socket
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -62,9 +62,10 @@ def ray_session(address: str | None, *, num_cpus: int | None = None, num_gpus: i
     left by a crashed run must not make us attach to a cluster that is gone."""
     import ray
 
-    from studies.quiet import quiet_ray_start
+    from studies.quiet import environ, quiet_ray_start
 
     quiet_ray_start()
+    scoped = ExitStack()  # environment changes made for this session, undone when it ends
     if address:
         check_address(address)
         try:
@@ -80,14 +81,16 @@ def ray_session(address: str | None, *, num_cpus: int | None = None, num_gpus: i
         paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
         wanted = [p for p in (str(Path(__file__).resolve().parents[1]), os.getcwd()) if p not in paths]
         if wanted:
-            os.environ["PYTHONPATH"] = os.pathsep.join([*wanted, *paths])
+            scoped.enter_context(environ(PYTHONPATH=os.pathsep.join([*wanted, *paths])))
         try:
             ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
                      logging_level=logging.WARNING, logging_config=_worker_logging())
         except Exception as exc:  # Ray raises a bare Exception when its processes do not come up
+            scoped.close()
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
             raise UserError(f"could not start a local Ray ({first}); is the machine overloaded, or out of /tmp space?") from None
-    try:
-        yield dict(ray.cluster_resources())
-    finally:
-        ray.shutdown()
+    with scoped:
+        try:
+            yield dict(ray.cluster_resources())
+        finally:
+            ray.shutdown()

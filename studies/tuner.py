@@ -32,12 +32,16 @@ def import_trainable(target: str) -> Callable[..., Any]:
     """``package.module:function`` -> the function (imported here, on the driver,
     so a typo fails before any trial starts)."""
     module_name, _, attr = target.partition(":")
-    if os.getcwd() not in sys.path:  # "importable from the working directory", as on the workers
+    added = os.getcwd() not in sys.path  # "importable from the working directory", as on the workers
+    if added:
         sys.path.append(os.getcwd())
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise UserError(f"trainable {target!r}: cannot import module {module_name!r} ({exc})") from None
+    finally:  # the module stays imported; the path goes back as it was
+        if added:
+            sys.path.remove(os.getcwd())
     fn = getattr(module, attr, None)
     if not callable(fn):
         raise UserError(f"trainable {target!r}: module {module_name!r} has no function {attr!r}")
@@ -101,19 +105,19 @@ def build_searcher(spec: StudySpec, run_dir: Path) -> TruthfulOptunaSearch:
     """For a new run only: OptunaSearch enqueues ``points_to_evaluate`` into the
     Optuna study when it is built, and Tuner.restore unpickles the searcher
     instead of building it, so a resumed run does not measure the point twice."""
-    quiet_optuna()
-    return TruthfulOptunaSearch(
-        space=define_by_run(spec.params),
-        metric=spec.metric,
-        mode=spec.mode,
-        points_to_evaluate=[spec.reference_point()],  # trial 0: the baseline is always measured
-        sampler=build_sampler(spec),
-        study_name=spec.name,
-        storage=sqlite_storage(str(RunFolder(run_dir).optuna_db)),
-        max_epochs=spec.budget.max_epochs,
-        time_attr=TIME_ATTR,
-        study_seed=spec.seed,
-    )
+    with quiet_optuna():  # the searcher creates (or loads) the Optuna study here
+        return TruthfulOptunaSearch(
+            space=define_by_run(spec.params),
+            metric=spec.metric,
+            mode=spec.mode,
+            points_to_evaluate=[spec.reference_point()],  # trial 0: the baseline is always measured
+            sampler=build_sampler(spec),
+            study_name=spec.name,
+            storage=sqlite_storage(str(RunFolder(run_dir).optuna_db)),
+            max_epochs=spec.budget.max_epochs,
+            time_attr=TIME_ATTR,
+            study_seed=spec.seed,
+        )
 
 
 def build_scheduler(spec: StudySpec) -> ASHAScheduler:

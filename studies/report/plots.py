@@ -5,23 +5,27 @@ from __future__ import annotations
 import math
 import textwrap
 from pathlib import Path
+from typing import Any
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-
-from studies.report.ablation import AblationResult, FactorInfo, level_labels, values_at_epoch  # noqa: E402
-from studies.report.trials import RunTrials  # noqa: E402
+from studies.report.ablation import AblationResult, FactorInfo, level_labels, values_at_epoch
+from studies.report.trials import RunTrials
 
 
-def _save(fig: plt.Figure, path: Path, rect: tuple[float, float, float, float] | None = None) -> Path:
+def _subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float], squeeze: bool = True) -> tuple[Figure, Any]:
+    """A figure with its own Agg canvas: no pyplot, so no global backend or figure registry."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, squeeze=squeeze)
+
+
+def _save(fig: Figure, path: Path, rect: tuple[float, float, float, float] | None = None) -> Path:
     fig.tight_layout(rect=rect)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path
 
 
@@ -55,7 +59,7 @@ def _data_limits(values: list[float], intervals: list[tuple[int, float, float]],
     return lo_reach - AXIS_PAD * span, hi_reach + top_pad * span
 
 
-def _mark_clipped(ax: plt.Axes, x: float, end: float, *, top: bool) -> None:
+def _mark_clipped(ax: Axes, x: float, end: float, *, top: bool) -> None:
     """A triangle on the axis edge where an interval leaves it, with the interval's end beside it."""
     edge = ax.get_ylim()[1 if top else 0]
     ax.plot([x], [edge], marker="^" if top else "v", ms=7, color="k", clip_on=False, zorder=5, gid=CLIPPED_GID)
@@ -72,7 +76,7 @@ def plot_factors(run: RunTrials, ablation: AblationResult, factors: list[FactorI
     cols = min(3, n)
     rows = math.ceil(n / cols)
     height = 3.8 * rows + 0.6
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, height), squeeze=False)
+    fig, axes = _subplots(rows, cols, figsize=(5.2 * cols, height), squeeze=False)
     trials = run.trials.set_index("trial_id")
     infos = {f.name: f for f in factors}
     any_clipped = False
@@ -128,7 +132,7 @@ def _wrap(paragraphs: list[str], *, width_in: float, fontsize: float) -> str:
 
 
 def plot_learning_curves(run: RunTrials, metric: str, mode: str, best_ids: list[str], baseline_ids: list[str], out: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    fig, ax = _subplots(figsize=(7.5, 4.5))
     h = run.history
     if not h.empty and metric in h.columns:
         for i, tid in enumerate(best_ids):
@@ -154,7 +158,7 @@ def plot_learning_curves(run: RunTrials, metric: str, mode: str, best_ids: list[
 
 def plot_importances(importances: pd.DataFrame, out: Path, rung: int | None = None) -> Path:
     """fANOVA share beside PED-ANOVA (scaled to its largest), one row per parameter."""
-    fig, ax = plt.subplots(figsize=(7, 0.8 + 0.5 * max(1, len(importances))))
+    fig, ax = _subplots(figsize=(7, 0.8 + 0.5 * max(1, len(importances))))
     d = importances.iloc[::-1]
     y = np.arange(len(d))
     ax.barh(y + 0.27, d["modelled_share"].fillna(0), height=0.27, color="C0", label="modelled main effects: share of variance")
@@ -176,7 +180,7 @@ def plot_modelled(tables: list, metric: str, rung: int, out: Path) -> Path:
     n = max(1, len(tables))
     cols = min(3, n)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(5.2 * cols, 3.6 * rows), squeeze=False)
+    fig, axes = _subplots(rows, cols, figsize=(5.2 * cols, 3.6 * rows), squeeze=False)
     for ax, t in zip(axes.flat, tables):
         d = t.table
         x = np.arange(len(d))
@@ -200,7 +204,7 @@ def plot_modelled(tables: list, metric: str, rung: int, out: Path) -> Path:
 
 def plot_leave_one_out(table: pd.DataFrame, metric: str, out: Path) -> Path:
     """Paired change from setting each factor of the best config to its baseline."""
-    fig, ax = plt.subplots(figsize=(7, 0.9 + 0.55 * max(1, len(table))))
+    fig, ax = _subplots(figsize=(7, 0.9 + 0.55 * max(1, len(table))))
     d = table.iloc[::-1]
     y = np.arange(len(d))
     err = np.vstack([d["delta"] - d["delta_lo"], d["delta_hi"] - d["delta"]]).clip(min=0)
@@ -216,7 +220,7 @@ def plot_leave_one_out(table: pd.DataFrame, metric: str, out: Path) -> Path:
 
 def plot_confirmation(runs: pd.DataFrame, metric: str, out: Path) -> Path:
     """One box per confirmed config (its seeds as dots), baseline first."""
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = _subplots(figsize=(7, 4))
     labels = list(dict.fromkeys(runs["config"]))
     data = [runs.loc[runs["config"] == c, metric].dropna().to_numpy() for c in labels]
     box = ax.boxplot(data, tick_labels=labels, showmeans=True, meanprops={"zorder": 4}, medianprops={"zorder": 4})
@@ -248,7 +252,7 @@ def plot_per_frame(run: RunTrials, name: str, columns: list[str], best_ids: list
     last = h.sort_values("epoch").groupby("trial_id").tail(1).set_index("trial_id")
     frames = [int(c.rpartition("_frame_")[2]) for c in columns]
     rows = []
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    fig, ax = _subplots(figsize=(7.5, 4.5))
     for i, tid in enumerate(best_ids):
         if tid in last.index:
             y = last.loc[tid, columns].astype(float).to_numpy()
@@ -267,5 +271,4 @@ def plot_per_frame(run: RunTrials, name: str, columns: list[str], best_ids: list
     fig.tight_layout()
     path = out / f"{name}_per_frame.png"
     fig.savefig(path, dpi=110)
-    plt.close(fig)
     return path, pd.DataFrame(rows)
