@@ -49,7 +49,7 @@ def config_from_dict(cls: type[T], values: Mapping[str, Any], *, ignore: frozens
             continue
         f = fields[name]
         default = f.default if f.default is not dataclasses.MISSING else (
-            f.default_factory() if f.default_factory is not dataclasses.MISSING else None  # type: ignore[misc]
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None
         )
         kwargs[name] = _coerce(name, value, default)
     return cls(**kwargs)

@@ -106,6 +106,7 @@ class MaskedRegressionStats:
         if self.sse is None:
             self.sse, self.sum_y, self.sum_y2 = sse, sy, sy2
         else:
+            assert self.sum_y is not None and self.sum_y2 is not None   # set together with sse
             self.sse, self.sum_y, self.sum_y2 = self.sse + sse, self.sum_y + sy, self.sum_y2 + sy2
         self.frames += int(p.shape[0])
 
@@ -117,6 +118,7 @@ class MaskedRegressionStats:
     def r2(self) -> float:
         if self.sse is None or self.frames == 0:
             return float("nan")
+        assert self.sum_y is not None and self.sum_y2 is not None   # update() sets them together with sse
         ss_tot = (self.sum_y2 - self.sum_y.pow(2) / self.frames).clamp_min(0.0).sum()
         if float(ss_tot) == 0.0:
             return float("nan")  # constant targets: R^2 is undefined

@@ -43,9 +43,9 @@ def run_epochs(
     on_epoch: EpochCallback | None = None,
 ) -> list[dict[str, float]]:
     """Train epochs ``start_epoch .. max_epochs-1``; return every epoch's metrics."""
-    history = []
+    history: list[dict[str, float]] = []
     for epoch in range(start_epoch, max_epochs):
-        metrics = {"epoch": epoch + 1}
+        metrics: dict[str, float] = {"epoch": epoch + 1}
         train = experiment.train_epoch(epoch)
         check_finite(train, epoch + 1)
         metrics.update(train)

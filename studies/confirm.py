@@ -61,10 +61,10 @@ def run_confirmation(spec: StudySpec, run_dir: Path, run: RunTrials, data: dict[
     candidates = plan["configs"]
     n_seeds = max([c["seeds"] for c in candidates] or [0])
     seeds = [spec.seed + 1000 + i for i in range(n_seeds)]
-    run = RunFolder(run_dir)
-    folder = run.designed
+    paths = RunFolder(run_dir)
+    folder = paths.designed
     folder.mkdir(parents=True, exist_ok=True)
-    run.candidates.write_text(json.dumps(
+    paths.candidates.write_text(json.dumps(
         {**plan, "seeds": spec.ablation.confirm.seeds, "seed_values": seeds, "max_epochs": spec.budget.max_epochs},
         indent=2, default=str))
     fill = _placeholders(spec)

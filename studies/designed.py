@@ -43,7 +43,8 @@ def plan_designed(run: RunTrials, *, params: list[Any], metric: str, mode: str, 
     df["_value"] = [_rank_value(r, metric) for _, r in df.iterrows()]
     df = df.sort_values(["_complete", "_value"], ascending=[False, mode == "min"], na_position="last")
     top_k = top_k if confirm else 1
-    tops, seen = [], set()
+    tops: list[dict[str, Any]] = []
+    seen: set[str] = set()
     for _, row in df.iterrows():
         chosen = active_params(params, {p.name: row.get(p.name) for p in params})
         key = _key(chosen)

@@ -47,8 +47,10 @@ class Param:
 
     def distribution(self) -> optuna.distributions.BaseDistribution:
         if self.type == "float":
+            assert self.low is not None and self.high is not None   # the parser gives every numeric one a range
             return optuna.distributions.FloatDistribution(self.low, self.high, log=self.log, step=self.step)
         if self.type == "int":
+            assert self.low is not None and self.high is not None   # the parser gives every numeric one a range
             return optuna.distributions.IntDistribution(int(self.low), int(self.high), log=self.log, step=int(self.step or 1))
         return optuna.distributions.CategoricalDistribution(self.choices)
 
@@ -163,8 +165,10 @@ class DefineByRun:
             if not p.active(values):
                 continue
             if p.type == "float":
+                assert p.low is not None and p.high is not None   # the parser gives every numeric one a range
                 values[p.name] = trial.suggest_float(p.name, p.low, p.high, log=p.log, step=p.step)
             elif p.type == "int":
+                assert p.low is not None and p.high is not None   # the parser gives every numeric one a range
                 values[p.name] = trial.suggest_int(p.name, int(p.low), int(p.high), log=p.log, step=int(p.step or 1))
             else:
                 values[p.name] = trial.suggest_categorical(p.name, list(p.choices))

@@ -12,6 +12,7 @@ import copy
 import dataclasses
 import importlib.util
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,6 +142,7 @@ def _centre(p: Param) -> Any:
     """A categorical's first choice; a range's (geometric, for log) centre, on its int / step grid."""
     if p.type == "categorical":
         return p.choices[0]
+    assert p.low is not None and p.high is not None   # a numeric parameter always has a range (search_space)
     mid = math.sqrt(p.low * p.high) if p.log else (p.low + p.high) / 2
     if p.step is not None:
         mid = p.low + round((mid - p.low) / p.step) * p.step  # stays <= high, as step <= high - low
@@ -300,6 +302,7 @@ def _check_numeric_baseline(source: str, p: Param, value: Any) -> Any:
             value = float(value)
         except ValueError:
             pass
+    assert p.low is not None and p.high is not None   # a numeric parameter always has a range (search_space)
     integer = p.type == "int"
     kind = "an integer" if integer else "a number"
     grid = f" on the grid {p.low} + k * {p.step}" if p.step is not None else ""
@@ -364,7 +367,7 @@ def load_spec(
     path: Path,
     *,
     smoke: bool = False,
-    overrides: list[str] = (),
+    overrides: Sequence[str] = (),
     search_space_path: Path | None = None,
     name: str | None = None,
     check_family: bool = True,

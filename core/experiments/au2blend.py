@@ -106,8 +106,8 @@ class Au2BlendConfig:
 def load_data(config: Au2BlendConfig, *, data_path: str | None, cache_dir: str | Path) -> dict[str, np.ndarray]:
     """A user's HDF5 file, or the synthetic set from (and into) the cache."""
     if data_path is None:
-        params = dict(num_sequences=config.num_sequences, min_length=config.min_length, max_length=config.max_length,
-                      delay=config.delay, noise=config.noise, seed=config.data_seed)
+        params: dict[str, Any] = dict(num_sequences=config.num_sequences, min_length=config.min_length, max_length=config.max_length,
+                                      delay=config.delay, noise=config.noise, seed=config.data_seed)
         data_path = str(cached_hdf5(cache_dir, "au2blend", params, lambda: generate_au2blend(**params), SCHEMA))
     arrays = load_hdf5(data_path, SCHEMA)
     check_au2blend_arrays(arrays, data_path)

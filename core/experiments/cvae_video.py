@@ -122,8 +122,8 @@ class CvaeVideoConfig:
 def load_data(config: CvaeVideoConfig, *, data_path: str | None, cache_dir: str | Path) -> dict[str, np.ndarray]:
     """A user's HDF5 file, or the synthetic set from (and into) the cache."""
     if data_path is None:
-        params = dict(num_clips=config.num_clips, clip_length=config.clip_length, frame_size=config.frame_size,
-                      channels=config.channels, noise=config.noise, speed=config.motion_speed, seed=config.data_seed)
+        params: dict[str, Any] = dict(num_clips=config.num_clips, clip_length=config.clip_length, frame_size=config.frame_size,
+                                      channels=config.channels, noise=config.noise, speed=config.motion_speed, seed=config.data_seed)
         data_path = str(cached_hdf5(cache_dir, "video", params, lambda: generate_video(**params), SCHEMA))
     arrays = load_hdf5(data_path, SCHEMA)
     check_video_arrays(arrays, data_path)
@@ -229,7 +229,8 @@ class CvaeVideoExperiment:
         c = self.config
         self.model.eval()
         gen = torch.Generator(device=self.device).manual_seed(c.seed * 7_919 + epoch)
-        curve_sum, kl_sum, n = None, 0.0, 0
+        curve_sum: torch.Tensor | None = None
+        kl_sum, n = 0.0, 0
         for start in range(0, len(self.val_idx), c.val_batch_size):
             idx = self.val_idx[start : start + c.val_batch_size]
             frames, pose_maps = self.frames[idx], self.pose_maps[idx]                   # (B, T, ...)
@@ -240,10 +241,11 @@ class CvaeVideoExperiment:
             curve_sum = curve if curve_sum is None else curve_sum + curve
             kl_sum += float(gaussian_kl(mu.float(), logvar.float()).sum()) / mu[0].numel()
             n += len(idx)
-        curve = (curve_sum / n).tolist()
-        out = {psnr_metric_name(k + 1): float(v) for k, v in enumerate(curve)}
-        out["val_psnr"] = float(np.mean(curve))
-        out["val_kl"] = kl_sum / (n * len(curve))
+        assert curve_sum is not None   # the config check keeps at least one validation clip
+        per_frame = (curve_sum / n).tolist()
+        out = {psnr_metric_name(k + 1): float(v) for k, v in enumerate(per_frame)}
+        out["val_psnr"] = float(np.mean(per_frame))
+        out["val_kl"] = kl_sum / (n * len(per_frame))
         return out
 
     def state_dict(self) -> dict[str, Any]:

@@ -78,8 +78,8 @@ class HandActionConfig:
 def load_data(config: HandActionConfig, *, data_path: str | None, cache_dir: str | Path) -> dict[str, np.ndarray]:
     """A user's HDF5 file, or the synthetic joint sequences from (and into) the cache."""
     if data_path is None:
-        params = dict(num_sequences=config.num_sequences, min_length=config.min_length, max_length=config.max_length,
-                      joint_noise_mm=config.joint_noise_mm, seed=config.data_seed)
+        params: dict[str, Any] = dict(num_sequences=config.num_sequences, min_length=config.min_length, max_length=config.max_length,
+                                      joint_noise_mm=config.joint_noise_mm, seed=config.data_seed)
         data_path = str(cached_hdf5(cache_dir, "hand_actions", params, lambda: generate_hand_actions(**params), SEQUENCE_SCHEMA))
     arrays = load_hdf5(data_path, SEQUENCE_SCHEMA)
     check_sequence_arrays(arrays, data_path)
@@ -115,7 +115,8 @@ class HandActionExperiment:
         self.raw_features = joint_features(joints, self.lengths)                   # (N, T, 63)
         T = self.raw_features.shape[1]
         self.valid = torch.arange(T, device=dev)[None] < self.lengths[:, None]       # (N, T)
-        self.pca_mean = self.pca_components = None
+        self.pca_mean: torch.Tensor | None = None
+        self.pca_components: torch.Tensor | None = None
         if c.pca_dim > 0:
             frames = self.raw_features[self.train_idx][self.valid[self.train_idx]]   # (M, 63) valid training frames
             if c.pca_dim > min(frames.shape):
@@ -132,6 +133,7 @@ class HandActionExperiment:
         """Model inputs (N, T, F): the joint features or their PCA coefficients, 0 on padding."""
         if self.pca_mean is None:
             return self.raw_features
+        assert self.pca_components is not None   # fitted and loaded together with pca_mean
         return pca_encode(self.raw_features, self.pca_mean, self.pca_components) * self.valid[..., None]
 
     def _batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -173,9 +175,10 @@ class HandActionExperiment:
         return {"val_accuracy": correct / seen, "val_loss": total / seen}
 
     def state_dict(self) -> dict[str, Any]:
-        state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                 "model_args": self.model.constructor_args(), "config": asdict(self.config)}
+        state: dict[str, Any] = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                                 "model_args": self.model.constructor_args(), "config": asdict(self.config)}
         if self.pca_mean is not None:
+            assert self.pca_components is not None   # fitted and loaded together with pca_mean
             state["pca_mean"], state["pca_components"] = self.pca_mean.cpu().clone(), self.pca_components.cpu().clone()
         return state
 

@@ -123,9 +123,9 @@ class HandPoseConfig:
 def load_data(config: HandPoseConfig, *, data_path: str | None, cache_dir: str | Path) -> dict[str, np.ndarray]:
     """A user's HDF5 file, or the synthetic rendered set from (and into) the cache."""
     if data_path is None:
-        params = dict(num_sequences=config.num_sequences, frames_per_sequence=config.frames_per_sequence,
-                      image_size=config.image_size, noise_mm=config.noise_mm, dropout=config.pixel_dropout,
-                      seed=config.data_seed)
+        params: dict[str, Any] = dict(num_sequences=config.num_sequences, frames_per_sequence=config.frames_per_sequence,
+                                      image_size=config.image_size, noise_mm=config.noise_mm, dropout=config.pixel_dropout,
+                                      seed=config.data_seed)
         data_path = str(cached_hdf5(cache_dir, "hand_depth", params, lambda: generate_hand_depth(**params), SCHEMA))
     arrays = load_hdf5(data_path, SCHEMA)
     check_hand_arrays(arrays, data_path)

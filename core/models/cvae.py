@@ -24,6 +24,7 @@ Generating a clip feeds each predicted frame back as the next previous frame.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -82,6 +83,7 @@ class DecoderFusion(nn.Module):
         self.up2 = _block(w2 + channels + pose_channels, w2)
         self.out = nn.Conv2d(w2, channels, 3, padding=1)
         nn.init.zeros_(self.out.weight)   # start as "copy the previous frame" (see forward)
+        assert self.out.bias is not None   # nn.Conv2d's default bias=True
         nn.init.zeros_(self.out.bias)
 
     def forward(self, prev: torch.Tensor, prev_feat: tuple[torch.Tensor, torch.Tensor], pose: torch.Tensor,
@@ -109,6 +111,11 @@ def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 
 PoseFeatures = tuple[torch.Tensor, torch.Tensor, torch.Tensor]   # pose map, 1/2 and 1/4 features
+
+
+def map_pose_features(fn: Callable[[torch.Tensor], torch.Tensor], feats: PoseFeatures) -> PoseFeatures:
+    """``fn`` applied to each of the three tensors, in order (the result is still a triple)."""
+    return fn(feats[0]), fn(feats[1]), fn(feats[2])
 
 
 class CvaeVideo(nn.Module):
@@ -167,19 +174,19 @@ class CvaeVideo(nn.Module):
         pose_feat, mu, logvar = self.posterior_params(frames[:, 1:].flatten(0, 1), pose_maps[:, 1:].flatten(0, 1))
         z = reparameterize(mu, logvar, generator=generator)                    # (B*(T-1), z, h, w)
         per_clip = lambda x: x.unflatten(0, (B, T - 1))                        # noqa: E731  (B*(T-1), ...) -> (B, T-1, ...)
-        pose_feat = tuple(per_clip(f) for f in pose_feat)
+        pose_feat = map_pose_features(per_clip, pose_feat)
         mu, logvar, z = per_clip(mu), per_clip(logvar), per_clip(z)
         pred = frames.new_zeros((B, T - 1, *frames.shape[2:]))
         tf_idx, fr_idx = teacher.nonzero().flatten(), (~teacher).nonzero().flatten()
         if len(tf_idx):
-            feat = tuple(f[tf_idx].flatten(0, 1) for f in pose_feat)
+            feat = map_pose_features(lambda f: f[tf_idx].flatten(0, 1), pose_feat)
             out = self.decode(frames[tf_idx, :-1].flatten(0, 1), feat, z[tf_idx].flatten(0, 1))
             pred = pred.index_copy(0, tf_idx, out.unflatten(0, (len(tf_idx), T - 1)).to(pred.dtype))
         if len(fr_idx):
             prev, steps = frames[fr_idx, 0], []
-            feats = tuple(f[fr_idx] for f in pose_feat)
+            feats = map_pose_features(lambda f: f[fr_idx], pose_feat)
             for t in range(T - 1):
-                prev = self.decode(prev, tuple(f[:, t] for f in feats), z[fr_idx, t])
+                prev = self.decode(prev, (feats[0][:, t], feats[1][:, t], feats[2][:, t]), z[fr_idx, t])
                 steps.append(prev)
             pred = pred.index_copy(0, fr_idx, torch.stack(steps, dim=1).to(pred.dtype))
         return pred, mu, logvar

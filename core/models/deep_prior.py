@@ -96,6 +96,10 @@ class ConvBlock(nn.Module):
 class DeepPrior(nn.Module):
     """Depth crop (B, 1, S, S) [+ action label (B,)] -> normalised pose (B, J, 3)."""
 
+    # Registered buffers (see __init__), declared so that they type as tensors.
+    pca_mean: torch.Tensor
+    pca_components: torch.Tensor
+
     def __init__(
         self,
         *,

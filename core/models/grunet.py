@@ -28,6 +28,7 @@ family's batches: it trades the padding for per-step bookkeeping.)
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import cast
 
 import torch
 from torch import nn
@@ -159,7 +160,11 @@ class GruSeq2Seq(nn.Module):
     def cell(self, inputs: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
         """One decoder step: inputs (B, Dout + H [+ H]), state (B, H) -> (B, H)."""
         d = self.decoder
-        return torch.gru_cell(inputs, state, d.weight_ih_l0, d.weight_hh_l0, d.bias_ih_l0, d.bias_hh_l0)
+        # nn.GRU registers its per-layer parameters by name at run time, so torch's
+        # Module.__getattr__ can only type them as Tensor | Module; they are Parameters.
+        w_ih, w_hh = cast(torch.Tensor, d.weight_ih_l0), cast(torch.Tensor, d.weight_hh_l0)
+        b_ih, b_hh = cast(torch.Tensor, d.bias_ih_l0), cast(torch.Tensor, d.bias_hh_l0)
+        return torch.gru_cell(inputs, state, w_ih, w_hh, b_ih, b_hh)
 
     def forward(
         self,

@@ -122,6 +122,7 @@ def declared_edges(info: FactorInfo, bins: list[float] | None = None, n_bins: in
     range on the factor's own scale (log for log factors), edges rounded."""
     if bins:
         return [float(b) for b in bins]
+    assert info.low is not None and info.high is not None   # without bins, only for declared factors
     lo, hi = info.to_unit(np.array([info.low, info.high], dtype=float))
     inner = info.from_unit(np.linspace(lo, hi, n_bins + 1)[1:-1]) if info.type != "int" else \
         np.exp(np.linspace(lo, hi, n_bins + 1)[1:-1]) if info.log else np.linspace(lo, hi, n_bins + 1)[1:-1]
@@ -156,7 +157,7 @@ def level_labels(values: pd.Series, info: FactorInfo, edges: list[float] | None 
     if active.empty:
         return labels
     numeric = info.type in ("float", "int")
-    if not numeric or (info.type == "int" and (active.nunique() <= 6 if not info.declared else info.high - info.low <= 5) and not edges):
+    if not numeric or (info.type == "int" and (active.nunique() <= 6 if info.low is None or info.high is None else info.high - info.low <= 5) and not edges):
         labels.loc[active.index] = active.map(level_name)
         return labels
     if not info.declared and not edges and active.nunique() <= 3:

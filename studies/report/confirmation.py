@@ -11,15 +11,15 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from studies.report.ablation import holm
+from studies.run_folder import RunFolder
 
-CONFIRM_DIR = "confirm"
-CANDIDATES_FILE = "candidates.json"
 BASELINE_LABEL = "baseline"
 LOO_PREFIX = "without:"
 
@@ -50,12 +50,12 @@ def _params_text(params: dict) -> str:
     return ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
 
-def paired_comparison(x: pd.Series, base: pd.Series, mode: str) -> dict:
+def paired_comparison(x: pd.Series, base: pd.Series, mode: str) -> dict[str, Any]:
     """x against base over the seeds both ran (same seed, same data split):
     mean paired difference with a 95% t-interval, paired t-test p, and the
     seeds where x was better."""
     common = x.index.intersection(base.index)
-    out = {"n": len(common), "delta": math.nan, "delta_lo": math.nan, "delta_hi": math.nan, "p": math.nan, "wins": ""}
+    out: dict[str, Any] = {"n": len(common), "delta": math.nan, "delta_lo": math.nan, "delta_hi": math.nan, "p": math.nan, "wins": ""}
     if not len(common):
         return out
     diff = (x.loc[common] - base.loc[common]).to_numpy(dtype=float)
@@ -102,10 +102,11 @@ def load_confirmation(run_dir: Path, *, metric: str, mode: str) -> ConfirmationR
     if runs.empty:
         return ConfirmationResult(runs, None, caption, "The confirmation stage has not finished any run yet.")
     base = runs[runs["config"] == baseline_label].set_index("seed")[metric]
-    out, pvals = [], []
+    out: list[dict[str, Any]] = []
+    pvals: list[float] = []
     for label in labels:
         x = runs[runs["config"] == label].set_index("seed")[metric]
-        cmp = paired_comparison(x, base, mode) if label != baseline_label else {"p": math.nan, "wins": "", "delta": math.nan}
+        cmp: dict[str, Any] = paired_comparison(x, base, mode) if label != baseline_label else {"p": math.nan, "wins": "", "delta": math.nan}
         pvals.append(cmp["p"])
         out.append({"config": BASELINE_LABEL if label == baseline_label else label, "params": _params_text(params[label]),
                     "seeds": len(x), "mean": float(x.mean()) if len(x) else math.nan,
@@ -179,8 +180,7 @@ def _mark(p: float) -> str:
 
 
 def _load_designed(run_dir: Path, metric: str) -> tuple[dict, pd.DataFrame] | None:
-    folder = run_dir / CONFIRM_DIR
-    cand_path = folder / CANDIDATES_FILE
+    folder, cand_path = RunFolder(run_dir).designed, RunFolder(run_dir).candidates
     if not cand_path.is_file():
         return None
     candidates = json.loads(cand_path.read_text())

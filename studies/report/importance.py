@@ -46,6 +46,7 @@ FANOVA_TREES = 32
 def _distribution(info: FactorInfo) -> optuna.distributions.BaseDistribution:
     if info.type == "categorical":
         return optuna.distributions.CategoricalDistribution(info.choices)
+    assert info.low is not None and info.high is not None   # only declared factors are scored
     if info.type == "int":
         return optuna.distributions.IntDistribution(int(info.low), int(info.high), log=info.log)
     return optuna.distributions.FloatDistribution(float(info.low), float(info.high), log=info.log)

@@ -173,8 +173,10 @@ def declared_levels(f: FactorInfo, bins: list[float] | None) -> list[tuple[str, 
     """(label, how to draw it) per level: a choice, or a bin of the declared range."""
     if f.type == "categorical":
         return [(level_name(c), {"fixed": c}) for c in f.choices]
-    if f.type == "int" and (f.high - f.low) <= 5 and not bins:
-        return [(level_name(int(v)), {"fixed": float(v)}) for v in range(int(f.low), int(f.high) + 1)]
+    if f.type == "int":
+        assert f.low is not None and f.high is not None   # levels are only built for declared factors
+        if (f.high - f.low) <= 5 and not bins:
+            return [(level_name(int(v)), {"fixed": float(v)}) for v in range(int(f.low), int(f.high) + 1)]
     edges = declared_edges(f, bins)
     return [(label, {"within": (lo, hi)}) for label, lo, hi in zip(bin_labels(edges, f.log), edges[:-1], edges[1:])]
 
@@ -182,7 +184,8 @@ def declared_levels(f: FactorInfo, bins: list[float] | None) -> list[tuple[str, 
 def _space_for_level(factors: list[FactorInfo], f: FactorInfo, how: dict[str, Any], n: int, seed: int) -> pd.DataFrame:
     """``n`` configs uniform over the space where ``f`` is active, with ``f`` at the level."""
     rng = np.random.default_rng(seed)  # the same seed for every level: paired Monte-Carlo draws
-    kept, tries = [], 0
+    kept: list[pd.DataFrame] = []
+    tries = 0
     while sum(len(k) for k in kept) < n and tries < 50:
         draw = sample_space(factors, 2 * n, rng, fixed={f.name: how["fixed"]} if "fixed" in how else None,
                             within={f.name: how["within"]} if "within" in how else None)
@@ -206,7 +209,7 @@ def tail_p(diffs: np.ndarray) -> float:
     """Two-sided bootstrap p-value of a difference: twice the smaller share of
     bootstrap differences on either side of 0 (ties count on both sides)."""
     d = np.asarray(diffs, dtype=float)
-    return float(min(1.0, 2.0 * min(np.mean(d <= 0), np.mean(d >= 0))))
+    return float(min(1.0, 2.0 * min(float(np.mean(d <= 0)), float(np.mean(d >= 0)))))
 
 
 def percentile_interval(draws: np.ndarray, alpha: float) -> tuple[float, float]:
@@ -314,6 +317,7 @@ def modelled_tables(
         idx = rng.integers(0, n, n)
         yb = y[idx]
         if wild:  # a fresh noise draw: each residual keeps its size, its sign is flipped at random
+            assert oob is not None   # wild implies it
             yb = oob[idx] + rng.choice([-1.0, 1.0], n) * (y[idx] - oob[idx])
         boot[b] = marginals(Surrogate(encode.n_forest, N_BOOT_TREES, seed + 100 + b, oob=False).fit(X[idx], yb))
 

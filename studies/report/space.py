@@ -52,6 +52,7 @@ class FactorInfo:
         if self.type == "int":
             x = np.clip(np.round(x), self.low, self.high)
         elif self.step:
+            assert self.low is not None   # a step grid starts at the declared low
             x = np.clip(self.low + np.round((x - self.low) / self.step) * self.step, self.low, self.high)
         return x
 
@@ -62,6 +63,7 @@ class FactorInfo:
         lo = self.low if lo is None else lo
         hi = self.high if hi is None else hi
         if self.type == "int":  # every integer in [lo, hi) equally likely (log: weighted by its log-width)
+            assert lo is not None and hi is not None and self.high is not None   # only declared factors are sampled
             top = math.floor(hi) if hi >= self.high else math.ceil(hi) - 1  # the last bin holds `high`
             ints = np.arange(math.ceil(lo), top + 1)
             if self.log:

@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from studies.errors import UserError
-from studies.run_folder import ORPHANED_ATTR, TUNE_TRIAL_ID_ATTR
+from studies.run_folder import ORPHANED_ATTR, TUNE_TRIAL_ID_ATTR, RunFolder
 
 # How a trial ended, in words a reader of the table understands.
 STATUS_COMPLETE = "complete"
@@ -31,7 +31,7 @@ class RunTrials:
 
 
 def _read_results(path: Path) -> list[dict[str, Any]]:
-    rows = []
+    rows: list[dict[str, Any]] = []
     if not path.is_file():
         return rows
     for line in path.read_text().splitlines():
@@ -58,7 +58,7 @@ def _error_reason(trial_dir: Path) -> str:
 
 def _optuna_trials(run_dir: Path) -> dict[str, Any]:
     """Optuna's view of each Tune trial, keyed by Tune trial id."""
-    db = run_dir / "optuna.db"
+    db = RunFolder(run_dir).optuna_db
     if not db.is_file():
         return {}
     import optuna
