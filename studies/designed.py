@@ -8,6 +8,7 @@ from typing import Any
 
 import pandas as pd
 
+from studies.direction import Direction
 from studies.report.confirmation import BASELINE_LABEL, LOO_PREFIX
 from studies.report.trials import STATUS_COMPLETE, RunTrials
 
@@ -41,7 +42,7 @@ def plan_designed(run: RunTrials, *, params: list[Any], metric: str, mode: str, 
     df = run.trials.copy()
     df["_complete"] = df["status"] == STATUS_COMPLETE
     df["_value"] = [_rank_value(r, metric) for _, r in df.iterrows()]
-    df = df.sort_values(["_complete", "_value"], ascending=[False, mode == "min"], na_position="last")
+    df = df.sort_values(["_complete", "_value"], ascending=[False, Direction(mode).ascending], na_position="last")
     top_k = top_k if confirm else 1
     tops: list[dict[str, Any]] = []
     seen: set[str] = set()

@@ -15,6 +15,8 @@ from typing import Any, TextIO
 
 from ray.tune import Callback
 
+from studies.direction import Direction
+
 
 @dataclass(frozen=True)
 class Rungs:
@@ -85,7 +87,7 @@ class ProgressLines(Callback):
     def _better(self, value: float) -> bool:
         if self.best is None:
             return True
-        return value < self.best[0] if self.mode == "min" else value > self.best[0]
+        return Direction(self.mode).better(value, self.best[0])
 
     @staticmethod
     def label(trial: Any) -> str:

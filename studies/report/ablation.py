@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from studies.direction import Direction
 from studies.report.space import FactorInfo
 from studies.report.trials import RunTrials
 
@@ -316,7 +317,7 @@ def factor_table(
         if level != ref and len(x) >= 2 and len(ref_x) >= 2:
             p = float(stats.mannwhitneyu(x, ref_x, alternative="two-sided").pvalue)
         pvals.append(p)
-        best = (x.min() if mode == "min" else x.max()) if len(x) else math.nan
+        best = Direction(mode).best(x)
         rows.append({
             "level": level + (" (ref)" if level == ref else ""),
             "trials": len(ids), "at_rung": len(x), "repeats": repeats, "full_budget": full,

@@ -12,6 +12,7 @@ from typing import Any
 
 import pandas as pd
 
+from studies.direction import Direction
 from studies.report.analysis import Analysis
 from studies.report.confirmation import ConfirmationResult, LeaveOneOutResult
 from studies.report.modelled import best_level
@@ -54,7 +55,7 @@ def best_trial(run: RunTrials, metric: str, mode: str) -> pd.Series | None:
     if pool.empty:
         return None
     col = pool[f"last_{metric}"]
-    return pool.loc[col.idxmin() if mode == "min" else col.idxmax()]
+    return pool.loc[Direction(mode).idxbest(col)]
 
 
 def describe_params(row: pd.Series, params: list[str]) -> str:
@@ -95,7 +96,7 @@ def _disagreements(an: Analysis, loo: LeaveOneOutResult | None, mode: str) -> li
         return []
     out = []
     for _, r in loo.table[loo.table["sig"] != ""].iterrows():
-        helps = r["delta"] > 0 if mode == "min" else r["delta"] < 0
+        helps = Direction(mode).improves(-r["delta"])  # delta is variant minus best
         t = next((t for t in an.modelled.tables if t.factor == r["factor"]), None)
         if not helps or t is None or r["factor"] not in loo.best_params:
             continue
@@ -105,7 +106,7 @@ def _disagreements(an: Analysis, loo: LeaveOneOutResult | None, mode: str) -> li
         if level is None or level == t.reference:
             continue
         delta = t.table.loc[levels.index(level), "delta"]
-        better = delta < 0 if mode == "min" else delta > 0
+        better = Direction(mode).improves(delta)
         if not better:
             out.append(f"{r['factor']}={fmt(value, 3)}")
     return out
@@ -119,7 +120,7 @@ def answer_paragraph(run: RunTrials, an: Analysis, *, metric: str, mode: str, sc
 def answer_parts(run: RunTrials, an: Analysis, *, metric: str, mode: str, scale: str,
                  confirmation: ConfirmationResult | None, loo: LeaveOneOutResult | None) -> list[str]:
     """The answer's claims, strongest evidence first, one per element."""
-    better = "lower" if mode == "min" else "higher"
+    better = Direction(mode).word
     parts = [f"({better} {metric} is better)"]
     if loo is not None and loo.table is not None and not loo.table.empty:
         rows = []

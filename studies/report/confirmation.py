@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from studies.direction import Direction
 from studies.report.ablation import holm
 from studies.run_folder import RunFolder
 
@@ -59,7 +60,7 @@ def paired_comparison(x: pd.Series, base: pd.Series, mode: str) -> dict[str, Any
     if not len(common):
         return out
     diff = (x.loc[common] - base.loc[common]).to_numpy(dtype=float)
-    better = diff < 0 if mode == "min" else diff > 0
+    better = np.array([Direction(mode).improves(d) for d in diff])  # per seed
     out.update(delta=float(diff.mean()), wins=f"{int(better.sum())}/{len(common)}")
     if len(common) >= 2:
         if np.any(diff != diff[0]):

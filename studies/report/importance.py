@@ -37,6 +37,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
+from studies.direction import Direction
 from studies.report.space import FactorInfo
 
 MIN_TRIALS = 6
@@ -59,7 +60,7 @@ def _param_value(info: FactorInfo, v):
 
 
 def _study(configs: pd.DataFrame, values: pd.Series, infos: list[FactorInfo], mode: str) -> optuna.Study:
-    study = optuna.create_study(direction="minimize" if mode == "min" else "maximize")
+    study = optuna.create_study(direction=Direction(mode).optuna)
     dists = {f.name: _distribution(f) for f in infos}
     for idx in configs.index:
         params = {f.name: _param_value(f, configs.at[idx, f.name]) for f in infos}

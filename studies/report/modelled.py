@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from studies.direction import Direction
 from studies.report.ablation import bin_labels, declared_edges, holm, level_name, reference_of_levels
 from studies.report.space import FactorInfo, sample_space
 
@@ -366,4 +367,4 @@ def compare_to_reference(diffs: list[np.ndarray | None]) -> pd.DataFrame:
 
 def best_level(t: ModelledTable, mode: str) -> pd.Series:
     rows = t.table.dropna(subset=["marginal"])
-    return rows.loc[rows["marginal"].idxmin() if mode == "min" else rows["marginal"].idxmax()]
+    return rows.loc[Direction(mode).idxbest(rows["marginal"])]

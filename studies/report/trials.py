@@ -11,6 +11,7 @@ from typing import Any
 
 import pandas as pd
 
+from studies.direction import Direction
 from studies.errors import UserError
 from studies.run_folder import ORPHANED_ATTR, TUNE_TRIAL_ID_ATTR, RunFolder
 
@@ -114,7 +115,7 @@ def load_trials(run_dir: Path, *, metric: str, mode: str, params: list[str], max
         else:
             status = STATUS_INTERRUPTED if (ot is None or state == "RUNNING") else STATUS_PRUNED
         sampled = dict(ot.params) if ot is not None else {p: config.get(p) for p in params}
-        best = (min(finite) if mode == "min" else max(finite)) if finite else math.nan
+        best = Direction(mode).best(finite)
         rows.append({
             "trial_id": trial_id,
             "status": status,

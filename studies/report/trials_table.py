@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from studies.direction import Direction
 from studies.report.trials import RunTrials
 
 
@@ -16,7 +17,7 @@ def trials_table(run: RunTrials, *, metric: str, mode: str) -> pd.DataFrame:
         return run.trials
     cols = ["trial_id", *run.params, f"best_{metric}", f"last_{metric}", "epochs", "status", "error"]
     table = run.trials[[c for c in cols if c in run.trials.columns]]
-    return table.sort_values(["epochs", f"last_{metric}"], ascending=[False, mode == "min"],
+    return table.sort_values(["epochs", f"last_{metric}"], ascending=[False, Direction(mode).ascending],
                              na_position="last").reset_index(drop=True)
 
 
@@ -30,7 +31,7 @@ def write_trials_table(run: RunTrials, tables_dir: Path, *, metric: str, mode: s
         if pd.api.types.is_float_dtype(shown[col]):
             shown[col] = shown[col].map(lambda v: "" if pd.isna(v) else f"{v:.4g}")
     shown = shown.fillna("").astype(str).replace({"None": "", "nan": ""})
-    direction = "lower" if mode == "min" else "higher"
+    direction = Direction(mode).word
     md.write_text(
         f"# Trials ({len(table)})\n\n"
         f"One row per trial ({direction} `{metric}` is better): trials that ran more epochs first, then by "

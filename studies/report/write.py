@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from studies.direction import Direction
 from studies.report import plots
 from studies.report.ablation import AblationResult, FactorTable, build_ablation
 from studies.report.analysis import Analysis, analyse
@@ -249,7 +250,7 @@ def _plots_of_the_trials(run_dir: Path, run: RunTrials, spec: Any, ab: AblationR
     tables_dir, plots_dir = RunFolder(run_dir).tables, RunFolder(run_dir).plots
     a = spec.ablation
     written = [plots.plot_factors(run, ab, factors, a.bins, plots_dir)]
-    order = run.trials.sort_values(["epochs", f"last_{spec.metric}"], ascending=[False, spec.mode == "min"])
+    order = run.trials.sort_values(["epochs", f"last_{spec.metric}"], ascending=[False, Direction(spec.mode).ascending])
     best_ids = order[order["status"] == STATUS_COMPLETE]["trial_id"].head(5).tolist() or order["trial_id"].head(5).tolist()
     base_mask = pd.Series(True, index=run.trials.index)
     for key, value in a.baseline.items():
