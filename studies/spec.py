@@ -331,6 +331,9 @@ def _check_family_values(spec: StudySpec, family: Family) -> None:
     for p in spec.params:
         if p.name not in fields:
             raise UserError(f"{spec.search_space_path}: {p.name}: not a parameter of family {family.name} (known: {sorted(fields)})")
+        if p.name in getattr(family.module, "DATA_FIELDS", ()):
+            raise UserError(f"{spec.search_space_path}: {p.name}: a data field of family {family.name} (the data set is "
+                            "built once, before the trials, so searching it would change nothing); set it in config: instead")
         for value in p.probe_values():
             try:
                 config_from_dict(family.config_cls, {**base, p.name: value})

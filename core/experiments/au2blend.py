@@ -103,6 +103,12 @@ class Au2BlendConfig:
                 raise ConfigError(f"`{name}` is {getattr(self, name)}, expected >= 1")
 
 
+# The config fields load_data builds the data set from. The data is built once,
+# before the trials, so a search over one of them would be silently ignored:
+# studies/spec.py refuses it.
+DATA_FIELDS = frozenset({"data_seed", "delay", "max_length", "min_length", "noise", "num_sequences"})
+
+
 def load_data(config: Au2BlendConfig, *, data_path: str | None, cache_dir: str | Path) -> dict[str, np.ndarray]:
     """A user's HDF5 file, or the synthetic set from (and into) the cache."""
     if data_path is None:

@@ -119,6 +119,12 @@ class CvaeVideoConfig:
                 raise ConfigError(f"`{name}` is {getattr(self, name)}, expected >= 1")
 
 
+# The config fields load_data builds the data set from. The data is built once,
+# before the trials, so a search over one of them would be silently ignored:
+# studies/spec.py refuses it.
+DATA_FIELDS = frozenset({"channels", "clip_length", "data_seed", "frame_size", "motion_speed", "noise", "num_clips"})
+
+
 def load_data(config: CvaeVideoConfig, *, data_path: str | None, cache_dir: str | Path) -> dict[str, np.ndarray]:
     """A user's HDF5 file, or the synthetic set from (and into) the cache."""
     if data_path is None:

@@ -75,6 +75,12 @@ class HandActionConfig:
                 raise ConfigError(f"`{name}` is {getattr(self, name)}, expected >= 0")
 
 
+# The config fields load_data builds the data set from. The data is built once,
+# before the trials, so a search over one of them would be silently ignored:
+# studies/spec.py refuses it.
+DATA_FIELDS = frozenset({"data_seed", "joint_noise_mm", "max_length", "min_length", "num_sequences"})
+
+
 def load_data(config: HandActionConfig, *, data_path: str | None, cache_dir: str | Path) -> dict[str, np.ndarray]:
     """A user's HDF5 file, or the synthetic joint sequences from (and into) the cache."""
     if data_path is None:

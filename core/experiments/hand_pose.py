@@ -120,6 +120,12 @@ class HandPoseConfig:
                 raise ConfigError(f"`{name}` is {getattr(self, name)}, expected >= 0")
 
 
+# The config fields load_data builds the data set from. The data is built once,
+# before the trials, so a search over one of them would be silently ignored:
+# studies/spec.py refuses it.
+DATA_FIELDS = frozenset({"data_seed", "frames_per_sequence", "image_size", "noise_mm", "num_sequences", "pixel_dropout"})
+
+
 def load_data(config: HandPoseConfig, *, data_path: str | None, cache_dir: str | Path) -> dict[str, np.ndarray]:
     """A user's HDF5 file, or the synthetic rendered set from (and into) the cache."""
     if data_path is None:

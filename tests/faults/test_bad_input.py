@@ -47,6 +47,9 @@ def world(tmp_path: Path) -> dict[str, Path]:
     (tmp_path / "huge.yaml").write_text(spec.replace("num_samples: 48", "num_samples: 100000000"))
     (tmp_path / "bad_range.yaml").write_text(spec.replace("grace_period: 2 ", "grace_period: 99 "))
     (tmp_path / "bad_space_ref.yaml").write_text(spec.replace("search_space: mdn_ramp", "search_space: nowhere"))
+    space = (REPO / "search_spaces" / "mdn_ramp.yaml").read_text()
+    (tmp_path / "data_space.yaml").write_text(space + "num_sequences: {type: int, low: 32, high: 96}\n")
+    (tmp_path / "data_field.yaml").write_text(spec.replace("search_space: mdn_ramp", "search_space: data_space.yaml"))
     (tmp_path / "garbage.h5").write_bytes(b"not an hdf5 file at all")
     with h5py.File(tmp_path / "misshaped.h5", "w") as f:
         f["keypoints"] = np.zeros((4, 10, 17), np.float32)
@@ -77,6 +80,7 @@ CASES = [
     ("huge num_samples", ["{tmp}/huge.yaml"], "budget.num_samples: is 100000000"),
     ("grace > max_epochs", ["{tmp}/bad_range.yaml"], "budget.grace_period: is 99"),
     ("missing search space", ["{tmp}/bad_space_ref.yaml"], "nowhere.yaml: no such file"),
+    ("searched data field", ["{tmp}/data_field.yaml"], "num_sequences: a data field of family mdn_motion"),
     ("--set unknown key", ["mdn_ramp", "--set", "nope=1"], "--set nope=1: unknown key 'nope'"),
     ("--set malformed", ["mdn_ramp", "--set", "budget.max_epochs"], "expected key=value"),
     ("--set empty", ["mdn_ramp", "--set", ""], "expected key=value"),
