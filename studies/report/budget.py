@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from studies.report.trials import RunTrials
+from studies.report.trials import RESULT_FILE, RunTrials, read_results
 from studies.run_folder import RunFolder
 
 
 def _trial_seconds(run_dir: Path, trial_dir: str) -> float:
-    path = run_dir / trial_dir / "result.json"
     last = 0.0
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                last = max(last, float(json.loads(line).get("time_total_s", 0.0)))
-            except (json.JSONDecodeError, TypeError, ValueError):
-                continue
+    for r in read_results(run_dir / trial_dir):
+        try:
+            last = max(last, float(r.get("time_total_s", 0.0)))
+        except (TypeError, ValueError):
+            continue
     return last
 
 
@@ -29,14 +26,8 @@ def _designed_cost(run_dir: Path) -> tuple[int, int, float] | None:
     if not folder.is_dir():
         return None
     runs, epochs, secs = 0, 0, 0.0
-    for result in folder.glob("*/result.json"):
-        last_epoch = 0
-        for line in result.read_text().splitlines():
-            try:
-                r = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            last_epoch = max(last_epoch, int(r.get("epoch", 0)))
+    for result in folder.glob(f"*/{RESULT_FILE}"):
+        last_epoch = max([int(r.get("epoch", 0)) for r in read_results(result.parent)] or [0])
         runs += 1
         epochs += last_epoch
         secs += _trial_seconds(run_dir, str(result.parent.relative_to(run_dir)))

@@ -19,6 +19,7 @@ from scipy import stats
 
 from studies.direction import Direction
 from studies.report.ablation import holm
+from studies.report.trials import read_results
 from studies.run_folder import RunFolder
 
 BASELINE_LABEL = "baseline"
@@ -35,15 +36,9 @@ class ConfirmationResult:
 
 def _final_metric(trial_dir: Path, metric: str) -> tuple[float, int]:
     value, epochs = math.nan, 0
-    path = trial_dir / "result.json"
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                r = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if "epoch" in r and int(r["epoch"]) >= epochs:
-                epochs, value = int(r["epoch"]), float(r.get(metric, math.nan))
+    for r in read_results(trial_dir):
+        if "epoch" in r and int(r["epoch"]) >= epochs:
+            epochs, value = int(r["epoch"]), float(r.get(metric, math.nan))
     return value, epochs
 
 

@@ -31,7 +31,13 @@ class RunTrials:
     params: list[str]       # search-space parameter names (columns of `trials`)
 
 
-def _read_results(path: Path) -> list[dict[str, Any]]:
+RESULT_FILE = "result.json"
+
+
+def read_results(trial_dir: Path) -> list[dict[str, Any]]:
+    """Tune's result.json of one trial folder: one dict per reported epoch, in
+    order; the only reader of that file."""
+    path = trial_dir / RESULT_FILE
     rows: list[dict[str, Any]] = []
     if not path.is_file():
         return rows
@@ -85,7 +91,7 @@ def load_trials(run_dir: Path, *, metric: str, mode: str, params: list[str], max
     rows, history = [], []
     for trial_dir in sorted(p for p in run_dir.iterdir() if p.is_dir() and (p / "params.json").is_file()):
         config = json.loads((trial_dir / "params.json").read_text())
-        results = _read_results(trial_dir / "result.json")
+        results = read_results(trial_dir)
         trial_id = results[0]["trial_id"] if results else trial_dir.name.removeprefix("trial_")
         by_epoch: dict[int, dict[str, Any]] = {}
         for r in results:
