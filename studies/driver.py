@@ -24,7 +24,7 @@ from studies.run_folder import RunFolder
 from studies.spec import STUDIES_DIR, StudySpec, load_spec
 from studies.storage import check_shared_storage
 
-SPEC_COPY, SEARCH_SPACE_COPY = RunFolder(Path()).spec_copy.name, RunFolder(Path()).search_space_copy.name
+SPEC_COPY, SEARCH_SPACE_COPY = run_folder.SPEC_FILE, run_folder.SEARCH_SPACE_FILE
 
 
 @dataclass

@@ -70,6 +70,12 @@ class ProgressLines(Callback):
         self.reached: dict[int, int] = {}             # trials that reported each rung...
         self.passed: dict[int, int] = {}              # ...and those that went on past it
 
+    def setup(self, stop: Any = None, num_samples: int | None = None, total_num_samples: int | None = None,
+              **info: Any) -> None:
+        """Tune calls this when the experiment starts, a resumed one too: the
+        clock counts from then, not from when the callback was first built."""
+        self.start = time.time()
+
     def _live(self) -> bool:
         stream = self.stream or sys.stdout
         return bool(getattr(stream, "isatty", lambda: False)())

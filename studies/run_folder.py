@@ -20,6 +20,7 @@ from typing import Any
 from studies.errors import UserError
 
 RUN_FILE = "run.json"
+SPEC_FILE, SEARCH_SPACE_FILE, OPTUNA_FILE = "spec.yaml", "search_space.yaml", "optuna.db"
 # The Optuna user attribute that holds a trial's Tune trial id (written by
 # studies.optuna_bridge, read by the Ray-free report code).
 TUNE_TRIAL_ID_ATTR = "tune_trial_id"
@@ -44,15 +45,15 @@ class RunFolder:
 
     @property
     def spec_copy(self) -> Path:
-        return self.path / "spec.yaml"
+        return self.path / SPEC_FILE
 
     @property
     def search_space_copy(self) -> Path:
-        return self.path / "search_space.yaml"
+        return self.path / SEARCH_SPACE_FILE
 
     @property
     def optuna_db(self) -> Path:
-        return self.path / "optuna.db"
+        return self.path / OPTUNA_FILE
 
     @property
     def optuna_url(self) -> str:

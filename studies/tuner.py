@@ -19,12 +19,12 @@ from studies.errors import UserError
 from studies.optuna_bridge import TruthfulOptunaSearch, sqlite_storage
 from studies.progress import ProgressLines, Rungs
 from studies.quiet import quiet_optuna, quiet_tune
-from studies.run_folder import RunFolder
+from studies.run_folder import OPTUNA_FILE, RunFolder
 from studies.search_space import define_by_run
 from studies.spec import StudySpec
 from studies.tensorboard_logger import TBXScalarsCallback
 
-OPTUNA_DB = RunFolder(Path()).optuna_db.name
+OPTUNA_DB = OPTUNA_FILE
 TIME_ATTR = "epoch"
 
 
