@@ -76,7 +76,7 @@ def replay(spec: Any, data: dict[str, Any], config: dict[str, Any], epochs: int)
     from trainables._loop import PLATFORM_KEYS
 
     started = time.perf_counter()
-    experiment = spec.family_info.module.build(config, data, "cpu", ignore=PLATFORM_KEYS)
+    experiment = spec.family_info.build(config, data, "cpu", ignore=PLATFORM_KEYS)
     run_epochs(experiment, max_epochs=epochs)
     return time.perf_counter() - started
 

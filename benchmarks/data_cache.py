@@ -24,9 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import core.data.hdf5 as hdf5  # noqa: E402
 from core.data.motion import SCHEMA, generate_motion  # noqa: E402
-
-STUDY_OF_FAMILY = {"mdn_motion": "mdn_ramp", "cvae_video": "kl_cycle", "hand_pose": "crop_size",
-                   "hand_action": "har_lstm", "au2blend": "grunet_arch"}
+from core.experiments.registry import family_names, get_family  # noqa: E402
 
 
 def _best(fn, repeat: int = 3) -> float:
@@ -39,16 +37,16 @@ def _best(fn, repeat: int = 3) -> float:
 
 
 def per_family() -> None:
-    from core.config import config_from_dict
     from studies.spec import load_spec, resolve_study_path
 
     print("| family (study) | first load s (generate + write + read) | cached load s | write s | MB on disk "
           "| MB in memory | regenerate / cached load |")
     print("|---|---:|---:|---:|---:|---:|---:|")
-    for family, study in STUDY_OF_FAMILY.items():
+    for family in family_names():
+        info = get_family(family)
+        study = info.study
         spec = load_spec(resolve_study_path(study))
-        info = spec.family_info
-        config = config_from_dict(info.config_cls, {**spec.config, "max_epochs": spec.budget.max_epochs})
+        config = info.config({**spec.config, "max_epochs": spec.budget.max_epochs})
         with tempfile.TemporaryDirectory() as tmp:
             t = time.perf_counter()
             arrays = info.load_data(config, data_path=None, cache_dir=tmp)

@@ -33,8 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import DEFAULT_CACHE, load_study, machine  # noqa: E402
 
-STUDY_OF_FAMILY = {"mdn_motion": "mdn_ramp", "cvae_video": "kl_cycle", "hand_pose": "crop_size",
-                   "hand_action": "har_lstm", "au2blend": "grunet_arch"}
+from core.experiments.registry import family_names, get_family  # noqa: E402  (_common put the repo on the path)
 
 
 def plain_loop(spec, data, epochs: int) -> list[float]:  # noqa: ANN001
@@ -45,7 +44,7 @@ def plain_loop(spec, data, epochs: int) -> list[float]:  # noqa: ANN001
 
     torch.set_num_threads(1)
     started = time.perf_counter()
-    experiment = spec.family_info.module.build(_config(spec, epochs), data, "cpu", ignore=PLATFORM_KEYS)
+    experiment = spec.family_info.build(_config(spec, epochs), data, "cpu", ignore=PLATFORM_KEYS)
     times = []
     for epoch in range(epochs):
         experiment.train_epoch(epoch)
@@ -83,7 +82,7 @@ def compare_families(families: list[str], epochs: int, reps: int, smoke: bool, c
     rows = []
     with ray_session(None, num_cpus=1), tempfile.TemporaryDirectory() as tmp:
         for family in families:
-            spec, data = load_study(STUDY_OF_FAMILY[family], smoke=smoke, overrides=[], cache_dir=cache_dir)
+            spec, data = load_study(get_family(family).study, smoke=smoke, overrides=[], cache_dir=cache_dir)
             plain, tuned, lean = [], [], []
             for _ in range(reps):
                 plain.append(plain_loop(spec, data, epochs))
@@ -94,7 +93,7 @@ def compare_families(families: list[str], epochs: int, reps: int, smoke: bool, c
             r = median(t for run in lean for t in run[1:-1]) if epochs > 2 else q  # the last epoch checkpoints
             start_p = median(run[0] - p for run in plain)
             start_q = median(run[0] - q for run in tuned)
-            rows.append((family, STUDY_OF_FAMILY[family], p, q, r, start_p, start_q))
+            rows.append((family, get_family(family).study, p, q, r, start_p, start_q))
             print(f"{family}: plain {p:.3f} s/epoch, in trainable {q:.3f} s/epoch ({r:.3f} without checkpoints)", flush=True)
     print(f"\n{'smoke' if smoke else 'default'} study sizes, {epochs} epochs x {reps} runs per side, one thread\n")
     print("| family (study) | plain loop s/epoch | in trainable, checkpoint every epoch | ratio "
@@ -158,7 +157,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--reps", type=int, default=2)
-    ap.add_argument("--families", nargs="+", default=list(STUDY_OF_FAMILY), choices=list(STUDY_OF_FAMILY))
+    ap.add_argument("--families", nargs="+", default=family_names(), choices=family_names())
     ap.add_argument("--smoke", action="store_true", help="the studies' smoke sizes (quick; overhead looks larger)")
     ap.add_argument("--cache-dir", default=str(DEFAULT_CACHE))
     args = ap.parse_args()

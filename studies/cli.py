@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from studies.errors import UserError
-from studies.storage import resolve_storage
+from studies.storage import DEFAULT_CACHE_DIR, resolve_storage
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 EXIT_USER_ERROR = 2
@@ -113,7 +113,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     options = driver.RunOptions(
         study_path=study_path, smoke=args.smoke, overrides=_cli_overrides(args), storage=storage,
         run=args.run, resume=args.resume, address=address, data=args.data,
-        cache_dir=Path(args.cache_dir).expanduser() if args.cache_dir else Path.home() / ".cache" / "raystudies",
+        cache_dir=Path(args.cache_dir).expanduser() if args.cache_dir else DEFAULT_CACHE_DIR,
         num_cpus=args.num_cpus, num_gpus=args.num_gpus, confirm=args.confirm, verbose=args.verbose,
     )
     if args.confirm and args.run and not args.resume and (storage / study_path.stem / args.run).exists():

@@ -9,7 +9,6 @@ their own, and ``studies.report.confirmation`` reads them.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ def select_candidates(spec: StudySpec, run: RunTrials, *, confirm: bool = True) 
 
 
 def _placeholders(spec: StudySpec) -> dict[str, Any]:
-    defaults = dataclasses.asdict(spec.family_info.config_cls()) if spec.family_info else {}
+    defaults = spec.family_info.defaults() if spec.family_info else {}
     return {p.name: spec.config.get(p.name, defaults.get(p.name)) for p in spec.params}
 
 

@@ -13,22 +13,13 @@ before anything is written; the output is written atomically.
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from core.data.hdf5 import DataFileError, validate_arrays, write_hdf5
-
-# family -> (module, schema name, semantic check)
-FAMILY_DATA = {
-    "mdn_motion": ("core.data.motion", "SCHEMA", "check_motion_arrays"),
-    "cvae_video": ("core.data.video", "SCHEMA", "check_video_arrays"),
-    "hand_pose": ("core.data.hand", "SCHEMA", "check_hand_arrays"),
-    "hand_action": ("core.data.hand", "SEQUENCE_SCHEMA", "check_sequence_arrays"),
-    "au2blend": ("core.data.au2blend", "SCHEMA", "check_au2blend_arrays"),
-}
+from core.experiments.registry import family_names, get_family
 
 
 def _read_inputs(source: Path, names: list[str]) -> dict[str, np.ndarray]:
@@ -51,11 +42,10 @@ def _read_inputs(source: Path, names: list[str]) -> dict[str, np.ndarray]:
 
 
 def convert(family: str, source: Path, target: Path) -> Path:
-    if family not in FAMILY_DATA:
-        raise DataFileError(f"unknown family {family!r} (known: {', '.join(FAMILY_DATA)})")
-    module_name, schema_name, check_name = FAMILY_DATA[family]
-    module = importlib.import_module(module_name)
-    schema = getattr(module, schema_name)
+    if family not in family_names():
+        raise DataFileError(f"unknown family {family!r} (known: {', '.join(family_names())})")
+    data = get_family(family).data
+    schema = data.schema
     try:
         arrays = _read_inputs(source, list(schema))
     except (OSError, ValueError) as exc:
@@ -63,7 +53,7 @@ def convert(family: str, source: Path, target: Path) -> Path:
             raise
         raise DataFileError(f"{source}: cannot read ({exc.__class__.__name__}: {str(exc).splitlines()[0]})") from None
     validate_arrays(arrays, schema, str(source))
-    getattr(module, check_name)(arrays, str(source))
+    data.check(arrays, str(source))
     if target.exists():
         raise DataFileError(f"{target}: already exists (nothing overwritten)")
     write_hdf5(target, {k: arrays[k] for k in schema if k in arrays}, attrs={"converted_from": str(source), "family": family})
@@ -72,7 +62,7 @@ def convert(family: str, source: Path, target: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m studies.convert_data", description=__doc__.split("\n\n")[0])
-    p.add_argument("family", help=f"one of {', '.join(FAMILY_DATA)}")
+    p.add_argument("family", help=f"one of {', '.join(family_names())}")
     p.add_argument("source", type=Path, help=".npz file, or a folder of <dataset>.npy / .csv files")
     p.add_argument("target", type=Path, help="the HDF5 file to write")
     args = p.parse_args(argv)

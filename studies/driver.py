@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from core.config import ConfigError, config_from_dict
+from core.config import ConfigError
 from core.data.hdf5 import DataFileError
 from studies import run_folder
 from studies.console import print_answer, print_files, print_summary
@@ -65,8 +65,8 @@ def load_family_data(spec: StudySpec, data_path: str | None, cache_dir: Path) ->
     family = spec.family_info
     if family is None:
         return None
-    config: Any = config_from_dict(family.config_cls, {**spec.config, "max_epochs": spec.budget.max_epochs})
     try:
+        config = family.config({**spec.config, "max_epochs": spec.budget.max_epochs})
         return family.load_data(config, data_path=data_path, cache_dir=cache_dir)
     except DataFileError as exc:
         raise UserError(str(exc)) from None

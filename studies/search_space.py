@@ -63,11 +63,6 @@ class Param:
 
 
 def _number(source: str, key: str, value: Any, *, integer: bool = False) -> float:
-    if isinstance(value, str):  # YAML 1.1 reads "1e-4" as a string; accept it
-        try:
-            value = float(value)
-        except ValueError:
-            pass
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise UserError(f"{source}: {key}: expected a finite number, found {value!r}")
     if integer and float(value) != int(value):

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from core.config import ConfigError, config_from_dict
+from core.experiments.registry import FamilyDef, family_names, get_family
 from studies.errors import UserError
-from studies.families import FAMILIES, Family
 from studies.search_space import Param, load_search_space
-from studies.yaml_io import read_yaml_mapping
+from studies.yaml_io import load_yaml, read_yaml_mapping
 
 STUDIES_DIR = Path(__file__).resolve().parent
 SEARCH_SPACES_DIR = STUDIES_DIR.parent / "search_spaces"
@@ -108,8 +108,9 @@ class StudySpec:
     search_space_path: Path | None = None
 
     @property
-    def family_info(self) -> Family | None:
-        return FAMILIES.get(self.family) if self.family else None
+    def family_info(self) -> FamilyDef | None:
+        """The family's definition (imports its module: torch and the model code)."""
+        return get_family(self.family) if self.family else None
 
     def trial_config(self) -> dict[str, Any]:
         """The fixed part of every trial's config (Tune's param_space)."""
@@ -189,14 +190,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not all(p.isidentifier() for p in parts):
         raise UserError(f"--set {text!r}: {key!r} is not a dotted key like config.lr")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = load_yaml(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
-    if isinstance(value, str) and not raw.strip().startswith(("'", '"')):  # YAML 1.1 reads 1e-3 as a string
-        try:
-            value = float(value) if any(ch in value for ch in "eE.") and value.lower() not in ("nan", "inf") else value
-        except ValueError:
-            pass
     return parts, value
 
 
@@ -297,11 +293,6 @@ def _check_search(spec: StudySpec) -> None:
 
 def _check_numeric_baseline(source: str, p: Param, value: Any) -> Any:
     """A baseline for a float / int parameter: a number in [low, high], on its step grid; returned as a number."""
-    if isinstance(value, str):  # YAML 1.1 reads 1e-3 as a string, as in search spaces
-        try:
-            value = float(value)
-        except ValueError:
-            pass
     assert p.low is not None and p.high is not None   # a numeric parameter always has a range (search_space)
     integer = p.type == "int"
     kind = "an integer" if integer else "a number"
@@ -316,13 +307,14 @@ def _check_numeric_baseline(source: str, p: Param, value: Any) -> Any:
     return value if integer else float(value)
 
 
-def _check_family_values(spec: StudySpec, family: Family) -> None:
+def _check_family_values(spec: StudySpec) -> None:
     """Every fixed value and every edge of every parameter must build a valid config."""
     base = {**spec.config, "max_epochs": spec.budget.max_epochs, "seed": spec.seed}
     try:
-        family.config_cls  # noqa: B018 (the property imports the family's module: a broken one fails here)
+        family = spec.family_info
     except (ImportError, AttributeError) as exc:
-        raise UserError(f"{spec.path}: family: {family.name} cannot be loaded ({exc.__class__.__name__}: {exc})") from None
+        raise UserError(f"{spec.path}: family: {spec.family} cannot be loaded ({exc.__class__.__name__}: {exc})") from None
+    assert family is not None
     try:
         config_from_dict(family.config_cls, base)
     except ConfigError as exc:
@@ -331,7 +323,7 @@ def _check_family_values(spec: StudySpec, family: Family) -> None:
     for p in spec.params:
         if p.name not in fields:
             raise UserError(f"{spec.search_space_path}: {p.name}: not a parameter of family {family.name} (known: {sorted(fields)})")
-        if p.name in getattr(family.module, "DATA_FIELDS", ()):
+        if p.name in family.data_fields:
             raise UserError(f"{spec.search_space_path}: {p.name}: a data field of family {family.name} (the data set is "
                             "built once, before the trials, so searching it would change nothing); set it in config: instead")
         for value in p.probe_values():
@@ -366,20 +358,9 @@ def _check_ablation(spec: StudySpec) -> None:
         raise UserError(f"{spec.path}: ablation.leave_one_out.seeds: is {a.leave_one_out.seeds}, expected >= 1")
 
 
-def load_spec(
-    path: Path,
-    *,
-    smoke: bool = False,
-    overrides: Sequence[str] = (),
-    search_space_path: Path | None = None,
-    name: str | None = None,
-    check_family: bool = True,
-) -> StudySpec:
-    """Read, merge (smoke, then overrides) and validate a spec and its search space.
-    ``search_space_path`` and ``name`` replace the spec's own when re-reading the
-    copies kept in a run folder. ``check_family=False`` skips building the family's
-    config (which imports torch): for re-reading a run's copies only to report it,
-    since they were checked when the run started."""
+def _read_merged(path: Path, smoke: bool, overrides: Sequence[str]) -> dict[str, Any]:
+    """The spec file as a mapping, with its ``smoke:`` block (when asked) and the
+    ``--set`` overrides merged in, in that order."""
     raw = read_yaml_mapping(path)
     source = str(path)
     unknown = sorted(set(raw) - _TOP_KEYS)
@@ -397,12 +378,16 @@ def load_spec(
         parts, value = parse_override(text)
         _apply_override(raw, parts, value, text)
     raw.pop("smoke", None)
+    return raw
 
+
+def _check_what_runs(source: str, raw: dict[str, Any]) -> None:
+    """family or trainable, metric, mode, seed, config: the keys every spec needs."""
     if bool(raw.get("family")) == bool(raw.get("trainable")):
-        raise UserError(f"{source}: family: give exactly one of `family` ({', '.join(FAMILIES)}) or `trainable` (module:function)")
+        raise UserError(f"{source}: family: give exactly one of `family` ({', '.join(family_names())}) or `trainable` (module:function)")
     family = raw.get("family")
-    if family is not None and family not in FAMILIES:
-        raise UserError(f"{source}: family: unknown family {family!r} (known: {', '.join(FAMILIES)})")
+    if family is not None and family not in family_names():
+        raise UserError(f"{source}: family: unknown family {family!r} (known: {', '.join(family_names())})")
     trainable = raw.get("trainable")
     if trainable is not None and (not isinstance(trainable, str) or trainable.count(":") != 1):
         raise UserError(f"{source}: trainable: expected 'package.module:function', found {trainable!r}")
@@ -415,11 +400,15 @@ def load_spec(
     seed = raw.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise UserError(f"{source}: seed: expected a non-negative integer, found {seed!r}")
-    config = raw.get("config") or {}
-    if not isinstance(config, dict):
+    if not isinstance(raw.get("config") or {}, dict):
         raise UserError(f"{source}: config: expected a mapping of fixed trial settings")
+    metric_scale = raw.get("metric_scale", "interval")
+    if metric_scale not in METRIC_SCALES:
+        raise UserError(f"{source}: metric_scale: is {metric_scale!r}, expected one of {', '.join(METRIC_SCALES)}")
 
-    ablation_raw = raw.get("ablation") or {}
+
+def _parse_ablation(source: str, raw: Any) -> Ablation:
+    ablation_raw = raw or {}
     if not isinstance(ablation_raw, dict):
         raise UserError(f"{source}: ablation: expected a mapping")
     confirm = _section(source, "ablation.confirm", Confirm, ablation_raw.get("confirm"))
@@ -429,31 +418,54 @@ def load_spec(
     ablation.leave_one_out = None if loo_raw is None else _section(source, "ablation.leave_one_out", LeaveOneOut, loo_raw)
     if not isinstance(ablation.factors, list) or not isinstance(ablation.baseline, dict) or not isinstance(ablation.bins, dict):
         raise UserError(f"{source}: ablation: expected factors (list), baseline (mapping), bins (mapping)")
+    return ablation
 
-    metric_scale = raw.get("metric_scale", "interval")
-    if metric_scale not in METRIC_SCALES:
-        raise UserError(f"{source}: metric_scale: is {metric_scale!r}, expected one of {', '.join(METRIC_SCALES)}")
 
-    ss_name = raw.get("search_space", name or path.stem)
-    if search_space_path is not None:
-        ss_path = search_space_path
-    elif str(ss_name).endswith((".yaml", ".yml")):
-        ss_path = Path(ss_name) if Path(ss_name).is_absolute() else (path.parent / ss_name).resolve()
-    else:
-        ss_path = SEARCH_SPACES_DIR / f"{ss_name}.yaml"
+def _search_space_file(path: Path, ss_name: str, given: Path | None) -> Path:
+    """A run folder's copy (``given``), a .yaml path relative to the spec, or
+    search_spaces/<name>.yaml."""
+    if given is not None:
+        return given
+    if ss_name.endswith((".yaml", ".yml")):
+        return Path(ss_name) if Path(ss_name).is_absolute() else (path.parent / ss_name).resolve()
+    return SEARCH_SPACES_DIR / f"{ss_name}.yaml"
+
+
+def load_spec(
+    path: Path,
+    *,
+    smoke: bool = False,
+    overrides: Sequence[str] = (),
+    search_space_path: Path | None = None,
+    name: str | None = None,
+    check_family: bool = True,
+) -> StudySpec:
+    """Read, merge (smoke, then overrides) and validate a spec and its search space.
+    ``search_space_path`` and ``name`` replace the spec's own when re-reading the
+    copies kept in a run folder. ``check_family=False`` skips building the family's
+    config (which imports torch): for re-reading a run's copies only to report it,
+    since they were checked when the run started."""
+    source = str(path)
+    raw = _read_merged(path, smoke, overrides)
+    _check_what_runs(source, raw)
+    ss_name = str(raw.get("search_space", name or path.stem))
+    seed = raw.get("seed", 0)
     spec = StudySpec(
-        name=name or path.stem, path=path, metric=metric, mode=mode, family=family, trainable=trainable,
-        description=str(raw.get("description", "")).strip(), search_space=str(ss_name), seed=seed,
-        budget=_section(source, "budget", Budget, raw.get("budget")),
+        name=name or path.stem, path=path, metric=raw["metric"], mode=raw["mode"], family=raw.get("family"),
+        trainable=raw.get("trainable"), description=str(raw.get("description", "")).strip(), search_space=ss_name,
+        seed=seed, budget=_section(source, "budget", Budget, raw.get("budget")),
         resources=_section(source, "resources", Resources, raw.get("resources")),
-        config=config, ablation=ablation, metric_scale=metric_scale, search_space_path=ss_path,
+        config=raw.get("config") or {}, ablation=_parse_ablation(source, raw.get("ablation")),
+        metric_scale=raw.get("metric_scale", "interval"),
+        search_space_path=_search_space_file(path, ss_name, search_space_path),
     )
     _check_budget(source, spec.budget)
     spec.search = _parse_search(source, raw.get("search"), seed=seed, num_samples=spec.budget.num_samples)
     _check_resources(source, spec.resources)
-    spec.params = load_search_space(ss_path)
-    if check_family and spec.family_info is not None:
-        _check_family_values(spec, spec.family_info)
+    assert spec.search_space_path is not None
+    spec.params = load_search_space(spec.search_space_path)
+    if check_family and spec.family:
+        _check_family_values(spec)
     _check_ablation(spec)
     _check_search(spec)
     return spec

@@ -7,6 +7,9 @@ from pathlib import Path
 
 from studies.errors import UserError
 
+# Where synthetic data sets are cached unless --cache-dir says otherwise.
+DEFAULT_CACHE_DIR = Path.home() / ".cache" / "raystudies"
+
 # File systems that live on one machine: a run folder there is invisible to
 # trials on other nodes (Ray Tune >= 2.7 no longer syncs trial folders to the head).
 LOCAL_FILESYSTEMS = {"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "overlay", "zfs", "f2fs", "vfat", "exfat", "ramfs", "devtmpfs"}

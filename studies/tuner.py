@@ -73,11 +73,15 @@ def trial_resources(spec: StudySpec) -> dict[str, float]:
 
 
 def make_trainable(spec: StudySpec, data: dict[str, Any] | None) -> Any:
-    target = spec.family_info.trainable if spec.family_info else spec.trainable
-    assert target is not None  # load_spec requires a family or a trainable
-    fn = import_trainable(target)
-    if data is not None:
-        fn = tune.with_parameters(fn, data=data)
+    """A bundled family's trainable gets its data set and name through the object
+    store; a user's trainable is imported from ``module:function`` and reads its own data."""
+    if spec.family:
+        from trainables.family import train_family
+
+        fn: Any = tune.with_parameters(train_family, data=data, family=spec.family)
+    else:
+        assert spec.trainable is not None  # load_spec requires a family or a trainable
+        fn = import_trainable(spec.trainable)
     return tune.with_resources(fn, trial_resources(spec))
 
 

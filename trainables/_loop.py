@@ -1,4 +1,5 @@
-"""Config -> family builder -> generic loop -> Tune, shared by every family's trainable."""
+"""Config -> experiment -> generic loop -> Tune: the trial body of every trainable,
+the bundled families' and a user's own (``trainables.api.experiment_trainable``)."""
 
 from __future__ import annotations
 
@@ -8,23 +9,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from core.training import run_epochs
+from core.training import Experiment, run_epochs
 from trainables import _tune_api
 
 # Keys the platform adds to every trial's config; families do not see them.
 PLATFORM_KEYS = frozenset({"checkpoint_every", "cpus_per_trial", "confirm_label", "trial_seed"})
 
 
-def train_with_tune(
-    config: dict[str, Any],
-    data: dict[str, np.ndarray],
-    build: Callable[..., Any],
-) -> None:
-    """Run one trial: build, resume from Tune's checkpoint if any, train, report each epoch."""
+def run_trial(config: dict[str, Any], make: Callable[[dict[str, Any], torch.device], Experiment]) -> None:
+    """Run one trial: build, resume from Tune's checkpoint if any, train, report each
+    epoch (NaN and inf refused by ``run_epochs``), checkpoint every
+    ``checkpoint_every`` epochs and at the last."""
     threads = int(config.get("cpus_per_trial", 1) or 1)
     torch.set_num_threads(max(1, threads))
-    device = _tune_api.trial_device()
-    experiment = build(config, data, device, ignore=PLATFORM_KEYS)
+    experiment = make(config, _tune_api.trial_device())
     max_epochs = int(config["max_epochs"])
     every = max(1, int(config.get("checkpoint_every", 1)))
 
@@ -40,3 +38,12 @@ def train_with_tune(
         _tune_api.report(metrics, state=checkpoint)
 
     run_epochs(experiment, max_epochs=max_epochs, start_epoch=start_epoch, on_epoch=on_epoch)
+
+
+def train_with_tune(
+    config: dict[str, Any],
+    data: dict[str, np.ndarray],
+    build: Callable[..., Any],
+) -> None:
+    """A bundled family's trial: its builder sees the shared data and its own keys only."""
+    run_trial(config, lambda cfg, device: build(cfg, data, device, ignore=PLATFORM_KEYS))

@@ -20,7 +20,7 @@ This is the pipeline of DeepPrior / DeepPrior++ (Oberweger et al. 2015,
 
 A crop is one row of 6 numbers, ``(uc, vc, hw_u, hw_v, zc, hd)``: the centre in
 pixels, the half width and half height in pixels, the centre depth and the
-half depth in mm (:data:`CROP_FIELDS`).
+half depth in mm.
 
 **Augmentation** (DeepPrior++ section 3.2) works in the normalised frame. It is
 one row ``(angle, scale, tu, tv, td)`` per sample. A normalised point ``n`` maps
@@ -38,10 +38,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-CROP_FIELDS = ("uc", "vc", "hw_u", "hw_v", "zc", "hd")
-AUG_FIELDS = ("angle", "scale", "tu", "tv", "td")
 CROP_METHODS = ("cube", "bbox")
-AUG_PARTS = ("rot", "trans", "scale")
 AUG_MODES = ("none", "rot", "trans", "scale", "rot+trans", "rot+scale", "trans+scale", "rot+trans+scale")
 
 

@@ -35,19 +35,16 @@ device given to :func:`build`: GRUs this small gain nothing from bfloat16.
 
 from __future__ import annotations
 
-import math
-import warnings
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from core.config import ConfigError, config_from_dict
+from core.config import ConfigError
 from core.data.au2blend import NUM_AUS, NUM_BLENDSHAPES, SCHEMA, check_au2blend_arrays, generate_au2blend
-from core.data.hdf5 import cached_hdf5, load_hdf5
+from core.experiments.base import TorchExperiment, epoch_generator, random_split, seed_epoch, shared_tensor, shuffled
+from core.experiments.registry import DataDef, FamilyDef
 from core.models.grunet import GruNetConfig, build_grunet, negrelu_penalty
 from core.sequence import MaskedRegressionStats, SequenceBatch, collate_sorted, length_mask, masked_mse
 
@@ -103,38 +100,14 @@ class Au2BlendConfig:
                 raise ConfigError(f"`{name}` is {getattr(self, name)}, expected >= 1")
 
 
-# The config fields load_data builds the data set from. The data is built once,
-# before the trials, so a search over one of them would be silently ignored:
-# studies/spec.py refuses it.
-DATA_FIELDS = frozenset({"data_seed", "delay", "max_length", "min_length", "noise", "num_sequences"})
-
-
-def load_data(config: Au2BlendConfig, *, data_path: str | None, cache_dir: str | Path) -> dict[str, np.ndarray]:
-    """A user's HDF5 file, or the synthetic set from (and into) the cache."""
-    if data_path is None:
-        params: dict[str, Any] = dict(num_sequences=config.num_sequences, min_length=config.min_length, max_length=config.max_length,
-                                      delay=config.delay, noise=config.noise, seed=config.data_seed)
-        data_path = str(cached_hdf5(cache_dir, "au2blend", params, lambda: generate_au2blend(**params), SCHEMA))
-    arrays = load_hdf5(data_path, SCHEMA)
-    check_au2blend_arrays(arrays, data_path)
-    return arrays
-
-
-class Au2BlendExperiment:
+class Au2BlendExperiment(TorchExperiment):
     def __init__(self, config: Au2BlendConfig, arrays: dict[str, np.ndarray], device: torch.device | str = "cpu"):
-        self.config = c = config
-        self.device = torch.device(device)
-        torch.manual_seed(c.seed)
-        n = arrays["au"].shape[0]
-        with warnings.catch_warnings():  # read-only arrays from Ray's object store: shared, never written
-            warnings.simplefilter("ignore", UserWarning)
-            au = torch.as_tensor(arrays["au"], device=self.device)                      # (N, T, 17)
-            self.blendshapes = torch.as_tensor(arrays["blendshapes"], device=self.device)  # (N, T, 61)
-        self.lengths = torch.as_tensor(arrays["lengths"], dtype=torch.long)            # (N,), CPU
-        order = np.random.default_rng(c.data_seed).permutation(n)
-        n_val = max(1, int(math.ceil(c.val_fraction * n)))
-        self.val_idx = torch.as_tensor(np.sort(order[:n_val]))
-        self.train_idx = torch.as_tensor(np.sort(order[n_val:]))
+        super().__init__(config, device)
+        c = config
+        au = shared_tensor(arrays["au"], self.device)                         # (N, T, 17)
+        self.blendshapes = shared_tensor(arrays["blendshapes"], self.device)  # (N, T, 61)
+        self.lengths = shared_tensor(arrays["lengths"], "cpu", torch.long)    # (N,), CPU: collate_sorted sorts on it
+        self.train_idx, self.val_idx = random_split(au.shape[0], c.val_fraction, c.data_seed)   # CPU
         # standardise the AUs with training-split statistics over real frames (a new tensor: the shared one is untouched)
         real = length_mask(self.lengths[self.train_idx], au.shape[1]).to(self.device)      # (n_train, T)
         frames = au[self.train_idx.to(self.device)][real].double()                          # (F, 17)
@@ -154,8 +127,8 @@ class Au2BlendExperiment:
         """The epoch's training batches: a seeded shuffle, then (with
         ``max_train_length``) a seeded random window in each long sequence."""
         c = self.config
-        gen = torch.Generator().manual_seed(c.seed * 100_003 + epoch)
-        order = self.train_idx[torch.randperm(len(self.train_idx), generator=gen)]
+        gen = epoch_generator(c.seed, epoch)
+        order = shuffled(self.train_idx, gen)
         starts = None
         if c.max_train_length:
             room = (self.lengths[order] - c.max_train_length).clamp_min(0)                  # (n_train,)
@@ -175,7 +148,7 @@ class Au2BlendExperiment:
     def train_epoch(self, epoch: int) -> dict[str, float]:
         c = self.config
         self.model.train()
-        torch.manual_seed(c.seed * 100_003 + epoch)  # dropout: same epoch, same masks, even after a resume
+        seed_epoch(c.seed, epoch)   # dropout masks; the batches draw from their own generator
         sums = {"loss": 0.0, "mse": 0.0, "negrelu": 0.0}
         batches = 0
         for batch in self.train_batches(epoch):
@@ -184,11 +157,7 @@ class Au2BlendExperiment:
             mse = masked_mse(pred, batch.tensors["blendshapes"], mask)
             neg = negrelu_penalty(pred, mask)
             loss = mse + c.negrelu_weight * neg
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if c.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
-            self.optimizer.step()
+            self.step(loss)
             for k, v in (("loss", loss), ("mse", mse), ("negrelu", neg)):
                 sums[k] += float(v.detach())
             batches += 1
@@ -219,14 +188,15 @@ class Au2BlendExperiment:
         return {"val_mse": stats.mse(), "val_r2": stats.r2(), "val_negrelu": neg_sum / values,
                 "val_neg_frac": neg_count / values}
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "model_args": self.model.constructor_args(), "config": asdict(self.config)}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-
-
-def build(config: dict[str, Any], arrays: dict[str, np.ndarray], device: torch.device | str = "cpu", *, ignore: frozenset[str] = frozenset()) -> Au2BlendExperiment:
-    return Au2BlendExperiment(config_from_dict(Au2BlendConfig, config, ignore=ignore), arrays, device)
+FAMILY = FamilyDef(
+    name="au2blend",
+    config_cls=Au2BlendConfig,
+    experiment_cls=Au2BlendExperiment,
+    data=DataDef(schema=SCHEMA, check=check_au2blend_arrays, generate=generate_au2blend, cache_name="au2blend",
+                 params={"num_sequences": "num_sequences", "min_length": "min_length", "max_length": "max_length",
+                         "delay": "delay", "noise": "noise", "seed": "data_seed"}),
+    study="grunet_arch",
+    tiny={"num_sequences": 12, "min_length": 6, "max_length": 20, "hidden_size": 8, "attention_dim": 4,
+          "batch_size": 4, "max_epochs": 2},
+)

@@ -29,19 +29,16 @@ clip frame k) and their mean ``val_psnr``, the study metric.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import warnings
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from core.config import ConfigError, config_from_dict
-from core.data.hdf5 import cached_hdf5, load_hdf5
+from core.config import ConfigError
 from core.data.video import SCHEMA, check_video_arrays, generate_video
+from core.experiments.base import EVAL_SEED_STRIDE, TorchExperiment, epoch_seed, random_split, seed_epoch, shared_tensor, shuffled
+from core.experiments.registry import DataDef, FamilyDef
 from core.metrics import psnr_per_frame
 from core.models.cvae import CvaeConfig, CvaeVideo, gaussian_kl
 from core.schedules import KL_ANNEAL_KINDS, kl_beta_epochs, teacher_forcing_ratio
@@ -119,55 +116,24 @@ class CvaeVideoConfig:
                 raise ConfigError(f"`{name}` is {getattr(self, name)}, expected >= 1")
 
 
-# The config fields load_data builds the data set from. The data is built once,
-# before the trials, so a search over one of them would be silently ignored:
-# studies/spec.py refuses it.
-DATA_FIELDS = frozenset({"channels", "clip_length", "data_seed", "frame_size", "motion_speed", "noise", "num_clips"})
-
-
-def load_data(config: CvaeVideoConfig, *, data_path: str | None, cache_dir: str | Path) -> dict[str, np.ndarray]:
-    """A user's HDF5 file, or the synthetic set from (and into) the cache."""
-    if data_path is None:
-        params: dict[str, Any] = dict(num_clips=config.num_clips, clip_length=config.clip_length, frame_size=config.frame_size,
-                                      channels=config.channels, noise=config.noise, speed=config.motion_speed, seed=config.data_seed)
-        data_path = str(cached_hdf5(cache_dir, "video", params, lambda: generate_video(**params), SCHEMA))
-    arrays = load_hdf5(data_path, SCHEMA)
-    check_video_arrays(arrays, data_path)
-    return arrays
-
-
 def psnr_metric_name(frame: int) -> str:
     """``val_psnr_frame_01`` for clip frame 1 (the first generated frame)."""
     return f"val_psnr_frame_{frame:02d}"
 
 
-class CvaeVideoExperiment:
+class CvaeVideoExperiment(TorchExperiment):
     def __init__(self, config: CvaeVideoConfig, arrays: dict[str, np.ndarray], device: torch.device | str = "cpu"):
-        self.config = c = config
-        self.device = torch.device(device)
-        torch.manual_seed(c.seed)
+        super().__init__(config, device)
+        c = config
         n, T, C = arrays["frames"].shape[:3]
         if T > 100:
             raise ConfigError(f"the data's clips have {T} frames, expected <= 100 (metric names have two digits)")
-        with warnings.catch_warnings():  # read-only arrays from Ray's object store: shared, never written
-            warnings.simplefilter("ignore", UserWarning)
-            self.frames = torch.as_tensor(arrays["frames"], device=self.device)          # (N, T, C, H, W)
-            self.pose_maps = torch.as_tensor(arrays["pose_maps"], device=self.device)    # (N, T, P, H, W)
-        order = np.random.default_rng(c.data_seed).permutation(n)
-        n_val = max(1, int(math.ceil(c.val_fraction * n)))
-        if n_val >= n:
-            raise ConfigError(f"`val_fraction` {c.val_fraction} leaves no training clip out of {n}")
-        self.val_idx = torch.as_tensor(np.sort(order[:n_val]), device=self.device)
-        self.train_idx = torch.as_tensor(np.sort(order[n_val:]), device=self.device)
+        self.frames = shared_tensor(arrays["frames"], self.device)          # (N, T, C, H, W)
+        self.pose_maps = shared_tensor(arrays["pose_maps"], self.device)    # (N, T, P, H, W)
+        self.train_idx, self.val_idx = random_split(n, c.val_fraction, c.data_seed, device=self.device)
         self.model = CvaeVideo(CvaeConfig(channels=C, pose_channels=self.pose_maps.shape[2],
                                           width=c.width, z_channels=c.z_channels)).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=c.lr)
-
-    def _autocast(self) -> torch.autocast | contextlib.nullcontext:
-        """bfloat16 convolutions on a GPU; losses and PSNR in float32."""
-        if self.device.type == "cuda" and self.config.amp:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
 
     def kl_beta(self, epoch: float) -> float:
         c = self.config
@@ -187,7 +153,7 @@ class CvaeVideoExperiment:
         """Loss of (B, L, C, H, W) clips: per-frame MSE (pixel mean) and KL (mean
         over latent dimensions) summed over the L-1 predicted frames, averaged
         over clips; also the per-frame means of both terms."""
-        with self._autocast():
+        with self.autocast():
             pred, mu, logvar = self.model.forward_clip(frames, pose_maps, teacher)
         pred, mu, logvar = pred.float(), mu.float(), logvar.float()
         mse = (pred - frames[:, 1:]).pow(2).flatten(2).mean(dim=2)          # (B, L-1)
@@ -198,9 +164,8 @@ class CvaeVideoExperiment:
     def train_epoch(self, epoch: int) -> dict[str, float]:
         c = self.config
         self.model.train()
-        torch.manual_seed(c.seed * 100_003 + epoch)  # reparameterisation noise: same epoch, same draws, even after a resume
-        gen = torch.Generator().manual_seed(c.seed * 100_003 + epoch)   # shuffling, teacher forcing, windows
-        order = self.train_idx[torch.randperm(len(self.train_idx), generator=gen).to(self.device)]
+        gen = seed_epoch(c.seed, epoch)           # shuffling, teacher forcing, windows
+        order = shuffled(self.train_idx, gen)
         tfr = self.teacher_forcing(epoch)
         L, T = self.train_frames(epoch), self.frames.shape[1]
         n_batches = math.ceil(len(order) / c.batch_size)
@@ -214,11 +179,7 @@ class CvaeVideoExperiment:
             pose_maps = self.pose_maps[idx[:, None], window]                             # (B, L, P, H, W)
             beta = self.kl_beta(epoch + b / n_batches)
             terms = self.clip_loss(frames, pose_maps, teacher, beta)
-            self.optimizer.zero_grad(set_to_none=True)
-            terms["loss"].backward()
-            if c.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
-            self.optimizer.step()
+            self.step(terms["loss"])
             for k in ("loss", "mse", "kl"):
                 sums[k] += float(terms[k].detach())
             sums["beta"] += beta
@@ -234,13 +195,13 @@ class CvaeVideoExperiment:
         per frame and on average, plus the posterior's KL on the true frames."""
         c = self.config
         self.model.eval()
-        gen = torch.Generator(device=self.device).manual_seed(c.seed * 7_919 + epoch)
+        gen = torch.Generator(device=self.device).manual_seed(epoch_seed(c.seed, epoch, stride=EVAL_SEED_STRIDE))
         curve_sum: torch.Tensor | None = None
         kl_sum, n = 0.0, 0
         for start in range(0, len(self.val_idx), c.val_batch_size):
             idx = self.val_idx[start : start + c.val_batch_size]
             frames, pose_maps = self.frames[idx], self.pose_maps[idx]                   # (B, T, ...)
-            with self._autocast():
+            with self.autocast():
                 generated = self.model.generate(frames[:, 0], pose_maps, generator=gen)  # (B, T, C, H, W)
                 _, mu, logvar = self.model.posterior_params(frames[:, 1:].flatten(0, 1), pose_maps[:, 1:].flatten(0, 1))
             curve = psnr_per_frame(generated[:, 1:].float(), frames[:, 1:]) * len(idx)   # (T-1,) summed over clips
@@ -254,14 +215,15 @@ class CvaeVideoExperiment:
         out["val_kl"] = kl_sum / (n * len(per_frame))
         return out
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "model_args": self.model.constructor_args(), "config": asdict(self.config)}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-
-
-def build(config: dict[str, Any], arrays: dict[str, np.ndarray], device: torch.device | str = "cpu", *, ignore: frozenset[str] = frozenset()) -> CvaeVideoExperiment:
-    return CvaeVideoExperiment(config_from_dict(CvaeVideoConfig, config, ignore=ignore), arrays, device)
+FAMILY = FamilyDef(
+    name="cvae_video",
+    config_cls=CvaeVideoConfig,
+    experiment_cls=CvaeVideoExperiment,
+    data=DataDef(schema=SCHEMA, check=check_video_arrays, generate=generate_video, cache_name="video",
+                 params={"num_clips": "num_clips", "clip_length": "clip_length", "frame_size": "frame_size",
+                         "channels": "channels", "noise": "noise", "speed": "motion_speed", "seed": "data_seed"}),
+    study="kl_cycle",
+    tiny={"num_clips": 12, "clip_length": 5, "frame_size": 16, "width": 4, "z_channels": 2, "batch_size": 4,
+          "max_epochs": 2, "val_fraction": 0.25, "val_batch_size": 2},
+)

@@ -12,21 +12,19 @@ top-1 accuracy on validation sequences (``val_accuracy``).
 
 from __future__ import annotations
 
-import math
-import warnings
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.config import ConfigError, config_from_dict
+from core.config import ConfigError
 from core.data.hand import NUM_JOINTS, SEQUENCE_SCHEMA, check_sequence_arrays, generate_hand_actions, num_classes
-from core.data.hdf5 import cached_hdf5, load_hdf5
+from core.experiments.base import TorchExperiment, random_split, seed_epoch, shared_tensor, shuffled
+from core.experiments.registry import DataDef, FamilyDef
 from core.models.deep_prior import fit_pca, pca_encode
-from core.models.har_lstm import POOLINGS, HarLSTM
+from core.models.har_lstm import POOLINGS, HarLSTM, HarLSTMConfig
 
 FEATURE_SCALE_MM = 100.0
 
@@ -75,23 +73,6 @@ class HandActionConfig:
                 raise ConfigError(f"`{name}` is {getattr(self, name)}, expected >= 0")
 
 
-# The config fields load_data builds the data set from. The data is built once,
-# before the trials, so a search over one of them would be silently ignored:
-# studies/spec.py refuses it.
-DATA_FIELDS = frozenset({"data_seed", "joint_noise_mm", "max_length", "min_length", "num_sequences"})
-
-
-def load_data(config: HandActionConfig, *, data_path: str | None, cache_dir: str | Path) -> dict[str, np.ndarray]:
-    """A user's HDF5 file, or the synthetic joint sequences from (and into) the cache."""
-    if data_path is None:
-        params: dict[str, Any] = dict(num_sequences=config.num_sequences, min_length=config.min_length, max_length=config.max_length,
-                                      joint_noise_mm=config.joint_noise_mm, seed=config.data_seed)
-        data_path = str(cached_hdf5(cache_dir, "hand_actions", params, lambda: generate_hand_actions(**params), SEQUENCE_SCHEMA))
-    arrays = load_hdf5(data_path, SEQUENCE_SCHEMA)
-    check_sequence_arrays(arrays, data_path)
-    return arrays
-
-
 def joint_features(joints: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """(N, T, 21, 3) mm -> (N, T, 63): centred on each sequence's mean wrist
     over its valid frames, in units of 100 mm, zero after each length."""
@@ -102,21 +83,14 @@ def joint_features(joints: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return (feats * valid[..., None, None]).reshape(N, T, NUM_JOINTS * 3)
 
 
-class HandActionExperiment:
+class HandActionExperiment(TorchExperiment):
     def __init__(self, config: HandActionConfig, arrays: dict[str, np.ndarray], device: torch.device | str = "cpu"):
-        self.config = c = config
-        self.device = dev = torch.device(device)
-        torch.manual_seed(c.seed)
-        with warnings.catch_warnings():  # read-only arrays from Ray's object store: shared, never written
-            warnings.simplefilter("ignore", UserWarning)
-            joints = torch.as_tensor(arrays["joints"], device=dev, dtype=torch.float32)
-        self.lengths = torch.as_tensor(np.asarray(arrays["lengths"], dtype=np.int64), device=dev)
-        self.labels = torch.as_tensor(np.asarray(arrays["label"], dtype=np.int64), device=dev)
-        n = len(self.labels)
-        order = np.random.default_rng(c.data_seed).permutation(n)
-        n_val = min(n - 1, max(1, int(math.ceil(c.val_fraction * n))))
-        self.val_idx = torch.as_tensor(np.sort(order[:n_val]), device=dev)
-        self.train_idx = torch.as_tensor(np.sort(order[n_val:]), device=dev)
+        super().__init__(config, device)
+        c, dev = config, self.device
+        joints = shared_tensor(arrays["joints"], dev)
+        self.lengths = shared_tensor(arrays["lengths"], dev, torch.long)
+        self.labels = shared_tensor(arrays["label"], dev, torch.long)
+        self.train_idx, self.val_idx = random_split(len(self.labels), c.val_fraction, c.data_seed, device=dev)
 
         self.raw_features = joint_features(joints, self.lengths)                   # (N, T, 63)
         T = self.raw_features.shape[1]
@@ -130,9 +104,11 @@ class HandActionExperiment:
             mean, comps = fit_pca(frames.double(), c.pca_dim)
             self.pca_mean, self.pca_components = mean.float(), comps.float()
         self.features = self._features()                                            # (N, T, F)
-        self.model = HarLSTM(input_dim=self.features.shape[-1], num_classes=num_classes(np.asarray(arrays["label"])),
-                             hidden_size=c.hidden_size, num_layers=c.num_layers, pooling=c.pooling,
-                             attention_dim=c.attention_dim, dropout=c.dropout).to(dev)
+        self.model = HarLSTM(HarLSTMConfig(
+            input_dim=self.features.shape[-1], num_classes=num_classes(np.asarray(arrays["label"])),
+            hidden_size=c.hidden_size, num_layers=c.num_layers, pooling=c.pooling, attention_dim=c.attention_dim,
+            dropout=c.dropout,
+        )).to(dev)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
 
     def _features(self) -> torch.Tensor:
@@ -150,19 +126,13 @@ class HandActionExperiment:
     def train_epoch(self, epoch: int) -> dict[str, float]:
         c = self.config
         self.model.train()
-        torch.manual_seed(c.seed * 100_003 + epoch)  # dropout: same epoch, same masks, even after a resume
-        gen = torch.Generator().manual_seed(c.seed * 100_003 + epoch)
-        order = self.train_idx[torch.randperm(len(self.train_idx), generator=gen).to(self.device)]
+        order = shuffled(self.train_idx, seed_epoch(c.seed, epoch))
         total, correct, seen = 0.0, 0, 0
         for start in range(0, len(order), c.batch_size):
             x, lengths, y = self._batch(order[start : start + c.batch_size])
             logits = self.model(x, lengths)
             loss = F.cross_entropy(logits, y)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if c.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
-            self.optimizer.step()
+            self.step(loss)
             total += float(loss.detach()) * len(y)
             correct += int((logits.argmax(-1) == y).sum())
             seen += len(y)
@@ -180,22 +150,28 @@ class HandActionExperiment:
             seen += len(y)
         return {"val_accuracy": correct / seen, "val_loss": total / seen}
 
-    def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                                 "model_args": self.model.constructor_args(), "config": asdict(self.config)}
-        if self.pca_mean is not None:
-            assert self.pca_components is not None   # fitted and loaded together with pca_mean
-            state["pca_mean"], state["pca_components"] = self.pca_mean.cpu().clone(), self.pca_components.cpu().clone()
-        return state
+    def extra_state(self) -> dict[str, Any]:
+        if self.pca_mean is None:
+            return {}
+        assert self.pca_components is not None   # fitted and loaded together with pca_mean
+        return {"pca_mean": self.pca_mean.cpu().clone(), "pca_components": self.pca_components.cpu().clone()}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+    def load_extra_state(self, state: dict[str, Any]) -> None:
         if "pca_mean" in state:  # the fit is deterministic; the checkpoint's copy is authoritative
             self.pca_mean = state["pca_mean"].to(self.device)
             self.pca_components = state["pca_components"].to(self.device)
             self.features = self._features()
 
 
-def build(config: dict[str, Any], arrays: dict[str, np.ndarray], device: torch.device | str = "cpu", *, ignore: frozenset[str] = frozenset()) -> HandActionExperiment:
-    return HandActionExperiment(config_from_dict(HandActionConfig, config, ignore=ignore), arrays, device)
+FAMILY = FamilyDef(
+    name="hand_action",
+    config_cls=HandActionConfig,
+    experiment_cls=HandActionExperiment,
+    data=DataDef(schema=SEQUENCE_SCHEMA, check=check_sequence_arrays, generate=generate_hand_actions,
+                 cache_name="hand_actions",
+                 params={"num_sequences": "num_sequences", "min_length": "min_length", "max_length": "max_length",
+                         "joint_noise_mm": "joint_noise_mm", "seed": "data_seed"}),
+    study="har_lstm",
+    tiny={"num_sequences": 24, "min_length": 8, "max_length": 14, "hidden_size": 8, "attention_dim": 8,
+          "batch_size": 8, "max_epochs": 2},
+)

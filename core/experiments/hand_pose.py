@@ -16,18 +16,15 @@ drawn once from the seed and reused (a fixed, augmented training set).
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import math
-import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from core.config import ConfigError, config_from_dict
+from core.config import ConfigError
 from core.data.hand import BONES, NUM_JOINTS, SCHEMA, check_hand_arrays, generate_hand_depth, num_classes
 from core.data.hand_preprocess import (
     AUG_MODES,
@@ -38,8 +35,9 @@ from core.data.hand_preprocess import (
     normalise_joints,
     sample_augmentation,
 )
-from core.data.hdf5 import cached_hdf5, load_hdf5
-from core.models.deep_prior import NUM_BLOCKS, DeepPrior, fit_pca, parse_film_blocks, pca_decode, pca_encode
+from core.experiments.base import TorchExperiment, epoch_generator, seed_epoch, shared_tensor
+from core.experiments.registry import DataDef, FamilyDef
+from core.models.deep_prior import NUM_BLOCKS, DeepPrior, DeepPriorConfig, fit_pca, parse_film_blocks, pca_decode, pca_encode
 
 
 @dataclass
@@ -120,24 +118,6 @@ class HandPoseConfig:
                 raise ConfigError(f"`{name}` is {getattr(self, name)}, expected >= 0")
 
 
-# The config fields load_data builds the data set from. The data is built once,
-# before the trials, so a search over one of them would be silently ignored:
-# studies/spec.py refuses it.
-DATA_FIELDS = frozenset({"data_seed", "frames_per_sequence", "image_size", "noise_mm", "num_sequences", "pixel_dropout"})
-
-
-def load_data(config: HandPoseConfig, *, data_path: str | None, cache_dir: str | Path) -> dict[str, np.ndarray]:
-    """A user's HDF5 file, or the synthetic rendered set from (and into) the cache."""
-    if data_path is None:
-        params: dict[str, Any] = dict(num_sequences=config.num_sequences, frames_per_sequence=config.frames_per_sequence,
-                                      image_size=config.image_size, noise_mm=config.noise_mm, dropout=config.pixel_dropout,
-                                      seed=config.data_seed)
-        data_path = str(cached_hdf5(cache_dir, "hand_depth", params, lambda: generate_hand_depth(**params), SCHEMA))
-    arrays = load_hdf5(data_path, SCHEMA)
-    check_hand_arrays(arrays, data_path)
-    return arrays
-
-
 def split_by_sequence(sequence: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Frame indices (train, val), sorted, with whole sequences in validation.
     Neighbouring frames of one sequence are near duplicates, so a frame-level
@@ -149,17 +129,14 @@ def split_by_sequence(sequence: np.ndarray, val_fraction: float, seed: int) -> t
     return np.flatnonzero(~val), np.flatnonzero(val)
 
 
-class HandPoseExperiment:
+class HandPoseExperiment(TorchExperiment):
     def __init__(self, config: HandPoseConfig, arrays: dict[str, np.ndarray], device: torch.device | str = "cpu"):
-        self.config = c = config
-        self.device = dev = torch.device(device)
-        torch.manual_seed(c.seed)
-        with warnings.catch_warnings():  # read-only arrays from Ray's object store: shared, never written
-            warnings.simplefilter("ignore", UserWarning)
-            depth = torch.as_tensor(arrays["depth"], device=dev, dtype=torch.float32)
-            joints = torch.as_tensor(arrays["joints"], device=dev, dtype=torch.float32)
-        self.intrinsics = torch.as_tensor(np.asarray(arrays["intrinsics"], dtype=np.float32), device=dev)
-        self.labels = torch.as_tensor(np.asarray(arrays["label"], dtype=np.int64), device=dev)
+        super().__init__(config, device)
+        c, dev = config, self.device
+        depth = shared_tensor(arrays["depth"], dev)
+        joints = shared_tensor(arrays["joints"], dev)
+        self.intrinsics = shared_tensor(arrays["intrinsics"], dev)
+        self.labels = shared_tensor(arrays["label"], dev, torch.long)
         train_idx, val_idx = split_by_sequence(np.asarray(arrays["sequence"]), c.val_fraction, c.data_seed)
         self.train_idx = torch.as_tensor(train_idx, device=dev)
         self.val_idx = torch.as_tensor(val_idx, device=dev)
@@ -169,14 +146,16 @@ class HandPoseExperiment:
         self.val_images = crop_depth(depth[self.val_idx], self.crops[self.val_idx], c.input_size)  # (Nv, 1, S, S)
         self._fixed_train: tuple[torch.Tensor, torch.Tensor] | None = None
         if c.train_aug == "none" or not c.aug_random:
-            gen = torch.Generator().manual_seed(c.seed * 100_003 + 99_991)
+            gen = epoch_generator(c.seed, 99_991)   # a stream no epoch uses
             self._fixed_train = self._training_set(gen)
 
         pca_poses = self._pca_poses()
         mean, components = fit_pca(pca_poses.flatten(1).double(), c.pca_dim)
-        self.model = DeepPrior(input_size=c.input_size, channels=c.channels, hidden=c.hidden, dropout=c.dropout,
-                               pca_dim=c.pca_dim, num_joints=NUM_JOINTS, num_actions=num_classes(np.asarray(arrays["label"])),
-                               film_blocks=c.film_blocks, film_dim=c.film_dim).to(dev)
+        self.model = DeepPrior(DeepPriorConfig(
+            input_size=c.input_size, channels=c.channels, hidden=c.hidden, dropout=c.dropout, pca_dim=c.pca_dim,
+            num_joints=NUM_JOINTS, num_actions=num_classes(np.asarray(arrays["label"])), film_blocks=c.film_blocks,
+            film_dim=c.film_dim,
+        )).to(dev)
         self.model.set_pca(mean.float(), components.float())
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
 
@@ -202,23 +181,17 @@ class HandPoseExperiment:
         c, idx = self.config, self.train_idx
         poses = [self.norm_joints[idx]]
         if c.pca_aug != "none":
-            gen = torch.Generator().manual_seed(c.seed * 100_003 + 77_777)
+            gen = epoch_generator(c.seed, 77_777)   # a stream no epoch uses
             for _ in range(c.pca_aug_copies):
                 aug = sample_augmentation(len(idx), c.pca_aug, gen, fraction=1.0, **self._aug_kwargs()).to(self.device)
                 poses.append(normalise_joints(self.joints[idx], self.crops[idx], self.intrinsics, aug))
         return torch.cat(poses)
 
-    def _autocast(self) -> torch.autocast | contextlib.nullcontext:
-        if self.device.type == "cuda" and self.config.amp:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
-
     # ---- training ---------------------------------------------------------
     def train_epoch(self, epoch: int) -> dict[str, float]:
         c = self.config
         self.model.train()
-        torch.manual_seed(c.seed * 100_003 + epoch)  # dropout: same epoch, same masks, even after a resume
-        gen = torch.Generator().manual_seed(c.seed * 100_003 + epoch)
+        gen = seed_epoch(c.seed, epoch)
         images, targets = self._fixed_train if self._fixed_train is not None else self._training_set(gen)
         labels = self.labels[self.train_idx]
         order = torch.randperm(len(images), generator=gen).to(self.device)
@@ -227,14 +200,10 @@ class HandPoseExperiment:
             b = order[start : start + c.batch_size]
             if len(b) < 2:  # BatchNorm needs two samples
                 continue
-            with self._autocast():
+            with self.autocast():
                 pred = self.model(images[b], labels[b])
             loss = (pred.float() - targets[b]).pow(2).mean()
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if c.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
-            self.optimizer.step()
+            self.step(loss)
             total += float(loss.detach())
             batches += 1
         return {"train_loss": total / max(batches, 1)}
@@ -245,7 +214,7 @@ class HandPoseExperiment:
         self.model.eval()
         out = []
         for start in range(0, len(images), 256):
-            with self._autocast():
+            with self.autocast():
                 out.append(self.model(images[start : start + 256], labels[start : start + 256]).float())
         return torch.cat(out)
 
@@ -268,19 +237,10 @@ class HandPoseExperiment:
             "val_pca_floor_mm": float(floor_err.mean()),
         }
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "model_args": self.model.constructor_args(), "config": asdict(self.config),
-                "pca_mean": self.model.pca_mean.detach().cpu().clone(),
+    def extra_state(self) -> dict[str, Any]:
+        # the PCA also travels inside the model's weights (buffers); this copy lets a reader use it without the model
+        return {"pca_mean": self.model.pca_mean.detach().cpu().clone(),
                 "pca_components": self.model.pca_components.detach().cpu().clone()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])   # the PCA buffers come with the weights
-        self.optimizer.load_state_dict(state["optimizer"])
-
-
-def build(config: dict[str, Any], arrays: dict[str, np.ndarray], device: torch.device | str = "cpu", *, ignore: frozenset[str] = frozenset()) -> HandPoseExperiment:
-    return HandPoseExperiment(config_from_dict(HandPoseConfig, config, ignore=ignore), arrays, device)
 
 
 def save_prediction_grid(experiment: HandPoseExperiment, path: str | Path, n: int = 8, *, columns: int = 4) -> Path:
@@ -325,26 +285,15 @@ def save_prediction_grid(experiment: HandPoseExperiment, path: str | Path, n: in
     return path
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Train one config briefly and save its prediction grid:
-    ``python -m core.experiments.hand_pose --epochs 10 --out hand_pose_grid.png``."""
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--out", default="hand_pose_grid.png")
-    parser.add_argument("--cache-dir", default=str(Path.home() / ".cache" / "raystudies"))
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config override (YAML value)")
-    args = parser.parse_args(argv)
-    import yaml
-
-    overrides = {k: yaml.safe_load(v) for k, v in (s.split("=", 1) for s in args.set)}
-    config = config_from_dict(HandPoseConfig, {**overrides, "max_epochs": args.epochs})
-    exp = HandPoseExperiment(config, load_data(config, data_path=None, cache_dir=args.cache_dir))
-    for epoch in range(args.epochs):
-        train = exp.train_epoch(epoch)
-        metrics = exp.evaluate(epoch)
-        print(f"epoch {epoch + 1}: train_loss {train['train_loss']:.4f}  val_error_mm {metrics['val_error_mm']:.2f}", flush=True)
-    print(f"wrote {save_prediction_grid(exp, args.out)}")
-
-
-if __name__ == "__main__":
-    main()
+FAMILY = FamilyDef(
+    name="hand_pose",
+    config_cls=HandPoseConfig,
+    experiment_cls=HandPoseExperiment,
+    data=DataDef(schema=SCHEMA, check=check_hand_arrays, generate=generate_hand_depth, cache_name="hand_depth",
+                 params={"num_sequences": "num_sequences", "frames_per_sequence": "frames_per_sequence",
+                         "image_size": "image_size", "noise_mm": "noise_mm", "dropout": "pixel_dropout",
+                         "seed": "data_seed"}),
+    study="crop_size",
+    tiny={"num_sequences": 8, "frames_per_sequence": 4, "channels": 4, "hidden": 16, "pca_dim": 8, "batch_size": 8,
+          "max_epochs": 2, "val_fraction": 0.25},
+)

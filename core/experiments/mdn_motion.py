@@ -7,19 +7,15 @@ is taken on the mixture's expected value and w(t) is the loss-weight ramp of
 
 from __future__ import annotations
 
-import contextlib
-import math
-import warnings
-from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from core.config import ConfigError, config_from_dict
-from core.data.hdf5 import cached_hdf5, load_hdf5
+from core.config import ConfigError
 from core.data.motion import NUM_EMOTIONS, NUM_JOINTS, SCHEMA, check_motion_arrays, generate_motion
+from core.experiments.base import EVAL_SEED_STRIDE, TorchExperiment, epoch_seed, random_split, seed_epoch, shared_tensor, shuffled
+from core.experiments.registry import DataDef, FamilyDef
 from core.metrics import masked_mean, mean_jerk, sample_diversity
 from core.models.mdn import SAMPLING_MODES, mdn_nll, sample_mdn
 from core.models.motion_transformer import MotionTransformer, MotionTransformerConfig
@@ -79,53 +75,23 @@ class MdnMotionConfig:
                 raise ConfigError(f"`{name}` is {getattr(self, name)}, expected >= 1")
 
 
-# The config fields load_data builds the data set from. The data is built once,
-# before the trials, so a search over one of them would be silently ignored:
-# studies/spec.py refuses it.
-DATA_FIELDS = frozenset({"data_seed", "max_length", "min_length", "num_sequences"})
-
-
-def load_data(config: MdnMotionConfig, *, data_path: str | None, cache_dir: str | Path) -> dict[str, np.ndarray]:
-    """A user's HDF5 file, or the synthetic set from (and into) the cache."""
-    if data_path is None:
-        params = dict(num_sequences=config.num_sequences, min_length=config.min_length,
-                      max_length=config.max_length, seed=config.data_seed)
-        data_path = str(cached_hdf5(cache_dir, "motion", params, lambda: generate_motion(**params), SCHEMA))
-    arrays = load_hdf5(data_path, SCHEMA)
-    check_motion_arrays(arrays, data_path)
-    return arrays
-
-
-class MdnMotionExperiment:
+class MdnMotionExperiment(TorchExperiment):
     def __init__(self, config: MdnMotionConfig, arrays: dict[str, np.ndarray], device: torch.device | str = "cpu"):
-        self.config = c = config
-        self.device = torch.device(device)
-        torch.manual_seed(c.seed)
+        super().__init__(config, device)
+        c = config
         n, T = arrays["keypoints"].shape[:2]
         if c.gen_context + c.gen_steps > T:
             raise ConfigError(f"`gen_context` + `gen_steps` = {c.gen_context + c.gen_steps} exceeds the data's {T} frames")
-        with warnings.catch_warnings():  # read-only arrays from Ray's object store: shared, never written
-            warnings.simplefilter("ignore", UserWarning)
-            self.keypoints = torch.as_tensor(arrays["keypoints"].reshape(n, T, NUM_JOINTS * 2), device=self.device)
-            self.emotion = torch.as_tensor(arrays["emotion"], device=self.device)
-        self.lengths = torch.as_tensor(arrays["lengths"], device=self.device, dtype=torch.long)
-        order = np.random.default_rng(c.data_seed).permutation(n)
-        n_val = max(1, int(math.ceil(c.val_fraction * n)))
-        self.val_idx = torch.as_tensor(np.sort(order[:n_val]), device=self.device)
-        self.train_idx = torch.as_tensor(np.sort(order[n_val:]), device=self.device)
+        self.keypoints = shared_tensor(arrays["keypoints"].reshape(n, T, NUM_JOINTS * 2), self.device)
+        self.emotion = shared_tensor(arrays["emotion"], self.device)
+        self.lengths = shared_tensor(arrays["lengths"], self.device, torch.long)
+        self.train_idx, self.val_idx = random_split(n, c.val_fraction, c.data_seed, device=self.device)
         self.model = MotionTransformer(MotionTransformerConfig(
             keypoint_dim=NUM_JOINTS * 2, emotion_dim=NUM_EMOTIONS, max_length=T, d_model=c.d_model,
             n_heads=c.n_heads, n_layers=c.n_layers, dim_feedforward=c.dim_feedforward,
             dropout=c.dropout, n_components=c.n_components,
         )).to(self.device)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
-
-    def _autocast(self) -> torch.autocast | contextlib.nullcontext:
-        """Mixed precision where it helps: bfloat16 matmuls on a GPU; the MDN
-        likelihood itself is computed in float32 (log-sum-exp of small sigmas)."""
-        if self.device.type == "cuda" and self.config.amp:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
 
     def mdn_weight(self, epoch: int) -> float:
         c = self.config
@@ -137,7 +103,7 @@ class MdnMotionExperiment:
         L = int(lengths.max())
         kp, emo = self.keypoints[idx, :L], self.emotion[idx, :L]                    # (B, L, 34), (B, L, 4)
         valid = torch.arange(L - 1, device=self.device)[None] < (lengths - 1)[:, None]  # (B, L-1)
-        with self._autocast():
+        with self.autocast():   # bfloat16 matmuls on a GPU; the MDN likelihood in float32
             mixture, emo_pred = self.model(kp[:, :-1], emo[:, :-1])                 # predicts frame t+1
         mixture = type(mixture)(mixture.logits.float(), mixture.mu.float(), mixture.log_sigma.float())
         emo_pred = emo_pred.float()                                                 # losses in float32
@@ -152,17 +118,12 @@ class MdnMotionExperiment:
         c = self.config
         self.model.train()
         weight = self.mdn_weight(epoch)
-        torch.manual_seed(c.seed * 100_003 + epoch)  # dropout: same epoch, same masks, even after a resume
-        order = self.train_idx[torch.randperm(len(self.train_idx), generator=torch.Generator().manual_seed(c.seed * 100_003 + epoch)).to(self.device)]
+        order = shuffled(self.train_idx, seed_epoch(c.seed, epoch))
         total, batches = 0.0, 0
         for start in range(0, len(order), c.batch_size):
             terms, _ = self._loss_terms(order[start : start + c.batch_size])
             loss = terms["kp_mse"] + terms["emotion_mse"] + weight * terms["nll"]
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if c.grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip)
-            self.optimizer.step()
+            self.step(loss)
             total += float(loss.detach())
             batches += 1
         return {"train_loss": total / max(batches, 1), "mdn_weight": weight}
@@ -209,7 +170,7 @@ class MdnMotionExperiment:
         ctx_kp = self.keypoints[long_enough, : c.gen_context]
         ctx_emo = self.emotion[long_enough, : c.gen_context]
         S, B = c.gen_samples, len(long_enough)
-        gen = torch.Generator(device=self.device).manual_seed(c.seed * 7_919 + epoch)
+        gen = torch.Generator(device=self.device).manual_seed(epoch_seed(c.seed, epoch, stride=EVAL_SEED_STRIDE))
         out = self.generate(ctx_kp.repeat(S, 1, 1), ctx_emo.repeat(S, 1, 1), c.gen_steps, mode=c.sampling, generator=gen)
         samples = out.reshape(S, B, c.gen_steps, NUM_JOINTS, 2)
         real = self.keypoints[long_enough, c.gen_context : c.gen_context + c.gen_steps].reshape(B, c.gen_steps, NUM_JOINTS, 2)
@@ -217,14 +178,16 @@ class MdnMotionExperiment:
         return {"gen_jerk": jerk, "gen_jerk_ratio": jerk / max(mean_jerk(real), 1e-12),
                 "gen_diversity": sample_diversity(samples)}
 
-    def state_dict(self) -> dict[str, Any]:
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "model_args": self.model.constructor_args(), "config": asdict(self.config)}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-
-
-def build(config: dict[str, Any], arrays: dict[str, np.ndarray], device: torch.device | str = "cpu", *, ignore: frozenset[str] = frozenset()) -> MdnMotionExperiment:
-    return MdnMotionExperiment(config_from_dict(MdnMotionConfig, config, ignore=ignore), arrays, device)
+FAMILY = FamilyDef(
+    name="mdn_motion",
+    config_cls=MdnMotionConfig,
+    experiment_cls=MdnMotionExperiment,
+    data=DataDef(schema=SCHEMA, check=check_motion_arrays, generate=generate_motion, cache_name="motion",
+                 params={"num_sequences": "num_sequences", "min_length": "min_length",
+                         "max_length": "max_length", "seed": "data_seed"}),
+    study="mdn_ramp",
+    tiny={"num_sequences": 16, "min_length": 16, "max_length": 24, "d_model": 16, "n_heads": 2, "dim_feedforward": 16,
+          "n_layers": 1, "gen_contexts": 2, "gen_steps": 4, "gen_context": 8, "gen_samples": 2, "max_epochs": 2,
+          "batch_size": 8},
+)

@@ -16,6 +16,7 @@ shift take the place of BatchNorm's.
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -93,6 +94,19 @@ class ConvBlock(nn.Module):
         return self.pool(torch.relu(h))
 
 
+@dataclass(frozen=True)
+class DeepPriorConfig:
+    input_size: int = 32
+    channels: int = 8
+    hidden: int = 256
+    dropout: float = 0.2
+    pca_dim: int = 24
+    num_joints: int = 21
+    num_actions: int = 6
+    film_blocks: str = "none"
+    film_dim: int = 8
+
+
 class DeepPrior(nn.Module):
     """Depth crop (B, 1, S, S) [+ action label (B,)] -> normalised pose (B, J, 3)."""
 
@@ -100,25 +114,14 @@ class DeepPrior(nn.Module):
     pca_mean: torch.Tensor
     pca_components: torch.Tensor
 
-    def __init__(
-        self,
-        *,
-        input_size: int = 32,
-        channels: int = 8,
-        hidden: int = 256,
-        dropout: float = 0.2,
-        pca_dim: int = 24,
-        num_joints: int = 21,
-        num_actions: int = 6,
-        film_blocks: str = "none",
-        film_dim: int = 8,
-    ):
+    def __init__(self, config: DeepPriorConfig):
         super().__init__()
+        self.config = config
+        input_size, channels, hidden, dropout = config.input_size, config.channels, config.hidden, config.dropout
+        pca_dim, num_joints, num_actions, film_dim = config.pca_dim, config.num_joints, config.num_actions, config.film_dim
         if input_size % 2**NUM_BLOCKS:
             raise ValueError(f"The value of `input_size` is {input_size}, but must be divisible by {2**NUM_BLOCKS}")
-        self._args = dict(input_size=input_size, channels=channels, hidden=hidden, dropout=dropout, pca_dim=pca_dim,
-                          num_joints=num_joints, num_actions=num_actions, film_blocks=film_blocks, film_dim=film_dim)
-        self.film_blocks = parse_film_blocks(film_blocks)
+        self.film_blocks = parse_film_blocks(config.film_blocks)
         self.num_joints = num_joints
         self.embedding = nn.Embedding(num_actions, film_dim) if self.film_blocks else None
         blocks, c_in = [], 1
@@ -135,7 +138,7 @@ class DeepPrior(nn.Module):
         self.register_buffer("pca_components", torch.eye(pca_dim, num_joints * 3))
 
     def constructor_args(self) -> dict[str, Any]:
-        return dict(self._args)
+        return asdict(self.config)
 
     def set_pca(self, mean: torch.Tensor, components: torch.Tensor) -> None:
         self.pca_mean.copy_(mean)

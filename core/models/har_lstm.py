@@ -13,6 +13,7 @@ alone. The sequence is pooled into one vector in one of two ways:
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -30,25 +31,27 @@ def masked_softmax(scores: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     return weights.masked_fill(~valid, 0.0)
 
 
+@dataclass(frozen=True)
+class HarLSTMConfig:
+    input_dim: int
+    num_classes: int
+    hidden_size: int = 32
+    num_layers: int = 1
+    pooling: str = "last"
+    attention_dim: int = 32
+    dropout: float = 0.1
+
+
 class HarLSTM(nn.Module):
     """Features (B, T, F) + lengths (B,) -> class logits (B, C)."""
 
-    def __init__(
-        self,
-        *,
-        input_dim: int,
-        num_classes: int,
-        hidden_size: int = 32,
-        num_layers: int = 1,
-        pooling: str = "last",
-        attention_dim: int = 32,
-        dropout: float = 0.1,
-    ):
+    def __init__(self, config: HarLSTMConfig):
         super().__init__()
+        self.config = config
+        input_dim, hidden_size, num_layers, dropout = config.input_dim, config.hidden_size, config.num_layers, config.dropout
+        pooling, attention_dim, num_classes = config.pooling, config.attention_dim, config.num_classes
         if pooling not in POOLINGS:
             raise ValueError(f"The value of `pooling` is {pooling!r}, but must be one of {POOLINGS}")
-        self._args = dict(input_dim=input_dim, num_classes=num_classes, hidden_size=hidden_size, num_layers=num_layers,
-                          pooling=pooling, attention_dim=attention_dim, dropout=dropout)
         self.pooling = pooling
         self.lstm = nn.LSTM(input_dim, hidden_size, num_layers=num_layers, batch_first=True,
                             dropout=dropout if num_layers > 1 else 0.0)
@@ -57,7 +60,7 @@ class HarLSTM(nn.Module):
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden_size, num_classes))
 
     def constructor_args(self) -> dict[str, Any]:
-        return dict(self._args)
+        return asdict(self.config)
 
     def encode(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """Pooled vector (B, H), attention weights (B, T) or None, and the

@@ -2,17 +2,20 @@
 fitting a noisy sine. Copy this folder as the template for your own study.
 
 Run it with ``python studies/run.py examples/sine_mlp/sine_mlp.yaml``.
+
+The experiment says what one epoch of training and one evaluation are; the
+platform's loop (``experiment_trainable``) runs the epochs, reports them,
+refuses NaN, checkpoints and resumes.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
 from torch import nn
 
-from trainables.api import load_checkpoint, report_epoch, trial_device
+from trainables.api import experiment_trainable
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
 
@@ -34,35 +37,40 @@ def _model(width: int, depth: int, activation: str) -> nn.Module:
     return nn.Sequential(*layers, nn.Linear(fan_in, 1))
 
 
-def train_sine(config: dict[str, Any]) -> None:
-    torch.set_num_threads(1)
-    device = trial_device()
-    torch.manual_seed(int(config["seed"]))
-    xt, yt, xv, yv = (t.to(device) for t in _data(int(config.get("data_seed", 0))))
-    model = _model(int(config["width"]), int(config["depth"]), str(config["activation"])).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=float(config["lr"]))
-    start = 0
-    state = load_checkpoint()
-    if state is not None:
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        start = int(state["epoch"])
-    for epoch in range(start, int(config["max_epochs"])):
-        model.train()
-        g = torch.Generator().manual_seed(int(config["seed"]) * 1000 + epoch)
-        perm = torch.randperm(len(xt), generator=g)
-        for i in range(0, len(xt), 32):
+class SineExperiment:
+    def __init__(self, config: dict[str, Any], device: torch.device):
+        torch.set_num_threads(1)
+        self.seed = int(config["seed"])
+        torch.manual_seed(self.seed)
+        self.xt, self.yt, self.xv, self.yv = (t.to(device) for t in _data(int(config.get("data_seed", 0))))
+        self.model = _model(int(config["width"]), int(config["depth"]), str(config["activation"])).to(device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=float(config["lr"]))
+
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        self.model.train()
+        g = torch.Generator().manual_seed(self.seed * 1000 + epoch)   # same epoch, same batches, even after a resume
+        perm = torch.randperm(len(self.xt), generator=g).to(self.xt.device)
+        total, batches = 0.0, 0
+        for i in range(0, len(perm), 32):
             idx = perm[i : i + 32]
-            loss = nn.functional.mse_loss(model(xt[idx]), yt[idx])
-            opt.zero_grad()
+            loss = nn.functional.mse_loss(self.model(self.xt[idx]), self.yt[idx])
+            self.optimizer.zero_grad()
             loss.backward()
-            opt.step()
-        model.eval()
-        with torch.no_grad():
-            val = float(nn.functional.mse_loss(model(xv), yv))
-        if not math.isfinite(val):
-            raise FloatingPointError(f"non-finite val_mse at epoch {epoch + 1}")
-        done = epoch + 1
-        save = done % int(config.get("checkpoint_every", 1)) == 0 or done == int(config["max_epochs"])
-        report_epoch({"val_mse": val, "train_loss": float(loss)}, epoch=done,
-                     state={"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": done} if save else None)
+            self.optimizer.step()
+            total, batches = total + float(loss), batches + 1
+        return {"train_loss": total / batches}
+
+    @torch.no_grad()
+    def evaluate(self, epoch: int) -> dict[str, float]:
+        self.model.eval()
+        return {"val_mse": float(nn.functional.mse_loss(self.model(self.xv), self.yv))}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+train_sine = experiment_trainable(SineExperiment)

@@ -292,7 +292,6 @@ def factor_table(
     mode: str,
     max_epochs: int,
     baseline: dict[str, Any],
-    all_infos: dict[str, FactorInfo],
     edges: list[float] | None = None,
 ) -> FactorTable:
     trials = run.trials.set_index("trial_id")
@@ -357,14 +356,13 @@ def build_ablation(
         chosen = rung
         counts.setdefault(rung, len(values_at_epoch(run, metric, rung)))
     values = values_at_epoch(run, metric, chosen)
-    infos = {f.name: f for f in factors}
     at = {r: values_at_epoch(run, metric, r) for r in rungs}
     if rung is not None:
         at.setdefault(rung, values)
 
     def table_at(f: FactorInfo, r: int) -> FactorTable:
         t = factor_table(f, run, at[r], mode=mode, max_epochs=max_epochs, baseline=baseline,
-                         all_infos=infos, edges=bins.get(f.name))
+                         edges=bins.get(f.name))
         t.rung, t.at_rung = r, len(at[r])
         return t
 

@@ -178,39 +178,9 @@ def write_report(run_dir: Path, run: RunTrials, *, spec: Any, info: dict[str, An
     loo = load_leave_one_out(run_dir, metric=spec.metric, mode=spec.mode)
     budget = budget_table(run, run_dir, info)
 
-    designed = ""
-    if loo is not None:
-        skipped = "".join(f"\n- {f}: no row, {why}." for f, why in loo.skipped.items())
-        if loo.table is not None and not loo.table.empty:
-            written += _write_table(loo.table, tables_dir / "leave_one_out", loo.caption)
-            designed += f"## Leave-one-out (designed)\n\n{loo.caption}\n\n{_display(loo.table).to_markdown(index=False)}\n{skipped}\n\n"
-        else:
-            designed += f"## Leave-one-out (designed)\n\nNo leave-one-out run has finished yet.{skipped}\n\n"
-    if confirmation is not None and confirmation.summary is not None:
-        written += _write_table(confirmation.summary, tables_dir / "confirmation", confirmation.caption)
-        designed += f"## Confirmation (designed)\n\n{confirmation.caption}\n\n{_display(confirmation.summary).to_markdown(index=False)}\n\n"
-
-    modelled = ""
-    long_m = []
-    for t in an.modelled.tables:
-        cap = _modelled_caption(t, an, spec.metric, spec.mode)
-        written += _write_table(t.table, tables_dir / f"modelled_{t.factor}", cap)
-        modelled += f"### {t.factor}\n\n{cap}\n\n{_display(t.table).to_markdown(index=False)}\n\n"
-        long_m.append(t.table.assign(factor=t.factor, rung=t.rung, reference=t.reference))
-    if long_m:
-        pd.concat(long_m).to_csv(tables_dir / "modelled.csv", index=False)
-        written.append(tables_dir / "modelled.csv")
-    else:
-        modelled = f"Too few distinct configs at epoch {an.rung} to fit a surrogate.\n\n"
-
-    observed, long_o = "", []
-    for ft in ab.tables:
-        cap = _observed_caption(ft, ab)
-        written += _write_table(ft.table, tables_dir / f"ablation_{ft.factor}", cap)
-        observed += f"### {ft.factor}\n\n{cap}\n\n{_display(ft.table).to_markdown(index=False)}\n\n"
-        long_o.append(ft.table.assign(factor=ft.factor, rung=ft.rung, reference=ft.reference))
-    pd.concat(long_o).to_csv(tables_dir / "ablation.csv", index=False)
-    written.append(tables_dir / "ablation.csv")
+    designed = _designed_sections(loo, confirmation, tables_dir, written)
+    modelled = _modelled_section(an, spec, tables_dir, written)
+    observed = _observed_section(ab, tables_dir, written)
     imp_caption = _importance_caption(an)
     written += _write_table(an.importance, tables_dir / "importance", imp_caption)
     budget_caption = "Budget: what the study cost, what ASHA's early stopping saved, and what the designed runs cost."
@@ -224,25 +194,71 @@ def write_report(run_dir: Path, run: RunTrials, *, spec: Any, info: dict[str, An
               f"*Run `{run_dir.name}` ({status}); {len(run.trials)} trials; trials reaching each rung: {rung_counts}. "
               f"Question: {spec.description or '(no description in the spec)'}*\n\n"
               f"{EVIDENCE_LEGEND}\n\n")
+    has_loo = loo is not None and loo.table is not None and not loo.table.empty
     plots_list = ["plots/modelled.png", "plots/factors.png", "plots/learning_curves.png", "plots/importance.png"]
+    plots_list += (["plots/leave_one_out.png"] if has_loo else []) + (
+        ["plots/confirmation.png"] if confirmation is not None and confirmation.summary is not None else [])
     report.write_text(
         header + designed + f"## Modelled marginals (search phase, epoch {an.rung})\n\n{modelled}"
         + f"## Observed (search phase, per factor's rung)\n\n{observed}"
         + f"## Parameter importance\n\n{imp_caption}\n\n{_display(an.importance).to_markdown(index=False)}\n\n"
         + f"## Budget\n\n{budget_caption}\n\n{_display(budget).to_markdown(index=False)}\n\n"
-        + "Plots: " + ", ".join(f"`{p}`" for p in plots_list
-                                + (["plots/leave_one_out.png"] if loo is not None and loo.table is not None and not loo.table.empty else [])
-                                + (["plots/confirmation.png"] if confirmation is not None and confirmation.summary is not None else []))
-        + ". All trials: `tables/trials.md`.\n")
+        + "Plots: " + ", ".join(f"`{p}`" for p in plots_list) + ". All trials: `tables/trials.md`.\n")
     written.append(report)
 
     if an.modelled.tables:
         written.append(plots.plot_modelled(an.modelled.tables, spec.metric, an.rung, plots_dir))
     if an.importance[["modelled_share", "fanova_share", "ped_anova"]].notna().any().any():
         written.append(plots.plot_importances(an.importance, plots_dir, an.rung))
-    if loo is not None and loo.table is not None and not loo.table.empty:
+    if has_loo:
+        assert loo is not None and loo.table is not None
         written.append(plots.plot_leave_one_out(loo.table, spec.metric, plots_dir))
     return WrittenReport(written + side(), answer, report)
+
+
+def _designed_sections(loo: Any, confirmation: Any, tables_dir: Path, written: list[Path]) -> str:
+    """The leave-one-out and confirmation sections (Markdown); their tables are
+    written and appended to ``written``."""
+    designed = ""
+    if loo is not None:
+        skipped = "".join(f"\n- {f}: no row, {why}." for f, why in loo.skipped.items())
+        if loo.table is not None and not loo.table.empty:
+            written += _write_table(loo.table, tables_dir / "leave_one_out", loo.caption)
+            designed += f"## Leave-one-out (designed)\n\n{loo.caption}\n\n{_display(loo.table).to_markdown(index=False)}\n{skipped}\n\n"
+        else:
+            designed += f"## Leave-one-out (designed)\n\nNo leave-one-out run has finished yet.{skipped}\n\n"
+    if confirmation is not None and confirmation.summary is not None:
+        written += _write_table(confirmation.summary, tables_dir / "confirmation", confirmation.caption)
+        designed += f"## Confirmation (designed)\n\n{confirmation.caption}\n\n{_display(confirmation.summary).to_markdown(index=False)}\n\n"
+    return designed
+
+
+def _modelled_section(an: Any, spec: Any, tables_dir: Path, written: list[Path]) -> str:
+    """One subsection per factor's modelled marginals, and modelled.csv (all of them, long)."""
+    modelled, long_m = "", []
+    for t in an.modelled.tables:
+        cap = _modelled_caption(t, an, spec.metric, spec.mode)
+        written += _write_table(t.table, tables_dir / f"modelled_{t.factor}", cap)
+        modelled += f"### {t.factor}\n\n{cap}\n\n{_display(t.table).to_markdown(index=False)}\n\n"
+        long_m.append(t.table.assign(factor=t.factor, rung=t.rung, reference=t.reference))
+    if not long_m:
+        return f"Too few distinct configs at epoch {an.rung} to fit a surrogate.\n\n"
+    pd.concat(long_m).to_csv(tables_dir / "modelled.csv", index=False)
+    written.append(tables_dir / "modelled.csv")
+    return modelled
+
+
+def _observed_section(ab: AblationResult, tables_dir: Path, written: list[Path]) -> str:
+    """One subsection per factor's observed table, and ablation.csv (all of them, long)."""
+    observed, long_o = "", []
+    for ft in ab.tables:
+        cap = _observed_caption(ft, ab)
+        written += _write_table(ft.table, tables_dir / f"ablation_{ft.factor}", cap)
+        observed += f"### {ft.factor}\n\n{cap}\n\n{_display(ft.table).to_markdown(index=False)}\n\n"
+        long_o.append(ft.table.assign(factor=ft.factor, rung=ft.rung, reference=ft.reference))
+    pd.concat(long_o).to_csv(tables_dir / "ablation.csv", index=False)
+    written.append(tables_dir / "ablation.csv")
+    return observed
 
 
 def _plots_of_the_trials(run_dir: Path, run: RunTrials, spec: Any, ab: AblationResult, factors: list,

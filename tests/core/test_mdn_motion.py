@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import io
 import math
 
-import numpy as np
 import pytest
 import torch
 
 from core.config import ConfigError, config_defaults, config_from_dict
 from core.data.motion import generate_motion
-from core.experiments.mdn_motion import MdnMotionConfig, MdnMotionExperiment, build, load_data
+from core.experiments.mdn_motion import MdnMotionConfig, MdnMotionExperiment
 from core.metrics import masked_mean, mean_jerk, sample_diversity
-from core.models.motion_transformer import MotionTransformer, MotionTransformerConfig
 from core.schedules import ramp_weight
 from core.training import NonFiniteLossError, check_finite, run_epochs
 
@@ -76,59 +73,6 @@ def test_split(trained):
     assert not val & tr and val | tr == set(range(16))
 
 
-def test_same_seed_same_metrics(arrays, trained):
-    _, train, metrics = trained
-    _, train2, metrics2 = _train_one(arrays)
-    assert train2 == train
-    assert metrics2 == metrics
-
-
-def test_different_seed_different_metrics(arrays, trained):
-    _, train, metrics = trained
-    _, train2, metrics2 = _train_one(arrays, seed=1)
-    assert train2["train_loss"] != train["train_loss"]
-    assert metrics2["val_mse"] != metrics["val_mse"]
-
-
-def test_state_dict_round_trip(arrays, trained):
-    exp, _, metrics = trained
-    fresh = MdnMotionExperiment(tiny_config(), arrays)  # same seed, untrained weights
-    assert fresh.evaluate(0)["val_mse"] != metrics["val_mse"]
-    fresh.load_state_dict(exp.state_dict())
-    assert fresh.evaluate(0) == exp.evaluate(0) == metrics
-
-
-def test_state_dict_torch_save_weights_only(arrays, trained):
-    exp, _, metrics = trained
-    buf = io.BytesIO()
-    torch.save(exp.state_dict(), buf)
-    buf.seek(0)
-    state = torch.load(buf, weights_only=True)
-    assert state["config"] == dataclasses.asdict(exp.config)
-    assert state["model_args"]["d_model"] == 16 and state["model_args"]["max_length"] == 24
-    # the checkpoint alone rebuilds the model
-    model = MotionTransformer(MotionTransformerConfig(**state["model_args"]))
-    model.load_state_dict(state["model"])
-    fresh = MdnMotionExperiment(tiny_config(), arrays)
-    fresh.load_state_dict(state)
-    assert fresh.evaluate(0) == metrics
-
-
-def test_resume_matches_uninterrupted(arrays):
-    full = MdnMotionExperiment(tiny_config(), arrays)
-    run_epochs(full, max_epochs=1)
-    buf = io.BytesIO()
-    torch.save(full.state_dict(), buf)
-    history_full = run_epochs(full, max_epochs=2, start_epoch=1)
-
-    resumed = MdnMotionExperiment(tiny_config(), arrays)
-    buf.seek(0)
-    resumed.load_state_dict(torch.load(buf, weights_only=True))
-    history_resumed = run_epochs(resumed, max_epochs=2, start_epoch=1)
-    assert history_resumed == history_full
-    assert history_full[0]["epoch"] == 2
-
-
 @pytest.mark.parametrize(
     "changes",
     [
@@ -183,23 +127,6 @@ def test_generate_shape_and_determinism(trained):
 def test_gen_context_too_long(arrays):
     with pytest.raises(ConfigError, match="exceeds the data's 24 frames"):
         MdnMotionExperiment(tiny_config(gen_context=20, gen_steps=5), arrays)
-
-
-def test_load_data_uses_cache(tmp_path, arrays):
-    c = tiny_config()
-    loaded = load_data(c, data_path=None, cache_dir=tmp_path)
-    for k, v in arrays.items():
-        np.testing.assert_array_equal(loaded[k], v)
-    assert len(list(tmp_path.glob("motion-*.h5"))) == 1
-    load_data(c, data_path=None, cache_dir=tmp_path)
-    assert len(list(tmp_path.glob("*"))) == 1
-
-
-def test_build_ignores_keys(arrays):
-    exp = build({**TINY, "checkpoint_every": 3}, arrays, ignore=frozenset({"checkpoint_every"}))
-    assert exp.config == tiny_config()
-    with pytest.raises(ConfigError, match="checkpoint_every"):
-        build({**TINY, "checkpoint_every": 3}, arrays)
 
 
 # ---------------------------------------------------------------- training loop

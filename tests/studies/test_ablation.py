@@ -642,8 +642,7 @@ def test_factor_missing_from_trials_is_all_not_sampled():
 def test_factor_table_directly():
     run = make_study(4)
     values = values_at_epoch(run, "loss", 2)
-    t = factor_table(SHAPE, run, values, mode="min", max_epochs=MAX_EPOCHS, baseline={"shape": "a"},
-                     all_infos={"shape": SHAPE})
+    t = factor_table(SHAPE, run, values, mode="min", max_epochs=MAX_EPOCHS, baseline={"shape": "a"})
     assert list(t.table.columns) == ["level", "trials", "at_rung", "repeats", "full_budget", "best", "median", "mean", "ci95",
                                      "delta_vs_ref", "p", "p_holm", "sig"]
     assert t.table["trials"].tolist() == [20, 20, 20] and t.table["at_rung"].tolist() == [20, 20, 20]
@@ -666,8 +665,7 @@ def test_identical_configs_are_one_observation():
         rows.append(_trial_row(f"t{i}", STATUS_PRUNED, 2, [2.0, v], "min", "loss", shape=shape, noise_knob=knob, other=0.0))
         history += [{"trial_id": f"t{i}", "epoch": 1, "loss": 2.0}, {"trial_id": f"t{i}", "epoch": 2, "loss": v}]
     run = _run(rows, history, ["shape", "noise_knob"])
-    t = factor_table(SHAPE, run, values_at_epoch(run, "loss", 2), mode="min", max_epochs=2, baseline={"shape": "a"},
-                     all_infos={}, edges=None)
+    t = factor_table(SHAPE, run, values_at_epoch(run, "loss", 2), mode="min", max_epochs=2, baseline={"shape": "a"}, edges=None)
     a, b = row(t, "a"), row(t, "b")
     assert (a["trials"], a["at_rung"], a["repeats"]) == (5 + 1, 2, 4)
     merged_a = np.array([np.mean([1.0 + 0.01 * i for i in range(5)]), 1.05])

@@ -536,7 +536,7 @@ def test_leave_one_out_forms(tmp_path):
 
 
 def test_numeric_baselines(tmp_path):
-    spec_path, space_path = _continuous(tmp_path, baseline={"lr": "1e-3", "dropout": 0.2, "n_layers": 3, "batch_size": 48})
+    spec_path, space_path = _continuous(tmp_path, baseline={"lr": 1e-3, "dropout": 0.2, "n_layers": 3, "batch_size": 48})
     spec = load_spec(spec_path, search_space_path=space_path)
     assert spec.ablation.baseline == {"lr": 1e-3, "dropout": 0.2, "n_layers": 3, "batch_size": 48}
     assert type(spec.ablation.baseline["lr"]) is float and type(spec.ablation.baseline["n_layers"]) is int
