@@ -134,9 +134,9 @@ def list_runs_command(storage: Path, study: str) -> int:
         return 0
     for run_dir in runs:
         info = run_folder.read_run_info(run_dir)
-        counts = ", ".join(f"{n} {s}" for s, n in (info.get("trial_counts") or {}).items())
-        started = time.strftime("%Y-%m-%d %H:%M", time.localtime(info.get("started", 0)))
-        print(f"{run_dir.name:24s} {info.get('status', '?'):11s} started {started}  {stage_summary(info)}  {counts}")
+        counts = ", ".join(f"{n} {s}" for s, n in info.trial_counts.items())
+        started = time.strftime("%Y-%m-%d %H:%M", time.localtime(info.started))
+        print(f"{run_dir.name:24s} {info.status:11s} started {started}  {stage_summary(info)}  {counts}")
     return 0
 
 

@@ -10,16 +10,15 @@ from typing import Any
 from studies.report.answer import best_trial
 from studies.report.trials import RunTrials
 from studies.report.write import WrittenReport
-from studies.run_folder import RunFolder
+from studies.run_folder import RunFolder, RunInfo
 from studies.spec import StudySpec
 
 STAGE_NAMES = {"search": "search", "designed": "designed runs", "report": "report"}
 
 
-def stage_summary(info: dict[str, Any]) -> str:
+def stage_summary(info: RunInfo) -> str:
     """``236 s (search 134 s, designed runs 91 s, report 11 s)``."""
-    stages = info.get("stage_s") or {"search": float(info.get("wall_s", 0.0)),   # a run from before stage_s
-                                     **({"designed": float(info["confirm_wall_s"])} if "confirm_wall_s" in info else {})}
+    stages = info.stages()
     parts = ", ".join(f"{STAGE_NAMES[k]} {stages[k]:.0f} s" for k in STAGE_NAMES if k in stages)
     return f"{sum(stages.values()):.0f} s ({parts})"
 

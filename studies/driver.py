@@ -20,7 +20,7 @@ from studies.console import print_answer, print_files, print_summary
 from studies.errors import UserError
 from studies.report.trials import RunTrials, load_trials
 from studies.report.write import WrittenReport, write_report
-from studies.run_folder import RunFolder
+from studies.run_folder import Invocation, RunFolder, RunInfo
 from studies.spec import STUDIES_DIR, StudySpec, load_spec
 from studies.storage import check_shared_storage
 
@@ -55,10 +55,9 @@ def spec_of_run(run_dir: Path, *, for_training: bool = True, extra: list[str] | 
     which imports torch."""
     folder = RunFolder(run_dir)
     info = folder.info()
-    inv = info.get("invocation", {})
-    overrides = [*inv.get("overrides", []), *info.get("confirm_overrides", []), *extra]
-    return load_spec(folder.spec_copy, smoke=inv.get("smoke", False), overrides=overrides,
-                     search_space_path=folder.search_space_copy, name=info["study"], check_family=for_training)
+    overrides = [*info.invocation.overrides, *info.confirm_overrides, *extra]
+    return load_spec(folder.spec_copy, smoke=info.invocation.smoke, overrides=overrides,
+                     search_space_path=folder.search_space_copy, name=info.study, check_family=for_training)
 
 
 def load_family_data(spec: StudySpec, data_path: str | None, cache_dir: Path) -> dict[str, Any] | None:
@@ -202,25 +201,24 @@ def search(ctx: RunContext) -> set[str]:
     fit_s, wall = time.time() - fit_started, time.time() - ctx.started
     tune_trials = grid_trials(grid)
     ctx.status = "finished" if not interrupted and len(tune_trials) >= b.num_samples else "interrupted"
-    folder.update(status=ctx.status, finished=time.time(), wall_s=float(info.get("wall_s", 0.0)) + wall,
-                  tune_s=float(info.get("tune_s", 0.0)) + fit_s)
+    folder.update(status=ctx.status, finished=time.time(), wall_s=info.wall_s + wall, tune_s=info.tune_s + fit_s)
     _add_stage_time(folder, "search", wall)
     return {t.trial_id for t in tune_trials}
 
 
-def _new_run_info(ctx: RunContext) -> dict[str, Any]:
+def _new_run_info(ctx: RunContext) -> RunInfo:
     spec, o = ctx.spec, ctx.options
-    return {
-        "study": spec.name, "run": ctx.folder.name, "status": "running", "started": ctx.started,
-        "invocation": {"study_file": str(spec.path), "smoke": o.smoke, "overrides": o.overrides,
-                       "data": o.data, "address": o.address},
-        "metric": spec.metric, "mode": spec.mode, "max_epochs": spec.budget.max_epochs,
-        "num_samples": spec.budget.num_samples, "params": [p.name for p in spec.params],
-        "resources": {"cpus_per_trial": spec.resources.cpus_per_trial, "gpus_per_trial": spec.resources.gpus_per_trial},
-        "max_concurrent": ctx.concurrent, "cluster": ctx.cluster,
-        "git_commit": run_folder.git_commit(spec.path.parent), "platform": run_folder.platform_version(),
-        "host": run_folder.host(), "wall_s": 0.0,
-    }
+    return RunInfo(
+        study=spec.name, run=ctx.folder.name, status="running", started=ctx.started,
+        invocation=Invocation(study_file=str(spec.path), smoke=o.smoke, overrides=list(o.overrides),
+                              data=o.data, address=o.address),
+        metric=spec.metric, mode=spec.mode, max_epochs=spec.budget.max_epochs,
+        num_samples=spec.budget.num_samples, params=[p.name for p in spec.params],
+        resources={"cpus_per_trial": spec.resources.cpus_per_trial, "gpus_per_trial": spec.resources.gpus_per_trial},
+        max_concurrent=ctx.concurrent, cluster=ctx.cluster,
+        git_commit=run_folder.git_commit(spec.path.parent), platform=run_folder.platform_version(),
+        host=run_folder.host(), wall_s=0.0,
+    )
 
 
 def reconcile(ctx: RunContext, tune_ids: set[str]) -> None:
@@ -277,23 +275,23 @@ def confirm_existing_run(options: RunOptions) -> int:
         raise UserError(f"--set {refused[0]}: --confirm on the existing run {options.run} can change only ablation.* "
                         "(the search it confirms has already run); start a new run to change the rest")
     info = folder.info()
-    if options.smoke != bool(info.get("invocation", {}).get("smoke", False)):
+    if options.smoke != info.invocation.smoke:
         made = "a smoke run" if not options.smoke else "not a smoke run"
         raise UserError(f"--smoke: run {options.run} was {made}; --confirm on it keeps the run's own setting "
                         f"({'add' if not options.smoke else 'drop'} --smoke)")
     spec = spec_of_run(folder.path, extra=options.overrides)  # validated here, before anything runs
-    if info.get("status") == "running":
+    if info.status == "running":
         raise UserError(f"{folder.path}: the run is still running; confirm it when it has finished")
     trials = read_trials(folder, spec)
     if trials.trials.empty:
         raise UserError(f"{folder.path}: no trials to confirm")
     if folder.designed.exists():
         raise UserError(f"{folder.designed}: a confirmation stage already exists for this run (delete that folder to redo it)")
-    data = load_family_data(spec, info.get("invocation", {}).get("data"), options.cache_dir)
-    ctx = RunContext(options, spec, folder, data, status=info.get("status", "finished"), trials=trials)
+    data = load_family_data(spec, info.invocation.data, options.cache_dir)
+    ctx = RunContext(options, spec, folder, data, status=info.status, trials=trials)
     with launch(ctx):
         if options.overrides:
-            folder.update(confirm_overrides=[*info.get("confirm_overrides", []), *options.overrides])
+            folder.update(confirm_overrides=[*info.confirm_overrides, *options.overrides])
         designed(ctx, confirm=True)
     written = report(ctx)
     print_files(written.files, folder.path, verbose=options.verbose)
@@ -310,7 +308,7 @@ def write_outputs(run_dir: Path, spec: StudySpec, *, trials: RunTrials | None = 
     """tables/, plots/ and hparams/ of a run; ``trials`` if already read, else read here."""
     info = run_folder.read_run_info(run_dir)
     if trials is None:
-        trials = read_trials(RunFolder(run_dir), spec, run_active=info.get("status") == "running")
+        trials = read_trials(RunFolder(run_dir), spec, run_active=info.status == "running")
     return write_report(run_dir, trials, spec=spec, info=info)
 
 
@@ -318,10 +316,10 @@ def _counts(trials: RunTrials) -> dict[str, int]:
     return trials.trials["status"].value_counts().to_dict() if not trials.trials.empty else {}
 
 
-def _add_stage_time(folder: RunFolder, stage: str, seconds: float, *, replace: bool = False) -> dict[str, Any]:
+def _add_stage_time(folder: RunFolder, stage: str, seconds: float, *, replace: bool = False) -> RunInfo:
     """run.json's ``stage_s``: seconds per stage (search, designed, report);
     a resumed search adds to its stage, a rebuilt report replaces its own."""
-    stages = dict(folder.info().get("stage_s") or {})
+    stages = dict(folder.info().stage_s)
     stages[stage] = seconds + (0.0 if replace else float(stages.get(stage, 0.0)))
     return folder.update(stage_s=stages)
 

@@ -13,7 +13,7 @@ import os
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,69 @@ SPEC_FILE, SEARCH_SPACE_FILE, OPTUNA_FILE = "spec.yaml", "search_space.yaml", "o
 TUNE_TRIAL_ID_ATTR = "tune_trial_id"
 # Set (True) on an Optuna trial that a killed driver asked for but Tune never recorded.
 ORPHANED_ATTR = "orphaned_by_driver_kill"
+
+
+@dataclass
+class Invocation:
+    """The command line a run was started with (what --resume repeats)."""
+
+    study_file: str = ""
+    smoke: bool = False
+    overrides: list[str] = field(default_factory=list)
+    data: str | None = None
+    address: str | None = None
+
+
+@dataclass
+class RunInfo:
+    """run.json: what was run, by whom, where, and how it ended. Keys a newer
+    version adds are optional, so an older run folder still reads."""
+
+    study: str
+    run: str
+    status: str = "?"                 # running | finished | interrupted | failed
+    started: float = 0.0
+    invocation: Invocation = field(default_factory=Invocation)
+    metric: str = ""
+    mode: str = "min"
+    max_epochs: int = 0
+    num_samples: int = 0
+    params: list[str] = field(default_factory=list)
+    resources: dict[str, float] = field(default_factory=dict)
+    max_concurrent: int | None = None
+    cluster: dict[str, Any] = field(default_factory=dict)
+    git_commit: str | None = None
+    platform: dict[str, Any] = field(default_factory=dict)
+    host: str = ""
+    wall_s: float = 0.0               # the search stage, summed over resumes
+    tune_s: float = 0.0               # of which inside Tuner.fit
+    finished: float | None = None
+    resumed: float | None = None
+    trial_counts: dict[str, int] = field(default_factory=dict)
+    stage_s: dict[str, float] = field(default_factory=dict)
+    confirm_wall_s: float | None = None
+    confirm_overrides: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: Path) -> RunInfo:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown or not isinstance(raw.get("study"), str) or not isinstance(raw.get("run"), str):
+            what = f"unknown key {unknown[0]!r}" if unknown else "no study or run name"
+            raise UserError(f"{source}: corrupt run file ({what})")
+        values = dict(raw)
+        values["invocation"] = Invocation(**{k: v for k, v in (raw.get("invocation") or {}).items()
+                                             if k in {f.name for f in fields(Invocation)}})
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def stages(self) -> dict[str, float]:
+        """Seconds per stage; for a run from before ``stage_s``, from wall_s and confirm_wall_s."""
+        if self.stage_s:
+            return dict(self.stage_s)
+        return {"search": self.wall_s, **({"designed": self.confirm_wall_s} if self.confirm_wall_s is not None else {})}
 
 
 @dataclass(frozen=True)
@@ -83,10 +146,10 @@ class RunFolder:
     def exists(self) -> bool:
         return self.run_json.is_file()
 
-    def info(self) -> dict[str, Any]:
+    def info(self) -> RunInfo:
         return read_run_info(self.path)
 
-    def update(self, **changes: Any) -> dict[str, Any]:
+    def update(self, **changes: Any) -> RunInfo:
         return update_run_info(self.path, **changes)
 
 
@@ -104,7 +167,7 @@ def list_runs(storage: Path, study: str) -> list[Path]:
     if not root.is_dir():
         return []
     runs = [p for p in root.iterdir() if (p / RUN_FILE).is_file()]
-    return sorted(runs, key=lambda p: (read_run_info(p).get("started", 0), p.name))
+    return sorted(runs, key=lambda p: (read_run_info(p).started, p.name))
 
 
 def latest_run(storage: Path, study: str) -> Path:
@@ -114,27 +177,35 @@ def latest_run(storage: Path, study: str) -> Path:
     return runs[-1]
 
 
-def read_run_info(run_dir: Path) -> dict[str, Any]:
+def read_run_info(run_dir: Path) -> RunInfo:
     path = run_dir / RUN_FILE
     try:
-        return json.loads(path.read_text())
+        raw = json.loads(path.read_text())
     except FileNotFoundError:
         raise UserError(f"{run_dir}: not a run folder (no {RUN_FILE})") from None
     except json.JSONDecodeError as exc:
         raise UserError(f"{path}: corrupt run file ({exc})") from None
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: corrupt run file (expected a JSON object)")
+    return RunInfo.from_dict(raw, path)
 
 
-def write_run_info(run_dir: Path, info: dict[str, Any]) -> None:
+def write_run_info(run_dir: Path, info: RunInfo) -> None:
     """Atomic replace, so a killed driver never leaves half a run.json."""
     run_dir.mkdir(parents=True, exist_ok=True)
     tmp = run_dir / f".{RUN_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(info, indent=2, sort_keys=True, default=str))
+    tmp.write_text(json.dumps(info.to_dict(), indent=2, sort_keys=True, default=str))
     os.replace(tmp, run_dir / RUN_FILE)
 
 
-def update_run_info(run_dir: Path, **changes: Any) -> dict[str, Any]:
+def update_run_info(run_dir: Path, **changes: Any) -> RunInfo:
+    """Read, change the named fields (an unknown name is a bug: TypeError), write."""
     info = read_run_info(run_dir)
-    info.update(changes)
+    unknown = set(changes) - {f.name for f in fields(RunInfo)}
+    if unknown:
+        raise TypeError(f"RunInfo has no field(s) {sorted(unknown)}")
+    for key, value in changes.items():
+        setattr(info, key, value)
     write_run_info(run_dir, info)
     return info
 

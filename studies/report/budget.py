@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
 from studies.report.trials import RESULT_FILE, RunTrials, read_results
-from studies.run_folder import RunFolder
+from studies.run_folder import RunFolder, RunInfo
 
 
 def _trial_seconds(run_dir: Path, trial_dir: str) -> float:
@@ -34,13 +33,13 @@ def _designed_cost(run_dir: Path) -> tuple[int, int, float] | None:
     return runs, epochs, secs
 
 
-def budget_table(run: RunTrials, run_dir: Path, info: dict[str, Any]) -> pd.DataFrame:
-    max_epochs = int(info["max_epochs"])
+def budget_table(run: RunTrials, run_dir: Path, info: RunInfo) -> pd.DataFrame:
+    max_epochs = info.max_epochs
     n = len(run.trials)
     spent = int(run.trials["epochs"].sum()) if n else 0
     full = n * max_epochs
     seconds = sum(_trial_seconds(run_dir, d) for d in run.trials.get("trial_dir", []))
-    res = info.get("resources", {})
+    res = info.resources
     gpus, cpus = float(res.get("gpus_per_trial", 0) or 0), float(res.get("cpus_per_trial", 1) or 1)
     per_epoch = seconds / spent if spent else 0.0
     rows = [
@@ -50,15 +49,15 @@ def budget_table(run: RunTrials, run_dir: Path, info: dict[str, Any]) -> pd.Data
         ("saved by ASHA", f"{(1 - spent / full) * 100:.1f}%" if full else "", f"{full - spent} trial-epochs"),
         ("trial time", f"{seconds / 60:.1f} min", "sum of trial run times"),
         ("estimated time saved", f"{(full - spent) * per_epoch / 60:.1f} min", f"at {per_epoch:.2f} s per trial-epoch"),
-        ("wall time", f"{float(info.get('wall_s', 0)) / 60:.1f} min", f"up to {info.get('max_concurrent', '?')} trials at once"),
+        ("wall time", f"{info.wall_s / 60:.1f} min", f"up to {info.max_concurrent or '?'} trials at once"),
         ("CPU-hours", f"{seconds * cpus / 3600:.3f}", f"{cpus:g} CPU per trial"),
     ]
     designed = _designed_cost(run_dir)
     if designed is not None:
         runs, epochs, secs = designed
         rows.append(("designed runs (confirmation, leave-one-out)", runs, f"{epochs} trial-epochs, {secs / 60:.1f} min of trial time"))
-        if "confirm_wall_s" in info:
-            rows.append(("designed stage wall time", f"{float(info['confirm_wall_s']) / 60:.1f} min", "full budget, no early stopping"))
+        if info.confirm_wall_s is not None:
+            rows.append(("designed stage wall time", f"{info.confirm_wall_s / 60:.1f} min", "full budget, no early stopping"))
         seconds += secs
         rows.append(("CPU-hours, all stages", f"{seconds * cpus / 3600:.3f}", "search + designed runs"))
     if gpus > 0:

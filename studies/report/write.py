@@ -31,7 +31,7 @@ from studies.report.space import factor_infos
 from studies.report.tensorboard_hparams import write_hparams
 from studies.report.trials import STATUS_COMPLETE, RunTrials
 from studies.report.trials_table import write_trials_table
-from studies.run_folder import RunFolder
+from studies.run_folder import RunFolder, RunInfo
 
 CAPTION_STATS = ("Mean ± 95% t-interval; each level vs the reference level by a two-sided Mann-Whitney U test, "
                  "p-values Holm-corrected within the table; * p_holm < 0.05, ** p_holm < 0.01.")
@@ -148,7 +148,7 @@ class WrittenReport:
     path: Path  # tables/ablation.md
 
 
-def write_report(run_dir: Path, run: RunTrials, *, spec: Any, info: dict[str, Any]) -> WrittenReport:
+def write_report(run_dir: Path, run: RunTrials, *, spec: Any, info: RunInfo) -> WrittenReport:
     tables_dir, plots_dir = RunFolder(run_dir).tables, RunFolder(run_dir).plots
     tables_dir.mkdir(exist_ok=True)
     plots_dir.mkdir(exist_ok=True)
@@ -187,7 +187,7 @@ def write_report(run_dir: Path, run: RunTrials, *, spec: Any, info: dict[str, An
     written += _write_table(budget, tables_dir / "budget", budget_caption)
 
     rung_counts = ", ".join(f"epoch {r}: {n}" for r, n in sorted(ab.rungs.items()))
-    status = info.get("status", "?")
+    status = info.status
     answer = answer_parts(run, an, metric=spec.metric, mode=spec.mode, scale=scale, confirmation=confirmation, loo=loo)
     header = (f"# {spec.name}: ablation report\n\n"
               f"{' '.join(answer)}\n\n"

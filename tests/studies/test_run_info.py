@@ -49,3 +49,25 @@ def test_trial_seeds_are_reproducible_and_distinct() -> None:
     assert seeds == [trial_seed(0, n) for n in range(200)]
     assert len(set(seeds)) == 200
     assert trial_seed(1, 0) != trial_seed(0, 0)
+
+
+def test_run_info_reads_an_older_run_and_round_trips(tmp_path: Path) -> None:
+    """A run.json from before stage_s / trial_counts still reads; its stages come from wall_s and confirm_wall_s."""
+    (tmp_path / "run.json").write_text('{"study": "mdn_ramp", "run": "old", "status": "finished", "started": 5, '
+                                       '"invocation": {"smoke": true, "data": "d.h5"}, "wall_s": 100, "confirm_wall_s": 40}')
+    info = run_folder.read_run_info(tmp_path)
+    assert (info.study, info.invocation.smoke, info.invocation.data, info.invocation.overrides) == ("mdn_ramp", True, "d.h5", [])
+    assert info.stages() == {"search": 100, "designed": 40}
+    info = run_folder.update_run_info(tmp_path, stage_s={"search": 90.0, "report": 5.0}, trial_counts={"complete": 3})
+    again = run_folder.read_run_info(tmp_path)
+    assert again == info and again.stages() == {"search": 90.0, "report": 5.0}
+
+
+def test_run_info_refuses_unknown_keys_in_the_file_and_in_updates(tmp_path: Path) -> None:
+    (tmp_path / "run.json").write_text('{"study": "s", "run": "r", "statsu": "finished"}')
+    with pytest.raises(run_folder.UserError, match=r"run.json: corrupt run file \(unknown key 'statsu'\)"):
+        run_folder.read_run_info(tmp_path)
+    (tmp_path / "run.json").write_text('{"study": "s", "run": "r"}')
+    with pytest.raises(TypeError, match="statsu"):
+        run_folder.update_run_info(tmp_path, statsu="finished")
+    assert run_folder.read_run_info(tmp_path).status == "?"   # nothing written
