@@ -43,7 +43,8 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from studies.report.ablation import level_name  # noqa: E402
-from studies.report.space import FactorInfo, sample_space  # noqa: E402
+from studies.param import Param  # noqa: E402
+from studies.report.space import sample_space  # noqa: E402
 from studies.report.trials import STATUS_COMPLETE, STATUS_PRUNED, RunTrials  # noqa: E402
 
 Level = Any                      # a categorical choice's level_name, or a (lo, hi) bin
@@ -70,7 +71,7 @@ class Objective:
     full-budget loss ``f``, and learning curves whose mean ends at ``f``."""
 
     name: str
-    factors: list[FactorInfo]
+    factors: list[Param]
     baseline: dict[str, Any]
     terms: list[Term]
     noise_sd: float                          # sd of one reported value (any epoch)
@@ -90,7 +91,7 @@ class Objective:
         self.bins = {f.name: _equal_bins(f) for f in self.factors if f.numeric}
 
     @property
-    def by_name(self) -> dict[str, FactorInfo]:
+    def by_name(self) -> dict[str, Param]:
         return {f.name: f for f in self.factors}
 
     def active(self, values: Values, *, strict: bool = False) -> dict[str, np.ndarray]:
@@ -152,7 +153,7 @@ def _one_row(config: Mapping[str, Any]) -> dict[str, np.ndarray]:
     return {k: np.array([v], dtype=object if isinstance(v, str) or v is None else float) for k, v in config.items()}
 
 
-def _equal_bins(f: FactorInfo) -> list[float]:
+def _equal_bins(f: Param) -> list[float]:
     """4 equal-width bins on the factor's declared scale (log for log factors)."""
     u = np.linspace(*f.to_unit(np.array([f.low, f.high])), N_BINS + 1)
     edges = (np.exp(u) if f.log else u).tolist()
@@ -202,13 +203,13 @@ def ramp_like() -> Objective:
     sched = ("constant", "step", "linear", "cosine")
     arch = ("mlp", "transformer", "gru")
     factors = [
-        FactorInfo("schedule", "categorical", sched),
-        FactorInfo("lr", "float", log=True, low=1e-4, high=1e-1),
-        FactorInfo("arch", "categorical", arch),
-        FactorInfo("ramp_start", "float", when={"schedule": ("linear", "cosine")}, low=0.0, high=0.6),
-        FactorInfo("dropout", "float", low=0.0, high=0.5),
-        FactorInfo("warmup_epochs", "int", low=0, high=15),
-        FactorInfo("optimizer", "categorical", ("adam", "sgd", "adamw")),
+        Param("schedule", "categorical", sched),
+        Param("lr", "float", log=True, low=1e-4, high=1e-1),
+        Param("arch", "categorical", arch),
+        Param("ramp_start", "float", when={"schedule": ("linear", "cosine")}, low=0.0, high=0.6),
+        Param("dropout", "float", low=0.0, high=0.5),
+        Param("warmup_epochs", "int", low=0, high=15),
+        Param("optimizer", "categorical", ("adam", "sgd", "adamw")),
     ]
     inter = [[0.0, 0.06, 0.0],     # constant: transformers suffer most
              [0.0, 0.0, 0.0],      # step
@@ -242,17 +243,17 @@ def many_weak() -> Objective:
     opt = ("adam", "sgd", "rmsprop")
     act = ("relu", "gelu", "silu", "tanh")
     factors = [
-        FactorInfo("lr", "float", log=True, low=1e-4, high=1e-1),
-        FactorInfo("optimizer", "categorical", opt),
-        FactorInfo("width", "int", low=16, high=128),
-        FactorInfo("dropout", "float", low=0.0, high=0.5),
-        FactorInfo("weight_decay", "float", log=True, low=1e-6, high=1e-2),
-        FactorInfo("warmup", "int", low=0, high=10),
-        FactorInfo("activation", "categorical", act),
-        FactorInfo("label_smoothing", "float", low=0.0, high=0.2),
-        FactorInfo("batch_size", "categorical", (32, 64, 128, 256)),
-        FactorInfo("momentum", "float", low=0.8, high=0.99),
-        FactorInfo("norm", "categorical", ("batch", "layer", "none")),
+        Param("lr", "float", log=True, low=1e-4, high=1e-1),
+        Param("optimizer", "categorical", opt),
+        Param("width", "int", low=16, high=128),
+        Param("dropout", "float", low=0.0, high=0.5),
+        Param("weight_decay", "float", log=True, low=1e-6, high=1e-2),
+        Param("warmup", "int", low=0, high=10),
+        Param("activation", "categorical", act),
+        Param("label_smoothing", "float", low=0.0, high=0.2),
+        Param("batch_size", "categorical", (32, 64, 128, 256)),
+        Param("momentum", "float", low=0.8, high=0.99),
+        Param("norm", "categorical", ("batch", "layer", "none")),
     ]
     terms = [
         Term(("lr",), lambda v: 0.15 * (_lg(v["lr"]) + 2.8) ** 2),
@@ -296,7 +297,7 @@ def report_label(obj: Objective, name: str, level: Level) -> str:
     return f"[{level_name(level[0])}, {level_name(level[1])}{']' if closed else ')'}"
 
 
-def _support(f: FactorInfo, restrict: tuple[str, Any] | None) -> tuple[np.ndarray, np.ndarray]:
+def _support(f: Param, restrict: tuple[str, Any] | None) -> tuple[np.ndarray, np.ndarray]:
     """Support points and probabilities of a factor's draw before ``when``:
     ``restrict`` is None (the declared domain), ("at", value) or ("in", (lo, hi))."""
     if restrict is not None and restrict[0] == "at":
@@ -460,7 +461,7 @@ class AshaBracket:
         return True
 
 
-def _suggest(trial: optuna.Trial, factors: list[FactorInfo]) -> dict[str, Any]:
+def _suggest(trial: optuna.Trial, factors: list[Param]) -> dict[str, Any]:
     """Define-by-run as ``studies.search_space.DefineByRun``: in order, skipping inactive factors."""
     values: dict[str, Any] = {}
     for f in factors:

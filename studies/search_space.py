@@ -17,49 +17,20 @@ API, as Hydra's Optuna sweeper and Ray's ``OptunaSearch`` expect.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import optuna
 
 from studies.errors import UserError
+from studies.param import PARAM_TYPES, Param
 from studies.yaml_io import read_yaml_mapping
 
-PARAM_TYPES = ("float", "int", "categorical")
 _KEYS = {
     "float": {"type", "low", "high", "log", "step", "when"},
     "int": {"type", "low", "high", "log", "step", "when"},
     "categorical": {"type", "choices", "when"},
 }
-
-
-@dataclass(frozen=True)
-class Param:
-    name: str
-    type: str
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    step: float | None = None
-    choices: tuple[Any, ...] = ()
-    when: dict[str, tuple[Any, ...]] = field(default_factory=dict)
-
-    def distribution(self) -> optuna.distributions.BaseDistribution:
-        if self.type == "float":
-            assert self.low is not None and self.high is not None   # the parser gives every numeric one a range
-            return optuna.distributions.FloatDistribution(self.low, self.high, log=self.log, step=self.step)
-        if self.type == "int":
-            assert self.low is not None and self.high is not None   # the parser gives every numeric one a range
-            return optuna.distributions.IntDistribution(int(self.low), int(self.high), log=self.log, step=int(self.step or 1))
-        return optuna.distributions.CategoricalDistribution(self.choices)
-
-    def active(self, values: dict[str, Any]) -> bool:
-        return all(values.get(name) in allowed for name, allowed in self.when.items())
-
-    def probe_values(self) -> list[Any]:
-        """Values that exercise the edges, for checking against a family's config."""
-        return list(self.choices) if self.type == "categorical" else [self.low, self.high]
 
 
 def _number(source: str, key: str, value: Any, *, integer: bool = False) -> float:

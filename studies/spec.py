@@ -20,7 +20,8 @@ from typing import Any
 from core.config import ConfigError, config_from_dict
 from core.experiments.registry import FamilyDef, family_names, get_family
 from studies.errors import UserError
-from studies.search_space import Param, load_search_space
+from studies.param import Param
+from studies.search_space import load_search_space
 from studies.yaml_io import load_yaml, read_yaml_mapping
 
 STUDIES_DIR = Path(__file__).resolve().parent

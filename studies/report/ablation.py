@@ -26,7 +26,7 @@ import pandas as pd
 from scipy import stats
 
 from studies.direction import Direction
-from studies.report.space import FactorInfo
+from studies.param import Param
 from studies.report.trials import RunTrials
 
 NOT_SAMPLED = "(not sampled)"
@@ -118,7 +118,7 @@ def _outward(value: float, rounded: float, *, down: bool) -> float:
     return (math.floor if down else math.ceil)(value / scale) * scale
 
 
-def declared_edges(info: FactorInfo, bins: list[float] | None = None, n_bins: int = 4) -> list[float]:
+def declared_edges(info: Param, bins: list[float] | None = None, n_bins: int = 4) -> list[float]:
     """The spec's bin edges, else ``n_bins`` equal-width bins of the declared
     range on the factor's own scale (log for log factors), edges rounded."""
     if bins:
@@ -148,7 +148,7 @@ def bin_labels(edges: list[float], log: bool = False) -> list[str]:
     return [f"[{lo}, {hi}{']' if i == len(edges) - 2 else ')'}" for i, (lo, hi) in enumerate(zip(names[:-1], names[1:]))]
 
 
-def level_labels(values: pd.Series, info: FactorInfo, edges: list[float] | None = None) -> pd.Series:
+def level_labels(values: pd.Series, info: Param, edges: list[float] | None = None) -> pd.Series:
     """Map each trial's parameter value to a readable level (categorical as is,
     numbers binned: the spec's edges, else the declared range's bins, else
     quantiles of what was sampled; trials where the parameter was inactive get
@@ -186,7 +186,7 @@ def level_labels(values: pd.Series, info: FactorInfo, edges: list[float] | None 
     return labels
 
 
-def _level_order(labels: pd.Series, info: FactorInfo) -> list[str]:
+def _level_order(labels: pd.Series, info: Param) -> list[str]:
     present = list(dict.fromkeys(labels))
     if info.type == "categorical":
         order = [level_name(c) for c in info.choices]
@@ -222,7 +222,7 @@ def _holding_bin(value: Any, labels: list[str]) -> str | None:
     return None
 
 
-def reference_of_levels(info: FactorInfo, levels: list[str], baseline: dict[str, Any]) -> tuple[str, str]:
+def reference_of_levels(info: Param, levels: list[str], baseline: dict[str, Any]) -> tuple[str, str]:
     """The level every other level is compared with, and why: the spec's
     baseline (its level, or the bin that holds it), else the first level (a
     numeric factor's lowest bin). A conditional factor whose parent's baseline
@@ -285,7 +285,7 @@ def _mark(p: float) -> str:
 
 
 def factor_table(
-    info: FactorInfo,
+    info: Param,
     run: RunTrials,
     values: pd.Series,
     *,
@@ -342,7 +342,7 @@ def build_ablation(
     *,
     metric: str,
     mode: str,
-    factors: list[FactorInfo],
+    factors: list[Param],
     baseline: dict[str, Any],
     bins: dict[str, list[float]],
     max_epochs: int,
@@ -360,7 +360,7 @@ def build_ablation(
     if rung is not None:
         at.setdefault(rung, values)
 
-    def table_at(f: FactorInfo, r: int) -> FactorTable:
+    def table_at(f: Param, r: int) -> FactorTable:
         t = factor_table(f, run, at[r], mode=mode, max_epochs=max_epochs, baseline=baseline,
                          edges=bins.get(f.name))
         t.rung, t.at_rung = r, len(at[r])

@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from studies.param import Param
 from studies.report.ablation import AblationResult, asha_rungs, build_ablation, values_at_epoch
 from studies.report.importance import param_importances, with_modelled
 from studies.report.modelled import ModelledResult, modelled_tables
-from studies.report.space import FactorInfo
 from studies.report.trials import RunTrials
 
 
@@ -56,9 +56,9 @@ def configs_at(run: RunTrials, values: pd.Series, names: list[str]) -> pd.DataFr
 
 def analyse(
     run: RunTrials,
-    factors: list[FactorInfo],
+    factors: list[Param],
     *,
-    space: list[FactorInfo] | None = None,
+    space: list[Param] | None = None,
     metric: str,
     mode: str,
     baseline: dict[str, Any],

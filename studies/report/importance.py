@@ -38,13 +38,13 @@ import optuna
 import pandas as pd
 
 from studies.direction import Direction
-from studies.report.space import FactorInfo
+from studies.param import Param
 
 MIN_TRIALS = 6
 FANOVA_TREES = 32
 
 
-def _distribution(info: FactorInfo) -> optuna.distributions.BaseDistribution:
+def _distribution(info: Param) -> optuna.distributions.BaseDistribution:
     if info.type == "categorical":
         return optuna.distributions.CategoricalDistribution(info.choices)
     assert info.low is not None and info.high is not None   # only declared factors are scored
@@ -53,13 +53,13 @@ def _distribution(info: FactorInfo) -> optuna.distributions.BaseDistribution:
     return optuna.distributions.FloatDistribution(float(info.low), float(info.high), log=info.log)
 
 
-def _param_value(info: FactorInfo, v):
+def _param_value(info: Param, v):
     if info.type == "categorical":
         return next((c for c in info.choices if c == v or str(c) == str(v)), v)
     return int(round(float(v))) if info.type == "int" else float(v)
 
 
-def _study(configs: pd.DataFrame, values: pd.Series, infos: list[FactorInfo], mode: str) -> optuna.Study:
+def _study(configs: pd.DataFrame, values: pd.Series, infos: list[Param], mode: str) -> optuna.Study:
     study = optuna.create_study(direction=Direction(mode).optuna)
     dists = {f.name: _distribution(f) for f in infos}
     for idx in configs.index:
@@ -70,7 +70,7 @@ def _study(configs: pd.DataFrame, values: pd.Series, infos: list[FactorInfo], mo
     return study
 
 
-def param_importances(configs: pd.DataFrame, values: pd.Series, factors: list[FactorInfo], *, mode: str,
+def param_importances(configs: pd.DataFrame, values: pd.Series, factors: list[Param], *, mode: str,
                       seed: int = 0) -> pd.DataFrame:
     """One row per parameter: fANOVA variance and share, PED-ANOVA score, the
     trials each was scored on, and a note where it could not be computed.
@@ -81,7 +81,7 @@ def param_importances(configs: pd.DataFrame, values: pd.Series, factors: list[Fa
     ok = values.dropna().index
     configs, values = configs.loc[ok], values.loc[ok].astype(float)
     rows = {}
-    groups: dict[tuple, list[FactorInfo]] = {}
+    groups: dict[tuple, list[Param]] = {}
     for f in declared:
         active = configs[f.name].notna()
         groups.setdefault(tuple(active), []).append(f)
@@ -130,7 +130,7 @@ def with_modelled(table: pd.DataFrame, variances: dict[str, float]) -> pd.DataFr
                            na_position="last").reset_index(drop=True)
 
 
-def _ped_anova(configs: pd.DataFrame, y: pd.Series, f: FactorInfo, mode: str) -> float:
+def _ped_anova(configs: pd.DataFrame, y: pd.Series, f: Param, mode: str) -> float:
     if configs[f.name].nunique() < 2:
         return math.nan
     try:

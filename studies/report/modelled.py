@@ -37,8 +37,9 @@ import numpy as np
 import pandas as pd
 
 from studies.direction import Direction
+from studies.param import Param
 from studies.report.ablation import bin_labels, declared_edges, holm, level_name, reference_of_levels
-from studies.report.space import FactorInfo, sample_space
+from studies.report.space import sample_space
 
 ALPHA = 0.05
 N_TREES = 64          # point estimate
@@ -82,7 +83,7 @@ class Encoder:
       (a choice, a bin of the range) and one for "inactive".
     """
 
-    def __init__(self, factors: list[FactorInfo], bins: dict[str, list[float]]):
+    def __init__(self, factors: list[Param], bins: dict[str, list[float]]):
         self.factors = factors
         self.levels = {f.name: declared_levels(f, bins.get(f.name)) for f in factors}
         self.n_forest = sum(len(f.choices) if f.type == "categorical" else 1 for f in factors)
@@ -170,7 +171,7 @@ def _same(a: Any, b: Any) -> bool:
 
 # ------------------------------------------------------------------ levels of a factor over the declared space
 
-def declared_levels(f: FactorInfo, bins: list[float] | None) -> list[tuple[str, dict[str, Any]]]:
+def declared_levels(f: Param, bins: list[float] | None) -> list[tuple[str, dict[str, Any]]]:
     """(label, how to draw it) per level: a choice, or a bin of the declared range."""
     if f.type == "categorical":
         return [(level_name(c), {"fixed": c}) for c in f.choices]
@@ -182,7 +183,7 @@ def declared_levels(f: FactorInfo, bins: list[float] | None) -> list[tuple[str, 
     return [(label, {"within": (lo, hi)}) for label, lo, hi in zip(bin_labels(edges, f.log), edges[:-1], edges[1:])]
 
 
-def _space_for_level(factors: list[FactorInfo], f: FactorInfo, how: dict[str, Any], n: int, seed: int) -> pd.DataFrame:
+def _space_for_level(factors: list[Param], f: Param, how: dict[str, Any], n: int, seed: int) -> pd.DataFrame:
     """``n`` configs uniform over the space where ``f`` is active, with ``f`` at the level."""
     rng = np.random.default_rng(seed)  # the same seed for every level: paired Monte-Carlo draws
     kept: list[pd.DataFrame] = []
@@ -198,7 +199,7 @@ def _space_for_level(factors: list[FactorInfo], f: FactorInfo, how: dict[str, An
     return out
 
 
-def _scope(f: FactorInfo) -> str:
+def _scope(f: Param) -> str:
     if not f.when:
         return "whole space"
     return "where " + " and ".join(f"{dep} in {{{', '.join(map(str, allowed))}}}" for dep, allowed in f.when.items())
@@ -264,9 +265,9 @@ def _key_of(v: Any) -> Any:
 def modelled_tables(
     configs: pd.DataFrame,
     values: pd.Series,
-    factors: list[FactorInfo],
+    factors: list[Param],
     *,
-    space: list[FactorInfo] | None = None,
+    space: list[Param] | None = None,
     baseline: dict[str, Any],
     bins: dict[str, list[float]],
     mode: str,

@@ -13,7 +13,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from studies.report.ablation import AblationResult, FactorInfo, level_labels, values_at_epoch
+from studies.report.ablation import AblationResult, Param, level_labels, values_at_epoch
 from studies.report.trials import RunTrials
 
 
@@ -67,7 +67,7 @@ def _mark_clipped(ax: Axes, x: float, end: float, *, top: bool) -> None:
                 va="top" if top else "bottom", fontsize=7, color="k")
 
 
-def plot_factors(run: RunTrials, ablation: AblationResult, factors: list[FactorInfo], bins: dict, out: Path) -> Path:
+def plot_factors(run: RunTrials, ablation: AblationResult, factors: list[Param], bins: dict, out: Path) -> Path:
     """Metric at the rung against each factor: every trial as a dot, level
     means as bars with 95% CIs; the reference level in grey. The y-axis keeps
     to the dots and means: an interval longer than that (a level with two

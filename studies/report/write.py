@@ -27,7 +27,6 @@ from studies.report.answer import answer_parts, fmt
 from studies.report.budget import budget_table
 from studies.report.confirmation import load_confirmation, load_leave_one_out
 from studies.report.modelled import ModelledTable
-from studies.report.space import factor_infos
 from studies.report.tensorboard_hparams import write_hparams
 from studies.report.trials import STATUS_COMPLETE, RunTrials
 from studies.report.trials_table import write_trials_table
@@ -160,7 +159,7 @@ def write_report(run_dir: Path, run: RunTrials, *, spec: Any, info: RunInfo) -> 
         return WrittenReport(written + [report], [none_yet], report)
     a = spec.ablation
     names = set(a.factors) or {p.name for p in spec.params}
-    space = factor_infos(spec.params)
+    space = list(spec.params)
     factors = [f for f in space if f.name in names]
     ab = build_ablation(run, metric=spec.metric, mode=spec.mode, factors=factors, baseline=a.baseline, bins=a.bins,
                         max_epochs=spec.budget.max_epochs, grace_period=spec.budget.grace_period,

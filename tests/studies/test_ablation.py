@@ -15,7 +15,7 @@ from scipy import stats
 
 from studies.report.ablation import (
     NOT_SAMPLED,
-    FactorInfo,
+    Param,
     asha_rungs,
     build_ablation,
     choose_rung,
@@ -29,8 +29,8 @@ from studies.report.analysis import analyse
 from studies.report.answer import answer_paragraph
 
 MAX_EPOCHS, GRACE, RF = 18, 2, 3
-SHAPE = FactorInfo("shape", "categorical", ("a", "b", "c"))
-KNOB = FactorInfo("noise_knob", "float")
+SHAPE = Param("shape", "categorical", ("a", "b", "c"))
+KNOB = Param("noise_knob", "float")
 FACTORS = [SHAPE, KNOB]
 # True effects: level c is better (lower loss) by 5 noise standard deviations; b
 # is the same as the baseline a; noise_knob does nothing.
@@ -303,7 +303,7 @@ def test_spec_edges_in_build_ablation():
 
 
 def test_int_factor_with_few_values_is_categorical():
-    info = FactorInfo("n_layers", "int")
+    info = Param("n_layers", "int")
     values = pd.Series([1, 2, 3, 4, 5, 6] * 6)  # 36 trials, 6 distinct values: no bins
     labels = level_labels(values, info)
     assert sorted(set(labels)) == ["1", "2", "3", "4", "5", "6"]
@@ -330,7 +330,7 @@ def test_log_scale_binning():
     """lr ~ log-uniform over 4 decades: 4 bins of about 12 trials, edges near the decades."""
     rng = np.random.default_rng(3)
     values = pd.Series(np.exp(rng.uniform(np.log(1e-5), np.log(1e-1), 48)))
-    labels = level_labels(values, FactorInfo("lr", "float", log=True))
+    labels = level_labels(values, Param("lr", "float", log=True))
     counts = labels.value_counts()
     assert len(counts) == 4
     assert counts.min() >= 8 and counts.max() <= 16   # roughly 12 each
@@ -344,7 +344,7 @@ def test_log_scale_binning():
 
 def test_narrow_range_still_gets_four_bins():
     values = pd.Series(np.linspace(0.990, 0.999, 40))
-    labels = level_labels(values, FactorInfo("beta2", "float"))
+    labels = level_labels(values, Param("beta2", "float"))
     assert labels.nunique() == 4
 
 
@@ -406,7 +406,7 @@ def _mixed_rungs(ref_epochs: list[int]) -> RunTrials:
     return _run(rows, history, ["shape", "flag"])
 
 
-FLAG = FactorInfo("flag", "categorical", ("x", "y"))
+FLAG = Param("flag", "categorical", ("x", "y"))
 
 
 def test_reference_stopped_at_grace_falls_back_to_rung_2():
@@ -481,7 +481,7 @@ def test_conditional_factor_excluded_by_the_baseline_compares_its_bins_from_the_
     # The baseline shape=a switches knob off; knob's bins are still compared
     # with each other (from the lowest), and "(not sampled)" is one more level.
     run = _conditional_study()
-    knob = FactorInfo("knob", "float", when={"shape": ("b", "c")})
+    knob = Param("knob", "float", when={"shape": ("b", "c")})
     ab = ablate(run, factors=[SHAPE, knob], baseline={"shape": "a"})
     t = table_of(ab, "knob")
     levels = t.table["level"].tolist()
@@ -495,7 +495,7 @@ def test_conditional_factor_excluded_by_the_baseline_compares_its_bins_from_the_
 
 def test_conditional_factor_sampled_under_the_baseline_uses_the_first_level():
     run = _conditional_study()
-    knob = FactorInfo("knob", "float", when={"shape": ("b", "c")})
+    knob = Param("knob", "float", when={"shape": ("b", "c")})
     ab = ablate(run, factors=[knob], baseline={"shape": "b"})
     t = ab.tables[0]
     assert t.reference == t.table["level"].iloc[0].removesuffix(" (ref)") and t.reference.startswith("[")
@@ -504,7 +504,7 @@ def test_conditional_factor_sampled_under_the_baseline_uses_the_first_level():
 
 def test_no_baseline_uses_the_first_level_in_choice_order():
     run = _conditional_study()
-    ab = ablate(run, factors=[FactorInfo("shape", "categorical", ("c", "a", "b"))], baseline={})
+    ab = ablate(run, factors=[Param("shape", "categorical", ("c", "a", "b"))], baseline={})
     t = ab.tables[0]
     assert t.reference == "c" and t.reference_why.startswith("first level")
     assert t.table["level"].tolist() == ["c (ref)", "a", "b"]
@@ -518,7 +518,7 @@ def test_numeric_baseline_selects_the_bin_that_holds_it():
 
 
 def test_numeric_baseline_on_a_bin_edge():
-    lr = FactorInfo("lr", "float", log=True)
+    lr = Param("lr", "float", log=True)
     values = [0.0002, 0.0005, 0.001, 0.001, 0.002, 0.005]
     rows, history = [], []
     for i, v in enumerate(values):
@@ -532,7 +532,7 @@ def test_numeric_baseline_on_a_bin_edge():
 
 
 def test_categorical_float_choices_with_a_baseline():
-    w = FactorInfo("w", "categorical", (0.5, 1.0, 2.0))
+    w = Param("w", "categorical", (0.5, 1.0, 2.0))
     rows, history = [], []
     rng = np.random.default_rng(0)
     for i in range(30):
@@ -547,7 +547,7 @@ def test_categorical_float_choices_with_a_baseline():
 
 
 def test_conditional_int_factor_labels_and_baseline():
-    hidden = FactorInfo("hidden", "int", when={"shape": ("b", "c")})
+    hidden = Param("hidden", "int", when={"shape": ("b", "c")})
     rows, history = [], []
     for i in range(20):
         shape, h = ("a", None) if i % 4 == 3 else ("b", (256, 512, 1024)[i % 4])
@@ -563,8 +563,8 @@ def test_conditional_int_factor_labels_and_baseline():
 
 
 def test_numeric_baseline_outside_the_bins_of_a_conditional_factor():
-    shapes = FactorInfo("ramp_shape", "categorical", ("constant", "step", "linear", "exponential"))
-    weight = FactorInfo("initial_weight", "float", log=True, when={"ramp_shape": ("step", "linear", "exponential")})
+    shapes = Param("ramp_shape", "categorical", ("constant", "step", "linear", "exponential"))
+    weight = Param("initial_weight", "float", log=True, when={"ramp_shape": ("step", "linear", "exponential")})
     rng = np.random.default_rng(0)
     rows, history = [], []
     for i in range(24):
@@ -634,7 +634,7 @@ def test_empty_trials_give_no_tables():
 
 def test_factor_missing_from_trials_is_all_not_sampled():
     run = make_study(0)
-    ab = ablate(run, factors=[SHAPE, FactorInfo("absent", "float")])
+    ab = ablate(run, factors=[SHAPE, Param("absent", "float")])
     t = table_of(ab, "absent")
     assert t.table["level"].tolist() == [NOT_SAMPLED + " (ref)"] and t.table["trials"].iloc[0] == 60
 

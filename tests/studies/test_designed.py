@@ -15,13 +15,13 @@ from scipy import stats
 
 from studies.designed import plan_designed
 from studies.report.confirmation import leave_one_out, load_confirmation, paired_comparison
-from studies.report.space import FactorInfo
+from studies.param import Param
 from studies.report.trials import STATUS_COMPLETE, STATUS_PRUNED, RunTrials
 
-SHAPE = FactorInfo("shape", "categorical", ("constant", "step", "linear"))
-START = FactorInfo("start", "float", low=0.0, high=0.5, when={"shape": ("step", "linear")})
-LENGTH = FactorInfo("length", "float", low=0.1, high=0.4, when={"shape": ("linear",)})
-LR = FactorInfo("lr", "float", log=True, low=1e-4, high=1e-2)
+SHAPE = Param("shape", "categorical", ("constant", "step", "linear"))
+START = Param("start", "float", low=0.0, high=0.5, when={"shape": ("step", "linear")})
+LENGTH = Param("length", "float", low=0.1, high=0.4, when={"shape": ("linear",)})
+LR = Param("lr", "float", log=True, low=1e-4, high=1e-2)
 PARAMS = [SHAPE, START, LENGTH, LR]
 
 

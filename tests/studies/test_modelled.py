@@ -21,7 +21,8 @@ from studies.report.modelled import (
     percentile_interval,
     tail_p,
 )
-from studies.report.space import FactorInfo, sample_space
+from studies.param import Param
+from studies.report.space import sample_space
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import known_truth as kt  # noqa: E402
@@ -105,9 +106,9 @@ def test_marginals_recover_an_additive_truth_from_uniform_samples():
     """y = a(cat) + b(log x) + noise, sampled uniformly: the modelled marginals
     order every level as the truth does, with spreads within 30%, and the
     intervals cover the truth's differences."""
-    cat = FactorInfo("cat", "categorical", ("p", "q", "r"))
-    x = FactorInfo("x", "float", log=True, low=1e-3, high=1e-1)
-    null = FactorInfo("null", "float", low=0.0, high=1.0)
+    cat = Param("cat", "categorical", ("p", "q", "r"))
+    x = Param("x", "float", log=True, low=1e-3, high=1e-1)
+    null = Param("null", "float", low=0.0, high=1.0)
     factors = [cat, x, null]
     rng = np.random.default_rng(3)
     cfg = sample_space(factors, 150, rng)
@@ -131,9 +132,9 @@ def test_marginals_recover_an_additive_truth_from_uniform_samples():
 
 
 def test_a_conditional_factor_is_averaged_where_it_is_active():
-    shape = FactorInfo("shape", "categorical", ("off", "on"))
-    knob = FactorInfo("knob", "float", low=0.0, high=1.0, when={"shape": ("on",)})
-    lr = FactorInfo("lr", "float", log=True, low=1e-4, high=1e-2)   # no effect; makes every config distinct
+    shape = Param("shape", "categorical", ("off", "on"))
+    knob = Param("knob", "float", low=0.0, high=1.0, when={"shape": ("on",)})
+    lr = Param("lr", "float", log=True, low=1e-4, high=1e-2)   # no effect; makes every config distinct
     rng = np.random.default_rng(4)
     cfg = sample_space([shape, knob, lr], 120, rng)
     # knob matters only when on: y = 1 - knob there; off is a constant 0.5.
@@ -151,8 +152,8 @@ def test_a_conditional_factor_is_averaged_where_it_is_active():
 
 
 def test_repeated_configs_are_one_observation():
-    cat = FactorInfo("cat", "categorical", ("a", "b"))
-    x = FactorInfo("x", "float", low=0.0, high=1.0)
+    cat = Param("cat", "categorical", ("a", "b"))
+    x = Param("x", "float", low=0.0, high=1.0)
     rng = np.random.default_rng(5)
     cfg = sample_space([cat, x], 30, rng)
     cfg = pd.concat([cfg, pd.DataFrame([cfg.iloc[0].to_dict()] * 9)], ignore_index=True)
@@ -195,8 +196,8 @@ def test_null_factor_false_flag_rate_is_at_most_nominal():
     """200 simulated studies with a strong factor and an exactly null one
     (3 bins compared with a reference, Holm within the table): the null table
     is flagged in at most 5% of them (measured: ~1%)."""
-    strong = FactorInfo("strong", "categorical", ("a", "b"))
-    null = FactorInfo("null", "float", low=0.0, high=1.0)
+    strong = Param("strong", "categorical", ("a", "b"))
+    null = Param("null", "float", low=0.0, high=1.0)
     flags = 0
     for seed in range(200):
         rng = np.random.default_rng(1000 + seed)

@@ -16,10 +16,10 @@ from matplotlib.collections import PathCollection
 
 from studies.report import plots
 from studies.report.ablation import _mark, build_ablation
-from studies.report.space import FactorInfo
+from studies.param import Param
 from studies.report.trials import STATUS_COMPLETE, RunTrials
 
-SHAPE = FactorInfo("shape", "categorical", ("a", "b", "c"))
+SHAPE = Param("shape", "categorical", ("a", "b", "c"))
 RUNG = 2
 
 
