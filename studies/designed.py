@@ -61,23 +61,41 @@ def plan_designed(run: RunTrials, *, params: list[Any], metric: str, mode: str, 
         base = active_params(params, {**configs[0]["params"], **baseline})
         configs.append({"label": BASELINE_LABEL, "params": base, "trial_id": None, "roles": ["confirm"]})
     if configs and loo_seeds > 0:
-        best = configs[0]
-        best["roles"] = [*best["roles"], "loo_best"]
-        for factor in factors:
-            if factor not in baseline:
-                skipped[factor] = "the spec names no baseline value for it"
-                continue
-            if factor not in best["params"]:
-                skipped[factor] = "not active in the best config"
-                continue
-            if _same_value(best["params"][factor], baseline[factor]):
-                skipped[factor] = "the best config already has its baseline value"
-                continue
-            variant = active_params(params, {**best["params"], factor: baseline[factor]})
-            configs.append({"label": f"{LOO_PREFIX}{factor}", "params": variant, "trial_id": None,
-                            "roles": ["loo"], "factor": factor})
+        configs[0]["roles"] = [*configs[0]["roles"], "loo_best"]
+        configs += _leave_one_out_variants(configs[0]["params"], params, factors, baseline, skipped)
+    out = []
+    for c in _merge_identical(configs):
+        seeds = max(confirm_seeds if "confirm" in c["roles"] else 0, loo_seeds if {"loo", "loo_best"} & set(c["roles"]) else 0)
+        values = {k: (v.item() if hasattr(v, "item") else v) for k, v in c["params"].items()}
+        out.append({**c, "params": values, "seeds": seeds})
+    return {"configs": out, "loo_skipped": skipped, "confirm": confirm, "leave_one_out": loo_seeds > 0,
+            "confirm_seeds": confirm_seeds, "loo_seeds": loo_seeds}
+
+
+def _leave_one_out_variants(best: dict[str, Any], params: list[Any], factors: list[str], baseline: dict[str, Any],
+                            skipped: dict[str, str]) -> list[dict[str, Any]]:
+    """The best config with one factor at a time at its baseline; a factor with
+    no variant gets its reason in ``skipped``."""
+    variants = []
+    for factor in factors:
+        if factor not in baseline:
+            skipped[factor] = "the spec names no baseline value for it"
+        elif factor not in best:
+            skipped[factor] = "not active in the best config"
+        elif _same_value(best[factor], baseline[factor]):
+            skipped[factor] = "the best config already has its baseline value"
+        else:
+            variant = active_params(params, {**best, factor: baseline[factor]})
+            variants.append({"label": f"{LOO_PREFIX}{factor}", "params": variant, "trial_id": None,
+                             "roles": ["loo"], "factor": factor})
+    return variants
+
+
+def _merge_identical(configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One run per distinct config, every label (``aliases``), role and
+    leave-one-out factor it answers to kept, in first-asked order."""
     merged: dict[str, dict[str, Any]] = {}
-    for c in configs:  # one run per distinct config, every label it answers to kept
+    for c in configs:
         key = _key(c["params"])
         if key in merged:
             merged[key]["aliases"].append(c["label"])
@@ -87,13 +105,7 @@ def plan_designed(run: RunTrials, *, params: list[Any], metric: str, mode: str, 
             continue
         merged[key] = {**c, "aliases": [], "factors": [c["factor"]] if "factor" in c else []}
         merged[key].pop("factor", None)
-    out = []
-    for c in merged.values():
-        seeds = max(confirm_seeds if "confirm" in c["roles"] else 0, loo_seeds if {"loo", "loo_best"} & set(c["roles"]) else 0)
-        values = {k: (v.item() if hasattr(v, "item") else v) for k, v in c["params"].items()}
-        out.append({**c, "params": values, "seeds": seeds})
-    return {"configs": out, "loo_skipped": skipped, "confirm": confirm, "leave_one_out": loo_seeds > 0,
-            "confirm_seeds": confirm_seeds, "loo_seeds": loo_seeds}
+    return list(merged.values())
 
 
 def _key(params: dict[str, Any]) -> str:

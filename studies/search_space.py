@@ -16,44 +16,21 @@ API, as Hydra's Optuna sweeper and Ray's ``OptunaSearch`` expect.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 import optuna
 
 from studies.errors import UserError
-from studies.param import PARAM_TYPES, Param
+from studies.param import Param
+from studies.schema import CategoricalEntry, NumericEntry, parse_entry
 from studies.yaml_io import read_yaml_mapping
-
-_KEYS = {
-    "float": {"type", "low", "high", "log", "step", "when"},
-    "int": {"type", "low", "high", "log", "step", "when"},
-    "categorical": {"type", "choices", "when"},
-}
-
-
-def _number(source: str, key: str, value: Any, *, integer: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise UserError(f"{source}: {key}: expected a finite number, found {value!r}")
-    if integer and float(value) != int(value):
-        raise UserError(f"{source}: {key}: expected an integer, found {value!r}")
-    return value
 
 
 def _parse_param(source: str, name: str, raw: Any, earlier: dict[str, Param]) -> Param:
-    if not isinstance(raw, dict):
-        raise UserError(f"{source}: {name}: expected a mapping like {{type: float, low: 0.0, high: 1.0}}, found {raw!r}")
-    kind = raw.get("type")
-    if kind not in PARAM_TYPES:
-        raise UserError(f"{source}: {name}.type: expected one of {list(PARAM_TYPES)}, found {kind!r}")
-    unknown = sorted(set(raw) - _KEYS[kind])
-    if unknown:
-        raise UserError(f"{source}: {name}.{unknown[0]}: unknown key for a {kind} parameter (allowed: {sorted(_KEYS[kind])})")
-    if "when" in raw and not isinstance(raw["when"], dict):
-        raise UserError(f"{source}: {name}.when: expected a mapping like {{other_param: [value, ...]}}, found {raw['when']!r}")
+    entry = parse_entry(raw, source=source, name=name)
     when = {}
-    for dep, allowed in (raw.get("when") or {}).items():
+    for dep, allowed in entry.when.items():
         if dep not in earlier:
             raise UserError(f"{source}: {name}.when.{dep}: must name a parameter defined above {name} (known: {sorted(earlier)})")
         allowed = tuple(allowed) if isinstance(allowed, list) else (allowed,)
@@ -63,43 +40,38 @@ def _parse_param(source: str, name: str, raw: Any, earlier: dict[str, Param]) ->
             if bad:
                 raise UserError(f"{source}: {name}.when.{dep}: {bad[0]!r} is not one of {dep}'s choices {list(dep_param.choices)}")
         when[dep] = allowed
-    if kind == "categorical":
-        choices = raw.get("choices")
-        if not isinstance(choices, list) or not choices:
-            raise UserError(f"{source}: {name}.choices: expected a non-empty list, found {choices!r}")
+    if isinstance(entry, CategoricalEntry):
+        choices = entry.choices
         if len(set(map(repr, choices))) != len(choices):
             raise UserError(f"{source}: {name}.choices: has duplicates: {choices}")
         for c in choices:
             if not (c is None or isinstance(c, (bool, int, float, str))):
                 raise UserError(f"{source}: {name}.choices: {c!r} is not a scalar (use numbers, strings or booleans)")
-        return Param(name, kind, choices=tuple(choices), when=when)
-    integer = kind == "int"
-    for key in ("low", "high"):
-        if key not in raw:
-            raise UserError(f"{source}: {name}.{key}: missing (a {kind} parameter needs low and high)")
-    low = _number(source, f"{name}.low", raw["low"], integer=integer)
-    high = _number(source, f"{name}.high", raw["high"], integer=integer)
+        return Param(name, entry.type, choices=tuple(choices), when=when)
+    return _numeric_param(source, name, entry, when)
+
+
+def _numeric_param(source: str, name: str, entry: NumericEntry, when: dict[str, tuple[Any, ...]]) -> Param:
+    """A float / int entry's cross-key rules (the schema has checked each key alone)."""
+    integer = entry.type == "int"
+    for key in ("low", "high", "step"):
+        value = getattr(entry, key)
+        if integer and value is not None and not float(value).is_integer():
+            raise UserError(f"{source}: {name}.{key}: expected an integer, found {value!r}")
+    low, high, step = entry.low, entry.high, entry.step
     if not low < high:
         raise UserError(f"{source}: {name}: expected low < high, found low={low}, high={high}")
-    log = raw.get("log", False)
-    if not isinstance(log, bool):
-        raise UserError(f"{source}: {name}.log: expected true or false, found {log!r}")
-    if log and low <= 0:
+    if entry.log and low <= 0:
         raise UserError(f"{source}: {name}.low: a log-scaled range needs low > 0, found {low}")
-    step = raw.get("step")
     if step is not None:
-        step = _number(source, f"{name}.step", step, integer=integer)
         if step <= 0 or step > high - low:
             raise UserError(f"{source}: {name}.step: expected 0 < step <= high - low, found {step}")
-        if log:
+        if entry.log:
             raise UserError(f"{source}: {name}: `step` and `log: true` cannot be combined (Optuna forbids it)")
     if integer:
-        low, high = int(low), int(high)
-        step = int(step) if step is not None else None
-    else:
-        low, high = float(low), float(high)
-        step = float(step) if step is not None else None
-    return Param(name, kind, low=low, high=high, log=log, step=step, when=when)
+        return Param(name, "int", low=int(low), high=int(high), log=entry.log,
+                     step=int(step) if step is not None else None, when=when)
+    return Param(name, "float", low=float(low), high=float(high), log=entry.log, step=step, when=when)
 
 
 def parse_search_space(raw: dict[str, Any], source: str) -> list[Param]:

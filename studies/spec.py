@@ -17,10 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic.dataclasses import dataclass as schema_dataclass
+
 from core.config import ConfigError, config_from_dict
 from core.experiments.registry import FamilyDef, family_names, get_family
 from studies.errors import UserError
 from studies.param import Param
+from studies.schema import SECTION, Bool, Float, Int, validate_section
 from studies.search_space import load_search_space
 from studies.yaml_io import load_yaml, read_yaml_mapping
 
@@ -28,41 +31,43 @@ STUDIES_DIR = Path(__file__).resolve().parent
 SEARCH_SPACES_DIR = STUDIES_DIR.parent / "search_spaces"
 
 
-@dataclass
+# The sections of a spec, declared (studies/schema.py validates them and words the errors).
+
+@schema_dataclass(config=SECTION)
 class Budget:
-    max_epochs: int = 20
-    grace_period: int = 2
-    reduction_factor: float = 3.0
-    num_samples: int = 20
-    checkpoint_every: int = 5
-    max_failures: int = 2
+    max_epochs: Int = 20
+    grace_period: Int = 2
+    reduction_factor: Float = 3.0
+    num_samples: Int = 20
+    checkpoint_every: Int = 5
+    max_failures: Int = 2
 
 
-@dataclass
+@schema_dataclass(config=SECTION)
 class Resources:
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    max_concurrent: int = 0  # 0: as many as the resources allow
+    cpus_per_trial: Float = 1.0
+    gpus_per_trial: Float = 0.0
+    max_concurrent: Int = 0  # 0: as many as the resources allow
 
 
-@dataclass
+@schema_dataclass(config=SECTION)
 class Confirm:
-    enabled: bool = False
-    top_k: int = 3
-    seeds: int = 3
+    enabled: Bool = False
+    top_k: Int = 3
+    seeds: Int = 3
 
 
-@dataclass
+@schema_dataclass(config=SECTION)
 class LeaveOneOut:
-    enabled: bool = True
-    seeds: int = 3
+    enabled: Bool = True
+    seeds: Int = 3
 
 
-@dataclass
+@schema_dataclass(config=SECTION)
 class Ablation:
-    factors: list[str] = field(default_factory=list)
+    factors: list[Any] = field(default_factory=list)      # names, checked against the search space
     baseline: dict[str, Any] = field(default_factory=dict)
-    bins: dict[str, list[float]] = field(default_factory=dict)
+    bins: dict[str, Any] = field(default_factory=dict)
     confirm: Confirm = field(default_factory=Confirm)
     leave_one_out: LeaveOneOut | None = None  # None: off (absent or null in the spec)
 
@@ -208,17 +213,6 @@ def _apply_override(raw: dict[str, Any], parts: list[str], value: Any, text: str
         if not isinstance(node, dict):
             raise UserError(f"--set {text}: {p!r} is not a section")
     node[parts[-1]] = value
-
-
-def _section(source: str, name: str, cls: type, raw: Any) -> Any:
-    if raw is None:
-        return cls()
-    if not isinstance(raw, dict):
-        raise UserError(f"{source}: {name}: expected a mapping, found {raw!r}")
-    try:
-        return config_from_dict(cls, raw)
-    except ConfigError as exc:
-        raise UserError(f"{source}: {name}: {exc}") from None
 
 
 def _check_budget(source: str, b: Budget) -> None:
@@ -409,16 +403,17 @@ def _check_what_runs(source: str, raw: dict[str, Any]) -> None:
 
 
 def _parse_ablation(source: str, raw: Any) -> Ablation:
+    """The ablation section; its two sub-sections are validated on their own, so an
+    error names ablation.confirm or ablation.leave_one_out."""
     ablation_raw = raw or {}
     if not isinstance(ablation_raw, dict):
         raise UserError(f"{source}: ablation: expected a mapping")
-    confirm = _section(source, "ablation.confirm", Confirm, ablation_raw.get("confirm"))
+    confirm = validate_section(Confirm, ablation_raw.get("confirm"), source=source, where="ablation.confirm")
     loo_raw = ablation_raw.get("leave_one_out")
-    ablation = _section(source, "ablation", Ablation, {k: v for k, v in ablation_raw.items() if k not in ("confirm", "leave_one_out")})
-    ablation.confirm = confirm
-    ablation.leave_one_out = None if loo_raw is None else _section(source, "ablation.leave_one_out", LeaveOneOut, loo_raw)
-    if not isinstance(ablation.factors, list) or not isinstance(ablation.baseline, dict) or not isinstance(ablation.bins, dict):
-        raise UserError(f"{source}: ablation: expected factors (list), baseline (mapping), bins (mapping)")
+    loo = None if loo_raw is None else validate_section(LeaveOneOut, loo_raw, source=source, where="ablation.leave_one_out")
+    rest = {k: v for k, v in ablation_raw.items() if k not in ("confirm", "leave_one_out")}
+    ablation = validate_section(Ablation, rest, source=source, where="ablation")
+    ablation.confirm, ablation.leave_one_out = confirm, loo
     return ablation
 
 
@@ -454,8 +449,8 @@ def load_spec(
     spec = StudySpec(
         name=name or path.stem, path=path, metric=raw["metric"], mode=raw["mode"], family=raw.get("family"),
         trainable=raw.get("trainable"), description=str(raw.get("description", "")).strip(), search_space=ss_name,
-        seed=seed, budget=_section(source, "budget", Budget, raw.get("budget")),
-        resources=_section(source, "resources", Resources, raw.get("resources")),
+        seed=seed, budget=validate_section(Budget, raw.get("budget"), source=source, where="budget"),
+        resources=validate_section(Resources, raw.get("resources"), source=source, where="resources"),
         config=raw.get("config") or {}, ablation=_parse_ablation(source, raw.get("ablation")),
         metric_scale=raw.get("metric_scale", "interval"),
         search_space_path=_search_space_file(path, ss_name, search_space_path),

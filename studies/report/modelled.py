@@ -294,25 +294,40 @@ def modelled_tables(
     for f in factors:
         if not f.declared or f.name not in names:
             continue
-        levels = declared_levels(f, bins.get(f.name))
-        for label, how in levels:
+        for label, how in declared_levels(f, bins.get(f.name)):
             block = encode(_space_for_level(space, f, how, n_space, seed + 7919))
             blocks.append(block)
             plan.append((f, label, slice(start, start + len(block))))
             start += len(block)
     if not plan or n < 4 or len(np.unique(y)) < 2:
         return ModelledResult([], rung, n, repeats, 0, math.nan)
-    grid = np.vstack(blocks)
+    point, boot, r2 = _bootstrapped_marginals(X, y, np.vstack(blocks), [s for _, _, s in plan], encode.n_forest,
+                                              seed=seed, n_boot=n_boot)
+    tables = []
+    for f in factors:
+        cols = [i for i, (g, _, _) in enumerate(plan) if g is f]
+        if cols:
+            table, ref, why = _level_table(f, [plan[i][1] for i in cols], point[cols], boot[:, cols], baseline)
+            tables.append(ModelledTable(f.name, table, ref, why, rung, n, _scope(f)))
+    return ModelledResult(tables, rung, n, repeats, n_boot, r2)
+
+
+def _bootstrapped_marginals(X: np.ndarray, y: np.ndarray, grid: np.ndarray, blocks: list[slice], n_forest: int, *,
+                            seed: int, n_boot: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """Each block's mean prediction over ``grid`` from the surrogate fitted to all
+    trials (point), from ``n_boot`` refits on pairs-plus-wild resamples (boot,
+    one row per refit), and the fit's out-of-bag R^2."""
 
     def marginals(model: Any) -> np.ndarray:
         pred = model.predict(grid)
-        return np.array([pred[s].mean() for _, _, s in plan])
+        return np.array([pred[s].mean() for s in blocks])
 
-    point_model = Surrogate(encode.n_forest, N_TREES, seed, oob=n >= 8).fit(X, y)
+    n = len(y)
+    point_model = Surrogate(n_forest, N_TREES, seed, oob=n >= 8).fit(X, y)
     r2 = float(getattr(point_model, "oob_score_", math.nan))
     point = marginals(point_model)
     rng = np.random.default_rng(seed + 1)
-    boot = np.empty((n_boot, len(plan)))
+    boot = np.empty((n_boot, len(blocks)))
     oob = getattr(point_model, "oob_prediction_", None)
     wild = oob is not None and bool(np.all(np.isfinite(oob)))
     for b in range(n_boot):
@@ -321,34 +336,34 @@ def modelled_tables(
         if wild:  # a fresh noise draw: each residual keeps its size, its sign is flipped at random
             assert oob is not None   # wild implies it
             yb = oob[idx] + rng.choice([-1.0, 1.0], n) * (y[idx] - oob[idx])
-        boot[b] = marginals(Surrogate(encode.n_forest, N_BOOT_TREES, seed + 100 + b, oob=False).fit(X[idx], yb))
+        boot[b] = marginals(Surrogate(n_forest, N_BOOT_TREES, seed + 100 + b, oob=False).fit(X[idx], yb))
+    return point, boot, r2
 
-    # The refits supply the spread; the draws are centred on the fit to all
-    # trials. Why: a refit on a resample sees fewer distinct configs of a
-    # sparse level, so its main effects are shrunk more, and uncentred draws
-    # can leave the point estimate outside its own interval.
-    def centred(draws: np.ndarray, at: float) -> np.ndarray:
-        return draws - np.median(draws) + at
 
-    tables = []
-    for f in factors:
-        cols = [i for i, (g, _, _) in enumerate(plan) if g is f]
-        if not cols:
-            continue
-        labels = [plan[i][1] for i in cols]
-        ref, why = reference_of_levels(f, labels, baseline)
-        r = cols[labels.index(ref)]
-        rows = []
-        for i, label in zip(cols, labels):
-            lo, hi = percentile_interval(centred(boot[:, i], point[i]), ALPHA)
-            rows.append({"level": label + (" (ref)" if i == r else ""), "marginal": point[i], "lo": lo, "hi": hi,
-                         "delta": point[i] - point[r] if i != r else math.nan})
-        tests = compare_to_reference([centred(boot[:, i] - boot[:, r], point[i] - point[r]) if i != r else None
-                                      for i in cols])
-        table = pd.concat([pd.DataFrame(rows), tests], axis=1)[
-            ["level", "marginal", "lo", "hi", "delta", "delta_lo", "delta_hi", "p", "p_holm", "sig"]]
-        tables.append(ModelledTable(f.name, table, ref, why, rung, n, _scope(f)))
-    return ModelledResult(tables, rung, n, repeats, n_boot, r2)
+def _centred(draws: np.ndarray, at: float) -> np.ndarray:
+    """Bootstrap draws moved to centre on the fit to all trials. The refits supply
+    the spread; why centre: a refit on a resample sees fewer distinct configs of
+    a sparse level, so its main effects are shrunk more, and uncentred draws
+    can leave the point estimate outside its own interval."""
+    return draws - np.median(draws) + at
+
+
+def _level_table(f: Param, labels: list[str], point: np.ndarray, boot: np.ndarray,
+                 baseline: dict[str, Any]) -> tuple[pd.DataFrame, str, str]:
+    """One factor's table: each level's marginal with its interval, and its
+    difference to the reference level with Holm-adjusted tests."""
+    ref, why = reference_of_levels(f, labels, baseline)
+    r = labels.index(ref)
+    rows = []
+    for i, label in enumerate(labels):
+        lo, hi = percentile_interval(_centred(boot[:, i], point[i]), ALPHA)
+        rows.append({"level": label + (" (ref)" if i == r else ""), "marginal": point[i], "lo": lo, "hi": hi,
+                     "delta": point[i] - point[r] if i != r else math.nan})
+    tests = compare_to_reference([_centred(boot[:, i] - boot[:, r], point[i] - point[r]) if i != r else None
+                                  for i in range(len(labels))])
+    table = pd.concat([pd.DataFrame(rows), tests], axis=1)[
+        ["level", "marginal", "lo", "hi", "delta", "delta_lo", "delta_hi", "p", "p_holm", "sig"]]
+    return table, ref, why
 
 
 def compare_to_reference(diffs: list[np.ndarray | None]) -> pd.DataFrame:

@@ -185,14 +185,8 @@ def write_report(run_dir: Path, run: RunTrials, *, spec: Any, info: RunInfo) -> 
     budget_caption = "Budget: what the study cost, what ASHA's early stopping saved, and what the designed runs cost."
     written += _write_table(budget, tables_dir / "budget", budget_caption)
 
-    rung_counts = ", ".join(f"epoch {r}: {n}" for r, n in sorted(ab.rungs.items()))
-    status = info.status
     answer = answer_parts(run, an, metric=spec.metric, mode=spec.mode, scale=scale, confirmation=confirmation, loo=loo)
-    header = (f"# {spec.name}: ablation report\n\n"
-              f"{' '.join(answer)}\n\n"
-              f"*Run `{run_dir.name}` ({status}); {len(run.trials)} trials; trials reaching each rung: {rung_counts}. "
-              f"Question: {spec.description or '(no description in the spec)'}*\n\n"
-              f"{EVIDENCE_LEGEND}\n\n")
+    header = _header(spec, run_dir.name, info.status, run, ab, answer)
     has_loo = loo is not None and loo.table is not None and not loo.table.empty
     plots_list = ["plots/modelled.png", "plots/factors.png", "plots/learning_curves.png", "plots/importance.png"]
     plots_list += (["plots/leave_one_out.png"] if has_loo else []) + (
@@ -213,6 +207,16 @@ def write_report(run_dir: Path, run: RunTrials, *, spec: Any, info: RunInfo) -> 
         assert loo is not None and loo.table is not None
         written.append(plots.plot_leave_one_out(loo.table, spec.metric, plots_dir))
     return WrittenReport(written + side(), answer, report)
+
+
+def _header(spec: Any, run_name: str, status: str, run: RunTrials, ab: AblationResult, answer: list[str]) -> str:
+    """Title, the answer paragraph, what the run was, the evidence legend."""
+    rung_counts = ", ".join(f"epoch {r}: {n}" for r, n in sorted(ab.rungs.items()))
+    return (f"# {spec.name}: ablation report\n\n"
+            f"{' '.join(answer)}\n\n"
+            f"*Run `{run_name}` ({status}); {len(run.trials)} trials; trials reaching each rung: {rung_counts}. "
+            f"Question: {spec.description or '(no description in the spec)'}*\n\n"
+            f"{EVIDENCE_LEGEND}\n\n")
 
 
 def _designed_sections(loo: Any, confirmation: Any, tables_dir: Path, written: list[Path]) -> str:
