@@ -53,7 +53,3 @@ def config_from_dict(cls: type[T], values: Mapping[str, Any], *, ignore: frozens
         )
         kwargs[name] = _coerce(name, value, default)
     return cls(**kwargs)
-
-
-def config_defaults(cls: type) -> dict[str, Any]:
-    return dataclasses.asdict(cls())

@@ -24,12 +24,6 @@ def length_mask(lengths: torch.Tensor, max_length: int | None = None) -> torch.T
     return torch.arange(T, device=lengths.device)[None] < lengths[:, None]      # (B, T)
 
 
-def sort_by_length(idx: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """``idx`` reordered longest first (stable: equal lengths keep their order)."""
-    order = torch.sort(lengths[idx.cpu()].cpu(), descending=True, stable=True).indices
-    return idx[order.to(idx.device)]
-
-
 @dataclass
 class SequenceBatch:
     """One padded batch, longest sequence first.
@@ -123,10 +117,3 @@ class MaskedRegressionStats:
         if float(ss_tot) == 0.0:
             return float("nan")  # constant targets: R^2 is undefined
         return float(1.0 - self.sse.sum() / ss_tot)
-
-
-def masked_r2(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> float:
-    """Pooled R^2 of (B, T, C) tensors over the real frames (see :class:`MaskedRegressionStats`)."""
-    stats = MaskedRegressionStats()
-    stats.update(pred, target, mask)
-    return stats.r2()

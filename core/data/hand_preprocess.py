@@ -257,8 +257,3 @@ def make_crops(depth: torch.Tensor, intrinsics: torch.Tensor, *, method: str, cu
     if method == "cube":
         return cube_crops(com, cube_size, intrinsics)
     return bbox_crops(depth, com, cube_size, padding)
-
-
-def joint_pixels(n: torch.Tensor, size: int) -> torch.Tensor:
-    """Normalised joints (B, J, 3) -> (column, row) of the crop pixel they fall in, (B, J, 2) long."""
-    return torch.floor((n[..., :2] + 1.0) / 2.0 * size).long()

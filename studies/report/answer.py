@@ -112,11 +112,6 @@ def _disagreements(an: Analysis, loo: LeaveOneOutResult | None, mode: str) -> li
     return out
 
 
-def answer_paragraph(run: RunTrials, an: Analysis, *, metric: str, mode: str, scale: str,
-                     confirmation: ConfirmationResult | None, loo: LeaveOneOutResult | None) -> str:
-    return " ".join(answer_parts(run, an, metric=metric, mode=mode, scale=scale, confirmation=confirmation, loo=loo))
-
-
 def answer_parts(run: RunTrials, an: Analysis, *, metric: str, mode: str, scale: str,
                  confirmation: ConfirmationResult | None, loo: LeaveOneOutResult | None) -> list[str]:
     """The answer's claims, strongest evidence first, one per element."""

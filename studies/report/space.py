@@ -41,17 +41,3 @@ def sample_space(factors: list[Param], n: int, rng: np.random.Generator,
         col[~mask] = None if f.type == "categorical" else np.nan
         out[f.name] = col
     return pd.DataFrame(out)
-
-
-def activating_values(f: Param, factors: list[Param]) -> dict[str, tuple[Any, ...]]:
-    """For a conditional factor: the values its ancestors must take for it to be active."""
-    by_name = {g.name: g for g in factors}
-    out: dict[str, tuple[Any, ...]] = {}
-    todo = [f]
-    while todo:
-        g = todo.pop()
-        for dep, allowed in g.when.items():
-            out[dep] = tuple(a for a in out.get(dep, allowed) if a in allowed)
-            if dep in by_name:
-                todo.append(by_name[dep])
-    return out

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.config import ConfigError, config_defaults
+from core.config import ConfigError
 from core.data.hdf5 import DataFileError, write_hdf5
 from core.data.video import NUM_JOINTS, SCHEMA, check_video_arrays, generate_video, render_skeleton
 from core.experiments.cvae_video import FAMILY, CvaeVideoConfig, CvaeVideoExperiment, psnr_metric_name
@@ -316,7 +316,7 @@ def test_load_data_cache_and_user_file(tmp_path, arrays):
 # --- config and experiment -----------------------------------------------------------------------
 
 def test_config_defaults_and_validation():
-    defaults = config_defaults(CvaeVideoConfig)
+    defaults = FAMILY.defaults()
     assert defaults["kl_anneal_type"] == "none" and defaults["tfr"] == 0.0 and "seed" in defaults and "max_epochs" in defaults
     for bad, match in [(dict(kl_anneal_type="linear"), "`kl_anneal_type` is 'linear'"),
                        (dict(kl_anneal_ratio=0.0), "`kl_anneal_ratio` is 0.0"),

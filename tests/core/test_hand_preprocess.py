@@ -11,7 +11,7 @@ import torch
 from core.data.hand import default_intrinsics, generate_hand_depth, render_depth
 from core.data.hand_preprocess import (
     AUG_MODES, aug_parts, bbox_crops, center_of_mass, crop_depth, cube_crops, denormalise_joints, identity_augmentation,
-    joint_pixels, make_crops, normalise_joints, project, sample_augmentation, unproject,
+    make_crops, normalise_joints, project, sample_augmentation, unproject,
 )
 
 
@@ -126,6 +126,11 @@ def test_bbox_crop_contains_the_hand(clean):
         assert max(float(nu.abs().max()), float(nv.abs().max())) > 0.9          # and is tight
     padded = bbox_crops(depth, com, 250.0, padding=0.2)
     torch.testing.assert_close(padded[:, 2], crops[:, 2] * 1.2)
+
+
+def joint_pixels(n: torch.Tensor, size: int) -> torch.Tensor:
+    """Normalised joints (B, J, 3) -> (column, row) of the crop pixel they fall in, (B, J, 2) long."""
+    return torch.floor((n[..., :2] + 1.0) / 2.0 * size).long()
 
 
 def _on_hand(img: torch.Tensor, n: torch.Tensor, size: int, uvd: torch.Tensor, H: int, W: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -26,7 +26,7 @@ from studies.report.ablation import (
 )
 from studies.report.trials import STATUS_COMPLETE, STATUS_FAILED, STATUS_PRUNED, STATUS_RUNNING, RunTrials
 from studies.report.analysis import analyse
-from studies.report.answer import answer_paragraph
+from studies.report.answer import answer_parts
 
 MAX_EPOCHS, GRACE, RF = 18, 2, 3
 SHAPE = Param("shape", "categorical", ("a", "b", "c"))
@@ -47,6 +47,10 @@ def _run(rows: list[dict], history: list[dict], params: list[str]) -> RunTrials:
     without it, trials of one level would be identical configs, merged into one."""
     rows = [{**r, "other": r.get("other", 1.0 + i)} for i, r in enumerate(rows)]
     return RunTrials(trials=pd.DataFrame(rows), history=pd.DataFrame(history), params=[*params, "other"])
+
+
+def _paragraph(*args, **kwargs) -> str:
+    return " ".join(answer_parts(*args, **kwargs))
 
 
 def _trial_row(tid: str, status: str, epochs: int, values: list[float], mode: str, metric: str, **params) -> dict:
@@ -152,12 +156,12 @@ def test_mode_max_flips_the_direction():
     assert c_min["delta_vs_ref"] == pytest.approx(-c["delta_vs_ref"])  # score = 10 - loss
     assert c_min["p"] == pytest.approx(c["p"])
     an = analyse_run(run, mode="max", metric="score")
-    text = answer_paragraph(run, an, metric="score", mode="max", scale="interval", confirmation=None, loo=None)
+    text = _paragraph(run, an, metric="score", mode="max", scale="interval", confirmation=None, loo=None)
     assert text.startswith("(higher score is better)")
     assert "**shape**: best level **c**" in text and "vs the reference a" in text and ": significant" in text
     assert re.search(r"vs the reference a \([\d.]+\): \+[\d.]+, Holm-level CI", text)  # interval scale: no percent
     an_min = analyse_run(run_min)
-    text_min = answer_paragraph(run_min, an_min, metric="loss", mode="min", scale="ratio", confirmation=None, loo=None)
+    text_min = _paragraph(run_min, an_min, metric="loss", mode="min", scale="ratio", confirmation=None, loo=None)
     assert text_min.startswith("(lower loss is better)") and "**shape**: best level **c**" in text_min
     assert re.search(r"vs the reference a \([\d.]+\): -[\d.]+ \(-\d+%\)", text_min)   # ratio scale: a percent
 
@@ -174,12 +178,12 @@ def test_answer_paragraph_when_the_best_level_is_the_reference():
     an = analyse_run(run, factors=[SHAPE], baseline={"shape": "c"})
     t = an.modelled.tables[0]
     assert t.reference == "c" and (t.table["delta"].dropna() > 0).all()
-    text = answer_paragraph(run, an, metric="loss", mode="min", scale="interval", confirmation=None, loo=None)
+    text = _paragraph(run, an, metric="loss", mode="min", scale="interval", confirmation=None, loo=None)
     assert "best level **c**" in text and ", the reference, and every other level is significantly worse" in text
     assert "No designed runs" in text
     # Under mode='max' the same data make c the worst: a or b is best, and beats c.
     an_max = analyse_run(run, mode="max", factors=[SHAPE], baseline={"shape": "c"})
-    text_max = answer_paragraph(run, an_max, metric="loss", mode="max", scale="interval", confirmation=None, loo=None)
+    text_max = _paragraph(run, an_max, metric="loss", mode="max", scale="interval", confirmation=None, loo=None)
     assert "best level **c**" not in text_max and "vs the reference c" in text_max
 
 
