@@ -18,7 +18,7 @@ from core.data.hdf5 import DataFileError
 from studies import run_folder
 from studies.console import print_answer, print_files, print_summary
 from studies.errors import UserError
-from studies.report.trials import RunTrials, load_trials
+from studies.report.trials import RunTrials, TuneTrial, optuna_view, read_tune_trials, trials_table
 from studies.report.write import WrittenReport, write_report
 from studies.run_folder import Invocation, RunFolder, RunInfo
 from studies.spec import STUDIES_DIR, StudySpec, load_spec
@@ -122,9 +122,11 @@ def run_study(options: RunOptions) -> int:
     try:
         with launch(ctx):
             tune_ids = search(ctx)
+            tune_trials = read_tune_trials(ctx.folder.path)   # Tune's trial folders, read once per run
             if ctx.status == "finished":
-                reconcile(ctx, tune_ids)
-            ctx.trials = read_trials(ctx.folder, ctx.spec)  # read once: the designed stage and the report use it
+                reconcile(ctx, tune_ids, tune_trials)
+            # Optuna's states after reconciling; the designed stage and the report use this table
+            ctx.trials = read_trials(ctx.folder, ctx.spec, tune_trials=tune_trials)
             ctx.folder.update(trial_counts=_counts(ctx.trials))
             if ctx.status == "finished" and wants_designed(ctx) and not ctx.trials.trials.empty:
                 designed(ctx)
@@ -221,19 +223,12 @@ def _new_run_info(ctx: RunContext) -> RunInfo:
     )
 
 
-def reconcile(ctx: RunContext, tune_ids: set[str]) -> None:
+def reconcile(ctx: RunContext, tune_ids: set[str], tune_trials: list[TuneTrial]) -> None:
     """Leave no Optuna trial RUNNING once the study has finished (see reconcile_running_trials)."""
     from studies.optuna_bridge import reconcile_running_trials
 
     spec = ctx.spec
-    run = read_trials(ctx.folder, spec, run_active=True)
-    outcomes = {}
-    for _, row in run.trials.iterrows():
-        if row["trial_id"] not in tune_ids:
-            continue
-        h = run.history[run.history["trial_id"] == row["trial_id"]] if not run.history.empty else run.history
-        values = {int(e): float(v) for e, v in zip(h.get("epoch", []), h.get(spec.metric, []))}
-        outcomes[row["trial_id"]] = (values, bool(row["error"]))
+    outcomes = {t.trial_id: (t.metric_by_epoch(spec.metric), bool(t.error)) for t in tune_trials if t.trial_id in tune_ids}
     done = reconcile_running_trials(ctx.folder.optuna_url, spec.name, outcomes, spec.budget.max_epochs)
     if done["told"] or done["orphaned"]:
         print(f"note: a killed driver had left Optuna trials RUNNING: told their outcome to {done['told']}, "
@@ -299,9 +294,13 @@ def confirm_existing_run(options: RunOptions) -> int:
     return 0
 
 
-def read_trials(folder: RunFolder, spec: StudySpec, *, run_active: bool = False) -> RunTrials:
-    return load_trials(folder.path, metric=spec.metric, mode=spec.mode, params=[p.name for p in spec.params],
-                       max_epochs=spec.budget.max_epochs, run_active=run_active)
+def read_trials(folder: RunFolder, spec: StudySpec, *, run_active: bool = False,
+                tune_trials: list[TuneTrial] | None = None) -> RunTrials:
+    """The run's trials table; ``tune_trials`` if its Tune folders were already read."""
+    if tune_trials is None:
+        tune_trials = read_tune_trials(folder.path)
+    return trials_table(tune_trials, optuna_view(folder.path), metric=spec.metric, mode=spec.mode,
+                        params=[p.name for p in spec.params], max_epochs=spec.budget.max_epochs, run_active=run_active)
 
 
 def write_outputs(run_dir: Path, spec: StudySpec, *, trials: RunTrials | None = None) -> WrittenReport:

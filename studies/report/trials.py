@@ -63,79 +63,114 @@ def _error_reason(trial_dir: Path) -> str:
     return lines[-1][:300] if lines else "error"
 
 
-def _optuna_trials(run_dir: Path) -> dict[str, Any]:
+def optuna_view(run_dir: Path) -> dict[str, Any]:
     """Optuna's view of each Tune trial, keyed by Tune trial id."""
     db = RunFolder(run_dir).optuna_db
     if not db.is_file():
         return {}
     import optuna
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    from studies.quiet import quiet_optuna
+
     storage = f"sqlite:///{db}"
     out = {}
-    for summary in optuna.get_all_study_summaries(storage):
-        study = optuna.load_study(study_name=summary.study_name, storage=storage)
-        for t in study.get_trials(deepcopy=False):
-            tid = t.user_attrs.get(TUNE_TRIAL_ID_ATTR)
-            if tid:
-                out[tid] = t
+    with quiet_optuna():
+        for summary in optuna.get_all_study_summaries(storage):
+            study = optuna.load_study(study_name=summary.study_name, storage=storage)
+            for t in study.get_trials(deepcopy=False):
+                tid = t.user_attrs.get(TUNE_TRIAL_ID_ATTR)
+                if tid:
+                    out[tid] = t
     return out
 
 
-def load_trials(run_dir: Path, *, metric: str, mode: str, params: list[str], max_epochs: int, run_active: bool = False) -> RunTrials:
-    """Read a run folder. ``run_active`` says whether the driver is still running
-    (a trial without an end state is then "running", otherwise "interrupted")."""
+@dataclass
+class TuneTrial:
+    """What Tune wrote for one trial: its config, its epochs (a resumed trial's
+    repeated epoch: the last report), and the reason it failed, if it did."""
+
+    trial_dir: Path
+    trial_id: str
+    config: dict[str, Any]
+    by_epoch: dict[int, dict[str, Any]]
+    error: str
+
+    def metric_by_epoch(self, metric: str) -> dict[int, float]:
+        return {e: float(r[metric]) for e, r in sorted(self.by_epoch.items()) if isinstance(r.get(metric), (int, float))}
+
+
+def read_tune_trials(run_dir: Path) -> list[TuneTrial]:
+    """Every trial folder of a run (the expensive part of reading a run: one
+    result.json per trial)."""
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: no such run folder")
-    optuna_view = _optuna_trials(run_dir)
-    rows, history = [], []
+    out = []
     for trial_dir in sorted(p for p in run_dir.iterdir() if p.is_dir() and (p / "params.json").is_file()):
-        config = json.loads((trial_dir / "params.json").read_text())
         results = read_results(trial_dir)
-        trial_id = results[0]["trial_id"] if results else trial_dir.name.removeprefix("trial_")
         by_epoch: dict[int, dict[str, Any]] = {}
         for r in results:
             if "epoch" in r:
-                by_epoch[int(r["epoch"])] = r  # a resumed trial may repeat an epoch: keep the last
-        for epoch, r in sorted(by_epoch.items()):
-            history.append({"trial_id": trial_id, **{k: v for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}, "epoch": epoch})
-        values = [float(r[metric]) for _, r in sorted(by_epoch.items()) if isinstance(r.get(metric), (int, float))]
+                by_epoch[int(r["epoch"])] = r
+        out.append(TuneTrial(trial_dir, results[0]["trial_id"] if results else trial_dir.name.removeprefix("trial_"),
+                             json.loads((trial_dir / "params.json").read_text()), by_epoch, _error_reason(trial_dir)))
+    return out
+
+
+def _status(t: TuneTrial, ot: Any, epochs: int, max_epochs: int, run_active: bool) -> tuple[str, bool]:
+    """The trial's status in the tables, and whether its error was recovered from."""
+    state = ot.state.name if ot is not None else None
+    # Tune writes error.txt at every failure, also one the trial recovered from
+    # (a retry from its checkpoint): only a trial that did not go on has failed.
+    recovered = bool(t.error) and (state in ("COMPLETE", "PRUNED") or (state is None and epochs >= max_epochs))
+    if ot is not None and ot.user_attrs.get(ORPHANED_ATTR):
+        return STATUS_ORPHANED, recovered
+    if state == "FAIL" or (t.error and not recovered):
+        return STATUS_FAILED, recovered
+    if state == "PRUNED":
+        return STATUS_PRUNED, recovered
+    if state == "COMPLETE" or epochs >= max_epochs:
+        return STATUS_COMPLETE, recovered
+    if run_active:
+        return STATUS_RUNNING, recovered
+    return (STATUS_INTERRUPTED if (ot is None or state == "RUNNING") else STATUS_PRUNED), recovered
+
+
+def trials_table(tune_trials: list[TuneTrial], optuna_trials: dict[str, Any], *, metric: str, mode: str,
+                 params: list[str], max_epochs: int, run_active: bool = False) -> RunTrials:
+    """One row per trial (status, epochs, best and last value, sampled params,
+    Optuna's number and state) and the long history of every epoch."""
+    rows, history = [], []
+    for t in tune_trials:
+        for epoch, r in sorted(t.by_epoch.items()):
+            history.append({"trial_id": t.trial_id, **{k: v for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}, "epoch": epoch})
+        values = list(t.metric_by_epoch(metric).values())
         finite = [v for v in values if math.isfinite(v)]
-        epochs = max(by_epoch) if by_epoch else 0
-        error = _error_reason(trial_dir)
-        ot = optuna_view.get(trial_id)
-        state = ot.state.name if ot is not None else None
-        # Tune writes error.txt at every failure, also one the trial recovered from
-        # (a retry from its checkpoint): only a trial that did not go on has failed.
-        recovered = bool(error) and (state in ("COMPLETE", "PRUNED") or (state is None and epochs >= max_epochs))
-        if ot is not None and ot.user_attrs.get(ORPHANED_ATTR):
-            status = STATUS_ORPHANED
-        elif state == "FAIL" or (error and not recovered):
-            status = STATUS_FAILED
-        elif state == "PRUNED":
-            status = STATUS_PRUNED
-        elif state == "COMPLETE" or epochs >= max_epochs:
-            status = STATUS_COMPLETE
-        elif run_active:
-            status = STATUS_RUNNING
-        else:
-            status = STATUS_INTERRUPTED if (ot is None or state == "RUNNING") else STATUS_PRUNED
-        sampled = dict(ot.params) if ot is not None else {p: config.get(p) for p in params}
-        best = Direction(mode).best(finite)
+        epochs = max(t.by_epoch) if t.by_epoch else 0
+        ot = optuna_trials.get(t.trial_id)
+        status, recovered = _status(t, ot, epochs, max_epochs, run_active)
+        sampled = dict(ot.params) if ot is not None else {p: t.config.get(p) for p in params}
         rows.append({
-            "trial_id": trial_id,
+            "trial_id": t.trial_id,
             "status": status,
             "epochs": epochs,
-            f"best_{metric}": best,
+            f"best_{metric}": Direction(mode).best(finite),
             f"last_{metric}": values[-1] if values else math.nan,
             **{p: sampled.get(p) for p in params},
             "optuna_number": ot.number if ot is not None else None,
-            "optuna_state": state or "",
-            "seed": config.get("seed"),
-            "error": f"recovered from: {error}" if recovered else error,
-            "trial_dir": trial_dir.name,
+            "optuna_state": (ot.state.name if ot is not None else None) or "",
+            "seed": t.config.get("seed"),
+            "error": f"recovered from: {t.error}" if recovered else t.error,
+            "trial_dir": t.trial_dir.name,
         })
     trials = pd.DataFrame(rows)
     if not trials.empty:
         trials = trials.sort_values(["optuna_number", "trial_id"], na_position="last").reset_index(drop=True)
     return RunTrials(trials=trials, history=pd.DataFrame(history), params=params)
+
+
+def load_trials(run_dir: Path, *, metric: str, mode: str, params: list[str], max_epochs: int, run_active: bool = False) -> RunTrials:
+    """Read a run folder. ``run_active`` says whether the driver is still running
+    (a trial without an end state is then "running", otherwise "interrupted")."""
+    tune_trials = read_tune_trials(run_dir)
+    return trials_table(tune_trials, optuna_view(run_dir), metric=metric, mode=mode, params=params,
+                        max_epochs=max_epochs, run_active=run_active)
