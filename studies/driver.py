@@ -8,7 +8,7 @@ import shutil
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,10 +17,11 @@ from core.config import ConfigError
 from core.data.hdf5 import DataFileError
 from studies import run_folder
 from studies.console import print_answer, print_files, print_summary
-from studies.errors import UserError
-from studies.report.trials import RunTrials, TuneTrial, optuna_view, read_tune_trials, trials_table
+from studies.errors import EXIT_ALL_TRIALS_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED, UserError
+from studies.report.trials import STATUS_FAILED, RunTrials, TuneTrial, optuna_view, read_tune_trials, trials_table
 from studies.report.write import WrittenReport, write_report
 from studies.run_folder import Invocation, RunFolder, RunInfo
+from studies.signals import StopSignal, sigterm_stops_cleanly
 from studies.spec import STUDIES_DIR, StudySpec, load_spec
 from studies.storage import check_shared_storage
 
@@ -115,32 +116,57 @@ class RunContext:
     concurrent: int = 1
     status: str = "running"
     trials: RunTrials | None = None
+    data_path: str | None = None          # the --data file, resolved (None: the synthetic set)
+    data_sha256: str | None = None        # its content hash, recorded at the start of a new run
+    created: list[Path] = field(default_factory=list)   # folders this run made (removed if it fails to start)
+    stop: StopSignal = field(default_factory=StopSignal)
 
 
 def run_study(options: RunOptions) -> int:
     ctx = prepare(options)
-    try:
-        with launch(ctx):
-            tune_ids = search(ctx)
-            tune_trials = read_tune_trials(ctx.folder.path)   # Tune's trial folders, read once per run
-            if ctx.status == "finished":
-                reconcile(ctx, tune_ids, tune_trials)
-            # Optuna's states after reconciling; the designed stage and the report use this table
-            ctx.trials = read_trials(ctx.folder, ctx.spec, tune_trials=tune_trials)
-            ctx.folder.update(trial_counts=_counts(ctx.trials))
-            if ctx.status == "finished" and wants_designed(ctx) and not ctx.trials.trials.empty:
-                designed(ctx)
-    except BaseException:
-        if not options.resume:  # claimed but nothing written (Ray could not start): leave no trace
-            _remove_if_empty(ctx.folder.path)
-        raise
-    written = report(ctx)
+    with ExitStack() as held:
+        held.enter_context(run_folder.driver_lock(ctx.folder.path))
+        try:
+            with launch(ctx):
+                tune_ids = search(ctx)
+                tune_trials = read_tune_trials(ctx.folder.path)   # Tune's trial folders, read once per run
+                if ctx.status == "finished":
+                    reconcile(ctx, tune_ids, tune_trials)
+                # Optuna's states after reconciling; the designed stage and the report use this table
+                ctx.trials = read_trials(ctx.folder, ctx.spec, tune_trials=tune_trials)
+                ctx.folder.update(trial_counts=_counts(ctx.trials))
+                if ctx.status == "finished" and _every_trial_failed(ctx.trials):
+                    ctx.status = "failed"
+                    ctx.folder.update(status="failed")
+                if ctx.status == "finished" and wants_designed(ctx) and not ctx.trials.trials.empty:
+                    designed(ctx)
+        except BaseException:
+            if not options.resume:  # claimed but nothing written (Ray could not start): leave no trace
+                held.close()
+                _remove_created(ctx)
+            raise
+        written = report(ctx)
     print_summary(ctx.spec, ctx.folder, ctx.trials, written, ctx.status, verbose=options.verbose)
+    return _exit_code(ctx)
+
+
+def _every_trial_failed(trials: RunTrials) -> bool:
+    df = trials.trials
+    return not df.empty and bool((df["status"] == STATUS_FAILED).all())
+
+
+def _exit_code(ctx: RunContext) -> int:
+    """0, or what a script around the CLI needs to know (README: "Exit codes"), with its one line."""
+    spec = ctx.spec
+    if ctx.status == "failed":
+        assert ctx.trials is not None
+        first = ctx.trials.trials.iloc[0]
+        print(f"error: every trial failed; the first ({first['trial_dir']}): {first['error']}", file=sys.stderr)
+        return EXIT_ALL_TRIALS_FAILED
     if ctx.status == "interrupted":
-        spec = ctx.spec
-        print(f"interrupted: continue with `python studies/run.py {spec.path if spec.path.parent != STUDIES_DIR else spec.name} "
-              f"--resume --run {ctx.folder.name}`", file=sys.stderr)
-        return 130
+        print(f"{'terminated' if ctx.stop.terminated else 'interrupted'}: continue with `python studies/run.py "
+              f"{spec.path if spec.path.parent != STUDIES_DIR else spec.name} --resume --run {ctx.folder.name}`", file=sys.stderr)
+        return EXIT_TERMINATED if ctx.stop.terminated else EXIT_INTERRUPTED
     return 0
 
 
@@ -151,16 +177,47 @@ def prepare(options: RunOptions) -> RunContext:
         from studies.ray_session import check_address
 
         check_address(options.address)  # before anything is built or written
-    data = load_family_data(spec, options.data, options.cache_dir)   # validated before Ray starts
-    if spec.trainable and options.data:
-        spec.config["data_path"] = str(Path(options.data).resolve())  # a user trainable reads its own file
+    if options.resume:
+        data_path = recorded_data(RunFolder(run_dir).info(), options.data, "--resume")
+    else:
+        data_path = str(Path(options.data).resolve()) if options.data else None
+    data = load_family_data(spec, data_path, options.cache_dir)   # validated before Ray starts
+    if spec.trainable and data_path:
+        spec.config["data_path"] = data_path  # a user trainable reads its own file
     if spec.trainable:
         from studies.tuner import import_trainable
 
         import_trainable(spec.trainable)  # a typo fails here, before Ray starts
+    created: list[Path] = []
     if not options.resume:
-        run_dir = run_folder.claim_run_dir(options.storage / spec.name, options.run, smoke=options.smoke)
-    return RunContext(options, spec, RunFolder(run_dir), data)
+        study_dir = options.storage / spec.name
+        created = [d for d in (options.storage, study_dir) if not d.exists()]
+        run_dir = run_folder.claim_run_dir(study_dir, options.run, smoke=options.smoke)
+    ctx = RunContext(options, spec, RunFolder(run_dir), data, data_path=data_path, created=[*created, run_dir])
+    if data_path and not options.resume:
+        ctx.data_sha256 = run_folder.file_sha256(Path(data_path))
+    return ctx
+
+
+def recorded_data(info: RunInfo, given: str | None, flag: str) -> str | None:
+    """The data file a run was started with (None: the synthetic set), refusing
+    another ``--data`` and a file whose content changed since: a resumed study on
+    other data would mix two data sets in one table."""
+    recorded = info.invocation.data
+    if given is not None and (recorded is None or Path(given).resolve() != Path(recorded).resolve()):
+        started = f"--data {recorded}" if recorded else "the synthetic data (no --data)"
+        raise UserError(f"--data {given}: run {info.run} was started with {started}; {flag} continues on that data "
+                        "(drop --data, or start a new run)")
+    if recorded is None:
+        return None
+    if not Path(recorded).is_file():
+        raise UserError(f"{recorded}: the data file run {info.run} was started with is gone; {flag} needs it back")
+    if info.data_sha256 is not None:
+        now = run_folder.file_sha256(Path(recorded))
+        if now != info.data_sha256:
+            raise UserError(f"{recorded}: changed since run {info.run} started (sha256 {now[:12]}..., recorded "
+                            f"{info.data_sha256[:12]}...); {flag} would mix two data sets in one table")
+    return recorded
 
 
 @contextmanager
@@ -171,7 +228,8 @@ def launch(ctx: RunContext) -> Iterator[None]:
 
     ctx.started = time.time()
     o = ctx.options
-    with ray_session(o.address, num_cpus=o.num_cpus, num_gpus=o.num_gpus) as cluster:
+    with ray_session(o.address, num_cpus=o.num_cpus, num_gpus=o.num_gpus) as cluster, sigterm_stops_cleanly() as stop:
+        ctx.stop = stop   # installed after ray.init, which sets its own SIGTERM handler
         _check_resources(ctx.spec, cluster)
         check_shared_storage(o.storage, machine_count())
         ctx.cluster, ctx.concurrent = cluster, concurrency(ctx.spec, cluster)
@@ -213,7 +271,7 @@ def _new_run_info(ctx: RunContext) -> RunInfo:
     return RunInfo(
         study=spec.name, run=ctx.folder.name, status="running", started=ctx.started,
         invocation=Invocation(study_file=str(spec.path), smoke=o.smoke, overrides=list(o.overrides),
-                              data=o.data, address=o.address),
+                              data=ctx.data_path, address=o.address), data_sha256=ctx.data_sha256,
         metric=spec.metric, mode=spec.mode, max_epochs=spec.budget.max_epochs,
         num_samples=spec.budget.num_samples, params=[p.name for p in spec.params],
         resources={"cpus_per_trial": spec.resources.cpus_per_trial, "gpus_per_trial": spec.resources.gpus_per_trial},
@@ -282,9 +340,10 @@ def confirm_existing_run(options: RunOptions) -> int:
         raise UserError(f"{folder.path}: no trials to confirm")
     if folder.designed.exists():
         raise UserError(f"{folder.designed}: a confirmation stage already exists for this run (delete that folder to redo it)")
-    data = load_family_data(spec, info.invocation.data, options.cache_dir)
-    ctx = RunContext(options, spec, folder, data, status=info.status, trials=trials)
-    with launch(ctx):
+    data_path = recorded_data(info, options.data, "--confirm --run")
+    data = load_family_data(spec, data_path, options.cache_dir)
+    ctx = RunContext(options, spec, folder, data, status=info.status, trials=trials, data_path=data_path)
+    with run_folder.driver_lock(folder.path), launch(ctx):
         if options.overrides:
             folder.update(confirm_overrides=[*info.confirm_overrides, *options.overrides])
         designed(ctx, confirm=True)
@@ -323,7 +382,10 @@ def _add_stage_time(folder: RunFolder, stage: str, seconds: float, *, replace: b
     return folder.update(stage_s=stages)
 
 
-def _remove_if_empty(run_dir: Path) -> None:
-    for path in (run_dir, run_dir.parent, run_dir.parent.parent):
+def _remove_created(ctx: RunContext) -> None:
+    """Remove what this run created and left empty, deepest first; a folder the
+    user had (an empty --storage) stays."""
+    (ctx.folder.path / run_folder.LOCK_FILE).unlink(missing_ok=True)
+    for path in reversed(ctx.created):
         if path.is_dir() and not any(path.iterdir()):
             path.rmdir()

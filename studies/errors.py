@@ -1,7 +1,16 @@
-"""The error every user-facing failure becomes: one line, exit code 2."""
+"""The errors a run ends with, and their exit codes (README: "Exit codes")."""
 
 from __future__ import annotations
+
+EXIT_USER_ERROR = 2        # bad input: one line, nothing on disk lost
+EXIT_ALL_TRIALS_FAILED = 3  # the study ran, and not one trial got through
+EXIT_INTERRUPTED = 130     # Ctrl+C / SIGINT: --resume continues it
+EXIT_TERMINATED = 143      # SIGTERM (timeout, docker stop, Slurm, Kubernetes): --resume continues it
 
 
 class UserError(Exception):
     """Bad input from the user: the message is the whole story (file, key, expected)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM arrived where no Tune experiment could stop cleanly for it."""

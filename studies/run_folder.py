@@ -8,11 +8,14 @@ folder per trial, and ``tables/`` and ``plots/``.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -68,6 +71,7 @@ class RunInfo:
     stage_s: dict[str, float] = field(default_factory=dict)
     confirm_wall_s: float | None = None
     confirm_overrides: list[str] = field(default_factory=list)
+    data_sha256: str | None = None   # of the --data file when the run started; --resume checks it
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], source: Path) -> RunInfo:
@@ -153,6 +157,35 @@ class RunFolder:
         return update_run_info(self.path, **changes)
 
 
+LOCK_FILE = ".driver.lock"
+
+
+@contextmanager
+def driver_lock(run_dir: Path) -> Iterator[None]:
+    """Hold an OS lock on the run folder for a driver's lifetime: a second driver
+    on the same folder (a second --resume, --confirm while it runs) would re-run
+    finished trials and add trials beyond num_samples. The kernel drops the
+    lock when the process dies, however it dies, so a killed driver never
+    leaves a stale one."""
+    path = run_dir / LOCK_FILE
+    handle = open(path, "a+")   # noqa: SIM115 (held open for the whole block)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise UserError(f"{run_dir}: in use by another driver ({holder}); wait for it to end, "
+                            "or stop it (Ctrl+C) and --resume") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()
+
+
 def study_root(storage: Path, study: str) -> Path:
     return storage / study
 
@@ -208,6 +241,16 @@ def update_run_info(run_dir: Path, **changes: Any) -> RunInfo:
         setattr(info, key, value)
     write_run_info(run_dir, info)
     return info
+
+
+def file_sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def git_commit(repo: Path) -> str | None:

@@ -1,5 +1,5 @@
-"""Faults injected for real: a trial's worker SIGKILLed, the driver SIGINTed and
-SIGKILLed mid-study, then --resume."""
+"""Faults injected for real: a trial's worker SIGKILLed, the driver SIGINTed,
+SIGTERMed and SIGKILLed mid-study, then --resume."""
 
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ def _terminated_in_saved_state(run_dir: Path) -> set[str]:
     return done
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=["SIGINT", "SIGTERM", "SIGKILL"])
 def test_driver_killed_then_resumed(tmp_path: Path, cache_dir: Path, sig: signal.Signals) -> None:
     run_dir = tmp_path / "mdn_ramp" / "kill-driver"
     base = ["mdn_ramp", *SLOW_SMOKE, "--storage", str(tmp_path), "--cache-dir", str(cache_dir), "--run", "kill-driver"]
@@ -120,14 +120,15 @@ def test_driver_killed_then_resumed(tmp_path: Path, cache_dir: Path, sig: signal
         if sig == signal.SIGKILL:
             os.killpg(proc.pid, signal.SIGKILL)   # the driver and the local Ray it started
         else:
-            os.kill(proc.pid, signal.SIGINT)
+            os.kill(proc.pid, sig)   # SIGTERM: what timeout, docker stop, Slurm and Kubernetes send
         out, _ = proc.communicate(timeout=180)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     assert len(finished_before) < 10, "every trial had ended before the signal: the test proves nothing"
-    if sig == signal.SIGINT:
-        assert proc.returncode == 130 and "--resume" in out, out[-2000:]
+    if sig != signal.SIGKILL:
+        assert proc.returncode == {signal.SIGINT: 130, signal.SIGTERM: 143}[sig] and "--resume" in out, out[-2000:]
+        assert "Traceback" not in out and "SIGABRT" not in out, out[-2000:]
         assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"
     resumed = subprocess.run([sys.executable, str(RUN_PY), "mdn_ramp", "--resume", "--run", "kill-driver", "--storage", str(tmp_path),
                               "--cache-dir", str(cache_dir), "--num-cpus", "2"], cwd=REPO, capture_output=True, text=True, timeout=420)

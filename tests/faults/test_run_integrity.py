@@ -1,0 +1,173 @@
+"""Nothing lost, nothing mixed: resumes keep their data, a run folder has one
+driver, a study that produced nothing says so, a failed start removes only
+what it made. Each fault is injected for real, through the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from core.data.hdf5 import write_hdf5
+from core.data.motion import generate_motion
+from studies import run_folder
+from tests.conftest import REPO, RUN_PY, run_cli
+
+STUDIES = REPO / "studies"
+
+
+def _motion_file(path: Path, dtype: str, seed: int = 0) -> Path:
+    arrays = generate_motion(num_sequences=24, min_length=20, max_length=32, seed=seed)
+    write_hdf5(path, {k: a.astype(dtype) if a.dtype.kind == "f" else a for k, a in arrays.items()})
+    return path
+
+
+def _fake_run(storage: Path, name: str, *, data: Path | None) -> Path:
+    """A finished-looking run folder as the driver leaves it (spec copies, run.json):
+    enough for --resume to be checked, which happens before Ray starts."""
+    run_dir = storage / "mdn_ramp" / name
+    run_dir.mkdir(parents=True)
+    shutil.copyfile(STUDIES / "mdn_ramp.yaml", run_dir / "spec.yaml")
+    shutil.copyfile(REPO / "search_spaces" / "mdn_ramp.yaml", run_dir / "search_space.yaml")
+    info = run_folder.RunInfo(study="mdn_ramp", run=name, status="interrupted", started=time.time(),
+                              invocation=run_folder.Invocation(smoke=True, data=str(data) if data else None),
+                              data_sha256=run_folder.file_sha256(data) if data else None)
+    run_folder.write_run_info(run_dir, info)
+    return run_dir
+
+
+def test_resume_refuses_other_data_and_changed_data(tmp_path: Path, cache_dir: Path) -> None:
+    mine = _motion_file(tmp_path / "mine.h5", "float32")
+    other = _motion_file(tmp_path / "other.h5", "float32", seed=1)
+    _fake_run(tmp_path / "res", "with-data", data=mine)
+    _fake_run(tmp_path / "res", "synthetic", data=None)
+    before = (tmp_path / "res" / "mdn_ramp" / "with-data" / "run.json").read_text()
+    common = ["--resume", "--storage", str(tmp_path / "res"), "--cache-dir", str(cache_dir)]
+
+    proc = run_cli("mdn_ramp", *common, "--run", "with-data", "--data", str(other))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"error: --data {other}: run with-data was started with --data {mine}; --resume continues on that data "
+        "(drop --data, or start a new run)"]
+    proc = run_cli("mdn_ramp", *common, "--run", "synthetic", "--data", str(mine))
+    assert proc.returncode == 2 and "was started with the synthetic data (no --data)" in proc.stderr, proc.stderr
+
+    _motion_file(mine, "float32", seed=2)   # the same path, other content
+    proc = run_cli("mdn_ramp", *common, "--run", "with-data")
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(f"error: {mine}: changed since run with-data started (sha256 ") and "mix two data sets" in line
+    mine.unlink()
+    proc = run_cli("mdn_ramp", *common, "--run", "with-data")
+    assert proc.returncode == 2 and "the data file run with-data was started with is gone" in proc.stderr
+    assert (tmp_path / "res" / "mdn_ramp" / "with-data" / "run.json").read_text() == before   # nothing touched
+
+
+def test_a_run_records_its_data_and_trains_on_float64_big_endian_files(tmp_path: Path, cache_dir: Path) -> None:
+    """numpy's default float64, in the other byte order: cast once at load, every trial trains."""
+    data = _motion_file(tmp_path / "f8be.h5", ">f8")
+    proc = run_cli("mdn_ramp", "--smoke", "--storage", str(tmp_path / "res"), "--cache-dir", str(cache_dir), "--run", "be",
+                   "--data", str(data), "--num-cpus", "2", "--num-samples", "2", "--set", "budget.max_epochs=2",
+                   "--set", "budget.grace_period=2", "--set", "ablation.leave_one_out=null")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    run_dir = tmp_path / "res" / "mdn_ramp" / "be"
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["invocation"]["data"] == str(data.resolve())
+    assert info["data_sha256"] == run_folder.file_sha256(data)
+    table = pd.read_csv(run_dir / "tables" / "trials.csv")
+    assert len(table) == 2 and set(table["status"]) == {"complete"}
+
+
+FAILING = '''
+def train(config):
+    raise ValueError("the data has 3 frames, the model needs 8")
+'''
+
+
+def test_a_study_in_which_every_trial_failed_exits_3_and_says_why(tmp_path: Path, cache_dir: Path) -> None:
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "__init__.py").write_text("")
+    (tmp_path / "broken" / "fn.py").write_text(textwrap.dedent(FAILING))
+    (tmp_path / "space.yaml").write_text("x: {type: float, low: 0.0, high: 1.0}\n")
+    (tmp_path / "broken.yaml").write_text(
+        "trainable: broken.fn:train\nmetric: loss\nmode: min\nsearch_space: space.yaml\n"
+        "budget: {max_epochs: 2, grace_period: 2, num_samples: 2, max_failures: 0}\n"
+        "resources: {cpus_per_trial: 1}\nconfig: {x: 0.5}\n")
+    proc = run_cli(str(tmp_path / "broken.yaml"), "--storage", str(tmp_path / "res"), "--cache-dir", str(cache_dir),
+                   "--run", "r", "--num-cpus", "2", cwd=tmp_path)
+    assert proc.returncode == 3, proc.stdout[-3000:] + proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and errors[0].startswith("error: every trial failed; the first (trial_"), proc.stderr[-2000:]
+    assert "ValueError: the data has 3 frames, the model needs 8" in errors[0]
+    run_dir = tmp_path / "res" / "broken" / "r"
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "failed"
+    assert set(pd.read_csv(run_dir / "tables" / "trials.csv")["status"]) == {"failed"}
+
+
+def test_a_failed_start_removes_only_what_it_created(tmp_path: Path, cache_dir: Path) -> None:
+    """An error after Ray started (a GPU asked for on a CPU machine) leaves the
+    user's own empty --storage folder in place."""
+    storage = tmp_path / "my_results"
+    storage.mkdir()
+    proc = run_cli("mdn_ramp", "--smoke", "--storage", str(storage), "--cache-dir", str(cache_dir),
+                   "--gpus-per-trial", "1", "--num-cpus", "2", "--num-gpus", "0")
+    assert proc.returncode == 2 and "the Ray cluster has no GPUs" in proc.stderr, proc.stderr[-2000:]
+    assert storage.is_dir() and list(storage.iterdir()) == []
+
+
+def _start(args: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("RAY_ADDRESS", None)
+    return subprocess.Popen([sys.executable, str(RUN_PY), *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def _wait_for(predicate, timeout: float, what: str) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_second_driver_on_a_run_folder_is_refused_naming_the_holder(tmp_path: Path, cache_dir: Path) -> None:
+    run_dir = tmp_path / "mdn_ramp" / "busy"
+    first = _start(["mdn_ramp", "--smoke", "--storage", str(tmp_path), "--cache-dir", str(cache_dir), "--run", "busy",
+                    "--num-cpus", "2", "--set", "budget.max_epochs=200", "--set", "budget.grace_period=200"])
+    try:
+        _wait_for(lambda: (run_dir / "run.json").is_file() and any(run_dir.glob("trial_*")), 300, "the first driver's trials")
+        second = run_cli("mdn_ramp", "--resume", "--run", "busy", "--storage", str(tmp_path), "--cache-dir", str(cache_dir),
+                         "--num-cpus", "2", timeout=120)
+        assert second.returncode == 2, second.stdout[-2000:] + second.stderr[-2000:]
+        (line,) = second.stderr.strip().splitlines()
+        assert line.startswith(f"error: {run_dir}: in use by another driver (pid {first.pid} on ") and "--resume" in line
+        assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
+        assert first.poll() is None
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(timeout=60)
+    with run_folder.driver_lock(run_dir):   # the kernel dropped the killed driver's lock: no stale lock
+        pass
+
+
+def test_the_lock_file_is_not_a_trial_and_never_blocks_a_report(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    with run_folder.driver_lock(run_dir):
+        assert (run_dir / run_folder.LOCK_FILE).read_text().startswith(f"pid {os.getpid()} on ")
+        try:
+            with run_folder.driver_lock(run_dir):
+                raise AssertionError("a second lock in the same process was granted")
+        except run_folder.UserError as exc:
+            assert "in use by another driver (pid" in str(exc)
+    with run_folder.driver_lock(run_dir):   # released: taken again
+        pass
