@@ -10,15 +10,16 @@ import os
 import re
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from studies.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USER_ERROR, Terminated, UserError
-from studies.storage import DEFAULT_CACHE_DIR, resolve_storage
+from studies.storage import DEFAULT_CACHE_DIR, check_run_name, resolve_storage, writable_folder
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _OneLineParser(
         prog="python studies/run.py",
         description="Run a Ray Tune + Optuna + ASHA hyperparameter study and write its tables.",
     )
@@ -74,10 +75,23 @@ def _list_studies() -> None:
             print(f"{name:18s} INVALID: {exc}")
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse's usage errors as the CLI's one line (not usage plus the error)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        raise SystemExit(EXIT_USER_ERROR)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return _dispatch(args)
+        code = _dispatch(args)
+        sys.stdout.flush()   # inside the try: a reader that left shows here, not at exit
+        return code
+    except BrokenPipeError:   # `--list | head`: the reader left; nothing to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -96,6 +110,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     if not args.study:
         raise UserError("no study given; run `python studies/run.py --list` to see them, then `python studies/run.py NAME`")
     storage = resolve_storage(args.storage, REPO_ROOT / "results")
+    cache_dir = writable_folder("--cache-dir", args.cache_dir) if args.cache_dir is not None else DEFAULT_CACHE_DIR
+    if args.run is not None:
+        check_run_name(args.run)
+    if args.seed is not None and not 0 <= args.seed < 2**32:
+        raise UserError(f"--seed {args.seed}: expected 0 <= seed < 2**32 (what numpy and Optuna seeds take)")
     address = args.address if args.address is not None else os.environ.get("RAY_ADDRESS") or None
     for name, value in (("--num-samples", args.num_samples), ("--max-concurrent", args.max_concurrent),
                         ("--num-cpus", args.num_cpus), ("--num-gpus", args.num_gpus)):
@@ -112,7 +131,7 @@ def _dispatch(args: argparse.Namespace) -> int:
     options = driver.RunOptions(
         study_path=study_path, smoke=args.smoke, overrides=_cli_overrides(args), storage=storage,
         run=args.run, resume=args.resume, address=address, data=args.data,
-        cache_dir=Path(args.cache_dir).expanduser() if args.cache_dir else DEFAULT_CACHE_DIR,
+        cache_dir=cache_dir,
         num_cpus=args.num_cpus, num_gpus=args.num_gpus, confirm=args.confirm, verbose=args.verbose,
     )
     if args.confirm and args.run and not args.resume and (storage / study_path.stem / args.run).exists():

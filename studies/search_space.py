@@ -16,6 +16,7 @@ API, as Hydra's Optuna sweeper and Ray's ``OptunaSearch`` expect.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +43,13 @@ def _parse_param(source: str, name: str, raw: Any, earlier: dict[str, Param]) ->
         when[dep] = allowed
     if isinstance(entry, CategoricalEntry):
         choices = entry.choices
-        if len(set(map(repr, choices))) != len(choices):
-            raise UserError(f"{source}: {name}.choices: has duplicates: {choices}")
         for c in choices:
             if not (c is None or isinstance(c, (bool, int, float, str))):
                 raise UserError(f"{source}: {name}.choices: {c!r} is not a scalar (use numbers, strings or booleans)")
+            if isinstance(c, float) and not math.isfinite(c):
+                raise UserError(f"{source}: {name}.choices: {c!r} is not a finite number")
+        if len(set(choices)) != len(choices):   # 1, 1.0 and True are one value to Python (and to Optuna)
+            raise UserError(f"{source}: {name}.choices: has duplicates (equal values): {choices}")
         return Param(name, entry.type, choices=tuple(choices), when=when)
     return _numeric_param(source, name, entry, when)
 

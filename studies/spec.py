@@ -23,7 +23,7 @@ from core.config import ConfigError, config_from_dict
 from core.experiments.registry import FamilyDef, family_names, get_family
 from studies.errors import UserError
 from studies.param import Param
-from studies.schema import SECTION, Bool, Float, Int, validate_section
+from studies.schema import SECTION, Bool, Finite, Int, validate_section
 from studies.search_space import load_search_space
 from studies.yaml_io import load_yaml, read_yaml_mapping
 
@@ -37,7 +37,7 @@ SEARCH_SPACES_DIR = STUDIES_DIR.parent / "search_spaces"
 class Budget:
     max_epochs: Int = 20
     grace_period: Int = 2
-    reduction_factor: Float = 3.0
+    reduction_factor: Finite = 3.0
     num_samples: Int = 20
     checkpoint_every: Int = 5
     max_failures: Int = 2
@@ -45,8 +45,8 @@ class Budget:
 
 @schema_dataclass(config=SECTION)
 class Resources:
-    cpus_per_trial: Float = 1.0
-    gpus_per_trial: Float = 0.0
+    cpus_per_trial: Finite = 1.0
+    gpus_per_trial: Finite = 0.0
     max_concurrent: Int = 0  # 0: as many as the resources allow
 
 
@@ -345,7 +345,9 @@ def _check_ablation(spec: StudySpec) -> None:
     for key, edges in a.bins.items():
         if key not in names or names[key].type == "categorical":
             raise UserError(f"{spec.path}: ablation.bins.{key}: must name a numeric search-space parameter")
-        if not isinstance(edges, list) or len(edges) < 2 or any(not isinstance(e, (int, float)) for e in edges) or sorted(edges) != edges:
+        numbers = isinstance(edges, list) and all(isinstance(e, (int, float)) and not isinstance(e, bool)
+                                                  and math.isfinite(e) for e in edges)
+        if not numbers or len(edges) < 2 or any(b <= a for a, b in zip(edges, edges[1:])):
             raise UserError(f"{spec.path}: ablation.bins.{key}: expected an increasing list of at least 2 numbers, found {edges!r}")
     if a.confirm.top_k < 1 or a.confirm.seeds < 1:
         raise UserError(f"{spec.path}: ablation.confirm: top_k and seeds must be >= 1")
@@ -358,6 +360,9 @@ def _read_merged(path: Path, smoke: bool, overrides: Sequence[str]) -> dict[str,
     ``--set`` overrides merged in, in that order."""
     raw = read_yaml_mapping(path)
     source = str(path)
+    odd = [k for k in raw if not isinstance(k, str)]
+    if odd:
+        raise UserError(f"{source}: {odd[0]!r}: a top-level key must be a name (expected one of {sorted(_TOP_KEYS)})")
     unknown = sorted(set(raw) - _TOP_KEYS)
     if unknown:
         raise UserError(f"{source}: {unknown[0]}: unknown key (expected one of {sorted(_TOP_KEYS)})")

@@ -21,7 +21,28 @@ def resolve_storage(text: str | None, default: Path) -> Path:
     if "://" in text:
         raise UserError(f"--storage {text}: URIs (s3://, gs://, ...) are not supported yet; mount the bucket or use a "
                         "shared filesystem path (NFS, Lustre, ...) that every node sees at the same path")
-    return Path(text).expanduser().resolve()
+    return writable_folder("--storage", text)
+
+
+def writable_folder(option: str, text: str) -> Path:
+    """``text`` as a folder this process can write in (it may not exist yet: its
+    nearest existing parent must then be a writable folder)."""
+    if not text.strip():
+        raise UserError(f"{option}: is empty, expected a folder path")
+    path = Path(text).expanduser().resolve()
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise UserError(f"{option} {text}: {existing} is a file, expected a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{option} {text}: {existing} is not writable")
+    return path
+
+
+def check_run_name(name: str) -> str:
+    """A --run name is one folder name inside the study's folder: no path."""
+    if not name or name in (".", "..") or "/" in name or os.sep in name or name.startswith("."):
+        raise UserError(f"--run {name}: expected a plain folder name (letters, digits, -, _), not a path")
+    return name
 
 
 def filesystem_type(path: Path, mounts_file: Path = Path("/proc/mounts")) -> str | None:

@@ -17,7 +17,30 @@ from studies.errors import UserError
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 floats (``1e-3``, ``1E5``, ``.5``, ``-inf``)."""
+    """SafeLoader with YAML 1.2 floats (``1e-3``, ``1E5``, ``.5``, ``-inf``), no
+    aliases (a 2 KB spec of nested aliases expands to gigabytes; a spec has no
+    use for them) and no duplicate keys (YAML keeps the last silently)."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.constructor.ConstructorError(None, None, "aliases (*name) are not allowed in a spec",
+                                                    event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                first = seen.get(key)
+            except TypeError:   # an unhashable key: the base class says so
+                break
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first at line {first.line + 1})", key_node.start_mark)
+            seen[key] = key_node.start_mark
+        return super().construct_mapping(node, deep=deep)
 
 
 _Loader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
@@ -42,6 +65,8 @@ def read_yaml_mapping(path: Path) -> dict[str, Any]:
         raise UserError(f"{path}: no such file")
     try:
         data = load_yaml(path.read_text())
+    except RecursionError:
+        raise UserError(f"{path}: nested too deeply to be a spec") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

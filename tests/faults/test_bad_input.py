@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import h5py
@@ -56,6 +58,16 @@ def world(tmp_path: Path) -> dict[str, Path]:
         f["emotion"] = np.zeros((4, 10, 4), np.float32)
         f["lengths"] = np.full(4, 10)
         f["label"] = np.zeros(4, np.int64)
+    (tmp_path / "alias_bomb.yaml").write_text(
+        "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\n"
+        "family: mdn_motion\n")
+    (tmp_path / "duplicate.yaml").write_text(spec + "\nmetric: val_nll\n")
+    (tmp_path / "int_key.yaml").write_text(spec + "\n42: answer\n")
+    (tmp_path / "deep.yaml").write_text("family: " + "[" * 3000 + "]" * 3000 + "\n")
+    (tmp_path / "inf_rf.yaml").write_text(spec.replace("reduction_factor: 3", "reduction_factor: .inf"))
+    (tmp_path / "a_file").write_text("not a folder")
+    (tmp_path / "dup_space.yaml").write_text("bs: {type: categorical, choices: [1, 1.0, 2]}\n")
+    (tmp_path / "dup_choices.yaml").write_text(spec.replace("search_space: mdn_ramp", "search_space: dup_space.yaml"))
     with h5py.File(tmp_path / "missing.h5", "w") as f:
         f["keypoints"] = np.zeros((4, 10, 17, 2), np.float32)
     with h5py.File(tmp_path / "nan.h5", "w") as f:
@@ -99,6 +111,20 @@ CASES = [
     ("--data missing dataset", ["mdn_ramp", "--data", "{tmp}/missing.h5"], "missing dataset 'emotion'"),
     ("--data NaN", ["mdn_ramp", "--data", "{tmp}/nan.h5"], "contains NaN or inf"),
     ("--storage URI", ["mdn_ramp", "--storage", "s3://bucket/x"], "URIs (s3://, gs://, ...) are not supported yet"),
+    ("--storage empty", ["mdn_ramp", "--storage", ""], "--storage: is empty, expected a folder path"),
+    ("--storage a file", ["mdn_ramp", "--storage", "{tmp}/a_file/results"], "a_file is a file, expected a folder"),
+    ("--cache-dir a file", ["mdn_ramp", "--cache-dir", "{tmp}/a_file"], "a_file is a file, expected a folder"),
+    ("--run a path", ["mdn_ramp", "--run", "a/b"], "--run a/b: expected a plain folder name"),
+    ("--run up", ["mdn_ramp", "--run", "../x"], "--run ../x: expected a plain folder name"),
+    ("--run absolute", ["mdn_ramp", "--run", "/tmp/x"], "--run /tmp/x: expected a plain folder name"),
+    ("--seed too big", ["mdn_ramp", "--seed", "4294967296"], "--seed 4294967296: expected 0 <= seed < 2**32"),
+    ("YAML aliases", ["{tmp}/alias_bomb.yaml"], "aliases (*name) are not allowed in a spec"),
+    ("YAML duplicate key", ["{tmp}/duplicate.yaml"], "duplicate key 'metric' (first at line"),
+    ("non-string top-level key", ["{tmp}/int_key.yaml"], "42: a top-level key must be a name"),
+    ("deeply nested YAML", ["{tmp}/deep.yaml"], "nested too deeply to be a spec"),
+    ("infinite reduction_factor", ["{tmp}/inf_rf.yaml"], "budget: `reduction_factor` is inf"),
+    ("NaN bin edges", ["mdn_ramp", "--set", "ablation.bins.lr=[1.0e-3, .nan]"], "ablation.bins.lr: expected an increasing list"),
+    ("equal categorical choices", ["{tmp}/dup_choices.yaml"], "bs.choices: has duplicates (equal values): [1, 1.0, 2]"),
     ("existing run", ["mdn_ramp", "--run", "existing"], "run folder already exists; continue it with --resume"),
     ("resume missing run", ["mdn_ramp", "--resume", "--run", "ghost"], "no such run to resume"),
     ("report missing run", ["mdn_ramp", "--report", "--run", "ghost"], "no such run"),
@@ -113,7 +139,8 @@ def test_bad_input_one_line_exit_2_nothing_changed(world, capsys, argv: list[str
     argv = [a.format(tmp=world["tmp"], storage=world["storage"]) for a in argv]
     if "--storage" not in argv:
         argv += ["--storage", str(world["storage"])]
-    argv += ["--cache-dir", str(world["tmp"] / "cache")]
+    if "--cache-dir" not in argv:
+        argv += ["--cache-dir", str(world["tmp"] / "cache")]
     before = _snapshot(world["tmp"])
     code = main(argv)
     err = capsys.readouterr().err
@@ -130,3 +157,20 @@ def test_real_command_line_matches(world) -> None:
     proc = run_cli(str(world["tmp"] / "malformed.yaml"), "--storage", str(world["storage"]))
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "malformed YAML" in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_argparse_errors_are_one_line(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["mdn_ramp", "--num-samples", "many"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: argument --num-samples: invalid int value: 'many'"), err
+
+
+def test_a_closed_pipe_ends_quietly() -> None:
+    """`--list | head -1`: the reader leaves early; no BrokenPipeError traceback."""
+    code = ("import os, sys; r, w = os.pipe(); os.close(r); os.dup2(w, 1); sys.path.insert(0, '.'); "
+            "from studies.cli import main; sys.exit(main(['--list']))")   # stdout: a pipe nobody reads any more
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == "", proc.stderr
