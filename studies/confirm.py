@@ -17,7 +17,8 @@ from ray import tune
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from studies.designed import plan_designed
-from studies.quiet import quiet_tune
+from studies.metric_check import LENIENT_METRICS_ENV, StopWithoutMetric
+from studies.quiet import environ, quiet_tune
 from studies.report.trials import RunTrials
 from studies.run_folder import RunFolder
 from studies.spec import StudySpec
@@ -83,12 +84,12 @@ def run_confirmation(spec: StudySpec, run_dir: Path, run: RunTrials, data: dict[
             reuse_actors=True, trial_dirname_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(
-            name=folder.name, storage_path=str(run_dir), verbose=0,
+            name=folder.name, storage_path=str(run_dir), verbose=0, stop=StopWithoutMetric(spec.metric),
             failure_config=tune.FailureConfig(max_failures=spec.budget.max_failures),
             callbacks=[progress_callback(spec, workers=max_concurrent, early_stopping=False, num_samples=len(points),
                                          show_best=False)],
         ),
     )
-    with quiet_tune():
+    with quiet_tune(), environ(**LENIENT_METRICS_ENV):
         tuner.fit()
     return folder

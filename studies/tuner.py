@@ -16,9 +16,10 @@ from ray.tune.schedulers import ASHAScheduler
 
 from studies._compat import fit_interrupted
 from studies.errors import UserError
+from studies.metric_check import LENIENT_METRICS_ENV, StopWithoutMetric
 from studies.optuna_bridge import TruthfulOptunaSearch, sqlite_storage
 from studies.progress import ProgressLines, Rungs
-from studies.quiet import quiet_optuna, quiet_tune
+from studies.quiet import environ, quiet_optuna, quiet_tune
 from studies.run_folder import OPTUNA_FILE, RunFolder
 from studies.search_space import define_by_run
 from studies.spec import StudySpec
@@ -138,6 +139,7 @@ def run_config(spec: StudySpec, run_dir: Path, callbacks: list[Any]) -> tune.Run
         # Keep every checkpoint: they are small, and a num_to_keep forces an
         # experiment snapshot after every few checkpoints (slow, and noisy).
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
+        stop=StopWithoutMetric(spec.metric),
         callbacks=callbacks,
         verbose=0,  # studies.progress prints plain lines instead of Tune's boxes
     )
@@ -181,5 +183,5 @@ def fit(tuner: tune.Tuner) -> tuple[Any, bool]:
     """Run the tuner; return its ResultGrid and whether a stop signal (Ctrl+C,
     SIGINT, SIGUSR1) interrupted it. Tune itself marks every trial TERMINATED at
     clean-up either way."""
-    with quiet_tune():
+    with quiet_tune(), environ(**LENIENT_METRICS_ENV):
         return fit_interrupted(tuner.fit)

@@ -3,6 +3,7 @@ row of a history DataFrame, from what Ray Tune and Optuna wrote."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from dataclasses import dataclass
@@ -22,6 +23,10 @@ STATUS_FAILED = "failed"
 STATUS_RUNNING = "running"
 STATUS_INTERRUPTED = "interrupted"
 STATUS_ORPHANED = "lost (driver killed)"
+# What Tune adds to every result: left out when naming what a trial reported.
+TUNE_KEYS = frozenset({"timestamp", "checkpoint_dir_name", "should_checkpoint", "done", "training_iteration", "trial_id",
+                       "date", "time_this_iter_s", "time_total_s", "pid", "hostname", "node_ip", "config",
+                       "time_since_restore", "iterations_since_restore", "experiment_tag"})
 
 
 @dataclass
@@ -147,6 +152,11 @@ def trials_table(tune_trials: list[TuneTrial], optuna_trials: dict[str, Any], *,
         finite = [v for v in values if math.isfinite(v)]
         epochs = max(t.by_epoch) if t.by_epoch else 0
         ot = optuna_trials.get(t.trial_id)
+        if epochs and not values and not t.error:   # stopped at its first result (studies.metric_check)
+            reported = sorted(k for k in t.by_epoch[min(t.by_epoch)] if k not in TUNE_KEYS)
+            got = t.by_epoch[min(t.by_epoch)].get(metric)
+            why = f"(it reported {got!r})" if got is not None else f"(it reported: {', '.join(reported) or 'nothing'})"
+            t = dataclasses.replace(t, error=f"never reported the study's metric `{metric}` as a number {why}")
         status, recovered = _status(t, ot, epochs, max_epochs, run_active)
         sampled = dict(ot.params) if ot is not None else {p: t.config.get(p) for p in params}
         rows.append({

@@ -171,3 +171,31 @@ def test_the_lock_file_is_not_a_trial_and_never_blocks_a_report(tmp_path: Path) 
             assert "in use by another driver (pid" in str(exc)
     with run_folder.driver_lock(run_dir):   # released: taken again
         pass
+
+
+SILENT = '''
+from ray import tune
+
+def train(config):
+    for epoch in range(1, config["max_epochs"] + 1):
+        tune.report({"epoch": epoch, "val_los": 1.0 / epoch})   # a typo: the study's metric is val_loss
+'''
+
+
+def test_a_trainable_that_never_reports_the_metric_fails_its_trials_not_the_study(tmp_path: Path, cache_dir: Path) -> None:
+    """Tune alone ends the whole study with a TuneError at the first such result."""
+    (tmp_path / "quiet").mkdir()
+    (tmp_path / "quiet" / "__init__.py").write_text("")
+    (tmp_path / "quiet" / "fn.py").write_text(textwrap.dedent(SILENT))
+    (tmp_path / "space.yaml").write_text("x: {type: float, low: 0.0, high: 1.0}\n")
+    (tmp_path / "quiet.yaml").write_text(
+        "trainable: quiet.fn:train\nmetric: val_loss\nmode: min\nsearch_space: space.yaml\n"
+        "budget: {max_epochs: 5, grace_period: 5, num_samples: 3, max_failures: 0}\n"
+        "resources: {cpus_per_trial: 1}\nconfig: {x: 0.5}\n")
+    proc = run_cli(str(tmp_path / "quiet.yaml"), "--storage", str(tmp_path / "res"), "--cache-dir", str(cache_dir),
+                   "--run", "r", "--num-cpus", "2", cwd=tmp_path)
+    assert proc.returncode == 3, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Traceback" not in proc.stderr and "TuneError" not in proc.stderr, proc.stderr[-3000:]
+    assert "never reported the study's metric `val_loss` as a number (it reported: epoch, val_los)" in proc.stderr
+    table = pd.read_csv(tmp_path / "res" / "quiet" / "r" / "tables" / "trials.csv")
+    assert len(table) == 3 and set(table["status"]) == {"failed"} and set(table["epochs"]) == {1}   # stopped at once

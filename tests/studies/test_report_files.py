@@ -507,6 +507,19 @@ def test_load_trials_repeated_epoch_and_partial_line(tmp_path: Path) -> None:
     assert run.history["epoch"].tolist() == [1, 2, 3]
 
 
+def test_a_trial_without_the_metric_is_failed_with_the_reason(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    for tid, row in (("txt", {"val_mse": "0.3"}), ("none", {"other": 1.0})):
+        trial_dir = run_dir / f"trial_{tid}"
+        trial_dir.mkdir(parents=True)
+        (trial_dir / "params.json").write_text(json.dumps(_trial_config({"ramp_shape": "constant", "lr": 1e-3})))
+        (trial_dir / "result.json").write_text(json.dumps({"trial_id": tid, "epoch": 1, "pid": 7, **row}) + "\n")
+    t = load_trials(run_dir, metric="val_mse", mode="min", params=FACTORS, max_epochs=MAX_EPOCHS).trials.set_index("trial_id")
+    assert (t["status"] == STATUS_FAILED).all()
+    assert t.loc["txt", "error"] == "never reported the study's metric `val_mse` as a number (it reported '0.3')"
+    assert t.loc["none", "error"] == "never reported the study's metric `val_mse` as a number (it reported: epoch, other)"
+
+
 def _tune_trial_id_attr() -> str:
     from studies.run_folder import TUNE_TRIAL_ID_ATTR
 
