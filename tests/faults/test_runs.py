@@ -83,6 +83,10 @@ def test_safety_rules_hold_in_the_source() -> None:
             name = ast.unparse(node.func)
             if name in ("eval", "exec") or name.endswith(("yaml.load", "pickle.loads", "pickle.load")):
                 offenders.append(f"{path}:{node.lineno} {name}")
+            if name.endswith("Loader") and not name.startswith("yaml.") and isinstance(node.func, ast.Name):
+                offenders += [f"{path}:{node.lineno} {name} is not a SafeLoader" for cls in ast.walk(tree)
+                              if isinstance(cls, ast.ClassDef) and cls.name == name
+                              and [ast.unparse(b) for b in cls.bases] != ["yaml.SafeLoader"]]
             if name.endswith("torch.load"):
                 kw = {k.arg: ast.unparse(k.value) for k in node.keywords}
                 if kw.get("weights_only") != "True":
