@@ -179,6 +179,7 @@ def prepare(options: RunOptions) -> RunContext:
         check_address(options.address)  # before anything is built or written
     if options.resume:
         data_path = recorded_data(RunFolder(run_dir).info(), options.data, "--resume")
+        run_folder.check_optuna_study(RunFolder(run_dir).optuna_db, spec.name)
     else:
         data_path = str(Path(options.data).resolve()) if options.data else None
     data = load_family_data(spec, data_path, options.cache_dir)   # validated before Ray starts

@@ -243,6 +243,29 @@ def update_run_info(run_dir: Path, **changes: Any) -> RunInfo:
     return info
 
 
+def check_optuna_study(db: Path, study: str) -> None:
+    """Before a resume does any work: the Optuna study file is there, is SQLite,
+    passes SQLite's quick check and holds the study. (Without it the sampler has
+    no history, and the run would train every remaining trial and then fail.)"""
+    import sqlite3
+
+    keep = "the trials on disk are intact (--report still reads them)"
+    if not db.is_file():
+        raise UserError(f"{db}: missing; {keep}, but --resume needs the Optuna study to go on: restore the file "
+                        "from a backup, or start a new run")
+    try:
+        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+            ok = con.execute("PRAGMA quick_check").fetchone()[0]
+            names = {row[0] for row in con.execute("SELECT study_name FROM studies")}
+    except sqlite3.DatabaseError as exc:
+        raise UserError(f"{db}: not a readable Optuna study ({exc}); {keep}, but --resume needs it: restore the "
+                        "file from a backup, or start a new run") from None
+    if ok != "ok":
+        raise UserError(f"{db}: damaged (SQLite quick_check: {ok}); {keep}; restore the file from a backup, or start a new run")
+    if study not in names:
+        raise UserError(f"{db}: holds no study {study!r} (found: {sorted(names)}); {keep}; restore the file, or start a new run")
+
+
 def file_sha256(path: Path) -> str:
     import hashlib
 

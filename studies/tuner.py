@@ -6,6 +6,7 @@ import importlib
 import math
 import os
 import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,12 @@ def import_trainable(target: str) -> Callable[..., Any]:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise UserError(f"trainable {target!r}: cannot import module {module_name!r} ({exc})") from None
+    except SyntaxError as exc:
+        raise UserError(f"trainable {target!r}: {exc.filename}:{exc.lineno}: SyntaxError: {exc.msg}") from None
+    except Exception as exc:  # the module's own code raised while it was imported
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        raise UserError(f"trainable {target!r}: importing {module_name!r} raised {exc.__class__.__name__}: {exc} "
+                        f"({where.filename}:{where.lineno})") from None
     finally:  # the module stays imported; the path goes back as it was
         if added:
             sys.path.remove(os.getcwd())

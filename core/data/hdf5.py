@@ -122,6 +122,12 @@ def load_hdf5(path: str | os.PathLike, schema: Schema) -> dict[str, np.ndarray]:
         raise DataFileError(f"{path}: no such file")
     try:
         with h5py.File(path, "r") as f:
+            for name in schema:
+                link = f.get(name, getlink=True)
+                if link is not None and not isinstance(link, h5py.HardLink):
+                    # an external or soft link reads another file (or place) than the one named on the command line
+                    raise DataFileError(f"{path}: dataset '{name}' is a {type(link).__name__} (to "
+                                        f"{getattr(link, 'filename', '')}{getattr(link, 'path', '')}), expected the data itself")
             arrays = {name: f[name][()] for name in schema if name in f and isinstance(f[name], h5py.Dataset)}
     except OSError as exc:
         raise DataFileError(f"{path}: not a readable HDF5 file ({exc.__class__.__name__}: {str(exc).splitlines()[0]})") from None

@@ -68,6 +68,20 @@ def world(tmp_path: Path) -> dict[str, Path]:
     (tmp_path / "a_file").write_text("not a folder")
     (tmp_path / "dup_space.yaml").write_text("bs: {type: categorical, choices: [1, 1.0, 2]}\n")
     (tmp_path / "dup_choices.yaml").write_text(spec.replace("search_space: mdn_ramp", "search_space: dup_space.yaml"))
+    (tmp_path / "syntax_pkg").mkdir()
+    (tmp_path / "syntax_pkg" / "__init__.py").write_text("")
+    (tmp_path / "syntax_pkg" / "bad.py").write_text("def train(config):\n    return (\n")
+    (tmp_path / "syntax_pkg" / "raises.py").write_text("import math\nVALUE = math.sqrt(-1)\n")
+    for name in ("bad", "raises"):
+        (tmp_path / f"user_{name}.yaml").write_text(
+            f"trainable: syntax_pkg.{name}:train\nmetric: loss\nmode: min\nsearch_space: user_space.yaml\n")
+    (tmp_path / "user_space.yaml").write_text("x: {type: float, low: 0.0, high: 1.0}\n")
+    with h5py.File(tmp_path / "target.h5", "w") as f:
+        f["keypoints"] = np.zeros((4, 10, 17, 2), np.float32)
+    with h5py.File(tmp_path / "linked.h5", "w") as f:
+        f["keypoints"] = h5py.ExternalLink(str(tmp_path / "target.h5"), "/keypoints")
+        f["emotion"] = np.zeros((4, 10, 4), np.float32)
+        f["lengths"], f["label"] = np.full(4, 10), np.zeros(4, np.int64)
     with h5py.File(tmp_path / "missing.h5", "w") as f:
         f["keypoints"] = np.zeros((4, 10, 17, 2), np.float32)
     with h5py.File(tmp_path / "nan.h5", "w") as f:
@@ -111,6 +125,7 @@ CASES = [
     ("--data missing dataset", ["mdn_ramp", "--data", "{tmp}/missing.h5"], "missing dataset 'emotion'"),
     ("--data NaN", ["mdn_ramp", "--data", "{tmp}/nan.h5"], "contains NaN or inf"),
     ("--storage URI", ["mdn_ramp", "--storage", "s3://bucket/x"], "URIs (s3://, gs://, ...) are not supported yet"),
+    ("--data external link", ["mdn_ramp", "--data", "{tmp}/linked.h5"], "dataset 'keypoints' is a ExternalLink (to "),
     ("--storage empty", ["mdn_ramp", "--storage", ""], "--storage: is empty, expected a folder path"),
     ("--storage a file", ["mdn_ramp", "--storage", "{tmp}/a_file/results"], "a_file is a file, expected a folder"),
     ("--cache-dir a file", ["mdn_ramp", "--cache-dir", "{tmp}/a_file"], "a_file is a file, expected a folder"),
@@ -174,3 +189,12 @@ def test_a_closed_pipe_ends_quietly() -> None:
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == "", proc.stderr
+
+
+@pytest.mark.parametrize("name, fragment", [("bad", "bad.py:2: SyntaxError: '(' was never closed"),
+                                            ("raises", "importing 'syntax_pkg.raises' raised ValueError: math domain error")])
+def test_a_trainable_module_that_cannot_import_is_one_line(world, name: str, fragment: str) -> None:
+    """Run from the folder that holds the user's package, as a user would."""
+    proc = run_cli(str(world["tmp"] / f"user_{name}.yaml"), "--storage", str(world["storage"]), cwd=world["tmp"])
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and fragment in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout

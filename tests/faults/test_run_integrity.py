@@ -71,6 +71,26 @@ def test_resume_refuses_other_data_and_changed_data(tmp_path: Path, cache_dir: P
     assert (tmp_path / "res" / "mdn_ramp" / "with-data" / "run.json").read_text() == before   # nothing touched
 
 
+def test_resume_checks_the_optuna_study_before_any_work(tmp_path: Path, cache_dir: Path) -> None:
+    storage = tmp_path / "res"
+    run_dir = _fake_run(storage, "r", data=None)
+    common = ["mdn_ramp", "--resume", "--run", "r", "--storage", str(storage), "--cache-dir", str(cache_dir)]
+    proc = run_cli(*common)
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(f"error: {run_dir / 'optuna.db'}: missing; the trials on disk are intact")
+    (run_dir / "optuna.db").write_bytes(b"SQLite format 3\x00" + b"\x13" * 4000)   # a torn copy
+    proc = run_cli(*common)
+    assert proc.returncode == 2 and "optuna.db: not a readable Optuna study (" in proc.stderr, proc.stderr
+    (run_dir / "optuna.db").unlink()
+    import optuna
+
+    optuna.create_study(study_name="other_study", storage=f"sqlite:///{run_dir / 'optuna.db'}")
+    proc = run_cli(*common)
+    assert proc.returncode == 2 and "holds no study 'mdn_ramp' (found: ['other_study'])" in proc.stderr, proc.stderr
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "interrupted"   # nothing ran
+
+
 def test_a_run_records_its_data_and_trains_on_float64_big_endian_files(tmp_path: Path, cache_dir: Path) -> None:
     """numpy's default float64, in the other byte order: cast once at load, every trial trains."""
     data = _motion_file(tmp_path / "f8be.h5", ">f8")
