@@ -97,9 +97,16 @@ class TruthfulOptunaSearch(OptunaSearch):
         self._reported.pop(trial_id, None)
 
 
+# How long a write waits for another process's lock on optuna.db (a dashboard,
+# a backup, a --report reading it) before it fails: SQLite's default is 5 s.
+SQLITE_LOCK_TIMEOUT_S = 60
+
+
 def sqlite_storage(path: str) -> optuna.storages.RDBStorage:
-    """A SQLite study file; optuna-dashboard opens the same URL."""
-    return optuna.storages.RDBStorage(f"sqlite:///{path}")
+    """A SQLite study file; optuna-dashboard opens the same URL. Writes wait for a
+    lock held elsewhere (up to SQLITE_LOCK_TIMEOUT_S) instead of failing the study."""
+    return optuna.storages.RDBStorage(f"sqlite:///{path}",
+                                      engine_kwargs={"connect_args": {"timeout": SQLITE_LOCK_TIMEOUT_S}})
 
 
 
@@ -117,7 +124,7 @@ def reconcile_running_trials(
     missing intermediate values; one that Tune never recorded (asked for by a
     driver killed a moment later) is told FAIL and tagged ``orphaned``.
     """
-    study = optuna.load_study(study_name=study_name, storage=storage_url)
+    study = optuna.load_study(study_name=study_name, storage=sqlite_storage(storage_url.removeprefix("sqlite:///")))
     done: dict[str, list[int]] = {"told": [], "orphaned": []}
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         tune_id = t.user_attrs.get(TUNE_TRIAL_ID_ATTR)

@@ -143,8 +143,8 @@ def test_a_failed_start_removes_only_what_it_created(tmp_path: Path, cache_dir: 
     assert storage.is_dir() and list(storage.iterdir()) == []
 
 
-def _start(args: list[str]) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def _start(args: list[str], **extra_env: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **extra_env}
     env.pop("RAY_ADDRESS", None)
     return subprocess.Popen([sys.executable, str(RUN_PY), *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -219,3 +219,27 @@ def test_a_trainable_that_never_reports_the_metric_fails_its_trials_not_the_stud
     assert "never reported the study's metric `val_loss` as a number (it reported: epoch, val_los)" in proc.stderr
     table = pd.read_csv(tmp_path / "res" / "quiet" / "r" / "tables" / "trials.csv")
     assert len(table) == 3 and set(table["status"]) == {"failed"} and set(table["epochs"]) == {1}   # stopped at once
+
+
+def test_optuna_db_locked_by_another_process_for_longer_than_sqlites_default(tmp_path: Path) -> None:
+    """A dashboard or a backup holding optuna.db for 7 s (SQLite gives up after 5 s by
+    default, and the searcher's next suggestion would end the study): the write waits."""
+    import optuna
+
+    from studies.optuna_bridge import sqlite_storage
+
+    db = tmp_path / "optuna.db"
+    study = optuna.create_study(study_name="s", storage=sqlite_storage(str(db)))
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sqlite3, sys, time; c = sqlite3.connect(sys.argv[1]); c.execute('BEGIN EXCLUSIVE'); "
+         "print('locked', flush=True); time.sleep(7); c.rollback()", str(db)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"   # the other process holds it now
+        started = time.time()
+        trial = study.ask()          # a write: waits for the lock instead of failing after 5 s
+        trial.report(0.5, 1)
+        waited = time.time() - started
+    finally:
+        holder.wait(timeout=30)
+    assert waited > 5.0, waited      # it did wait past SQLite's default
+    assert study.trials[0].intermediate_values == {1: 0.5}
