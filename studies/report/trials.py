@@ -121,14 +121,33 @@ def read_tune_trials(run_dir: Path) -> list[TuneTrial]:
     return out
 
 
-def _status(t: TuneTrial, ot: Any, epochs: int, max_epochs: int, run_active: bool) -> tuple[str, bool]:
+def tune_statuses(run_dir: Path) -> dict[str, str]:
+    """Tune's own status of each trial (TERMINATED, ERROR, ...) in the newest
+    experiment snapshot of the run folder; {} when there is none or it is unreadable."""
+    snapshots = sorted(run_dir.glob("experiment_state-*.json"))
+    if not snapshots:
+        return {}
+    try:
+        entries = json.loads(snapshots[-1].read_text())["trial_data"]
+        return {t["trial_id"]: t.get("status", "") for t in (json.loads(entry) for entry, _ in entries)}
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError, OSError):
+        return {}
+
+
+def _status(t: TuneTrial, ot: Any, epochs: int, max_epochs: int, run_active: bool,
+            tune_status: str | None = None) -> tuple[str, bool]:
     """The trial's status in the tables, and whether its error was recovered from."""
     state = ot.state.name if ot is not None else None
     # Tune writes error.txt at every failure, also one the trial recovered from
     # (a retry from its checkpoint): only a trial that did not go on has failed.
-    recovered = bool(t.error) and (state in ("COMPLETE", "PRUNED") or (state is None and epochs >= max_epochs))
+    # A trial retried after a resume can finish while Optuna keeps the FAIL it was
+    # told before: Tune's snapshot and the epochs on disk are the truth then.
+    went_on = tune_status == "TERMINATED" and epochs >= max_epochs
+    recovered = bool(t.error) and (state in ("COMPLETE", "PRUNED") or (state is None and epochs >= max_epochs) or went_on)
     if ot is not None and ot.user_attrs.get(ORPHANED_ATTR):
         return STATUS_ORPHANED, recovered
+    if went_on:
+        return STATUS_COMPLETE, recovered
     if state == "FAIL" or (t.error and not recovered):
         return STATUS_FAILED, recovered
     if state == "PRUNED":
@@ -141,7 +160,8 @@ def _status(t: TuneTrial, ot: Any, epochs: int, max_epochs: int, run_active: boo
 
 
 def trials_table(tune_trials: list[TuneTrial], optuna_trials: dict[str, Any], *, metric: str, mode: str,
-                 params: list[str], max_epochs: int, run_active: bool = False) -> RunTrials:
+                 params: list[str], max_epochs: int, run_active: bool = False,
+                 tune_status: dict[str, str] | None = None) -> RunTrials:
     """One row per trial (status, epochs, best and last value, sampled params,
     Optuna's number and state) and the long history of every epoch."""
     rows, history = [], []
@@ -157,7 +177,7 @@ def trials_table(tune_trials: list[TuneTrial], optuna_trials: dict[str, Any], *,
             got = t.by_epoch[min(t.by_epoch)].get(metric)
             why = f"(it reported {got!r})" if got is not None else f"(it reported: {', '.join(reported) or 'nothing'})"
             t = dataclasses.replace(t, error=f"never reported the study's metric `{metric}` as a number {why}")
-        status, recovered = _status(t, ot, epochs, max_epochs, run_active)
+        status, recovered = _status(t, ot, epochs, max_epochs, run_active, (tune_status or {}).get(t.trial_id))
         sampled = dict(ot.params) if ot is not None else {p: t.config.get(p) for p in params}
         rows.append({
             "trial_id": t.trial_id,
@@ -183,4 +203,4 @@ def load_trials(run_dir: Path, *, metric: str, mode: str, params: list[str], max
     (a trial without an end state is then "running", otherwise "interrupted")."""
     tune_trials = read_tune_trials(run_dir)
     return trials_table(tune_trials, optuna_view(run_dir), metric=metric, mode=mode, params=params,
-                        max_epochs=max_epochs, run_active=run_active)
+                        max_epochs=max_epochs, run_active=run_active, tune_status=tune_statuses(run_dir))

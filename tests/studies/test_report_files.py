@@ -520,6 +520,34 @@ def test_a_trial_without_the_metric_is_failed_with_the_reason(tmp_path: Path) ->
     assert t.loc["none", "error"] == "never reported the study's metric `val_mse` as a number (it reported: epoch, other)"
 
 
+def test_a_trial_retried_to_the_end_after_a_resume_is_complete_although_optuna_said_fail(tmp_path: Path) -> None:
+    """Optuna was told FAIL when the trial errored; the resumed run retried it and it
+    ran every epoch (Tune's snapshot: TERMINATED). The results on disk are the truth."""
+    import optuna
+
+    run_dir = tmp_path / "run"
+    trial_dir = run_dir / "trial_r1"
+    trial_dir.mkdir(parents=True)
+    (trial_dir / "params.json").write_text(json.dumps(_trial_config({"ramp_shape": "constant", "lr": 1e-3})))
+    (trial_dir / "result.json").write_text("".join(json.dumps({"trial_id": "r1", "epoch": e, "val_mse": 1.0 / e}) + "\n"
+                                                   for e in range(1, MAX_EPOCHS + 1)))
+    (trial_dir / "error.txt").write_text("Traceback ...\nray.exceptions.ActorDiedError: the worker died\n")
+    study = optuna.create_study(study_name="mdn_ramp", storage=f"sqlite:///{run_dir / 'optuna.db'}")
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL, params={}, distributions={},
+                                              user_attrs={_tune_trial_id_attr(): "r1"}))
+    def status() -> tuple[str, str]:
+        row = load_trials(run_dir, metric="val_mse", mode="min", params=FACTORS, max_epochs=MAX_EPOCHS).trials.iloc[0]
+        return row["status"], row["error"]
+
+    assert status()[0] == STATUS_FAILED   # no snapshot says otherwise
+    entry = json.dumps({"trial_id": "r1", "status": "TERMINATED"})
+    (run_dir / "experiment_state-2026-12-01_10-00-00.json").write_text(json.dumps({"trial_data": [[entry, "{}"]]}))
+    assert status() == ("complete", "recovered from: ray.exceptions.ActorDiedError: the worker died")
+    errored = json.dumps({"trial_id": "r1", "status": "ERROR"})
+    (run_dir / "experiment_state-2026-12-01_11-00-00.json").write_text(json.dumps({"trial_data": [[errored, "{}"]]}))
+    assert status()[0] == STATUS_FAILED   # the newest snapshot counts
+
+
 def _tune_trial_id_attr() -> str:
     from studies.run_folder import TUNE_TRIAL_ID_ATTR
 
