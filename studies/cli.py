@@ -171,6 +171,8 @@ def report_command(storage: Path, study: str, run: str | None, *, verbose: bool 
     spec = driver.spec_of_run(folder.path, for_training=False)
     started = time.time()
     written = driver.write_outputs(folder.path, spec)
+    for line in written.unreadable:
+        print(f"warning: {line}", file=sys.stderr)
     print(f"report of {folder.path} rebuilt in {time.time() - started:.1f} s")
     print_files(written.files, folder.path, verbose=verbose)
     print_answer(written)

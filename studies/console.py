@@ -3,6 +3,7 @@ full budget, where things are, and the answer with its path last."""
 
 from __future__ import annotations
 
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ def print_summary(spec: StudySpec, folder: RunFolder, trials: RunTrials, written
                   verbose: bool = False) -> None:
     df = trials.trials
     counts = df["status"].value_counts().to_dict() if not df.empty else {}
+    for line in written.unreadable:
+        print(f"warning: {line}", file=sys.stderr)
     print(f"\n{spec.name} {status} in {stage_summary(folder.info())}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
     best = best_trial(trials, spec.metric, spec.mode)
     if best is not None:  # the value at the full budget, as Optuna holds it (not a trial's best epoch)

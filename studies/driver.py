@@ -364,12 +364,16 @@ def confirm_existing_run(options: RunOptions) -> int:
 
 def read_trials(folder: RunFolder, spec: StudySpec, *, run_active: bool = False,
                 tune_trials: list[TuneTrial] | None = None) -> RunTrials:
-    """The run's trials table; ``tune_trials`` if its Tune folders were already read."""
+    """The run's trials table; ``tune_trials`` if its Tune folders were already read.
+    What cannot be read is left out and named in the table's ``unreadable``."""
+    unreadable: list[str] = []
     if tune_trials is None:
-        tune_trials = read_tune_trials(folder.path)
-    return trials_table(tune_trials, optuna_view(folder.path), metric=spec.metric, mode=spec.mode,
-                        params=[p.name for p in spec.params], max_epochs=spec.budget.max_epochs, run_active=run_active,
-                        tune_status=tune_statuses(folder.path))
+        tune_trials = read_tune_trials(folder.path, unreadable)
+    run = trials_table(tune_trials, optuna_view(folder.path, unreadable), metric=spec.metric, mode=spec.mode,
+                       params=[p.name for p in spec.params], max_epochs=spec.budget.max_epochs, run_active=run_active,
+                       tune_status=tune_statuses(folder.path))
+    run.unreadable = unreadable
+    return run
 
 
 def write_outputs(run_dir: Path, spec: StudySpec, *, trials: RunTrials | None = None) -> WrittenReport:

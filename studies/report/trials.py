@@ -34,6 +34,7 @@ class RunTrials:
     trials: pd.DataFrame    # one row per trial
     history: pd.DataFrame   # one row per (trial, epoch)
     params: list[str]       # search-space parameter names (columns of `trials`)
+    unreadable: list[str] = dataclasses.field(default_factory=list)   # what could not be read, one line each
 
 
 RESULT_FILE = "result.json"
@@ -68,8 +69,9 @@ def _error_reason(trial_dir: Path) -> str:
     return lines[-1][:300] if lines else "error"
 
 
-def optuna_view(run_dir: Path) -> dict[str, Any]:
-    """Optuna's view of each Tune trial, keyed by Tune trial id."""
+def optuna_view(run_dir: Path, unreadable: list[str] | None = None) -> dict[str, Any]:
+    """Optuna's view of each Tune trial, keyed by Tune trial id. A damaged file
+    gives {} and a line in ``unreadable``: the tables then go by Tune's records."""
     db = RunFolder(run_dir).optuna_db
     if not db.is_file():
         return {}
@@ -79,13 +81,20 @@ def optuna_view(run_dir: Path) -> dict[str, Any]:
 
     storage = f"sqlite:///{db}"
     out = {}
-    with quiet_optuna():
-        for summary in optuna.get_all_study_summaries(storage):
-            study = optuna.load_study(study_name=summary.study_name, storage=storage)
-            for t in study.get_trials(deepcopy=False):
-                tid = t.user_attrs.get(TUNE_TRIAL_ID_ATTR)
-                if tid:
-                    out[tid] = t
+    try:
+        with quiet_optuna():
+            for summary in optuna.get_all_study_summaries(storage):
+                study = optuna.load_study(study_name=summary.study_name, storage=storage)
+                for t in study.get_trials(deepcopy=False):
+                    tid = t.user_attrs.get(TUNE_TRIAL_ID_ATTR)
+                    if tid:
+                        out[tid] = t
+    except Exception as exc:  # sqlite, sqlalchemy and Optuna each raise their own kind for a damaged file
+        if unreadable is None:
+            raise
+        unreadable.append(f"{db.name}: unreadable ({exc.__class__.__name__}: {str(exc).splitlines()[0][:120]}); "
+                          "statuses from Tune's records alone")
+        return {}
     return out
 
 
@@ -104,20 +113,28 @@ class TuneTrial:
         return {e: float(r[metric]) for e, r in sorted(self.by_epoch.items()) if isinstance(r.get(metric), (int, float))}
 
 
-def read_tune_trials(run_dir: Path) -> list[TuneTrial]:
+def read_tune_trials(run_dir: Path, unreadable: list[str] | None = None) -> list[TuneTrial]:
     """Every trial folder of a run (the expensive part of reading a run: one
-    result.json per trial)."""
+    result.json per trial). A trial whose params.json cannot be read is left
+    out, with a line in ``unreadable``."""
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: no such run folder")
     out = []
     for trial_dir in sorted(p for p in run_dir.iterdir() if p.is_dir() and (p / "params.json").is_file()):
+        try:
+            config = json.loads((trial_dir / "params.json").read_text())
+            if not isinstance(config, dict):
+                raise ValueError("not a JSON object")
+        except (ValueError, OSError) as exc:
+            (unreadable if unreadable is not None else []).append(f"{trial_dir.name}/params.json: unreadable ({exc}); trial left out")
+            continue
         results = read_results(trial_dir)
         by_epoch: dict[int, dict[str, Any]] = {}
         for r in results:
             if "epoch" in r:
                 by_epoch[int(r["epoch"])] = r
         out.append(TuneTrial(trial_dir, results[0]["trial_id"] if results else trial_dir.name.removeprefix("trial_"),
-                             json.loads((trial_dir / "params.json").read_text()), by_epoch, _error_reason(trial_dir)))
+                             config, by_epoch, _error_reason(trial_dir)))
     return out
 
 
@@ -201,6 +218,9 @@ def trials_table(tune_trials: list[TuneTrial], optuna_trials: dict[str, Any], *,
 def load_trials(run_dir: Path, *, metric: str, mode: str, params: list[str], max_epochs: int, run_active: bool = False) -> RunTrials:
     """Read a run folder. ``run_active`` says whether the driver is still running
     (a trial without an end state is then "running", otherwise "interrupted")."""
-    tune_trials = read_tune_trials(run_dir)
-    return trials_table(tune_trials, optuna_view(run_dir), metric=metric, mode=mode, params=params,
-                        max_epochs=max_epochs, run_active=run_active, tune_status=tune_statuses(run_dir))
+    unreadable: list[str] = []
+    tune_trials = read_tune_trials(run_dir, unreadable)
+    run = trials_table(tune_trials, optuna_view(run_dir, unreadable), metric=metric, mode=mode, params=params,
+                       max_epochs=max_epochs, run_active=run_active, tune_status=tune_statuses(run_dir))
+    run.unreadable = unreadable
+    return run

@@ -13,7 +13,7 @@ import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -145,6 +145,7 @@ class WrittenReport:
     files: list[Path]
     answer: list[str]
     path: Path  # tables/ablation.md
+    unreadable: list[str] = field(default_factory=list)   # parts of the run folder left out, one line each
 
 
 def write_report(run_dir: Path, run: RunTrials, *, spec: Any, info: RunInfo) -> WrittenReport:
@@ -156,7 +157,7 @@ def write_report(run_dir: Path, run: RunTrials, *, spec: Any, info: RunInfo) -> 
     if run.trials.empty or run.history.empty:
         none_yet = f"No trial of run `{run_dir.name}` has reported an epoch."
         report.write_text(f"# {spec.name}: no results yet\n\n{none_yet}\n")
-        return WrittenReport(written + [report], [none_yet], report)
+        return WrittenReport(written + [report], [none_yet], report, list(run.unreadable))
     a = spec.ablation
     names = set(a.factors) or {p.name for p in spec.params}
     space = list(spec.params)
@@ -206,7 +207,7 @@ def write_report(run_dir: Path, run: RunTrials, *, spec: Any, info: RunInfo) -> 
     if has_loo:
         assert loo is not None and loo.table is not None
         written.append(plots.plot_leave_one_out(loo.table, spec.metric, plots_dir))
-    return WrittenReport(written + side(), answer, report)
+    return WrittenReport(written + side(), answer, report, list(run.unreadable))
 
 
 def _header(spec: Any, run_name: str, status: str, run: RunTrials, ab: AblationResult, answer: list[str]) -> str:
@@ -216,7 +217,8 @@ def _header(spec: Any, run_name: str, status: str, run: RunTrials, ab: AblationR
             f"{' '.join(answer)}\n\n"
             f"*Run `{run_name}` ({status}); {len(run.trials)} trials; trials reaching each rung: {rung_counts}. "
             f"Question: {spec.description or '(no description in the spec)'}*\n\n"
-            f"{EVIDENCE_LEGEND}\n\n")
+            + "".join(f"**Left out, unreadable:** {line}\n\n" for line in run.unreadable)
+            + f"{EVIDENCE_LEGEND}\n\n")
 
 
 def _designed_sections(loo: Any, confirmation: Any, tables_dir: Path, written: list[Path]) -> str:

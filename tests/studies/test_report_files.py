@@ -602,3 +602,22 @@ def test_load_trials_does_not_need_ray(optuna_run, monkeypatch: pytest.MonkeyPat
     monkeypatch.setitem(sys.modules, "ray", None)   # any `import ray...` now raises instead of importing Ray
     run = load_trials(run_dir, metric="val_mse", mode="min", params=FACTORS, max_epochs=MAX_EPOCHS)
     assert len(run.trials) == len(epochs)
+
+
+def test_report_on_a_damaged_run_folder_reads_what_it_can_and_names_the_rest(tmp_path: Path, capsys) -> None:
+    from studies.cli import main
+
+    run_dir = tmp_path / "mdn_ramp" / "damaged"
+    epochs = write_run_folder(run_dir, per_shape=2, with_failed=False)
+    broken = sorted(run_dir.glob("trial_*"))[0]
+    (broken / "params.json").write_text('{"ramp_shape": "const')          # torn by a full disk
+    (run_dir / "optuna.db").write_bytes(b"SQLite format 3\x00" + b"\x07" * 2048)
+    assert main(["mdn_ramp", "--report", "--run", "damaged", "--storage", str(tmp_path)]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert [line.split(":")[1].strip() for line in err if line.startswith("warning: ")] == [
+        f"{broken.name}/params.json", "optuna.db"], err
+    table = pd.read_csv(run_dir / "tables" / "trials.csv")
+    assert len(table) == len(epochs) - 1
+    report_md = (run_dir / "tables" / "ablation.md").read_text()
+    assert f"**Left out, unreadable:** {broken.name}/params.json: unreadable" in report_md
+    assert "**Left out, unreadable:** optuna.db: unreadable" in report_md
