@@ -8,23 +8,15 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO, RUN_PY
+from tests.conftest import REPO, RUN_PY, start_cli, wait_for
 
 SLOW_SMOKE = ["--smoke", "--set", "config.num_sequences=96", "--num-cpus", "2"]
-
-
-def _start(args: list[str], **extra_env: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", **extra_env}
-    env.pop("RAY_ADDRESS", None)
-    return subprocess.Popen([sys.executable, str(RUN_PY), *args], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 
 def _results(trial_dir: Path) -> list[dict]:
@@ -40,15 +32,6 @@ def _results(trial_dir: Path) -> list[dict]:
     return out
 
 
-def _wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _optuna(run_dir: Path) -> list[optuna.trial.FrozenTrial]:
     return optuna.load_study(study_name="mdn_ramp", storage=f"sqlite:///{run_dir / 'optuna.db'}").get_trials()
 
@@ -56,7 +39,7 @@ def _optuna(run_dir: Path) -> list[optuna.trial.FrozenTrial]:
 def test_worker_killed_mid_trial_resumes_from_checkpoint(tmp_path: Path, cache_dir: Path) -> None:
     epochs = 12
     run_dir = tmp_path / "mdn_ramp" / "kill-worker"
-    proc = _start(["mdn_ramp", *SLOW_SMOKE, "--storage", str(tmp_path), "--cache-dir", str(cache_dir), "--run", "kill-worker",
+    proc = start_cli(["mdn_ramp", *SLOW_SMOKE, "--storage", str(tmp_path), "--cache-dir", str(cache_dir), "--run", "kill-worker",
                    "--num-samples", "1", "--set", f"budget.max_epochs={epochs}", "--set", "budget.checkpoint_every=2",
                    "--set", f"budget.grace_period={epochs}", "--set", "config.num_sequences=384", "--set", "config.d_model=32"],
                   TUNE_GLOBAL_CHECKPOINT_S="1")  # result.json reaches the run folder with each snapshot
@@ -66,7 +49,7 @@ def test_worker_killed_mid_trial_resumes_from_checkpoint(tmp_path: Path, cache_d
 
         # Tune reports asynchronously: the worker runs ahead of the driver's
         # result.json, so its progress is read from the checkpoints it persists.
-        _wait_for(lambda: trial_dir() is not None and bool(_results(trial_dir()))
+        wait_for(lambda: trial_dir() is not None and bool(_results(trial_dir()))
                   and (trial_dir() / "checkpoint_000000").is_dir(), 240, "the first checkpoint (epoch 2)")
         pid = _results(trial_dir())[0]["pid"]
         assert not (trial_dir() / f"checkpoint_{epochs // 2 - 1:06d}").exists(), "the trial ended before it could be killed"
@@ -112,10 +95,10 @@ def test_driver_killed_then_resumed(tmp_path: Path, cache_dir: Path, sig: signal
     base = ["mdn_ramp", *SLOW_SMOKE, "--storage", str(tmp_path), "--cache-dir", str(cache_dir), "--run", "kill-driver"]
     # grace_period = max_epochs: ASHA stops nothing. 10 trials of ~2 s on 2 workers, snapshots every
     # second: the first finished trial is on disk long before the last one ends, so the signal lands mid-study.
-    proc = _start([*base, "--num-samples", "10", "--set", "budget.max_epochs=6", "--set", "budget.checkpoint_every=1",
+    proc = start_cli([*base, "--num-samples", "10", "--set", "budget.max_epochs=6", "--set", "budget.checkpoint_every=1",
                    "--set", "budget.grace_period=6", "--set", "config.num_sequences=384"], TUNE_GLOBAL_CHECKPOINT_S="1")
     try:
-        _wait_for(lambda: bool(_terminated_in_saved_state(run_dir)), 420, "a finished trial in the saved experiment state")
+        wait_for(lambda: bool(_terminated_in_saved_state(run_dir)), 420, "a finished trial in the saved experiment state")
         finished_before = _terminated_in_saved_state(run_dir)
         if sig == signal.SIGKILL:
             os.killpg(proc.pid, signal.SIGKILL)   # the driver and the local Ray it started

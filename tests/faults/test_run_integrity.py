@@ -10,7 +10,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import pandas as pd
 from core.data.hdf5 import write_hdf5
 from core.data.motion import generate_motion
 from studies import run_folder
-from tests.conftest import REPO, RUN_PY, run_cli
+from tests.conftest import REPO, run_cli, start_cli, user_study, wait_for
 
 STUDIES = REPO / "studies"
 
@@ -113,15 +112,9 @@ def train(config):
 
 
 def test_a_study_in_which_every_trial_failed_exits_3_and_says_why(tmp_path: Path, cache_dir: Path) -> None:
-    (tmp_path / "broken").mkdir()
-    (tmp_path / "broken" / "__init__.py").write_text("")
-    (tmp_path / "broken" / "fn.py").write_text(textwrap.dedent(FAILING))
-    (tmp_path / "space.yaml").write_text("x: {type: float, low: 0.0, high: 1.0}\n")
-    (tmp_path / "broken.yaml").write_text(
-        "trainable: broken.fn:train\nmetric: loss\nmode: min\nsearch_space: space.yaml\n"
-        "budget: {max_epochs: 2, grace_period: 2, num_samples: 2, max_failures: 0}\n"
-        "resources: {cpus_per_trial: 1}\nconfig: {x: 0.5}\n")
-    proc = run_cli(str(tmp_path / "broken.yaml"), "--storage", str(tmp_path / "res"), "--cache-dir", str(cache_dir),
+    spec = user_study(tmp_path, "broken", FAILING, "metric: loss\nmode: min\nconfig: {x: 0.5}\nresources: {cpus_per_trial: 1}\n"
+                      "budget: {max_epochs: 2, grace_period: 2, num_samples: 2, max_failures: 0}\n")
+    proc = run_cli(str(spec), "--storage", str(tmp_path / "res"), "--cache-dir", str(cache_dir),
                    "--run", "r", "--num-cpus", "2", cwd=tmp_path)
     assert proc.returncode == 3, proc.stdout[-3000:] + proc.stderr[-3000:]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
@@ -143,28 +136,12 @@ def test_a_failed_start_removes_only_what_it_created(tmp_path: Path, cache_dir: 
     assert storage.is_dir() and list(storage.iterdir()) == []
 
 
-def _start(args: list[str], **extra_env: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", **extra_env}
-    env.pop("RAY_ADDRESS", None)
-    return subprocess.Popen([sys.executable, str(RUN_PY), *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-
-
-def _wait_for(predicate, timeout: float, what: str) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_a_second_driver_on_a_run_folder_is_refused_naming_the_holder(tmp_path: Path, cache_dir: Path) -> None:
     run_dir = tmp_path / "mdn_ramp" / "busy"
-    first = _start(["mdn_ramp", "--smoke", "--storage", str(tmp_path), "--cache-dir", str(cache_dir), "--run", "busy",
+    first = start_cli(["mdn_ramp", "--smoke", "--storage", str(tmp_path), "--cache-dir", str(cache_dir), "--run", "busy",
                     "--num-cpus", "2", "--set", "budget.max_epochs=200", "--set", "budget.grace_period=200"])
     try:
-        _wait_for(lambda: (run_dir / "run.json").is_file() and any(run_dir.glob("trial_*")), 300, "the first driver's trials")
+        wait_for(lambda: (run_dir / "run.json").is_file() and any(run_dir.glob("trial_*")), 300, "the first driver's trials")
         second = run_cli("mdn_ramp", "--resume", "--run", "busy", "--storage", str(tmp_path), "--cache-dir", str(cache_dir),
                          "--num-cpus", "2", timeout=120)
         assert second.returncode == 2, second.stdout[-2000:] + second.stderr[-2000:]
@@ -204,15 +181,9 @@ def train(config):
 
 def test_a_trainable_that_never_reports_the_metric_fails_its_trials_not_the_study(tmp_path: Path, cache_dir: Path) -> None:
     """Tune alone ends the whole study with a TuneError at the first such result."""
-    (tmp_path / "quiet").mkdir()
-    (tmp_path / "quiet" / "__init__.py").write_text("")
-    (tmp_path / "quiet" / "fn.py").write_text(textwrap.dedent(SILENT))
-    (tmp_path / "space.yaml").write_text("x: {type: float, low: 0.0, high: 1.0}\n")
-    (tmp_path / "quiet.yaml").write_text(
-        "trainable: quiet.fn:train\nmetric: val_loss\nmode: min\nsearch_space: space.yaml\n"
-        "budget: {max_epochs: 5, grace_period: 5, num_samples: 3, max_failures: 0}\n"
-        "resources: {cpus_per_trial: 1}\nconfig: {x: 0.5}\n")
-    proc = run_cli(str(tmp_path / "quiet.yaml"), "--storage", str(tmp_path / "res"), "--cache-dir", str(cache_dir),
+    spec = user_study(tmp_path, "quiet", SILENT, "metric: val_loss\nmode: min\nconfig: {x: 0.5}\nresources: {cpus_per_trial: 1}\n"
+                      "budget: {max_epochs: 5, grace_period: 5, num_samples: 3, max_failures: 0}\n")
+    proc = run_cli(str(spec), "--storage", str(tmp_path / "res"), "--cache-dir", str(cache_dir),
                    "--run", "r", "--num-cpus", "2", cwd=tmp_path)
     assert proc.returncode == 3, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr and "TuneError" not in proc.stderr, proc.stderr[-3000:]
