@@ -156,7 +156,7 @@ def test_a_second_driver_on_a_run_folder_is_refused_naming_the_holder(tmp_path: 
         pass
 
 
-def test_the_lock_file_is_not_a_trial_and_never_blocks_a_report(tmp_path: Path) -> None:
+def test_the_lock_is_exclusive_names_its_holder_and_is_released(tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     with run_folder.driver_lock(run_dir):
