@@ -18,15 +18,7 @@ from core.data.hdf5 import DataFileError
 from studies import run_folder
 from studies.console import print_answer, print_files, print_summary
 from studies.errors import EXIT_ALL_TRIALS_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED, UserError
-from studies.report.trials import (
-    STATUS_FAILED,
-    RunTrials,
-    TuneTrial,
-    optuna_view,
-    read_tune_trials,
-    trials_table,
-    tune_statuses,
-)
+from studies.report.trials import STATUS_FAILED, RunTrials, TuneTrial, load_trials, read_tune_trials
 from studies.report.write import WrittenReport, write_report
 from studies.run_folder import Invocation, RunFolder, RunInfo
 from studies.signals import StopSignal, sigterm_stops_cleanly
@@ -364,16 +356,9 @@ def confirm_existing_run(options: RunOptions) -> int:
 
 def read_trials(folder: RunFolder, spec: StudySpec, *, run_active: bool = False,
                 tune_trials: list[TuneTrial] | None = None) -> RunTrials:
-    """The run's trials table; ``tune_trials`` if its Tune folders were already read.
-    What cannot be read is left out and named in the table's ``unreadable``."""
-    unreadable: list[str] = []
-    if tune_trials is None:
-        tune_trials = read_tune_trials(folder.path, unreadable)
-    run = trials_table(tune_trials, optuna_view(folder.path, unreadable), metric=spec.metric, mode=spec.mode,
-                       params=[p.name for p in spec.params], max_epochs=spec.budget.max_epochs, run_active=run_active,
-                       tune_status=tune_statuses(folder.path))
-    run.unreadable = unreadable
-    return run
+    """The run's trials table; ``tune_trials`` if its Tune folders were already read."""
+    return load_trials(folder.path, metric=spec.metric, mode=spec.mode, params=[p.name for p in spec.params],
+                       max_epochs=spec.budget.max_epochs, run_active=run_active, tune_trials=tune_trials)
 
 
 def write_outputs(run_dir: Path, spec: StudySpec, *, trials: RunTrials | None = None) -> WrittenReport:

@@ -176,7 +176,7 @@ def _status(t: TuneTrial, ot: Any, epochs: int, max_epochs: int, run_active: boo
     return (STATUS_INTERRUPTED if (ot is None or state == "RUNNING") else STATUS_PRUNED), recovered
 
 
-def trials_table(tune_trials: list[TuneTrial], optuna_trials: dict[str, Any], *, metric: str, mode: str,
+def _table(tune_trials: list[TuneTrial], optuna_trials: dict[str, Any], *, metric: str, mode: str,
                  params: list[str], max_epochs: int, run_active: bool = False,
                  tune_status: dict[str, str] | None = None) -> RunTrials:
     """One row per trial (status, epochs, best and last value, sampled params,
@@ -215,12 +215,16 @@ def trials_table(tune_trials: list[TuneTrial], optuna_trials: dict[str, Any], *,
     return RunTrials(trials=trials, history=pd.DataFrame(history), params=params)
 
 
-def load_trials(run_dir: Path, *, metric: str, mode: str, params: list[str], max_epochs: int, run_active: bool = False) -> RunTrials:
-    """Read a run folder. ``run_active`` says whether the driver is still running
-    (a trial without an end state is then "running", otherwise "interrupted")."""
+def load_trials(run_dir: Path, *, metric: str, mode: str, params: list[str], max_epochs: int, run_active: bool = False,
+                tune_trials: list[TuneTrial] | None = None) -> RunTrials:
+    """Read a run folder (its trial folders only if ``tune_trials`` are not given,
+    e.g. already read for reconciling). ``run_active`` says whether the driver is
+    still running (a trial without an end state is then "running", otherwise
+    "interrupted"). What cannot be read is left out and named in ``unreadable``."""
     unreadable: list[str] = []
-    tune_trials = read_tune_trials(run_dir, unreadable)
-    run = trials_table(tune_trials, optuna_view(run_dir, unreadable), metric=metric, mode=mode, params=params,
+    if tune_trials is None:
+        tune_trials = read_tune_trials(run_dir, unreadable)
+    run = _table(tune_trials, optuna_view(run_dir, unreadable), metric=metric, mode=mode, params=params,
                        max_epochs=max_epochs, run_active=run_active, tune_status=tune_statuses(run_dir))
     run.unreadable = unreadable
     return run
