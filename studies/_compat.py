@@ -12,6 +12,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -28,6 +29,16 @@ def searcher_trials(searcher: Any) -> dict[str, optuna.Trial]:
     return searcher._ot_trials
 
 
+def move_searcher_study(searcher: Any, study: optuna.Study) -> None:
+    """Point an OptunaSearch, and the open Optuna trials it holds, at ``study``
+    (the same study, in another storage)."""
+    searcher._ot_study = study
+    searcher._storage = study._storage
+    for trial in searcher._ot_trials.values():
+        trial.study = study
+        trial.storage = study._storage
+
+
 def searcher_completed(searcher: Any) -> set[str]:
     """Tune trial ids whose outcome OptunaSearch has already told Optuna."""
     return searcher._completed_trials
@@ -39,6 +50,72 @@ def grid_trials(grid: Any) -> list[Any]:
     """Every Tune Trial of a finished fit (status, config, last result), which
     ResultGrid's public Results do not carry."""
     return list(getattr(getattr(grid, "_experiment_analysis", None), "trials", None) or [])
+
+
+# --- Ray Tune's ASHA: the rungs it has recorded ----------------------------------------------
+
+def asha_rungs(scheduler: Any) -> list[list[tuple[float, dict[str, float]]]]:
+    """Per bracket, each rung's milestone and the (sign-adjusted) metric it
+    recorded per trial id: the whole of what ASHA decides by, as plain Python
+    numbers (a trainable may report numpy scalars)."""
+    return [[(float(milestone), {str(t): float(v) for t, v in recorded.items()}) for milestone, recorded in bracket._rungs]
+            for bracket in scheduler._brackets]
+
+
+def set_asha_rungs(scheduler: Any, rungs: list[list[tuple[float, dict[str, float]]]]) -> None:
+    """Put recorded rungs back (``asha_rungs``'s output) into a scheduler of the same shape."""
+    shape = [[m for m, _ in bracket] for bracket in rungs]
+    if shape != [[m for m, _ in bracket._rungs] for bracket in scheduler._brackets]:
+        raise ValueError(f"ASHA rungs at {shape} do not fit this scheduler's")
+    for bracket, saved in zip(scheduler._brackets, rungs):
+        bracket._rungs = [(milestone, dict(recorded)) for milestone, recorded in saved]
+
+
+# --- Ray Tune's storage: where a trial's experiment is staged and kept ----------------------
+
+def experiment_dirs(trial: Any) -> tuple[str, str, bool]:
+    """(the driver's staging folder, the experiment folder on storage, whether
+    that storage is the local filesystem) of a trial's experiment."""
+    import pyarrow.fs
+
+    storage = trial.storage
+    local = isinstance(storage.storage_filesystem, pyarrow.fs.LocalFileSystem)
+    return storage.experiment_driver_staging_path, storage.experiment_fs_path, local
+
+
+def trial_folder(trial: Any) -> str | None:
+    """The trial's folder in the run folder on this machine: on storage that is
+    the local filesystem, its own; in a bucket, its place in the local mirror."""
+    staging, experiment, local = experiment_dirs(trial)
+    if local:
+        return trial.storage.trial_fs_path
+    mirror = run_mirror(trial)
+    rel = trial.storage.trial_fs_path[len(experiment):].lstrip("/")
+    return str(mirror / rel) if mirror is not None and rel else None
+
+
+def run_mirror(trial: Any) -> Path | None:
+    """The local mirror (studies.remote_storage) of a trial's run folder in a bucket."""
+    from studies.remote_storage import mirror_of
+
+    _, experiment, local = experiment_dirs(trial)
+    return None if local else mirror_of(trial.storage.storage_filesystem.type_name, experiment)
+
+
+def remote_run(trial: Any) -> tuple[Any, str, Path] | None:
+    """(file system, run folder on it, local mirror) of a trial's run in a bucket; None on local storage."""
+    mirror = run_mirror(trial)
+    return None if mirror is None else (trial.storage.storage_filesystem, trial.storage.experiment_fs_path, mirror)
+
+
+def kill_trial_actor(trial: Any) -> None:
+    """Kill the worker running ``trial``; Tune sees a failed worker and retries
+    the trial from its checkpoint (or fails it after ``max_failures``)."""
+    import ray
+
+    actor = trial.temporary_state.ray_actor
+    if actor is not None:
+        ray.kill(actor, no_restart=True)
 
 
 # --- Optuna: writing to a trial that is no longer the sampler's --------------------------

@@ -12,7 +12,9 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from studies.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USER_ERROR, Terminated, UserError
+from studies.errors import EXIT_DISK_FULL, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USER_ERROR, DiskFull, Terminated, UserError
+from studies.remote_storage import RemoteStore, is_uri
+from studies.run_folder import RUN_FILE
 from studies.storage import DEFAULT_CACHE_DIR, check_run_name, resolve_storage, writable_folder
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -34,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smoke", action="store_true", help="apply the spec's smoke overrides (tiny, quick)")
     p.add_argument("--run", metavar="RUN", help="run folder name (default: a timestamp; --resume/--report: the latest)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run (the latest, or --run)")
+    p.add_argument("--trust-run-folder", action="store_true",
+                   help="with --resume: continue a run folder this user's key did not sign (one from elsewhere); "
+                        "Tune unpickles it, which can run any code")
     p.add_argument("--storage", metavar="PATH", help="results root (default: ./results next to studies/)")
     p.add_argument("--address", metavar="ADDR", default=None,
                    help="Ray cluster to join: auto, host:port or ray://host:port (default: $RAY_ADDRESS, else a local Ray)")
@@ -95,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except DiskFull as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_DISK_FULL
     except KeyboardInterrupt as exc:
         print("terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted", file=sys.stderr)
         return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
@@ -109,7 +117,9 @@ def _dispatch(args: argparse.Namespace) -> int:
         return 0
     if not args.study:
         raise UserError("no study given; run `python studies/run.py --list` to see them, then `python studies/run.py NAME`")
-    storage = resolve_storage(args.storage, REPO_ROOT / "results")
+    study_name = Path(args.study).stem
+    remote = remote_store(args.storage, study_name)
+    storage = remote.mirror if remote is not None else resolve_storage(args.storage, REPO_ROOT / "results")
     cache_dir = writable_folder("--cache-dir", args.cache_dir) if args.cache_dir is not None else DEFAULT_CACHE_DIR
     if args.run is not None:
         check_run_name(args.run)
@@ -122,17 +132,20 @@ def _dispatch(args: argparse.Namespace) -> int:
             raise UserError(f"{name}: is {value}, expected a positive number")
     if args.data is not None and not Path(args.data).is_file():
         raise UserError(f"--data {args.data}: no such file")
+    if args.trust_run_folder and not args.resume:
+        raise UserError("--trust-run-folder: goes with --resume (only a resume unpickles a run folder)")
 
     study_path = resolve_study_path(args.study)
     if args.runs:
         return list_runs_command(storage, study_path.stem)
     if args.report:
-        return report_command(storage, study_path.stem, args.run, verbose=args.verbose)
+        return report_command(storage, study_path.stem, args.run, verbose=args.verbose, remote=remote)
     options = driver.RunOptions(
         study_path=study_path, smoke=args.smoke, overrides=_cli_overrides(args), storage=storage,
         run=args.run, resume=args.resume, address=address, data=args.data,
         cache_dir=cache_dir,
         num_cpus=args.num_cpus, num_gpus=args.num_gpus, confirm=args.confirm, verbose=args.verbose,
+        trust_run_folder=args.trust_run_folder, remote=remote,
     )
     if args.confirm and args.run and not args.resume and (storage / study_path.stem / args.run).exists():
         return driver.confirm_existing_run(options)
@@ -158,8 +171,25 @@ def list_runs_command(storage: Path, study: str) -> int:
     return 0
 
 
-def report_command(storage: Path, study: str, run: str | None, *, verbose: bool = False) -> int:
-    """--report: rebuild tables/ and plots/ from disk, Ray- and torch-free."""
+def remote_store(storage: str | None, study: str) -> RemoteStore | None:
+    """A bucket URI for --storage: checked, and the study's run.json files put in
+    its local mirror (what --runs lists, and how a new run's name is kept unique)."""
+    if storage is None or not is_uri(storage):
+        return None
+    from studies.run_folder import in_use
+
+    remote = RemoteStore.from_uri(storage)
+    remote.check_reachable()
+    for run in remote.listdir(study):
+        if not in_use(remote.mirror / study / run):   # a driver here holds a newer run.json than the bucket's
+            remote.pull(study, run, only=(RUN_FILE,))
+    return remote
+
+
+def report_command(storage: Path, study: str, run: str | None, *, verbose: bool = False,
+                   remote: RemoteStore | None = None) -> int:
+    """--report: rebuild tables/ and plots/ from disk, Ray- and torch-free
+    (a run in a bucket: from its mirror, pulled first; the tables put back)."""
     import time
 
     from studies import driver, run_folder
@@ -168,12 +198,15 @@ def report_command(storage: Path, study: str, run: str | None, *, verbose: bool 
     folder = run_folder.RunFolder(storage / study / run if run else run_folder.latest_run(storage, study))
     if not folder.exists():
         raise UserError(f"{folder.path}: no such run (see `python studies/run.py {study} --runs`)")
+    driver.pull_run(remote, folder.path, to_read=True)
     spec = driver.spec_of_run(folder.path, for_training=False)
     started = time.time()
     written = driver.write_outputs(folder.path, spec)
     for line in written.unreadable:
         print(f"warning: {line}", file=sys.stderr)
-    print(f"report of {folder.path} rebuilt in {time.time() - started:.1f} s")
+    driver.push_run(remote, folder.path, report_only=True)
+    print(f"report of {folder.path if remote is None else remote.uri_for(folder.path)} rebuilt in "
+          f"{time.time() - started:.1f} s")
     print_files(written.files, folder.path, verbose=verbose)
     print_answer(written)
     return 0

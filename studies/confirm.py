@@ -19,10 +19,11 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 from studies.designed import plan_designed
 from studies.metric_check import LENIENT_METRICS_ENV, StopWithoutMetric
 from studies.quiet import environ, quiet_tune
+from studies.remote_storage import RemoteStore
 from studies.report.trials import RunTrials
 from studies.run_folder import RunFolder
 from studies.spec import StudySpec
-from studies.tuner import make_trainable, progress_callback, trial_dirname
+from studies.tuner import make_trainable, progress_callback, trial_dirname, tune_storage
 
 
 def select_candidates(spec: StudySpec, run: RunTrials, *, confirm: bool = True) -> dict[str, Any]:
@@ -55,7 +56,7 @@ def designed_space(base: dict[str, Any], points: list[dict[str, Any]]) -> dict[s
 
 
 def run_confirmation(spec: StudySpec, run_dir: Path, run: RunTrials, data: dict[str, Any] | None, *, max_concurrent: int,
-                     confirm: bool = True) -> Path:
+                     confirm: bool = True, remote: RemoteStore | None = None) -> Path:
     """The designed stage: confirmation and/or leave-one-out, one Tune experiment."""
     plan = select_candidates(spec, run, confirm=confirm)
     candidates = plan["configs"]
@@ -84,7 +85,7 @@ def run_confirmation(spec: StudySpec, run_dir: Path, run: RunTrials, data: dict[
             reuse_actors=True, trial_dirname_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(
-            name=folder.name, storage_path=str(run_dir), verbose=0, stop=StopWithoutMetric(spec.metric),
+            name=folder.name, **tune_storage(run_dir, remote), verbose=0, stop=StopWithoutMetric(spec.metric),
             failure_config=tune.FailureConfig(max_failures=spec.budget.max_failures),
             callbacks=[progress_callback(spec, workers=max_concurrent, early_stopping=False, num_samples=len(points),
                                          show_best=False)],

@@ -25,7 +25,8 @@ def stage_summary(info: RunInfo) -> str:
 
 
 def print_summary(spec: StudySpec, folder: RunFolder, trials: RunTrials, written: WrittenReport, status: str, *,
-                  verbose: bool = False) -> None:
+                  verbose: bool = False, bucket: str | None = None) -> None:
+    """``bucket``: the run folder's URI when it lives in a bucket (``folder`` is then its local mirror)."""
     df = trials.trials
     counts = df["status"].value_counts().to_dict() if not df.empty else {}
     for line in written.unreadable:
@@ -38,7 +39,11 @@ def print_summary(spec: StudySpec, folder: RunFolder, trials: RunTrials, written
               f"(trial {best['trial_id']}, {best['epochs']} epochs): {params}")
     elif not df.empty:
         print(f"no trial ran the full {spec.budget.max_epochs} epochs yet")
-    print(f"run folder:   {folder.path}")
+    if bucket is not None:
+        print(f"run folder:   {bucket}")
+        print(f"local mirror: {folder.path}")
+    else:
+        print(f"run folder:   {folder.path}")
     print(f"optuna study: {folder.optuna_url}")
     print(f"tensorboard:  tensorboard --logdir {folder.path}")
     print_files(written.files, folder.path, verbose=verbose)

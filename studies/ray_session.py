@@ -26,6 +26,64 @@ def check_address(address: str, timeout: float = 5.0) -> None:
         raise UserError(f"--address {address}: cannot reach a Ray cluster there ({exc.__class__.__name__}: {exc})") from None
 
 
+@contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    """Ray's C++ client logs its own warning line to fd 2 before the Python error comes up."""
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _token_source() -> str:
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return "RAY_AUTH_TOKEN"
+    return os.environ.get("RAY_AUTH_TOKEN_PATH") or "~/.ray/auth_token"
+
+
+def _has_token() -> bool:
+    if os.environ.get("RAY_AUTH_TOKEN", "").strip():
+        return True
+    path = Path(os.path.expanduser(os.environ.get("RAY_AUTH_TOKEN_PATH") or "~/.ray/auth_token"))
+    try:
+        return bool(path.read_text().strip())
+    except OSError:
+        return False
+
+
+def check_auth(address: str) -> None:
+    """One GCS call before ``ray.init``: a cluster with token authentication
+    refuses a client without the token at once, where ``ray.init`` would retry
+    for ~30 s, print a warning per try and end with "Failed to connect".
+    With RAY_AUTH_MODE=token and no token on this machine, Ray's own client
+    aborts the process (a failed C++ check, exit 1): that is said first."""
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "token" and not _has_token():
+        raise UserError(f"--address {address}: RAY_AUTH_MODE=token, but this machine has no token "
+                        f"({_token_source()} is missing or empty; or set RAY_AUTH_TOKEN): copy the head's "
+                        "~/.ray/auth_token here")
+    target = address.removeprefix("ray://")
+    if address == "auto" or address.startswith("ray://") or ":" not in target:
+        return
+    from ray._raylet import GcsClient  # type: ignore[attr-defined]
+    from ray.exceptions import AuthenticationError
+
+    try:
+        with _stderr_silenced():
+            GcsClient(address=target)
+    except AuthenticationError:
+        if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+            raise UserError(f"--address {address}: the cluster uses token authentication; set RAY_AUTH_MODE=token and "
+                            "put the head's token in ~/.ray/auth_token (or RAY_AUTH_TOKEN) on this machine") from None
+        raise UserError(f"--address {address}: the cluster refused this machine's token ({_token_source()}); "
+                        "copy the head's ~/.ray/auth_token here") from None
+    except Exception:
+        return  # not an auth problem: ray.init reports it in its own words
+
+
 def _worker_logging() -> Any:
     """Workers log warnings and errors only (not one line per checkpoint)."""
     import ray
@@ -68,6 +126,7 @@ def ray_session(address: str | None, *, num_cpus: int | None = None, num_gpus: i
     scoped = ExitStack()  # environment changes made for this session, undone when it ends
     if address:
         check_address(address)
+        check_auth(address)
         try:
             ray.init(address=address, logging_level=logging.WARNING, logging_config=_worker_logging(),
                      runtime_env=_code_runtime_env(Path(__file__).resolve().parents[1]))

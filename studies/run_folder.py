@@ -160,8 +160,26 @@ class RunFolder:
 LOCK_FILE = ".driver.lock"
 
 
+def check_not_in_use(run_dir: Path) -> None:
+    """Refuse (the holder named) a run folder another driver holds: checked first,
+    so that a second driver hears that, not what it reads of a folder in flux."""
+    with driver_lock(run_dir, record=False):
+        pass
+
+
+def in_use(run_dir: Path) -> bool:
+    """Whether a driver holds the run folder now (see driver_lock)."""
+    if not (run_dir / LOCK_FILE).exists():
+        return False
+    try:
+        check_not_in_use(run_dir)
+    except UserError:
+        return True
+    return False
+
+
 @contextmanager
-def driver_lock(run_dir: Path) -> Iterator[None]:
+def driver_lock(run_dir: Path, *, record: bool = True) -> Iterator[None]:
     """Hold an OS lock on the run folder for a driver's lifetime: a second driver
     on the same folder (a second --resume, --confirm while it runs) would re-run
     finished trials and add trials beyond num_samples. The kernel drops the
@@ -177,10 +195,11 @@ def driver_lock(run_dir: Path) -> Iterator[None]:
             holder = handle.read().strip() or "another process"
             raise UserError(f"{run_dir}: in use by another driver ({holder}); wait for it to end, "
                             "or stop it (Ctrl+C) and --resume") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
-        handle.flush()
+        if record:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+            handle.flush()
         yield
     finally:
         handle.close()
@@ -244,26 +263,23 @@ def update_run_info(run_dir: Path, **changes: Any) -> RunInfo:
 
 
 def check_optuna_study(db: Path, study: str) -> None:
-    """Before a resume does any work: the Optuna study file is there, is SQLite,
-    passes SQLite's quick check and holds the study. (Without it the sampler has
-    no history, and the run would train every remaining trial and then fail.)"""
+    """Before a resume does any work: the Optuna study file is SQLite, passes
+    SQLite's quick check and holds the study. (Otherwise the sampler has no
+    history, and the run would train every remaining trial and then fail.)"""
     import sqlite3
 
     keep = "the trials on disk are intact (--report still reads them)"
-    if not db.is_file():
-        raise UserError(f"{db}: missing; {keep}, but --resume needs the Optuna study to go on: restore the file "
-                        "from a backup, or start a new run")
+    aside = f"move it aside (mv {db} {db}.damaged) and --resume rebuilds it from them"
     try:
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
             ok = con.execute("PRAGMA quick_check").fetchone()[0]
             names = {row[0] for row in con.execute("SELECT study_name FROM studies")}
     except sqlite3.DatabaseError as exc:
-        raise UserError(f"{db}: not a readable Optuna study ({exc}); {keep}, but --resume needs it: restore the "
-                        "file from a backup, or start a new run") from None
+        raise UserError(f"{db}: not a readable Optuna study ({exc}); {keep}: {aside}") from None
     if ok != "ok":
-        raise UserError(f"{db}: damaged (SQLite quick_check: {ok}); {keep}; restore the file from a backup, or start a new run")
+        raise UserError(f"{db}: damaged (SQLite quick_check: {ok}); {keep}: {aside}")
     if study not in names:
-        raise UserError(f"{db}: holds no study {study!r} (found: {sorted(names)}); {keep}; restore the file, or start a new run")
+        raise UserError(f"{db}: holds no study {study!r} (found: {sorted(names)}); {keep}: {aside}")
 
 
 def file_sha256(path: Path) -> str:
@@ -286,6 +302,7 @@ def git_commit(repo: Path) -> str | None:
 
 PLATFORM_ROOT = Path(__file__).resolve().parents[1]
 COMMIT_ENV = "RAYSTUDIES_GIT_COMMIT"  # for a copy without .git (a Ray job's working_dir): set by whoever shipped it
+DIRTY_ENV = "RAYSTUDIES_GIT_DIRTY"    # with it: 1 if that checkout had uncommitted changes, 0 if not
 
 
 def platform_version(root: Path = PLATFORM_ROOT) -> dict[str, Any]:
@@ -309,6 +326,8 @@ def platform_version(root: Path = PLATFORM_ROOT) -> dict[str, Any]:
             dirty = None
     else:
         commit = os.environ.get(COMMIT_ENV) or None
+        flag = os.environ.get(DIRTY_ENV, "").strip().lower()
+        dirty = {"1": True, "true": True, "0": False, "false": False}.get(flag) if commit else None
     return {"version": ver, "commit": commit, "dirty": dirty}
 
 

@@ -18,9 +18,6 @@ LOCAL_FILESYSTEMS = {"ext2", "ext3", "ext4", "xfs", "btrfs", "tmpfs", "overlay",
 def resolve_storage(text: str | None, default: Path) -> Path:
     if text is None:
         return default
-    if "://" in text:
-        raise UserError(f"--storage {text}: URIs (s3://, gs://, ...) are not supported yet; mount the bucket or use a "
-                        "shared filesystem path (NFS, Lustre, ...) that every node sees at the same path")
     return writable_folder("--storage", text)
 
 

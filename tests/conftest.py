@@ -25,12 +25,12 @@ def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("data-cache")
 
 
-def start_cli(args: list[str], **extra_env: str) -> subprocess.Popen:
+def start_cli(args: list[str], cwd: Path | None = None, **extra_env: str) -> subprocess.Popen:
     """Start `python studies/run.py ...` in its own process group (so a test can
     signal the driver alone, or kill it together with the local Ray it started)."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **extra_env}
     env.pop("RAY_ADDRESS", None)
-    return subprocess.Popen([sys.executable, str(RUN_PY), *args], cwd=REPO, env=env, stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, str(RUN_PY), *args], cwd=cwd or REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
 

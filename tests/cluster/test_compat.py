@@ -93,3 +93,26 @@ def test_no_tune_handler_means_no_claimed_interruption(ray_four_fake_gpus, tmp_p
     finally:
         signal.signal(signal.SIGUSR1, before_usr1)
     assert interrupted is False
+
+
+def test_asha_rungs_read_and_put_back() -> None:
+    from ray.tune.schedulers import ASHAScheduler
+
+    def scheduler() -> ASHAScheduler:
+        s = ASHAScheduler(time_attr="epoch", metric="loss", mode="min", max_t=4, grace_period=1, reduction_factor=2)
+        return s
+
+    live = scheduler()
+    for i, loss in enumerate([1.0, 2.0, 3.0]):
+        trial = type("T", (), {"trial_id": f"t{i}"})()
+        live.on_trial_add(None, trial)
+        live.on_trial_result(None, trial, {"epoch": 1, "loss": loss})
+    rungs = _compat.asha_rungs(live)
+    assert [[m for m, _ in b] for b in rungs] == [[4, 2, 1]] and rungs[0][2][1] == {"t0": -1.0, "t1": -2.0, "t2": -3.0}
+    fresh = scheduler()
+    _compat.set_asha_rungs(fresh, rungs)
+    late = type("T", (), {"trial_id": "t3"})()
+    fresh.on_trial_add(None, late)
+    assert fresh.on_trial_result(None, late, {"epoch": 1, "loss": 2.5}) == "STOP"   # worse than the recorded median
+    with pytest.raises(ValueError, match="do not fit"):
+        _compat.set_asha_rungs(ASHAScheduler(time_attr="epoch", metric="loss", mode="min", max_t=8), rungs)

@@ -33,8 +33,13 @@ def test_a_copy_without_git_takes_the_shipped_commit(tmp_path: Path, monkeypatch
     monkeypatch.delenv(run_folder.COMMIT_ENV, raising=False)
     assert run_folder.platform_version(tmp_path)["commit"] is None
     monkeypatch.setenv(run_folder.COMMIT_ENV, "abc123")
+    monkeypatch.delenv(run_folder.DIRTY_ENV, raising=False)
     got = run_folder.platform_version(tmp_path)
     assert got["commit"] == "abc123" and got["dirty"] is None
+    monkeypatch.setenv(run_folder.DIRTY_ENV, "1")
+    assert run_folder.platform_version(tmp_path)["dirty"] is True
+    monkeypatch.setenv(run_folder.DIRTY_ENV, "0")
+    assert run_folder.platform_version(tmp_path)["dirty"] is False
 
 
 def test_the_platform_record_is_this_checkouts() -> None:

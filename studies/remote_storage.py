@@ -1,0 +1,212 @@
+"""Run folders in an object store (``--storage s3://bucket/prefix``, ``gs://...``,
+anything pyarrow's file systems resolve).
+
+Tune writes its own part of a run (trial folders, checkpoints, experiment
+snapshots) straight into the bucket. Everything else the driver writes and
+reads (``run.json``, ``optuna.db``, the signatures, tables and plots) lives in
+a *mirror* on this machine's local disk, ``~/.cache/raystudies/remote/<s3|gcs|...>/<bucket>/<prefix>``,
+and is put into the bucket at every snapshot and at the end. The Optuna study
+thus never sits as SQLite on a network file system (Optuna's known corruption
+case), and a run can be read or resumed from the bucket alone: ``pull`` fills
+an empty mirror on any machine. Checkpoints are never pulled: only the trials
+read them, straight from the bucket.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from studies.errors import UserError
+
+# What the driver writes into a run folder (relative paths, POSIX); Tune owns the rest.
+# Never pushed: a pulled copy of one of Tune's files would overwrite its newer version.
+OWN_TOP = ("run.json", "spec.yaml", "search_space.yaml", "optuna.db", ".signatures.json")
+OWN_DIRS = ("tables", "plots", "hparams")
+OWN_NESTED = ("stalled.txt", "candidates.json")
+
+
+def is_uri(text: str) -> bool:
+    return "://" in text
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else exc.__class__.__name__
+
+
+@dataclass(frozen=True)
+class RemoteStore:
+    """One ``--storage`` URI: its file system, the path on it, and the local mirror."""
+
+    uri: str
+    fs: Any          # pyarrow.fs.FileSystem
+    root: str        # the URI's path on ``fs`` ("bucket/prefix")
+
+    @classmethod
+    def from_uri(cls, uri: str) -> RemoteStore:
+        """pyarrow reads the endpoint (``AWS_ENDPOINT_URL``), region and credentials
+        from the environment, as the AWS and Google tools do."""
+        import pyarrow.fs
+
+        try:
+            fs, root = pyarrow.fs.FileSystem.from_uri(uri)
+        except (pyarrow.lib.ArrowInvalid, pyarrow.lib.ArrowNotImplementedError, OSError, ValueError) as exc:
+            raise UserError(f"--storage {uri}: not a storage URI pyarrow can open ({_first_line(exc)})") from None
+        if not root.strip("/"):
+            raise UserError(f"--storage {uri}: names no bucket; expected {uri.split('://', 1)[0]}://BUCKET/PREFIX")
+        return cls(uri=uri.rstrip("/"), fs=fs, root=root.rstrip("/"))
+
+    @property
+    def mirror(self) -> Path:
+        return mirror_of(self.fs.type_name, self.root)
+
+    def uri_of(self, *parts: str) -> str:
+        return "/".join([self.uri, *parts])
+
+    def on_bucket(self, local: Path) -> str:
+        """The bucket path of a folder of the mirror."""
+        rel = local.relative_to(self.mirror).as_posix()
+        return self.root if rel == "." else self.path_of(rel)
+
+    def uri_for(self, local: Path) -> str:
+        """The URI of a folder of the mirror, as the user names the bucket."""
+        rel = local.relative_to(self.mirror).as_posix()
+        return self.uri if rel == "." else self.uri_of(rel)
+
+    def tune_storage(self, local: Path) -> dict[str, Any]:
+        """Tune's ``storage_path``/``storage_filesystem`` for the mirror folder ``local``."""
+        return {"storage_path": self.on_bucket(local), "storage_filesystem": self.fs}
+
+    def path_of(self, *parts: str) -> str:
+        return "/".join([self.root, *parts])
+
+    def check_reachable(self) -> None:
+        """One line for a bucket that does not exist, refused credentials or no network."""
+        import pyarrow.fs
+
+        bucket = self.root.split("/", 1)[0]
+        try:
+            info = self.fs.get_file_info(bucket)
+            if info.type == pyarrow.fs.FileType.NotFound:
+                raise UserError(f"--storage {self.uri}: bucket {bucket!r} does not exist (create it first)")
+            self.fs.get_file_info(pyarrow.fs.FileSelector(self.root, allow_not_found=True, recursive=False))
+        except UserError:
+            raise
+        except OSError as exc:
+            raise UserError(f"--storage {self.uri}: cannot use the bucket ({_why(exc)})") from None
+
+    def listdir(self, *parts: str) -> list[str]:
+        """Names of the folders directly under ``parts`` (none if it does not exist)."""
+        import pyarrow.fs
+
+        infos = self.fs.get_file_info(pyarrow.fs.FileSelector(self.path_of(*parts), allow_not_found=True))
+        return sorted(PurePosixPath(i.path).name for i in infos if i.type == pyarrow.fs.FileType.Directory)
+
+    def pull(self, *parts: str, only: tuple[str, ...] | None = None) -> Path:
+        """Copy the folder ``parts`` from the bucket into the mirror (no checkpoints;
+        with ``only``, just the files of those names) and return its mirror path."""
+        import pyarrow.fs
+
+        base = self.path_of(*parts)
+        local = self.mirror.joinpath(*parts)
+        infos = self.fs.get_file_info(pyarrow.fs.FileSelector(base, allow_not_found=True, recursive=True))
+        for info in infos:
+            if info.type != pyarrow.fs.FileType.File:
+                continue
+            rel = PurePosixPath(info.path).relative_to(base)
+            if any(p.startswith("checkpoint_") for p in rel.parts) or (only is not None and rel.name not in only):
+                continue
+            target = local.joinpath(*rel.parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(target.name + ".pulling")
+            with self.fs.open_input_stream(info.path) as src, open(tmp, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            os.replace(tmp, target)
+        return local
+
+    def push_own(self, run_dir: Path, *, report_only: bool = False) -> None:
+        """``report_only``: the report's folders alone (``--report`` may run beside a
+        driver elsewhere, whose newer run.json and optuna.db must not be overwritten)."""
+        push_own_files(self.fs, run_dir, self.path_of(run_dir.relative_to(self.mirror).as_posix()), report_only=report_only)
+
+
+def push_own_files(fs: Any, run_dir: Path, dest_root: str, *, report_only: bool = False) -> None:
+    """Put the driver's own files of a mirrored run folder into the bucket at ``dest_root``."""
+    for path, rel in _own_copies(run_dir, report_only=report_only):
+        _upload(fs, path, "/".join([dest_root, rel]))
+
+
+def stage_own_files(run_dir: Path, staging: Path) -> None:
+    """Copy the driver's own files into Tune's staging folder, which Tune uploads
+    to the bucket with the experiment snapshot they belong to: a resumed run
+    then finds ``optuna.db`` and Tune's trial states from the same moment (an
+    Optuna study ahead of the snapshot would hold trials Tune never ran again)."""
+    for path, rel in _own_copies(run_dir):
+        target = staging / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".staging")
+        shutil.copyfile(path, tmp)
+        os.replace(tmp, target)
+
+
+def _own_copies(run_dir: Path, *, report_only: bool = False) -> Iterator[tuple[Path, str]]:
+    """(a consistent copy, its path in the run folder) of each of the driver's
+    own files; ``optuna.db`` through SQLite's backup API, consistent even while
+    the searcher writes to it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in own_files(run_dir, report_only=report_only):
+            rel = path.relative_to(run_dir).as_posix()
+            if path.name == "optuna.db":
+                copy = Path(tmp) / "optuna.db"
+                src, dst = sqlite3.connect(path), sqlite3.connect(copy)
+                try:
+                    src.backup(dst)
+                finally:
+                    src.close()
+                    dst.close()
+                yield copy, rel
+            else:
+                yield path, rel
+
+
+def _upload(fs: Any, path: Path, dest: str) -> None:
+    fs.create_dir(dest.rsplit("/", 1)[0], recursive=True)
+    with open(path, "rb") as src, fs.open_output_stream(dest) as out:
+        shutil.copyfileobj(src, out)
+
+
+def own_files(run_dir: Path, *, report_only: bool = False) -> list[Path]:
+    """The files of ``run_dir`` the driver wrote (see OWN_*), for the bucket;
+    ``report_only``: those of the report (tables, plots, hparams)."""
+    found = [] if report_only else [run_dir / name for name in OWN_TOP if (run_dir / name).is_file()]
+    for name in OWN_DIRS:
+        found += sorted(p for p in (run_dir / name).rglob("*") if p.is_file())
+    if report_only:
+        return found
+    for name in OWN_NESTED:
+        found += sorted(p for p in run_dir.glob(f"*/{name}") if p.is_file())
+    return found
+
+
+def mirror_of(fs_type: str, fs_path: str) -> Path:
+    """The local mirror of a path in a bucket (``fs_type``: pyarrow's name of the
+    file system, "s3", "gcs", ...); the same on every machine."""
+    parts = [part for part in PurePosixPath(fs_path).parts if part != "/"]   # file:// roots are absolute
+    return Path.home().joinpath(".cache", "raystudies", "remote", fs_type, *parts)
+
+
+def _why(exc: OSError) -> str:
+    text = _first_line(exc)
+    low = text.lower()
+    if "access denied" in low or "access_denied" in low or "invalidaccesskeyid" in low or "signature" in low or "forbidden" in low:
+        return f"the credentials were refused: {text}"
+    if "curl" in low or "connect" in low or "resolve" in low or "timed out" in low or "network" in low:
+        return f"no network connection to it: {text}"
+    return text

@@ -1,0 +1,83 @@
+"""The mirror of a run folder in a bucket (studies/remote_storage.py), on pyarrow's
+local file system standing in for the bucket: what is pulled, what is pushed."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from studies.errors import UserError
+from studies.remote_storage import RemoteStore, own_files, stage_own_files
+
+
+@pytest.fixture()
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> RemoteStore:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "bucket").mkdir()
+    return RemoteStore.from_uri(f"file://{tmp_path / 'bucket'}/prefix")
+
+
+def _write(path: Path, text: str = "x") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_the_mirror_is_under_home_and_maps_back_to_the_bucket(store: RemoteStore, tmp_path: Path) -> None:
+    assert store.mirror == tmp_path / "home/.cache/raystudies/remote/local" / store.root.lstrip("/")
+    run = store.mirror / "study" / "r1"
+    assert store.on_bucket(run) == f"{store.root}/study/r1"
+    assert store.uri_for(run) == f"{store.uri}/study/r1"
+    assert store.tune_storage(run.parent) == {"storage_path": f"{store.root}/study", "storage_filesystem": store.fs}
+
+
+def test_pull_skips_checkpoints_and_filters_by_name(store: RemoteStore, tmp_path: Path) -> None:
+    bucket_run = Path(store.root) / "study" / "r1"
+    _write(bucket_run / "run.json", "{}")
+    _write(bucket_run / "trial_a" / "result.json", "{}")
+    _write(bucket_run / "trial_a" / "checkpoint_000001" / "checkpoint.pt", "weights")
+    only = store.pull("study", only=("run.json",))
+    assert sorted(p.relative_to(only).as_posix() for p in only.rglob("*") if p.is_file()) == ["r1/run.json"]
+    full = store.pull("study", "r1")
+    assert sorted(p.relative_to(full).as_posix() for p in full.rglob("*") if p.is_file()) == ["run.json", "trial_a/result.json"]
+    assert store.listdir("study") == ["r1"] and store.listdir("nothing") == []
+
+
+def test_only_the_drivers_own_files_are_pushed(store: RemoteStore) -> None:
+    run = store.mirror / "study" / "r1"
+    ours = [_write(run / n) for n in ("run.json", "spec.yaml", ".signatures.json", "tables/trials.md", "plots/a.png",
+                                      "trial_a/stalled.txt", "confirm/candidates.json")]
+    tunes = [_write(run / n) for n in ("tuner.pkl", "experiment_state-1.json", "trial_a/result.json",
+                                       "confirm/experiment_state-2.json")]
+    assert sorted(own_files(run)) == sorted(ours)
+    assert sorted(own_files(run, report_only=True)) == sorted(p for p in ours if p.parent.name in ("tables", "plots"))
+    store.push_own(run)
+    bucket_run = Path(store.root) / "study" / "r1"
+    assert sorted(p.relative_to(bucket_run) for p in bucket_run.rglob("*") if p.is_file()) == \
+        sorted(p.relative_to(run) for p in ours)
+    assert not any((bucket_run / p.relative_to(run)).exists() for p in tunes)
+
+
+def test_the_optuna_study_is_staged_as_a_whole_sqlite_copy(store: RemoteStore, tmp_path: Path) -> None:
+    run = store.mirror / "study" / "r1"
+    run.mkdir(parents=True)
+    db = sqlite3.connect(run / "optuna.db")
+    db.execute("create table t (x integer)")
+    db.execute("insert into t values (1), (2)")
+    db.commit()
+    db.execute("insert into t values (3)")   # not committed: the copy holds what was committed
+    staging = tmp_path / "staging"
+    stage_own_files(run, staging)
+    copy = sqlite3.connect(staging / "optuna.db")
+    assert copy.execute("select count(*) from t").fetchone() == (2,)
+    copy.close()
+    db.close()
+
+
+def test_a_uri_without_a_bucket_or_of_an_unknown_kind_is_one_line() -> None:
+    with pytest.raises(UserError, match="names no bucket; expected s3://BUCKET/PREFIX"):
+        RemoteStore.from_uri("s3://")
+    with pytest.raises(UserError, match="not a storage URI pyarrow can open"):
+        RemoteStore.from_uri("nosuch://bucket/x")
