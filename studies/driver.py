@@ -17,10 +17,21 @@ from core.config import ConfigError
 from core.data.hdf5 import DataFileError
 from studies import run_folder
 from studies.console import print_answer, print_files, print_summary
-from studies.errors import EXIT_ALL_TRIALS_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED, UserError
+from studies.errors import (
+    EXIT_ALL_TRIALS_FAILED,
+    EXIT_DISK_FULL,
+    EXIT_INTERRUPTED,
+    EXIT_RAY_LOST,
+    EXIT_TERMINATED,
+    DiskFull,
+    UserError,
+)
+from studies.free_space import disk_full_reason, low_space
+from studies.remote_storage import RemoteStore
 from studies.report.trials import STATUS_FAILED, RunTrials, TuneTrial, load_trials, read_tune_trials
 from studies.report.write import WrittenReport, write_report
 from studies.run_folder import Invocation, RunFolder, RunInfo
+from studies.run_signing import check_run_folder, sign_run_folder, signing_key
 from studies.signals import StopSignal, sigterm_stops_cleanly
 from studies.spec import STUDIES_DIR, StudySpec, load_spec
 from studies.storage import check_shared_storage
@@ -43,6 +54,8 @@ class RunOptions:
     num_gpus: int | None = None
     confirm: bool = False
     verbose: bool = False
+    trust_run_folder: bool = False
+    remote: RemoteStore | None = None   # --storage was a bucket URI; ``storage`` is then its local mirror
 
 
 # What --confirm on an existing run may change: the designed stage only (the search it builds on is done).
@@ -80,6 +93,7 @@ def _prepare_run_dir(options: RunOptions) -> tuple[Path, StudySpec]:
         run_dir = (options.storage / study / options.run) if options.run else run_folder.latest_run(options.storage, study)
         if not (run_dir / run_folder.RUN_FILE).is_file():
             raise UserError(f"{run_dir}: no such run to resume (see `python studies/run.py {study} --runs`)")
+        pull_run(options.remote, run_dir)
         if options.overrides or options.smoke:
             given = " ".join([*(f"--set {o}" for o in options.overrides), *(["--smoke"] if options.smoke else [])])
             raise UserError(f"--resume continues {run_dir} with the spec and overrides recorded with it; {given} would "
@@ -90,6 +104,30 @@ def _prepare_run_dir(options: RunOptions) -> tuple[Path, StudySpec]:
         raise UserError(f"{options.storage / study / options.run}: run folder already exists; continue it with "
                         f"--resume --run {options.run}, or pick another --run name")
     return options.storage / study / (options.run or ""), spec
+
+
+def pull_run(remote: RemoteStore | None, run_dir: Path, *, to_read: bool = False) -> None:
+    """A run in a bucket: its folder (less checkpoints) into the local mirror, the
+    bucket's copy winning. A mirror a driver here holds is the newest copy: refused
+    (a resume, a confirmation), or with ``to_read`` (a report) read as it is."""
+    if remote is None:
+        return
+    if to_read and run_folder.in_use(run_dir):
+        return
+    run_folder.check_not_in_use(run_dir)
+    remote.pull(*run_dir.relative_to(remote.mirror).parts)
+
+
+def push_run(remote: RemoteStore | None, run_dir: Path, *, report_only: bool = False) -> None:
+    """The driver's own files of a mirrored run into the bucket (see studies.remote_storage)."""
+    if remote is not None and (run_dir / run_folder.RUN_FILE).is_file():
+        remote.push_own(run_dir, report_only=report_only)
+
+
+def shown_path(options: RunOptions, path: Path) -> str:
+    """A run folder as the user named its storage: the bucket URI for a mirrored one."""
+    remote = options.remote
+    return str(path) if remote is None else remote.uri_for(path)
 
 
 def _check_resources(spec: StudySpec, cluster: dict[str, float]) -> None:
@@ -120,12 +158,27 @@ class RunContext:
     data_sha256: str | None = None        # its content hash, recorded at the start of a new run
     created: list[Path] = field(default_factory=list)   # folders this run made (removed if it fails to start)
     stop: StopSignal = field(default_factory=StopSignal)
+    disk_full: str | None = None   # why the search stopped itself for want of space
+    ray_lost: bool = False         # the search stopped itself: no live Ray node left
 
 
 def run_study(options: RunOptions) -> int:
+    try:
+        return _run_study(options)
+    except Exception as exc:
+        reason = disk_full_reason(exc)
+        if reason is None:
+            raise
+        raise DiskFull(f"{options.storage}: no space left on device ({reason}); free space, then --resume "
+                       "(the last whole snapshot is kept)") from None
+
+
+def _run_study(options: RunOptions) -> int:
     ctx = prepare(options)
     with ExitStack() as held:
         held.enter_context(run_folder.driver_lock(ctx.folder.path))
+        if options.resume:
+            _rebuild_missing_optuna_db(ctx)
         try:
             with launch(ctx):
                 tune_ids = search(ctx)
@@ -141,12 +194,16 @@ def run_study(options: RunOptions) -> int:
                 if ctx.status == "finished" and wants_designed(ctx) and not ctx.trials.trials.empty:
                     designed(ctx)
         except BaseException:
+            # A bucket keeps the last snapshot: its optuna.db and Tune's trial states are of one moment,
+            # which pushing this mirror's newer optuna.db now would break.
             if not options.resume:  # claimed but nothing written (Ray could not start): leave no trace
                 held.close()
                 _remove_created(ctx)
             raise
         written = report(ctx)
-    print_summary(ctx.spec, ctx.folder, ctx.trials, written, ctx.status, verbose=options.verbose)
+        push_run(options.remote, ctx.folder.path)
+    print_summary(ctx.spec, ctx.folder, ctx.trials, written, ctx.status, verbose=options.verbose,
+                  bucket=shown_path(options, ctx.folder.path) if options.remote is not None else None)
     return _exit_code(ctx)
 
 
@@ -158,14 +215,22 @@ def _every_trial_failed(trials: RunTrials) -> bool:
 def _exit_code(ctx: RunContext) -> int:
     """0, or what a script around the CLI needs to know (README: "Exit codes"), with its one line."""
     spec = ctx.spec
+    resume = (f"`python studies/run.py {spec.path if spec.path.parent != STUDIES_DIR else spec.name} --resume "
+              f"--run {ctx.folder.name}`")
+    if ctx.disk_full is not None and ctx.status == "interrupted":
+        print(f"error: {ctx.disk_full}: the study stopped cleanly; free space, then {resume}", file=sys.stderr)
+        return EXIT_DISK_FULL
+    if ctx.ray_lost and ctx.status == "interrupted":
+        print("error: Ray lost every node with CPUs (a killed or crashed raylet, see `ray status` and "
+              f"/tmp/ray/session_latest/logs); the study stopped cleanly; continue with {resume}", file=sys.stderr)
+        return EXIT_RAY_LOST
     if ctx.status == "failed":
         assert ctx.trials is not None
         first = ctx.trials.trials.iloc[0]
         print(f"error: every trial failed; the first ({first['trial_dir']}): {first['error']}", file=sys.stderr)
         return EXIT_ALL_TRIALS_FAILED
     if ctx.status == "interrupted":
-        print(f"{'terminated' if ctx.stop.terminated else 'interrupted'}: continue with `python studies/run.py "
-              f"{spec.path if spec.path.parent != STUDIES_DIR else spec.name} --resume --run {ctx.folder.name}`", file=sys.stderr)
+        print(f"{'terminated' if ctx.stop.terminated else 'interrupted'}: continue with {resume}", file=sys.stderr)
         return EXIT_TERMINATED if ctx.stop.terminated else EXIT_INTERRUPTED
     return 0
 
@@ -173,13 +238,19 @@ def _exit_code(ctx: RunContext) -> int:
 def prepare(options: RunOptions) -> RunContext:
     """Everything that can be refused, refused before Ray starts; then the run folder claimed."""
     run_dir, spec = _prepare_run_dir(options)
+    low = low_space(run_dir if options.resume else options.storage)
+    if low is not None:
+        raise DiskFull(f"{low}; free space, then run again")
     if options.address:
         from studies.ray_session import check_address
 
         check_address(options.address)  # before anything is built or written
     if options.resume:
+        run_folder.check_not_in_use(run_dir)
+        if not options.trust_run_folder:
+            check_run_folder(run_dir, signing_key())   # before Tune unpickles anything in it
         data_path = recorded_data(RunFolder(run_dir).info(), options.data, "--resume")
-        run_folder.check_optuna_study(RunFolder(run_dir).optuna_db, spec.name)
+        _check_optuna_db(RunFolder(run_dir), spec.name)
     else:
         data_path = str(Path(options.data).resolve()) if options.data else None
     data = load_family_data(spec, data_path, options.cache_dir)   # validated before Ray starts
@@ -198,6 +269,26 @@ def prepare(options: RunOptions) -> RunContext:
     if data_path and not options.resume:
         ctx.data_sha256 = run_folder.file_sha256(Path(data_path))
     return ctx
+
+
+def _check_optuna_db(folder: RunFolder, study: str) -> None:
+    """A damaged optuna.db is refused (the user moves it aside to have it rebuilt);
+    a missing one is rebuilt once the run is locked, if Tune's snapshot is there."""
+    db = folder.optuna_db
+    if db.exists():
+        run_folder.check_optuna_study(db, study)
+    elif not any(folder.path.glob("experiment_state-*.json")):
+        raise UserError(f"{db}: missing, and the run has no Tune snapshot to rebuild it from or resume; the trials "
+                        "on disk stay readable by --report; start a new run")
+
+
+def _rebuild_missing_optuna_db(ctx: RunContext) -> None:
+    from studies.optuna_rebuild import rebuild_optuna_study
+
+    db = ctx.folder.optuna_db
+    if not db.exists():
+        n = rebuild_optuna_study(ctx.folder.path, db, ctx.spec)
+        print(f"note: {db} was missing: rebuilt from the {n} trials on disk (their parameters, epochs and states)")
 
 
 def recorded_data(info: RunInfo, given: str | None, flag: str) -> str | None:
@@ -232,7 +323,8 @@ def launch(ctx: RunContext) -> Iterator[None]:
     with ray_session(o.address, num_cpus=o.num_cpus, num_gpus=o.num_gpus) as cluster, sigterm_stops_cleanly() as stop:
         ctx.stop = stop   # installed after ray.init, which sets its own SIGTERM handler
         _check_resources(ctx.spec, cluster)
-        check_shared_storage(o.storage, machine_count())
+        if o.remote is None:   # a bucket is seen by every node
+            check_shared_storage(o.storage, machine_count())
         ctx.cluster, ctx.concurrent = cluster, concurrency(ctx.spec, cluster)
         yield
 
@@ -245,23 +337,38 @@ def search(ctx: RunContext) -> set[str]:
     spec, folder = ctx.spec, ctx.folder
     if ctx.options.resume:
         info = folder.update(status="running", resumed=time.time())
-        tuner = tuner_mod.restore_tuner(spec, folder.path, ctx.data)
+        sign_run_folder(folder.path, signing_key())   # checked in prepare(), or trusted by the user
+        tuner = tuner_mod.restore_tuner(spec, folder.path, ctx.data, ctx.options.remote)
     else:
         assert spec.search_space_path is not None  # load_spec always sets it
         shutil.copyfile(spec.path, folder.spec_copy)
         shutil.copyfile(spec.search_space_path, folder.search_space_copy)
         info = _new_run_info(ctx)
         run_folder.write_run_info(folder.path, info)
-        tuner = tuner_mod.build_tuner(spec, folder.path, ctx.data, max_concurrent=ctx.concurrent)
+        tuner = tuner_mod.build_tuner(spec, folder.path, ctx.data, max_concurrent=ctx.concurrent,
+                                      remote=ctx.options.remote)
+    if ctx.options.remote is not None:   # Tune wrote tuner.pkl into the bucket
+        ctx.options.remote.pull(*folder.path.relative_to(ctx.options.remote.mirror).parts, only=("tuner.pkl",))
+    sign_run_folder(folder.path, signing_key())   # tuner.pkl, written by the Tuner
+    push_run(ctx.options.remote, folder.path)
     b = spec.budget
     print(f"{spec.name}: {b.num_samples} trials, up to {ctx.concurrent} at once on {ctx.cluster.get('CPU', 0):g} CPUs"
           f"/{ctx.cluster.get('GPU', 0):g} GPUs; ASHA on '{spec.metric}' ({spec.mode}), grace {b.grace_period}, "
-          f"reduction {b.reduction_factor:g}, max {b.max_epochs} epochs\nrun folder: {folder.path}", flush=True)
+          f"reduction {b.reduction_factor:g}, max {b.max_epochs} epochs\nrun folder: {shown_path(ctx.options, folder.path)}",
+          flush=True)
     fit_started = time.time()
-    grid, interrupted = tuner_mod.fit(tuner)
+    grid, interrupted = tuner_mod.fit(tuner, folder.optuna_db)
+    if ctx.options.remote is not None:   # Tune's folders and snapshot, for the tables and the signatures
+        ctx.options.remote.pull(*folder.path.relative_to(ctx.options.remote.mirror).parts)
+    sign_run_folder(folder.path, signing_key())   # the last snapshot, as Tune left it
     fit_s, wall = time.time() - fit_started, time.time() - ctx.started
     tune_trials = grid_trials(grid)
     ctx.status = "finished" if not interrupted and len(tune_trials) >= b.num_samples else "interrupted"
+    if interrupted and not ctx.stop.terminated:   # a guard's stop, or a Ctrl+C?
+        from studies.node_guard import live_cpus
+
+        ctx.disk_full = low_space(folder.path)
+        ctx.ray_lost = ctx.disk_full is None and live_cpus() <= 0
     folder.update(status=ctx.status, finished=time.time(), wall_s=info.wall_s + wall, tune_s=info.tune_s + fit_s)
     _add_stage_time(folder, "search", wall)
     return {t.trial_id for t in tune_trials}
@@ -306,7 +413,11 @@ def designed(ctx: RunContext, *, confirm: bool | None = None) -> None:
     assert ctx.trials is not None
     confirm = (ctx.options.confirm or ctx.spec.ablation.confirm.enabled) if confirm is None else confirm
     started = time.time()
-    run_confirmation(ctx.spec, ctx.folder.path, ctx.trials, ctx.data, max_concurrent=ctx.concurrent, confirm=confirm)
+    remote = ctx.options.remote
+    run_confirmation(ctx.spec, ctx.folder.path, ctx.trials, ctx.data, max_concurrent=ctx.concurrent, confirm=confirm,
+                     remote=remote)
+    if remote is not None:
+        remote.pull(*ctx.folder.designed.relative_to(remote.mirror).parts)
     seconds = time.time() - started
     ctx.folder.update(confirm_wall_s=seconds)
     _add_stage_time(ctx.folder, "designed", seconds, replace=True)
@@ -324,6 +435,7 @@ def confirm_existing_run(options: RunOptions) -> int:
     Only ``ablation.*`` may be changed (and is recorded, so --report uses it too)."""
     assert options.run is not None
     folder = RunFolder(options.storage / options.study_path.stem / options.run)
+    pull_run(options.remote, folder.path)
     refused = [o for o in options.overrides if not o.startswith(CONFIRM_OVERRIDABLE)]
     if refused:
         raise UserError(f"--set {refused[0]}: --confirm on the existing run {options.run} can change only ablation.* "
@@ -348,7 +460,8 @@ def confirm_existing_run(options: RunOptions) -> int:
         if options.overrides:
             folder.update(confirm_overrides=[*info.confirm_overrides, *options.overrides])
         designed(ctx, confirm=True)
-    written = report(ctx)
+        written = report(ctx)
+        push_run(options.remote, folder.path)
     print_files(written.files, folder.path, verbose=options.verbose)
     print_answer(written)
     return 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import warnings
 from typing import Any
 
@@ -21,7 +22,14 @@ import optuna
 from optuna.trial import TrialState
 from ray.tune.search.optuna import OptunaSearch
 
-from studies._compat import searcher_completed, searcher_study, searcher_trials, set_trial_intermediate_value, set_trial_user_attr
+from studies._compat import (
+    move_searcher_study,
+    searcher_completed,
+    searcher_study,
+    searcher_trials,
+    set_trial_intermediate_value,
+    set_trial_user_attr,
+)
 from studies.run_folder import ORPHANED_ATTR, TUNE_TRIAL_ID_ATTR
 
 logger = logging.getLogger(__name__)
@@ -33,6 +41,13 @@ def trial_seed(study_seed: int, trial_number: int) -> int:
     return int(np.random.SeedSequence([study_seed, trial_number]).generate_state(1)[0])
 
 
+# Set by the driver around Tuner.fit: the optuna.db of the run folder as this
+# machine sees it. A restored searcher holds the path it was pickled with: the
+# run folder where the run started, gone when the folder moved or the run is
+# resumed on another machine (a run in a bucket).
+STUDY_FILE_ENV = "RAYSTUDIES_OPTUNA_DB"
+
+
 class TruthfulOptunaSearch(OptunaSearch):
     def __init__(self, *args: Any, max_epochs: int, time_attr: str = "epoch", study_seed: int = 0, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -40,6 +55,22 @@ class TruthfulOptunaSearch(OptunaSearch):
         self._study_seed = study_seed
         self._time_attr = time_attr
         self._reported: dict[str, dict[int, float]] = {}
+
+    def restore(self, checkpoint_path: str) -> None:
+        super().restore(checkpoint_path)
+        self._follow_study_file()
+
+    def set_state(self, state: dict) -> None:
+        super().set_state(state)
+        self._follow_study_file()
+
+    def _follow_study_file(self) -> None:
+        path = os.environ.get(STUDY_FILE_ENV)
+        study = searcher_study(self)
+        if path and _storage_url(study) != f"sqlite:///{path}":
+            moved = optuna.load_study(study_name=study.study_name, storage=sqlite_storage(path), sampler=study.sampler,
+                                      pruner=study.pruner)
+            move_searcher_study(self, moved)
 
     def suggest(self, trial_id: str) -> dict | None:
         with warnings.catch_warnings():
@@ -95,6 +126,11 @@ class TruthfulOptunaSearch(OptunaSearch):
             logger.warning("Optuna refused the result of trial %s: %s", trial_id, exc)
         searcher_completed(self).add(trial_id)
         self._reported.pop(trial_id, None)
+
+
+def _storage_url(study: optuna.Study) -> str | None:
+    storage = study._storage
+    return getattr(storage, "url", None) or getattr(getattr(storage, "_backend", None), "url", None)
 
 
 # How long a write waits for another process's lock on optuna.db (a dashboard,

@@ -100,7 +100,7 @@ class DefineByRun:
     def __init__(self, params: list[Param]):
         self.params = list(params)
 
-    def __call__(self, trial: optuna.Trial) -> None:
+    def __call__(self, trial: optuna.Trial | optuna.trial.FixedTrial) -> None:
         values: dict[str, Any] = {}
         for p in self.params:
             if not p.active(values):

@@ -14,16 +14,23 @@ from typing import Any
 import optuna
 from ray import tune
 from ray.tune.schedulers import ASHAScheduler
+from ray.tune.search import ConcurrencyLimiter
 
 from studies._compat import fit_interrupted
+from studies.asha_state import AshaRungs
 from studies.errors import UserError
 from studies.metric_check import LENIENT_METRICS_ENV, StopWithoutMetric
-from studies.optuna_bridge import TruthfulOptunaSearch, sqlite_storage
+from studies.node_guard import NodeGuard
+from studies.optuna_bridge import STUDY_FILE_ENV, TruthfulOptunaSearch, sqlite_storage
 from studies.progress import ProgressLines, Rungs
 from studies.quiet import environ, quiet_optuna, quiet_tune
+from studies.remote_storage import RemoteStore
 from studies.run_folder import OPTUNA_FILE, RunFolder
+from studies.run_folder_callbacks import BucketPush, FreeSpaceGuard, RunSigner
+from studies.search_generator import TrialCountedGenerator
 from studies.search_space import define_by_run
 from studies.spec import StudySpec
+from studies.stall_guard import StallGuard
 from studies.tensorboard_logger import TBXScalarsCallback
 
 OPTUNA_DB = OPTUNA_FILE
@@ -138,10 +145,15 @@ def build_scheduler(spec: StudySpec) -> ASHAScheduler:
                          reduction_factor=b.reduction_factor)
 
 
-def run_config(spec: StudySpec, run_dir: Path, callbacks: list[Any]) -> tune.RunConfig:
+def tune_storage(run_dir: Path, remote: RemoteStore | None) -> dict[str, Any]:
+    """Where Tune writes ``run_dir``'s parent: itself, or for a run in a bucket the bucket."""
+    return {"storage_path": str(run_dir)} if remote is None else remote.tune_storage(run_dir)
+
+
+def run_config(spec: StudySpec, run_dir: Path, callbacks: list[Any], remote: RemoteStore | None = None) -> tune.RunConfig:
     return tune.RunConfig(
         name=run_dir.name,
-        storage_path=str(run_dir.parent),
+        **tune_storage(run_dir.parent, remote),
         failure_config=tune.FailureConfig(max_failures=spec.budget.max_failures),
         # Keep every checkpoint: they are small, and a num_to_keep forces an
         # experiment snapshot after every few checkpoints (slow, and noisy).
@@ -160,35 +172,46 @@ def progress_callback(spec: StudySpec, *, workers: int, early_stopping: bool = T
                          max_epochs=b.max_epochs, workers=workers, rungs=rungs, show_best=show_best)
 
 
-def build_tuner(spec: StudySpec, run_dir: Path, data: dict[str, Any] | None, *, max_concurrent: int) -> tune.Tuner:
+def build_tuner(spec: StudySpec, run_dir: Path, data: dict[str, Any] | None, *, max_concurrent: int,
+                remote: RemoteStore | None = None, trainable: Any | None = None) -> tune.Tuner:
+    """``trainable``: run this instead of the spec's (benchmarks/gpu_packing.py wraps the family's
+    trainable to record each trial's device); it must carry its resources (``tune.with_resources``)."""
+    scheduler = build_scheduler(spec)
+    # Tune's per-epoch scalars stay; the HParams record is ours alone (hparams/), so each trial shows once.
+    callbacks = [progress_callback(spec, workers=max_concurrent), TBXScalarsCallback(), AshaRungs(scheduler), RunSigner(),
+                 BucketPush(), FreeSpaceGuard(), StallGuard(spec.budget.report_timeout_s), NodeGuard()]
     return tune.Tuner(
-        make_trainable(spec, data),
+        trainable if trainable is not None else make_trainable(spec, data),
         param_space=spec.trial_config(),
         tune_config=tune.TuneConfig(
             metric=spec.metric,
             mode=spec.mode,
-            search_alg=build_searcher(spec, run_dir),
-            scheduler=build_scheduler(spec),
+            # Wrapped here as Tune would wrap it (max_concurrent_trials), in a generator whose trial
+            # count a resume takes from the trial states (studies.search_generator says why).
+            search_alg=TrialCountedGenerator(ConcurrencyLimiter(build_searcher(spec, run_dir), max_concurrent=max_concurrent)),
+            scheduler=scheduler,
             num_samples=spec.budget.num_samples,
-            max_concurrent_trials=max_concurrent,
             reuse_actors=True,
             trial_dirname_creator=trial_dirname,
         ),
-        # Tune's per-epoch scalars stay; the HParams record is ours alone (hparams/), so each trial shows once.
-        run_config=run_config(spec, run_dir, [progress_callback(spec, workers=max_concurrent), TBXScalarsCallback()]),
+        run_config=run_config(spec, run_dir, callbacks, remote),
     )
 
 
-def restore_tuner(spec: StudySpec, run_dir: Path, data: dict[str, Any] | None) -> tune.Tuner:
+def restore_tuner(spec: StudySpec, run_dir: Path, data: dict[str, Any] | None,
+                  remote: RemoteStore | None = None) -> tune.Tuner:
     """Continue an interrupted run: finished trials are kept, unfinished ones
     resume from their last checkpoint, errored ones are retried."""
-    return tune.Tuner.restore(str(run_dir), make_trainable(spec, data), resume_unfinished=True, resume_errored=True,
-                              param_space=spec.trial_config())
+    where = tune_storage(run_dir, remote)
+    return tune.Tuner.restore(where["storage_path"], make_trainable(spec, data), resume_unfinished=True,
+                              resume_errored=True, param_space=spec.trial_config(),
+                              storage_filesystem=where.get("storage_filesystem"))
 
 
-def fit(tuner: tune.Tuner) -> tuple[Any, bool]:
+def fit(tuner: tune.Tuner, optuna_db: Path | None = None) -> tuple[Any, bool]:
     """Run the tuner; return its ResultGrid and whether a stop signal (Ctrl+C,
     SIGINT, SIGUSR1) interrupted it. Tune itself marks every trial TERMINATED at
-    clean-up either way."""
-    with quiet_tune(), environ(**LENIENT_METRICS_ENV):
+    clean-up either way. ``optuna_db``: where a restored searcher finds its study."""
+    where = {STUDY_FILE_ENV: str(optuna_db)} if optuna_db is not None else {}
+    with quiet_tune(), environ(**LENIENT_METRICS_ENV, **where):
         return fit_interrupted(tuner.fit)

@@ -58,7 +58,13 @@ def read_results(trial_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
+STALLED_FILE = "stalled.txt"   # written by studies.stall_guard when it ends a trial that stopped reporting
+
+
 def _error_reason(trial_dir: Path) -> str:
+    stalled = trial_dir / STALLED_FILE
+    if stalled.is_file():
+        return stalled.read_text(errors="replace").strip()[:300]
     path = trial_dir / "error.txt"
     if not path.is_file():
         return ""
@@ -138,33 +144,51 @@ def read_tune_trials(run_dir: Path, unreadable: list[str] | None = None) -> list
     return out
 
 
-def tune_statuses(run_dir: Path) -> dict[str, str]:
-    """Tune's own status of each trial (TERMINATED, ERROR, ...) in the newest
-    experiment snapshot of the run folder; {} when there is none or it is unreadable."""
+def tune_snapshot(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """Each trial of the newest experiment snapshot of the run folder, by id:
+    Tune's own ``status`` (TERMINATED, ERROR, ...) and its ``config`` (a plain
+    JSON dict, also for a trial whose folder does not exist yet); {} when there
+    is no snapshot or it is unreadable."""
     snapshots = sorted(run_dir.glob("experiment_state-*.json"))
     if not snapshots:
         return {}
     try:
         entries = json.loads(snapshots[-1].read_text())["trial_data"]
-        return {t["trial_id"]: t.get("status", "") for t in (json.loads(entry) for entry, _ in entries)}
+        return {t["trial_id"]: {"status": t.get("status", ""), "config": t.get("config") if isinstance(t.get("config"), dict) else {}}
+                for t in (json.loads(entry) for entry, _ in entries)}
     except (json.JSONDecodeError, KeyError, TypeError, ValueError, OSError):
         return {}
 
 
+def tune_statuses(run_dir: Path) -> dict[str, str]:
+    """Tune's own status of each trial in the newest experiment snapshot."""
+    return {tid: t["status"] for tid, t in tune_snapshot(run_dir).items()}
+
+
 def _status(t: TuneTrial, ot: Any, epochs: int, max_epochs: int, run_active: bool,
-            tune_status: str | None = None) -> tuple[str, bool]:
-    """The trial's status in the tables, and whether its error was recovered from."""
+            tune_status: str | None = None, reported: bool = True, forgotten: bool = False) -> tuple[str, bool]:
+    """The trial's status in the tables, and whether its error was recovered from.
+    ``forgotten``: a trial folder that neither Tune's last snapshot nor Optuna
+    knows, which a killed driver started after the snapshot the run resumed from
+    (with a bucket, its files can land before that snapshot's): outside the study."""
     state = ot.state.name if ot is not None else None
     # Tune writes error.txt at every failure, also one the trial recovered from
     # (a retry from its checkpoint): only a trial that did not go on has failed.
     # A trial retried after a resume can finish while Optuna keeps the FAIL it was
     # told before: Tune's snapshot and the epochs on disk are the truth then.
     went_on = tune_status == "TERMINATED" and epochs >= max_epochs
+    # A trial told FAIL that Tune then retried (a resume retries errored trials) and
+    # ended without error: ASHA stopped the retry; Optuna cannot be told again.
+    retried_and_stopped = state == "FAIL" and tune_status == "TERMINATED" and reported and 0 < epochs < max_epochs
     recovered = bool(t.error) and (state in ("COMPLETE", "PRUNED") or (state is None and epochs >= max_epochs) or went_on)
     if ot is not None and ot.user_attrs.get(ORPHANED_ATTR):
         return STATUS_ORPHANED, recovered
+    if forgotten:
+        return STATUS_ORPHANED, recovered
     if went_on:
         return STATUS_COMPLETE, recovered
+    if retried_and_stopped:
+        return STATUS_PRUNED, bool(t.error)
     if state == "FAIL" or (t.error and not recovered):
         return STATUS_FAILED, recovered
     if state == "PRUNED":
@@ -194,7 +218,12 @@ def _table(tune_trials: list[TuneTrial], optuna_trials: dict[str, Any], *, metri
             got = t.by_epoch[min(t.by_epoch)].get(metric)
             why = f"(it reported {got!r})" if got is not None else f"(it reported: {', '.join(reported) or 'nothing'})"
             t = dataclasses.replace(t, error=f"never reported the study's metric `{metric}` as a number {why}")
-        status, recovered = _status(t, ot, epochs, max_epochs, run_active, (tune_status or {}).get(t.trial_id))
+        if not epochs and not t.error and (tune_status or {}).get(t.trial_id) in ("TERMINATED", "ERROR"):
+            t = dataclasses.replace(t, error="ended without reporting a result (a trainable reports every epoch, "
+                                             f"with `epoch` and `{metric}`)")
+        forgotten = bool(tune_status) and not run_active and ot is None and t.trial_id not in (tune_status or {})
+        status, recovered = _status(t, ot, epochs, max_epochs, run_active, (tune_status or {}).get(t.trial_id),
+                                    reported=bool(values), forgotten=forgotten and bool(optuna_trials))
         sampled = dict(ot.params) if ot is not None else {p: t.config.get(p) for p in params}
         rows.append({
             "trial_id": t.trial_id,

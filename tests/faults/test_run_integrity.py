@@ -77,10 +77,11 @@ def test_resume_checks_the_optuna_study_before_any_work(tmp_path: Path, cache_di
     proc = run_cli(*common)
     assert proc.returncode == 2, proc.stderr
     (line,) = proc.stderr.strip().splitlines()
-    assert line.startswith(f"error: {run_dir / 'optuna.db'}: missing; the trials on disk are intact")
+    assert line.startswith(f"error: {run_dir / 'optuna.db'}: missing, and the run has no Tune snapshot to rebuild it from")
     (run_dir / "optuna.db").write_bytes(b"SQLite format 3\x00" + b"\x13" * 4000)   # a torn copy
     proc = run_cli(*common)
     assert proc.returncode == 2 and "optuna.db: not a readable Optuna study (" in proc.stderr, proc.stderr
+    assert f"move it aside (mv {run_dir / 'optuna.db'} {run_dir / 'optuna.db'}.damaged) and --resume rebuilds it" in proc.stderr
     (run_dir / "optuna.db").unlink()
     import optuna
 

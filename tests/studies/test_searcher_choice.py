@@ -139,3 +139,31 @@ def test_a_real_study_measures_the_reference_point_first(tmp_path, cache_dir):
     assert first.params == expected
     assert first.state in (TrialState.COMPLETE, TrialState.PRUNED)
     assert sum(t.params == expected for t in trials) == 1
+
+
+def test_a_restored_searcher_writes_to_the_study_file_it_is_given(tmp_path, monkeypatch):
+    """A searcher pickled in one run folder and restored where the folder now is
+    (moved, or mirrored from a bucket on another machine) tells the study there,
+    not the one at the path it was pickled with."""
+    from studies.optuna_bridge import STUDY_FILE_ENV
+
+    spec = _spec()
+    first, moved = tmp_path / "first", tmp_path / "moved"
+    first.mkdir()
+    searcher = build_searcher(spec, first)
+    searcher.suggest("t0")
+    searcher.suggest("t1")
+    searcher.save(str(tmp_path / "searcher-state.pkl"))
+    moved.mkdir()
+    (moved / OPTUNA_DB).write_bytes((first / OPTUNA_DB).read_bytes())
+    monkeypatch.setenv(STUDY_FILE_ENV, str(moved / OPTUNA_DB))
+    restored = cloudpickle.loads(cloudpickle.dumps(searcher))
+    restored.restore(str(tmp_path / "searcher-state.pkl"))
+    restored.on_trial_result("t0", {spec.metric: 0.5, "epoch": 1})
+    restored.on_trial_complete("t0", {spec.metric: 0.4, "epoch": spec.budget.max_epochs})
+    restored.suggest("t2")
+
+    def states(folder: Path) -> list[str]:
+        return [t.state.name for t in optuna.load_study(study_name=spec.name, storage=f"sqlite:///{folder / OPTUNA_DB}").trials]
+    assert states(moved) == ["COMPLETE", "RUNNING", "RUNNING"]
+    assert states(first) == ["RUNNING", "RUNNING"]   # the old file is left alone

@@ -1,0 +1,95 @@
+"""optuna.db rebuilt from the trials on disk (Ray-free).
+
+The trial folders and Tune's snapshot are the truth of a run; ``optuna.db`` is
+the sampler's memory of it. When that file is gone, ``--resume`` rebuilds it:
+every trial with its Optuna number (recovered from its ``trial_seed``, which
+is derived from the study seed and that number), its parameters and their
+distributions (the search space replayed on the recorded values), every epoch
+as an intermediate value, and its state as the searcher would have told it.
+The numbers, and so the storage's trial ids, come out as they were, which is
+what the searcher Tune restores (it holds each trial by that id) needs.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FixedTrial, TrialState, create_trial
+
+from studies.errors import UserError
+from studies.optuna_bridge import sqlite_storage, trial_seed
+from studies.quiet import quiet_optuna
+from studies.report.trials import TuneTrial, read_tune_trials, tune_snapshot
+from studies.run_folder import ORPHANED_ATTR, TUNE_TRIAL_ID_ATTR
+from studies.search_space import define_by_run
+from studies.spec import StudySpec
+
+# Tune statuses of trials it will go on with after a resume (Optuna: RUNNING).
+UNFINISHED = ("RUNNING", "PENDING", "PAUSED")
+
+
+def _trial_number(seed_of: dict[int, int], t: TuneTrial) -> int:
+    seed = t.config.get("trial_seed")
+    if seed not in seed_of:
+        raise UserError(f"{t.trial_dir}/params.json: trial_seed {seed!r} is no trial number's seed for this study "
+                        "seed; optuna.db cannot be rebuilt: restore it from a backup, or start a new run")
+    return seed_of[seed]
+
+
+def _frozen(spec: StudySpec, t: TuneTrial, tune_status: str | None) -> optuna.trial.FrozenTrial:
+    fixed = FixedTrial({p.name: t.config[p.name] for p in spec.params if p.name in t.config})
+    try:
+        define_by_run(spec.params)(fixed)   # the distributions of the parameters this config made active
+    except ValueError as exc:   # an active parameter missing from params.json
+        raise UserError(f"{t.trial_dir}/params.json: {exc}; optuna.db cannot be rebuilt: restore it from a backup, "
+                        "or start a new run") from None
+    values = {e: v for e, v in t.metric_by_epoch(spec.metric).items()}
+    attrs: dict[str, Any] = {TUNE_TRIAL_ID_ATTR: t.trial_id}
+    last = max(values) if values else 0
+    if tune_status is None:   # started, but never in a snapshot: lost with the killed driver
+        state, value = TrialState.FAIL, None
+        attrs[ORPHANED_ATTR] = True
+    elif tune_status in UNFINISHED:
+        state, value = TrialState.RUNNING, None
+    elif tune_status == "ERROR" or not values:
+        state, value = TrialState.FAIL, None
+    elif last >= spec.budget.max_epochs:
+        state, value = TrialState.COMPLETE, values[last]
+    else:   # Optuna keeps a pruned trial's last intermediate value as its value
+        state, value = TrialState.PRUNED, values[last]
+    return create_trial(state=state, value=value, params=fixed.params, distributions=fixed.distributions,
+                        user_attrs=attrs, intermediate_values=values)
+
+
+def rebuild_optuna_study(run_dir: Path, db: Path, spec: StudySpec) -> int:
+    """Write ``db`` (which must not exist) from ``run_dir``'s trials; returns how many."""
+    trials = read_tune_trials(run_dir)
+    snapshot = tune_snapshot(run_dir)
+    statuses = {tid: t["status"] for tid, t in snapshot.items()}
+    have = {t.trial_id for t in trials}
+    # Trials Tune knows but that have no folder yet (pending, or not yet copied in): from the snapshot.
+    trials += [TuneTrial(run_dir / f"trial_{tid}", tid, t["config"], {}, "") for tid, t in snapshot.items() if tid not in have]
+    seed_of = {trial_seed(spec.seed, n): n for n in range(2 * len(trials) + spec.budget.num_samples + 16)}
+    by_number: dict[int, TuneTrial] = {}
+    for t in trials:
+        n = _trial_number(seed_of, t)
+        if n in by_number:
+            raise UserError(f"{t.trial_dir} and {by_number[n].trial_dir}: the same Optuna trial number {n}; "
+                            "optuna.db cannot be rebuilt: restore it from a backup, or start a new run")
+        by_number[n] = t
+    tmp = db.with_name(db.name + ".rebuilding")
+    tmp.unlink(missing_ok=True)
+    with quiet_optuna():
+        study = optuna.create_study(study_name=spec.name, storage=sqlite_storage(str(tmp)),
+                                    direction="minimize" if spec.mode == "min" else "maximize")
+        for n in range(max(by_number) + 1 if by_number else 0):
+            if n in by_number:
+                study.add_trial(_frozen(spec, by_number[n], statuses.get(by_number[n].trial_id)))
+            else:   # asked for by a killed driver, never started: as reconcile marks it
+                study.add_trial(create_trial(state=TrialState.FAIL, user_attrs={ORPHANED_ATTR: True}))
+    del study
+    os.replace(tmp, db)
+    return len(by_number)

@@ -1,0 +1,91 @@
+"""Tune callbacks that look after the run folder while a study runs: its
+signatures (studies/run_signing.py), its free space (studies/free_space.py)
+and, for a run in a bucket, the driver's own files put there (studies/remote_storage.py)."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+
+from studies._compat import experiment_dirs, remote_run
+from studies.free_space import low_space
+from studies.remote_storage import stage_own_files
+from studies.run_signing import sign_run_folder, signing_key
+
+
+class _RunFolderCallback(Callback):
+    """Finds the run folder from the trials (a path given when the run started
+    would be stale after the folder moved). Tune pickles callbacks into
+    tuner.pkl: nothing of the session is kept across that."""
+
+    def __init__(self) -> None:
+        self._dirs: tuple[str, str, bool] | None = None
+        self._remote: tuple[Any, str, Path] | None = None
+        self._trials: list[Any] = []
+
+    def on_step_begin(self, iteration: int, trials: list[Any], **info: Any) -> None:
+        self._trials = trials   # Tune's own list: the first step's snapshot already has trials the step added
+
+    def _local_run_dir(self) -> Path | None:
+        """The run folder on this machine: itself, or its mirror for a run in a bucket."""
+        if self._dirs is None and self._trials:
+            self._dirs = experiment_dirs(self._trials[0])
+            remote = remote_run(self._trials[0])
+            self._remote = remote
+        if self._dirs is None:
+            return None
+        return Path(self._dirs[1]) if self._dirs[2] else (self._remote[2] if self._remote else None)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"_dirs": None, "_remote": None, "_trials": []}
+
+
+class RunSigner(_RunFolderCallback):
+    """Tune asks callbacks for their state inside each snapshot, after it has
+    written the experiment state and the searcher's to its staging folder and
+    before it copies them to the run folder: the moment to record their digests
+    in the run folder. Holds neither the key nor its path."""
+
+    def get_state(self) -> dict[str, Any] | None:
+        run_dir = self._local_run_dir()
+        if run_dir is not None and self._dirs is not None:
+            sign_run_folder(run_dir, signing_key(), sources=Path(self._dirs[0]))
+        return None   # nothing of its own to save
+
+
+class FreeSpaceGuard(_RunFolderCallback):
+    """Stops the study as Ctrl+C would (a clean stop with a whole snapshot) when
+    the run folder's disk runs low; checked at most once a second."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._checked = 0.0
+
+    def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
+        run_dir = self._local_run_dir()
+        if run_dir is None or time.monotonic() - self._checked < 1.0:
+            return
+        self._checked = time.monotonic()
+        if low_space(run_dir) is not None:
+            signal.raise_signal(signal.SIGINT)   # Tune's handler: stop, snapshot, return
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**super().__getstate__(), "_checked": 0.0}
+
+
+class BucketPush(_RunFolderCallback):
+    """For a run in a bucket: at each snapshot (after RunSigner, listed before
+    it), the driver's own files of the mirror (run.json, optuna.db, the
+    signatures, ...) are copied into Tune's staging folder, which Tune then
+    uploads with that snapshot, so a run read or resumed from the bucket
+    alone finds them as of the snapshot they belong to."""
+
+    def get_state(self) -> dict[str, Any] | None:
+        run_dir = self._local_run_dir()
+        if run_dir is not None and self._remote is not None and self._dirs is not None:
+            stage_own_files(run_dir, Path(self._dirs[0]))
+        return None

@@ -1,0 +1,128 @@
+"""Resume only run folders this user's drivers wrote (Ray-free).
+
+``Tuner.restore`` unpickles ``tuner.pkl``, the searcher state and the pickles
+Tune embeds in its experiment-state JSON: a run folder from elsewhere (a
+download, a colleague's share, a tampered copy) can run any code on
+``--resume``. Every driver therefore records an HMAC-SHA256 of each such file
+in ``.signatures.json``, keyed by a secret in the user's cache dir (created
+on first use, mode 0600), and ``--resume`` refuses a folder whose files do not
+match unless told to trust it. Tune's callback-state pickle holds only plain
+data (ASHA's rungs), so it is checked by unpickling with no classes allowed
+instead of signed; ``--report`` reads none of these files.
+
+Signatures are written straight into the run folder *before* Tune copies a new
+snapshot there, and the last few digests per file are kept: at every moment,
+a SIGKILL included, each file on disk matches one of its recorded digests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import json
+import os
+import pickle
+import secrets
+from pathlib import Path
+
+from studies.errors import UserError
+
+SIGNATURES_FILE = ".signatures.json"
+KEY_FILE_NAME = "run-signing.key"
+# Files Tune unpickles (or decodes with cloudpickle) when it restores an experiment.
+SIGNED = ("tuner.pkl", "searcher-state-*.pkl", "experiment_state-*.json", "search_gen_state-*.json")
+PLAIN_DATA = ("callback-states-*.pkl",)
+KEEP_DIGESTS = 3   # a file's current content and the versions a copy in flight may still leave
+TRUST_FLAG = "--trust-run-folder"
+
+
+def default_key_file() -> Path:
+    return Path.home() / ".cache" / "raystudies" / KEY_FILE_NAME
+
+
+def signing_key() -> bytes:
+    """The user's key, created (32 random bytes, readable by the user alone) on first use."""
+    path = default_key_file()
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except FileNotFoundError:
+        pass
+    except (ValueError, UnicodeDecodeError):
+        raise UserError(f"{path}: not a run-signing key (64 hex digits); delete it to make a new one "
+                        f"(runs signed with it will then need {TRUST_FLAG} once)") from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_bytes(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:   # another driver made it first
+        return signing_key()
+    try:
+        os.write(fd, key.hex().encode())
+    finally:
+        os.close(fd)
+    return key
+
+
+def _digest(path: Path, key: bytes) -> str:
+    mac = hmac.new(key, digestmod=hashlib.sha256)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            mac.update(block)
+    return mac.hexdigest()
+
+
+def _files(run_dir: Path, patterns: tuple[str, ...]) -> list[Path]:
+    return sorted(p for pattern in patterns for p in run_dir.glob(pattern) if p.is_file())
+
+
+def _recorded(run_dir: Path) -> dict[str, list[str]]:
+    try:
+        data = json.loads((run_dir / SIGNATURES_FILE).read_text())
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    return {k: [d for d in v if isinstance(d, str)] for k, v in data.items() if isinstance(v, list)} if isinstance(data, dict) else {}
+
+
+def sign_run_folder(run_dir: Path, key: bytes, *, sources: Path | None = None) -> None:
+    """Record the digest of every file Tune would unpickle from ``run_dir``.
+    With ``sources``, the files are read there (Tune's staging copy, about to be
+    copied into ``run_dir``) and their digests added to those kept for ``run_dir``."""
+    recorded = _recorded(run_dir)
+    for path in _files(sources or run_dir, SIGNED):
+        digest = _digest(path, key)
+        kept = [d for d in recorded.get(path.name, []) if d != digest]
+        recorded[path.name] = [*kept, digest][-KEEP_DIGESTS:]
+    tmp = run_dir / f"{SIGNATURES_FILE}.tmp"
+    tmp.write_text(json.dumps(recorded, indent=1, sort_keys=True))
+    os.replace(tmp, run_dir / SIGNATURES_FILE)
+
+
+class _NoClasses(pickle.Unpickler):
+    def find_class(self, module: str, name: str) -> None:
+        raise pickle.UnpicklingError(f"refers to {module}.{name}")
+
+
+def _plain_data_problem(path: Path) -> str | None:
+    try:
+        _NoClasses(io.BytesIO(path.read_bytes())).load()
+    except Exception as exc:   # any reason it is not plain data
+        return str(exc) or exc.__class__.__name__
+    return None
+
+
+def check_run_folder(run_dir: Path, key: bytes) -> None:
+    """Refuse (one line) a run folder with a file Tune would unpickle that this
+    user's key did not sign, or a callback-state pickle that is more than data."""
+    recorded = _recorded(run_dir)
+    for path in _files(run_dir, SIGNED):
+        if _digest(path, key) not in recorded.get(path.name, []):
+            why = "no signatures (a run folder from elsewhere, or from before signing)" if not recorded else \
+                "not signed by this user's key (written elsewhere, or changed since)"
+            raise UserError(f"{path}: {why}; Tune would unpickle it, which can run any code. Resume only a run "
+                            f"folder you trust, with {TRUST_FLAG}")
+    for path in _files(run_dir, PLAIN_DATA):
+        problem = _plain_data_problem(path)
+        if problem is not None:
+            raise UserError(f"{path}: holds more than plain data ({problem}); Tune would unpickle it, which can run "
+                            f"any code. Resume only a run folder you trust, with {TRUST_FLAG}")

@@ -1,0 +1,32 @@
+"""ASHA's rungs travel in Tune's callback state and come back into the
+scheduler Tune restores with them (studies/asha_state.py)."""
+
+from __future__ import annotations
+
+import ray.cloudpickle as pickle
+from ray.tune.schedulers import ASHAScheduler
+
+from studies.asha_state import AshaRungs
+
+
+def _trial(trial_id: str) -> object:
+    return type("T", (), {"trial_id": trial_id})()
+
+
+def test_rungs_survive_the_pickle_tune_restores_from() -> None:
+    scheduler = ASHAScheduler(time_attr="epoch", metric="loss", mode="min", max_t=4, grace_period=1, reduction_factor=2)
+    callback = AshaRungs(scheduler)
+    # tuner.pkl: the scheduler and the callbacks in one pickle, made when the run starts (empty rungs)
+    restored_scheduler, restored_callback = pickle.loads(pickle.dumps((scheduler, callback)))
+    for i, loss in enumerate([1.0, 2.0]):
+        t = _trial(f"t{i}")
+        scheduler.on_trial_add(None, t)
+        scheduler.on_trial_result(None, t, {"epoch": 1, "loss": loss})
+    state = pickle.loads(pickle.dumps(callback.get_state()))   # a snapshot's callback-states file
+    restored_callback.set_state(state)
+    late = _trial("t2")
+    restored_scheduler.on_trial_add(None, late)
+    assert restored_scheduler.on_trial_result(None, late, {"epoch": 1, "loss": 1.9}) == "STOP"
+    ahead = _trial("t3")
+    restored_scheduler.on_trial_add(None, ahead)
+    assert restored_scheduler.on_trial_result(None, ahead, {"epoch": 1, "loss": 1.2}) == "CONTINUE"
