@@ -23,7 +23,7 @@ from core.config import ConfigError, config_from_dict
 from core.experiments.registry import FamilyDef, family_names, get_family
 from studies.errors import UserError
 from studies.param import Param
-from studies.schema import SECTION, Bool, Finite, Int, validate_section
+from studies.schema import SECTION, Bool, Finite, Int, Str, validate_section
 from studies.search_space import load_search_space
 from studies.yaml_io import load_yaml, read_yaml_mapping
 
@@ -41,6 +41,10 @@ class Budget:
     num_samples: Int = 20
     checkpoint_every: Int = 5
     max_failures: Int = 2
+    report_timeout_s: Finite = 0.0   # 0: automatic (studies/stall_guard.py)
+
+
+PRECISIONS = ("fp32", "bf16")
 
 
 @schema_dataclass(config=SECTION)
@@ -48,6 +52,7 @@ class Resources:
     cpus_per_trial: Finite = 1.0
     gpus_per_trial: Finite = 0.0
     max_concurrent: Int = 0  # 0: as many as the resources allow
+    precision: Str = "fp32"  # bf16: each trial's epochs under torch.autocast(bfloat16) on its device
 
 
 @schema_dataclass(config=SECTION)
@@ -122,7 +127,7 @@ class StudySpec:
         """The fixed part of every trial's config (Tune's param_space)."""
         return {**self.config, "max_epochs": self.budget.max_epochs, "seed": self.seed,
                 "checkpoint_every": self.budget.checkpoint_every,
-                "cpus_per_trial": self.resources.cpus_per_trial}
+                "cpus_per_trial": self.resources.cpus_per_trial, "precision": self.resources.precision}
 
     def reference_point(self) -> dict[str, Any]:
         """The config the search measures first (Optuna trial 0): per active
@@ -220,6 +225,7 @@ def _check_budget(source: str, b: Budget) -> None:
         ("max_epochs", 1 <= b.max_epochs <= 100_000, "1 <= max_epochs <= 100000"), ("grace_period", 1 <= b.grace_period <= b.max_epochs, f"1 <= grace_period <= max_epochs ({b.max_epochs})"),
         ("reduction_factor", b.reduction_factor >= 2, ">= 2"), ("num_samples", 1 <= b.num_samples <= 100_000, "1 <= num_samples <= 100000"),
         ("checkpoint_every", b.checkpoint_every >= 1, ">= 1"), ("max_failures", 0 <= b.max_failures <= 100, "0 <= max_failures <= 100"),
+        ("report_timeout_s", b.report_timeout_s >= 0, ">= 0 (0: automatic)"),
     ]
     for key, ok, expected in checks:
         if not ok:
@@ -233,6 +239,8 @@ def _check_resources(source: str, r: Resources) -> None:
         raise UserError(f"{source}: resources.gpus_per_trial: is {r.gpus_per_trial}, expected a fraction in [0, 1] or a whole number of GPUs")
     if r.max_concurrent < 0:
         raise UserError(f"{source}: resources.max_concurrent: is {r.max_concurrent}, expected >= 0 (0 = from resources)")
+    if r.precision not in PRECISIONS:
+        raise UserError(f"{source}: resources.precision: is {r.precision!r}, expected one of {', '.join(PRECISIONS)}")
 
 
 def default_startup(num_samples: int) -> int:

@@ -13,7 +13,14 @@ from core.training import Experiment, run_epochs
 from trainables import _tune_api
 
 # Keys the platform adds to every trial's config; families do not see them.
-PLATFORM_KEYS = frozenset({"checkpoint_every", "cpus_per_trial", "confirm_label", "trial_seed"})
+PLATFORM_KEYS = frozenset({"checkpoint_every", "cpus_per_trial", "confirm_label", "precision", "trial_seed"})
+
+
+def precision_context(precision: str, device: torch.device) -> torch.autocast:
+    """``resources.precision``: bf16 runs the epochs under ``torch.autocast`` in
+    bfloat16 on the trial's device (matmuls and convolutions in bf16, reductions
+    and the weights in float32; no loss scaling needed, unlike fp16); fp32 runs them as written."""
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 
 def run_trial(config: dict[str, Any], make: Callable[[dict[str, Any], torch.device], Experiment]) -> None:
@@ -22,7 +29,8 @@ def run_trial(config: dict[str, Any], make: Callable[[dict[str, Any], torch.devi
     ``checkpoint_every`` epochs and at the last."""
     threads = int(config.get("cpus_per_trial", 1) or 1)
     torch.set_num_threads(max(1, threads))
-    experiment = make(config, _tune_api.trial_device())
+    device = _tune_api.trial_device()
+    experiment = make(config, device)
     max_epochs = int(config["max_epochs"])
     every = max(1, int(config.get("checkpoint_every", 1)))
 
@@ -37,7 +45,8 @@ def run_trial(config: dict[str, Any], make: Callable[[dict[str, Any], torch.devi
         checkpoint = {"experiment": experiment.state_dict(), "epoch": epoch} if save else None
         _tune_api.report(metrics, state=checkpoint)
 
-    run_epochs(experiment, max_epochs=max_epochs, start_epoch=start_epoch, on_epoch=on_epoch)
+    with precision_context(str(config.get("precision", "fp32")), device):
+        run_epochs(experiment, max_epochs=max_epochs, start_epoch=start_epoch, on_epoch=on_epoch)
 
 
 def train_with_tune(

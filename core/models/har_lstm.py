@@ -13,6 +13,7 @@ alone. The sequence is pooled into one vector in one of two ways:
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -67,7 +68,11 @@ class HarLSTM(nn.Module):
         per-step outputs (B, T, H), which are zero after each length."""
         T = x.shape[1]
         packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-        out, (h_n, _) = self.lstm(packed)
+        # oneDNN has no bfloat16 LSTM over packed sequences on the CPU ("could not create a
+        # primitive descriptor"): there the LSTM runs in float32 under bf16 autocast; CUDA's takes bf16.
+        cpu_autocast = x.device.type == "cpu" and torch.is_autocast_enabled("cpu")
+        with torch.autocast("cpu", enabled=False) if cpu_autocast else nullcontext():
+            out, (h_n, _) = self.lstm(packed)
         steps, _ = pad_packed_sequence(out, batch_first=True, total_length=T)     # (B, T, H)
         if self.pooling == "last":
             return h_n[-1], None, steps                                            # h_n is in input order

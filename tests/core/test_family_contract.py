@@ -190,8 +190,20 @@ def test_read_only_shared_arrays_are_never_written(name):
 def test_build_ignores_only_the_platform_keys(name):
     family = get_family(name)
     arrays = arrays_of(family)
-    platform = {"checkpoint_every": 2, "cpus_per_trial": 1, "confirm_label": "top1", "trial_seed": 7}
+    platform = {"checkpoint_every": 2, "cpus_per_trial": 1, "confirm_label": "top1", "precision": "fp32", "trial_seed": 7}
     assert set(platform) == PLATFORM_KEYS
     family.build({**tiny(family), **platform}, arrays, ignore=PLATFORM_KEYS)
     with pytest.raises(ConfigError, match="unknown key"):
         family.build({**tiny(family), **platform}, arrays)
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_each_family_trains_under_bf16_autocast(name):
+    """resources.precision: bf16 wraps the epochs in torch.autocast; every family's
+    ops must take it (LSTMs over packed sequences, convolutions, the losses)."""
+    from trainables._loop import precision_context
+
+    family = get_family(name)
+    with precision_context("bf16", torch.device("cpu")):
+        history = metrics_after(family, arrays_of(family), 2)
+    assert len(history) == 2 and all(math.isfinite(v) for m in history for v in m.values())

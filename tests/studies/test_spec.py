@@ -87,6 +87,7 @@ def test_bundled_spec_loads():
     assert spec.description.startswith("Does ramping")
     tc = spec.trial_config()
     assert tc["max_epochs"] == 18 and tc["seed"] == 0 and tc["checkpoint_every"] == 3 and tc["cpus_per_trial"] == 1.0
+    assert tc["precision"] == "fp32"
     assert tc["d_model"] == 48
     d = spec.to_dict()
     assert d["path"] == str(BUNDLED_SPEC) and d["params"][0]["name"] == "ramp_shape"
@@ -219,6 +220,7 @@ def test_parse_override_keeps_quoted_strings():
         ("resources.cpus_per_trial=0", "resources.cpus_per_trial", "expected 0 < cpus_per_trial"),
         ("resources.gpus_per_trial=1.5", "resources.gpus_per_trial", "whole number of GPUs"),
         ("resources.max_concurrent=-1", "resources.max_concurrent", "expected >= 0"),
+        ("resources.precision=fp16", "resources.precision", "expected one of fp32, bf16"),
         ("config=5", "config", "expected a mapping"),
         ("budget=foo", "budget", "expected a mapping"),
         ("ablation.baseline.ramp_shape=wiggly", "ablation.baseline.ramp_shape",
