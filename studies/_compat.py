@@ -118,6 +118,26 @@ def kill_trial_actor(trial: Any) -> None:
         ray.kill(actor, no_restart=True)
 
 
+# --- Ray: the worker output a driver prints ---------------------------------------------------
+
+def filter_worker_output(keep: Callable[[list[str]], list[str]]) -> bool:
+    """Pass each batch of worker output this driver prints (``log_to_driver``)
+    through ``keep`` first. False when the driver prints no worker output."""
+    from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
+
+    def filtered(handler: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+        def handle(data: dict[str, Any]) -> None:
+            lines = keep(list(data.get("lines") or []))
+            if lines:
+                handler({**data, "lines": lines})
+        return handle
+
+    with dispatcher._lock:
+        found = any(name == "ray_print_logs" for name, _ in dispatcher.handlers)
+        dispatcher.handlers = [(name, filtered(h) if name == "ray_print_logs" else h) for name, h in dispatcher.handlers]
+    return found
+
+
 # --- Optuna: writing to a trial that is no longer the sampler's --------------------------
 
 def set_trial_user_attr(study: optuna.Study, trial: optuna.trial.FrozenTrial, key: str, value: Any) -> None:

@@ -13,6 +13,11 @@ errors still come through: only the lines named here are silenced.
 - After Ctrl+C, Tune advises ``Tuner.restore(...)``; the CLI prints its own
   ``--resume`` command instead, so Tune's line is filtered.
 - Optuna logs "A new study created in RDB" at INFO.
+- A Ray worker answers SIGTERM (the raylet ending an idle worker it started
+  ahead of need) by raising SystemExit from its signal handler. When that
+  lands inside a garbage-collector callback, Python prints it as "Exception
+  ignored in ... SystemExit: 1", and the driver forwards it with the worker's
+  output: a traceback on the console that says nothing about the study.
 """
 
 from __future__ import annotations
@@ -70,6 +75,31 @@ def quiet_ray_start() -> None:
         logger = logging.getLogger(name)
         if drop not in logger.filters:
             logger.addFilter(drop)
+
+
+# Frames of Ray's own worker SIGTERM handler (ray/_private/worker.py, Worker.main_loop).
+_WORKER_SIGTERM_FRAMES = ("in sigterm_handler", "raise_sys_exit_with_custom_error_message")
+
+
+def without_worker_exit_noise(lines: list[str]) -> list[str]:
+    """Worker output less each "Exception ignored in ... SystemExit" block raised by
+    Ray's own worker SIGTERM handler; every other line, tracebacks included, is kept."""
+    out: list[str] = []
+    block: list[str] | None = None
+    for line in lines:
+        if line.startswith("Exception ignored"):
+            out.extend(block or [])
+            block = [line]
+        elif block is None:
+            out.append(line)
+        else:
+            block.append(line)
+            if line.startswith("SystemExit"):
+                if not any(frame in seen for seen in block for frame in _WORKER_SIGTERM_FRAMES):
+                    out.extend(block)
+                block = None
+    out.extend(block or [])
+    return out
 
 
 @contextmanager

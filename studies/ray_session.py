@@ -120,7 +120,8 @@ def ray_session(address: str | None, *, num_cpus: int | None = None, num_gpus: i
     left by a crashed run must not make us attach to a cluster that is gone."""
     import ray
 
-    from studies.quiet import environ, quiet_ray_start
+    from studies._compat import filter_worker_output
+    from studies.quiet import environ, quiet_ray_start, without_worker_exit_noise
 
     quiet_ray_start()
     scoped = ExitStack()  # environment changes made for this session, undone when it ends
@@ -148,6 +149,7 @@ def ray_session(address: str | None, *, num_cpus: int | None = None, num_gpus: i
             scoped.close()
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
             raise UserError(f"could not start a local Ray ({first}); is the machine overloaded, or out of /tmp space?") from None
+    filter_worker_output(without_worker_exit_noise)
     with scoped:
         try:
             yield dict(ray.cluster_resources())

@@ -116,3 +116,17 @@ def test_asha_rungs_read_and_put_back() -> None:
     assert fresh.on_trial_result(None, late, {"epoch": 1, "loss": 2.5}) == "STOP"   # worse than the recorded median
     with pytest.raises(ValueError, match="do not fit"):
         _compat.set_asha_rungs(ASHAScheduler(time_attr="epoch", metric="loss", mode="min", max_t=8), rungs)
+
+
+def test_worker_output_passes_the_filter_before_it_is_printed(ray_four_fake_gpus, capsys) -> None:
+    from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
+
+    before = list(dispatcher.handlers)
+    try:
+        assert _compat.filter_worker_output(lambda lines: [line for line in lines if "noise" not in line])
+        dispatcher.emit({"is_err": True, "pid": 4242, "ip": "x", "localhost": "x", "task_name": None, "actor_name": None,
+                         "lines": ["kept line", "noise line"], "job": ""})
+        err = capsys.readouterr().err
+        assert "kept line" in err and "noise line" not in err
+    finally:
+        dispatcher.handlers = before
