@@ -109,7 +109,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from studies import driver
     from studies.spec import resolve_study_path
 
     if args.list:
@@ -140,6 +139,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return list_runs_command(storage, study_path.stem)
     if args.report:
         return report_command(storage, study_path.stem, args.run, verbose=args.verbose, remote=remote)
+    from studies import driver  # the report's pandas, scipy and matplotlib: not for --list, --runs
+
     options = driver.RunOptions(
         study_path=study_path, smoke=args.smoke, overrides=_cli_overrides(args), storage=storage,
         run=args.run, resume=args.resume, address=address, data=args.data,

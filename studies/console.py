@@ -6,13 +6,14 @@ from __future__ import annotations
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from studies.report.answer import best_trial
-from studies.report.trials import RunTrials
-from studies.report.write import WrittenReport
 from studies.run_folder import RunFolder, RunInfo
-from studies.spec import StudySpec
+
+if TYPE_CHECKING:   # the report's imports (pandas, scipy, matplotlib) stay out of --runs
+    from studies.report.trials import RunTrials
+    from studies.report.write import WrittenReport
+    from studies.spec import StudySpec
 
 STAGE_NAMES = {"search": "search", "designed": "designed runs", "report": "report"}
 
@@ -27,6 +28,8 @@ def stage_summary(info: RunInfo) -> str:
 def print_summary(spec: StudySpec, folder: RunFolder, trials: RunTrials, written: WrittenReport, status: str, *,
                   verbose: bool = False, bucket: str | None = None) -> None:
     """``bucket``: the run folder's URI when it lives in a bucket (``folder`` is then its local mirror)."""
+    from studies.report.answer import best_trial
+
     df = trials.trials
     counts = df["status"].value_counts().to_dict() if not df.empty else {}
     for line in written.unreadable:

@@ -621,3 +621,19 @@ def test_report_on_a_damaged_run_folder_reads_what_it_can_and_names_the_rest(tmp
     report_md = (run_dir / "tables" / "ablation.md").read_text()
     assert f"**Left out, unreadable:** {broken.name}/params.json: unreadable" in report_md
     assert "**Left out, unreadable:** optuna.db: unreadable" in report_md
+
+
+def test_runs_reads_run_json_alone(report) -> None:
+    """--runs lists runs from their run.json files: it imports none of the report's
+    pandas, scipy and matplotlib, nor Ray or torch (each costs seconds of start-up)."""
+    import subprocess
+
+    run_dir = report[0]
+    code = ("import sys; from studies.cli import main; "
+            f"rc = main([{run_dir.parent.name!r}, '--storage', {str(run_dir.parents[1])!r}, '--runs']); "
+            "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'pandas', 'scipy', 'matplotlib', 'ray', 'torch'}); "
+            "assert rc == 0 and not heavy, heavy")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert run_dir.name in proc.stdout, proc.stdout
