@@ -66,6 +66,8 @@ class ProgressLines(Callback):
         self.ended_ids: set[str] = set()
         self.epochs_done = 0
         self.epoch_s: list[float] = []                # seconds of each trial-epoch reported
+        self.epoch_s_total = 0.0                      # their sum, all of them
+        self.busiest = 0                              # most trials seen running at once
         self.epoch_of: dict[str, int] = {}            # last epoch each trial reported
         self.reached: dict[int, int] = {}             # trials that reported each rung...
         self.passed: dict[int, int] = {}              # ...and those that went on past it
@@ -117,6 +119,7 @@ class ProgressLines(Callback):
         seconds = result.get("time_this_iter_s")
         if isinstance(seconds, (int, float)) and math.isfinite(seconds):
             self.epoch_s.append(float(seconds))
+            self.epoch_s_total += float(seconds)
         value = result.get(self.metric)
         # "Best" is the value at the full budget, as Optuna holds it, never a trial's best early epoch.
         if epoch >= self.max_epochs and isinstance(value, (int, float)) and math.isfinite(value) and self._better(value):
@@ -141,12 +144,22 @@ class ProgressLines(Callback):
     def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
         self._status(trials)
 
-    def seconds_left(self, running: list[Any]) -> float | None:
+    def overhead_per_trial(self, started: int, now: float | None = None) -> float:
+        """Worker time spent outside the trials' epochs (actor start, set-up,
+        turnover, the searcher's suggestion), per trial started so far. For
+        trials of a few milliseconds this is nearly all of a trial's cost."""
+        slots = max(1, min(self.workers, self.busiest))
+        outside = ((now if now is not None else time.time()) - self.start) * slots - self.epoch_s_total
+        return max(0.0, outside) / max(1, started)
+
+    def seconds_left(self, running: list[Any], now: float | None = None) -> float | None:
         """Remaining trial-epochs (running trials from where they are, unstarted
         ones from zero, each through ASHA's rungs) times the observed seconds
-        per epoch, over the workers; never less than the longest single trial
-        still has to go. None until a few epochs were timed on every worker."""
+        per epoch, plus each unstarted trial's observed overhead, over the
+        workers; never less than the longest single trial still has to go.
+        None until a few epochs were timed on every worker."""
         done = len(self.ended_ids)
+        self.busiest = max(self.busiest, len(running))
         if done < 1 or len(self.epoch_s) < 2 * self.workers:
             return None
         survival = {m: self.passed.get(m, 0) / n for m, n in self.reached.items()
@@ -156,8 +169,9 @@ class ProgressLines(Callback):
         unstarted = max(0, self.num_samples - done - len(running))
         fresh = expected_remaining_epochs(0, self.max_epochs, self.rungs, survival)
         per_epoch = statistics.median(self.epoch_s[-50 * self.workers:])
-        total = (sum(ahead) + unstarted * fresh) * per_epoch
-        longest = max([a * per_epoch for a in ahead] + [fresh * per_epoch if unstarted else 0.0])
+        overhead = self.overhead_per_trial(done + len(running), now)
+        total = (sum(ahead) + unstarted * fresh) * per_epoch + unstarted * overhead
+        longest = max([a * per_epoch for a in ahead] + [fresh * per_epoch + overhead if unstarted else 0.0])
         return max(total / self.workers, longest)
 
     def _status(self, trials: list, force: bool = False) -> None:

@@ -119,3 +119,25 @@ def test_time_left_from_remaining_epochs_and_workers() -> None:
         q.on_trial_complete(0, ended, t)
     q.on_trial_result(0, [], slow, {"loss": 1.0, "epoch": 1, "time_this_iter_s": 2.0})
     assert q.seconds_left([slow]) == pytest.approx(6.0)                 # one trial left: its 3 epochs, not 3/4 of them
+
+
+def test_time_left_counts_what_each_trial_costs_outside_its_epochs() -> None:
+    """Trials of 3 one-millisecond epochs, 2 workers: 100 ended in 50 s, so each
+    took about 1 s of a worker (actor turnover, set-up, the searcher), not 3 ms:
+    100 worker-seconds over the 102 trials started. With 898 not started, about
+    898 * 0.98 s / 2 workers = 440 s remain (the epochs alone would say 1.4 s)."""
+    p = ProgressLines(metric="loss", mode="min", num_samples=1000, max_epochs=3, workers=2, every_s=0.0, stream=io.StringIO())
+    p.start = 1000.0
+    running = [_trial("r0"), _trial("r1")]
+    for i in range(100):
+        t = _trial(f"d{i}")
+        for e in range(1, 4):
+            p.on_trial_result(0, [], t, {"loss": 1.0, "epoch": e, "time_this_iter_s": 0.001})
+        t.last_result = {"epoch": 3, "loss": 1.0}
+        p.on_trial_complete(0, running, t)
+    for t in running:
+        p.on_trial_result(0, [], t, {"loss": 1.0, "epoch": 1, "time_this_iter_s": 0.001})
+    overhead = (50.0 * 2 - 0.302) / 102
+    assert p.overhead_per_trial(102, now=1050.0) == pytest.approx(overhead)
+    assert p.seconds_left(running, now=1050.0) == pytest.approx((898 * (3 * 0.001 + overhead) + 2 * 2 * 0.001) / 2)
+    assert p.seconds_left(running, now=1050.0) == pytest.approx(440, rel=0.01)
