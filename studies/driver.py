@@ -399,6 +399,9 @@ def reconcile(ctx: RunContext, tune_ids: set[str], tune_trials: list[TuneTrial])
     if done["told"] or done["orphaned"]:
         print(f"note: a killed driver had left Optuna trials RUNNING: told their outcome to {done['told']}, "
               f"marked orphaned (FAIL) {done['orphaned']}")
+    if done["set_aside"]:
+        print(f"note: Optuna trials {done['set_aside']} ended after the snapshot this run resumed from, which does not "
+              "hold them; marked orphaned (the resumed study ran others in their place, to num_samples)")
 
 
 def wants_designed(ctx: RunContext) -> bool:

@@ -30,7 +30,7 @@ from studies._compat import (
     set_trial_intermediate_value,
     set_trial_user_attr,
 )
-from studies.run_folder import ORPHANED_ATTR, TUNE_TRIAL_ID_ATTR
+from studies.run_folder import ORPHANED_ATTR, SET_ASIDE_ATTR, TUNE_TRIAL_ID_ATTR
 
 logger = logging.getLogger(__name__)
 
@@ -159,9 +159,24 @@ def reconcile_running_trials(
     Optuna because the driver was killed) is told what happened, with any
     missing intermediate values; one that Tune never recorded (asked for by a
     driver killed a moment later) is told FAIL and tagged ``orphaned``.
+
+    A trial that finished in Optuna but is not in the Tune experiment (it ran
+    after the last snapshot a resume went on from: a driver killed, a disk
+    that filled) is set aside (its Tune id in the study's ``SET_ASIDE_ATTR``;
+    a finished trial can no longer be written) and read as orphaned: the resumed
+    experiment made a new trial in its place, so counting it would put the study
+    past ``num_samples``. The sampler still learns from its result.
     """
     study = optuna.load_study(study_name=study_name, storage=sqlite_storage(storage_url.removeprefix("sqlite:///")))
-    done: dict[str, list[int]] = {"told": [], "orphaned": []}
+    done: dict[str, list[int]] = {"told": [], "orphaned": [], "set_aside": []}
+    set_aside = set(study.user_attrs.get(SET_ASIDE_ATTR, []))
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)):
+        tune_id = t.user_attrs.get(TUNE_TRIAL_ID_ATTR)
+        if tune_id is not None and tune_id not in outcomes and tune_id not in set_aside and not t.user_attrs.get(ORPHANED_ATTR):
+            set_aside.add(tune_id)
+            done["set_aside"].append(t.number)
+    if done["set_aside"]:
+        study.set_user_attr(SET_ASIDE_ATTR, sorted(set_aside))
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         tune_id = t.user_attrs.get(TUNE_TRIAL_ID_ATTR)
         if tune_id not in outcomes:

@@ -29,6 +29,10 @@ SPEC_FILE, SEARCH_SPACE_FILE, OPTUNA_FILE = "spec.yaml", "search_space.yaml", "o
 TUNE_TRIAL_ID_ATTR = "tune_trial_id"
 # Set (True) on an Optuna trial that a killed driver asked for but Tune never recorded.
 ORPHANED_ATTR = "orphaned_by_driver_kill"
+# Optuna *study* attribute: Tune trial ids of trials that finished in Optuna but are not in the
+# Tune experiment a resume went on from (a finished trial's own attributes can no longer be
+# written). Read as orphaned, like ORPHANED_ATTR.
+SET_ASIDE_ATTR = "finished_outside_the_tune_experiment"
 
 
 @dataclass

@@ -3,6 +3,7 @@ row of a history DataFrame, from what Ray Tune and Optuna wrote."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
@@ -14,7 +15,7 @@ import pandas as pd
 
 from studies.direction import Direction
 from studies.errors import UserError
-from studies.run_folder import ORPHANED_ATTR, TUNE_TRIAL_ID_ATTR, RunFolder
+from studies.run_folder import ORPHANED_ATTR, SET_ASIDE_ATTR, TUNE_TRIAL_ID_ATTR, RunFolder
 
 # How a trial ended, in words a reader of the table understands.
 STATUS_COMPLETE = "complete"
@@ -91,8 +92,12 @@ def optuna_view(run_dir: Path, unreadable: list[str] | None = None) -> dict[str,
         with quiet_optuna():
             for summary in optuna.get_all_study_summaries(storage):
                 study = optuna.load_study(study_name=summary.study_name, storage=storage)
+                set_aside = set(study.user_attrs.get(SET_ASIDE_ATTR, []))
                 for t in study.get_trials(deepcopy=False):
                     tid = t.user_attrs.get(TUNE_TRIAL_ID_ATTR)
+                    if tid in set_aside:   # finished outside the Tune experiment: read as orphaned
+                        t = copy.copy(t)
+                        t.user_attrs = {**t.user_attrs, ORPHANED_ATTR: True}
                     if tid:
                         out[tid] = t
     except Exception as exc:  # sqlite, sqlalchemy and Optuna each raise their own kind for a damaged file

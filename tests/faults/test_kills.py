@@ -15,6 +15,7 @@ import optuna
 import pandas as pd
 import pytest
 
+from studies.run_folder import ORPHANED_ATTR, SET_ASIDE_ATTR, TUNE_TRIAL_ID_ATTR
 from tests.conftest import REPO, RUN_PY, run_cli, start_cli, user_study, wait_for
 
 SLOW_SMOKE = ["--smoke", "--set", "config.num_sequences=96", "--num-cpus", "2"]
@@ -242,9 +243,11 @@ def test_asha_keeps_its_rungs_across_a_driver_kill(tmp_path: Path, cache_dir: Pa
 
 
 def _optuna_record(db: Path, study: str) -> dict[int, tuple]:
-    trials = optuna.load_study(study_name=study, storage=f"sqlite:///{db}").get_trials()
-    return {t.number: (t.state.name, t.params, t.value, t.intermediate_values, t.user_attrs.get("tune_trial_id"),
-                       bool(t.user_attrs.get("orphaned_by_driver_kill"))) for t in trials}
+    loaded = optuna.load_study(study_name=study, storage=f"sqlite:///{db}")
+    set_aside = set(loaded.user_attrs.get(SET_ASIDE_ATTR, []))   # finished outside the Tune experiment
+    return {t.number: (t.state.name, t.params, t.value, t.intermediate_values, t.user_attrs.get(TUNE_TRIAL_ID_ATTR),
+                       bool(t.user_attrs.get(ORPHANED_ATTR)) or t.user_attrs.get(TUNE_TRIAL_ID_ATTR) in set_aside)
+            for t in loaded.get_trials()}
 
 
 def test_a_missing_optuna_db_is_rebuilt_from_the_trials_on_disk(tmp_path: Path, cache_dir: Path) -> None:
