@@ -26,6 +26,7 @@ from studies.report.analysis import Analysis, analyse
 from studies.report.answer import answer_parts, fmt
 from studies.report.budget import budget_table
 from studies.report.confirmation import load_confirmation, load_leave_one_out
+from studies.report.importance import FANOVA_MAX_TRIALS
 from studies.report.modelled import ModelledTable
 from studies.report.tensorboard_hparams import write_hparams
 from studies.report.trials import STATUS_COMPLETE, RunTrials
@@ -133,7 +134,9 @@ def _importance_caption(an: Analysis) -> str:
             "`modelled_variance`: the variance over the declared space of the parameter's modelled marginal (the "
             "surrogate of the modelled tables; `modelled_share` its share of the column). `fanova_variance`: the "
             "variance its main effect explains in Optuna's fANOVA evaluator (Hutter et al. 2014) fitted on the "
-            "trials (a conditional parameter scored on the trials where it is active), `fanova_share` its share. "
+            "trials (a conditional parameter scored on the trials where it is active; above "
+            f"{FANOVA_MAX_TRIALS} trials on a seeded random sample of that many, as `scored_on` says), "
+            "`fanova_share` its share. "
             "`ped_anova`: Optuna's PED-ANOVA, which measures what separates the top configs from the rest (a "
             "local question), unnormalised.")
 
