@@ -2,7 +2,14 @@
 goes outside the trials' own work, and what ``--report``, ``--runs`` and
 ``--list`` cost.
 
-    python benchmarks/fixed_cost.py [--study mdn_ramp] [--repeat 2]
+    python benchmarks/fixed_cost.py [--study mdn_ramp] [--repeat 2] [--baseline REV]
+                                    [--report-run STUDY_SPEC RUN_FOLDER]
+
+With ``--baseline REV`` every command also runs from a git worktree of REV,
+alternating with this checkout, so a change is measured side by side in one
+run (same machine, same load). ``--report-run`` adds ``--report`` and
+``--runs`` on an existing run folder, where the report's cost at scale shows
+(benchmarks/README.md, section 8, makes a 1,000-trial one with scale.py's spec).
 
 Phases of ``studies/run.py STUDY --smoke`` (from the command's start, the
 run's ``run.json``, every trial's result records and the command's end):
@@ -25,24 +32,26 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import REPO, machine, read_trials  # noqa: E402
 
-RUN_PY = REPO / "studies" / "run.py"
 
-
-def timed(args: list[str]) -> tuple[float, float, str]:
-    """(start, end) wall-clock of the command, and its output."""
+def timed(args: list[str], root: Path = REPO) -> tuple[float, float, str]:
+    """(start, end) wall-clock of ``root``'s ``studies/run.py ARGS``, and its output."""
     start = time.time()
-    proc = subprocess.run([sys.executable, str(RUN_PY), *args], cwd=REPO, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, str(root / "studies" / "run.py"), *args], cwd=root, capture_output=True,
+                          text=True)
     end = time.time()
     if proc.returncode != 0:
         sys.exit(f"studies/run.py {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}")
@@ -59,8 +68,20 @@ def covered(intervals: list[tuple[float, float]]) -> float:
     return total
 
 
-def smoke_phases(study: str, storage: Path, name: str) -> dict[str, float]:
-    start, end, _ = timed([study, "--smoke", "--storage", str(storage), "--run", name])
+@contextmanager
+def worktree(rev: str) -> Iterator[Path]:
+    """A detached git worktree of ``rev`` in a temporary folder, removed afterwards."""
+    where = Path(tempfile.mkdtemp(prefix="baseline-"))
+    subprocess.run(["git", "worktree", "add", "--detach", str(where), rev], cwd=REPO, check=True, capture_output=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(where)], cwd=REPO, check=False, capture_output=True)
+        shutil.rmtree(where, ignore_errors=True)
+
+
+def smoke_phases(study: str, storage: Path, name: str, root: Path = REPO) -> dict[str, float]:
+    start, end, _ = timed([study, "--smoke", "--storage", str(storage), "--run", name], root)
     run_dir = storage / study / name
     info = json.loads((run_dir / "run.json").read_text())
     trials = read_trials(run_dir)
@@ -77,29 +98,50 @@ def smoke_phases(study: str, storage: Path, name: str) -> dict[str, float]:
             "trials": float(len(trials))}
 
 
+def measure(root: Path, study: str, repeat: int, report_run: list[str] | None) -> tuple[list[dict[str, float]], dict[str, list[float]]]:
+    """The smoke phases and the other commands' times, ``repeat`` times, from ``root``'s checkout."""
+    with tempfile.TemporaryDirectory(prefix="fixed-cost-") as tmp:
+        storage = Path(tmp)
+        runs = [smoke_phases(study, storage, f"s{i}", root) for i in range(repeat)]
+        others: dict[str, list[float]] = {}
+        for _ in range(repeat):
+            commands = [("--report (smoke run)", [study, "--report", "--storage", str(storage), "--run", "s0"]),
+                        ("--runs", [study, "--runs", "--storage", str(storage)]), ("--list", ["--list"])]
+            if report_run:
+                spec, run_dir = report_run[0], Path(report_run[1])
+                storage_of_run, run = str(run_dir.parents[1]), run_dir.name
+                commands += [(f"--report ({run})", [spec, "--report", "--storage", storage_of_run, "--run", run]),
+                             (f"--runs ({run_dir.parent.name})", [spec, "--runs", "--storage", storage_of_run])]
+            for label, args in commands:
+                s, e, _ = timed(args, root)
+                others.setdefault(label, []).append(e - s)
+    return runs, others
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--study", default="mdn_ramp")
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--baseline", metavar="REV", help="also measure this git revision, side by side")
+    parser.add_argument("--report-run", nargs=2, metavar=("STUDY_SPEC", "RUN_FOLDER"),
+                        help="also time --report and --runs on this existing run")
     args = parser.parse_args()
     print(machine())
-    with tempfile.TemporaryDirectory(prefix="fixed-cost-") as tmp:
-        storage = Path(tmp)
-        runs = [smoke_phases(args.study, storage, f"s{i}") for i in range(args.repeat)]
-        others: dict[str, list[float]] = {"--report": [], "--runs": [], "--list": []}
-        for _ in range(args.repeat):
-            for flag, extra in (("--report", ["--storage", str(storage), "--run", "s0"]), ("--runs", ["--storage", str(storage)]),
-                                ("--list", [])):
-                s, e, _ = timed([args.study, flag, *extra] if flag != "--list" else [flag])
-                others[flag].append(e - s)
-    print(f"\n`python studies/run.py {args.study} --smoke` ({int(runs[0]['trials'])} trials), median of {args.repeat}:\n")
-    print("| phase | s |\n|---|---:|")
-    for key in runs[0]:
+    roots = {"this checkout": REPO}
+    with worktree(args.baseline) if args.baseline else nullcontext() as base:
+        if base is not None:
+            roots = {f"baseline {args.baseline}": base, **roots}
+        measured = {name: measure(root, args.study, args.repeat, args.report_run) for name, root in roots.items()}
+    names = list(measured)
+    first_runs = measured[names[0]][0]
+    print(f"\n`python studies/run.py {args.study} --smoke` ({int(first_runs[0]['trials'])} trials), median of {args.repeat}:\n")
+    print("| phase | " + " | ".join(f"{n} s" for n in names) + " |\n|---|" + "---:|" * len(names))
+    for key in first_runs[0]:
         if key != "trials":
-            print(f"| {key} | {statistics.median(r[key] for r in runs):.1f} |")
-    print("\n| command | s |\n|---|---:|")
-    for flag, times in others.items():
-        print(f"| `{flag}` | {statistics.median(times):.1f} |")
+            print(f"| {key} | " + " | ".join(f"{statistics.median(r[key] for r in measured[n][0]):.1f}" for n in names) + " |")
+    print("\n| command | " + " | ".join(f"{n} s" for n in names) + " |\n|---|" + "---:|" * len(names))
+    for label in measured[names[0]][1]:
+        print(f"| `{label}` | " + " | ".join(f"{statistics.median(measured[n][1][label]):.1f}" for n in names) + " |")
 
 
 if __name__ == "__main__":
