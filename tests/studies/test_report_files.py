@@ -4,13 +4,11 @@ spec copies, turned into tables/ and plots/ by studies.driver.write_outputs."""
 
 from __future__ import annotations
 
-import ast
 import json
 import math
 import re
 import shutil
 import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -194,16 +192,21 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, in
 def test_no_ray_imported(report) -> None:
     """--report is Ray-free and torch-free: rebuilding the report in a fresh
     interpreter imports neither (each costs seconds of start-up)."""
+    run_dir = report[0]
+    _in_a_fresh_interpreter("import sys; from pathlib import Path; from studies.driver import spec_of_run, write_outputs; "
+                            f"d = Path({str(run_dir)!r}); write_outputs(d, spec_of_run(d, for_training=False)); "
+                            "assert not [m for m in sys.modules if m == 'ray' or m.startswith('ray.')], 'ray imported'; "
+                            "assert 'torch' not in sys.modules, 'torch imported'")
+
+
+def _in_a_fresh_interpreter(code: str) -> str:
+    """Run ``code`` with ``python -c`` from the repository root; its stdout."""
     import subprocess
 
-    run_dir = report[0]
-    code = ("import sys; from pathlib import Path; from studies.driver import spec_of_run, write_outputs; "
-            f"d = Path({str(run_dir)!r}); write_outputs(d, spec_of_run(d, for_training=False)); "
-            "assert not [m for m in sys.modules if m == 'ray' or m.startswith('ray.')], 'ray imported'; "
-            "assert 'torch' not in sys.modules, 'torch imported'")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           cwd=Path(__file__).resolve().parents[2])
     assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
 
 
 def test_every_output_exists(report) -> None:
@@ -626,14 +629,10 @@ def test_report_on_a_damaged_run_folder_reads_what_it_can_and_names_the_rest(tmp
 def test_runs_reads_run_json_alone(report) -> None:
     """--runs lists runs from their run.json files: it imports none of the report's
     pandas, scipy and matplotlib, nor Ray or torch (each costs seconds of start-up)."""
-    import subprocess
-
     run_dir = report[0]
-    code = ("import sys; from studies.cli import main; "
-            f"rc = main([{run_dir.parent.name!r}, '--storage', {str(run_dir.parents[1])!r}, '--runs']); "
-            "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'pandas', 'scipy', 'matplotlib', 'ray', 'torch'}); "
-            "assert rc == 0 and not heavy, heavy")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          cwd=Path(__file__).resolve().parents[2])
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert run_dir.name in proc.stdout, proc.stdout
+    out = _in_a_fresh_interpreter(
+        "import sys; from studies.cli import main; "
+        f"rc = main([{run_dir.parent.name!r}, '--storage', {str(run_dir.parents[1])!r}, '--runs']); "
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & {'pandas', 'scipy', 'matplotlib', 'ray', 'torch'}); "
+        "assert rc == 0 and not heavy, heavy")
+    assert run_dir.name in out, out
