@@ -16,25 +16,42 @@ import json
 from pathlib import Path
 
 from ray.tune.execution.experiment_state import _find_newest_experiment_checkpoint
-from ray.tune.search import SearchGenerator
+from ray.tune.search import ConcurrencyLimiter, SearchGenerator
 
 
-def trials_in_snapshot(dirpath: str | Path) -> int | None:
-    """How many trials the newest experiment state in ``dirpath`` holds (None: no state there)."""
+def snapshot_trials(dirpath: str | Path) -> dict[str, str] | None:
+    """Each trial id of the newest experiment state in ``dirpath`` and its Tune
+    status (None: no state there)."""
     newest = _find_newest_experiment_checkpoint(str(dirpath))
     if newest is None:
         return None
     try:
-        return len(json.loads(Path(newest).read_text())["trial_data"])
-    except (OSError, ValueError, KeyError, TypeError):
+        entries = json.loads(Path(newest).read_text())["trial_data"]
+        trials = [json.loads(entry) for entry, _ in entries]
+        return {str(t.get("trial_id", i)): str(t.get("status", "")) for i, t in enumerate(trials)}
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None   # Tune itself refuses a state it cannot read, before we get here
+
+
+def trials_in_snapshot(dirpath: str | Path) -> int | None:
+    """How many trials the newest experiment state in ``dirpath`` holds (None: no state there)."""
+    trials = snapshot_trials(dirpath)
+    return None if trials is None else len(trials)
 
 
 class TrialCountedGenerator(SearchGenerator):
     def restore_from_dir(self, dirpath: str) -> None:
         super().restore_from_dir(dirpath)
-        made = trials_in_snapshot(dirpath)
-        if made is not None:
-            self._counter = made
-            if made < self._total_samples:
-                self._finished = False   # a newer count's "no more trials" is not this list's
+        trials = snapshot_trials(dirpath)
+        if trials is None:
+            return
+        self._counter = len(trials)
+        if len(trials) < self._total_samples:
+            self._finished = False   # a newer count's "no more trials" is not this list's
+        limiter = self.searcher
+        if isinstance(limiter, ConcurrencyLimiter):
+            # Its live trials come from the generator's file too: one that ended in the trial
+            # list would hold a slot for good (with max_concurrent 1, a study that never goes
+            # on). Live are the trials the resume will run, and report, again.
+            limiter.live_trials = {tid for tid, status in trials.items() if status != "TERMINATED"}
+            limiter.num_unfinished_live_trials = len(limiter.live_trials)

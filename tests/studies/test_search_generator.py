@@ -22,6 +22,9 @@ class _Counting(Searcher):
         self.asked += 1
         return {"x": self.asked}
 
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        pass
+
     def save_to_dir(self, checkpoint_dir: str, session_str: str = "default") -> None:
         pass
 
@@ -84,3 +87,23 @@ def test_the_tuner_uses_it(tmp_path: Path) -> None:
     alg = build_tuner(spec, tmp_path / "r", None, max_concurrent=2)._local_tuner._tune_config.search_alg
     assert isinstance(alg, TrialCountedGenerator) and isinstance(alg, SearchGenerator)
     assert isinstance(alg.searcher, ConcurrencyLimiter) and alg.searcher.max_concurrent == 2
+
+
+def test_the_concurrency_limiter_holds_only_the_trials_the_resume_runs(tmp_path: Path) -> None:
+    """The generator's file is older than the trial list: trial b was live then, and has
+    ended since. Kept live, it would hold one of the slots for good."""
+    trial_data = [[json.dumps({"trial_id": tid, "status": status}), "{}"]
+                  for tid, status in (("a", "TERMINATED"), ("b", "TERMINATED"), ("c", "RUNNING"), ("d", "ERROR"))]
+    (tmp_path / "experiment_state-2026-12-02_01-00-00.json").write_text(json.dumps({"trial_data": trial_data}))
+    old = TuneSearchGenerator(ConcurrencyLimiter(_Counting(), max_concurrent=2))
+    old._total_samples = 8
+    for tid in ("a", "b", "c"):
+        old.searcher.suggest(tid)
+    old.searcher.on_trial_complete("a", {"loss": 1.0})
+    old._counter = 3
+    old.save_to_dir(str(tmp_path), session_str="2026-12-02_01-00-00")
+    gen = _restored(tmp_path)
+    limiter = gen.searcher
+    assert limiter.live_trials == {"c", "d"} and limiter.num_unfinished_live_trials == 2   # the resume runs c and d again
+    limiter.on_trial_complete("c", {"loss": 1.0})
+    assert limiter.suggest("e") is not None   # a slot is free again; with b kept live it would not be
