@@ -81,7 +81,9 @@ def rebuild_optuna_study(run_dir: Path, db: Path, spec: StudySpec) -> int:
                             "optuna.db cannot be rebuilt: restore it from a backup, or start a new run")
         by_number[n] = t
     tmp = db.with_name(db.name + ".rebuilding")
-    tmp.unlink(missing_ok=True)
+    for leftover in (tmp, tmp.with_name(tmp.name + "-journal")):
+        leftover.unlink(missing_ok=True)
+    set_aside_stale_journal(db)
     with quiet_optuna():
         study = optuna.create_study(study_name=spec.name, storage=sqlite_storage(str(tmp)),
                                     direction="minimize" if spec.mode == "min" else "maximize")
@@ -93,3 +95,15 @@ def rebuild_optuna_study(run_dir: Path, db: Path, spec: StudySpec) -> int:
     del study
     os.replace(tmp, db)
     return len(by_number)
+
+
+def set_aside_stale_journal(db: Path) -> Path | None:
+    """A SQLite journal beside a missing ``db`` belongs to the file that was moved
+    away (``mv optuna.db optuna.db.damaged`` leaves it): SQLite would roll it back
+    into the next file created at ``db``. Renamed to ``*-journal.orphaned``."""
+    journal = db.with_name(db.name + "-journal")
+    if db.exists() or not journal.exists():
+        return None
+    aside = db.with_name(db.name + "-journal.orphaned")
+    os.replace(journal, aside)
+    return aside

@@ -128,6 +128,9 @@ class RemoteStore:
             tmp = target.with_name(target.name + ".pulling")
             with self.fs.open_input_stream(info.path) as src, open(tmp, "wb") as dst:
                 shutil.copyfileobj(src, dst)
+            # A SQLite journal beside the file being replaced is the old file's: rolled back into the
+            # bucket's copy it would corrupt it.
+            target.with_name(target.name + "-journal").unlink(missing_ok=True)
             os.replace(tmp, target)
         return local
 

@@ -269,13 +269,16 @@ def update_run_info(run_dir: Path, **changes: Any) -> RunInfo:
 def check_optuna_study(db: Path, study: str) -> None:
     """Before a resume does any work: the Optuna study file is SQLite, passes
     SQLite's quick check and holds the study. (Otherwise the sampler has no
-    history, and the run would train every remaining trial and then fail.)"""
+    history, and the run would train every remaining trial and then fail.)
+    Opened for writing: a driver killed inside a write leaves ``optuna.db-journal``,
+    which SQLite rolls back on that open (a read-only open refuses the file)."""
     import sqlite3
+    from contextlib import closing
 
     keep = "the trials on disk are intact (--report still reads them)"
     aside = f"move it aside (mv {db} {db}.damaged) and --resume rebuilds it from them"
     try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+        with closing(sqlite3.connect(db)) as con:
             ok = con.execute("PRAGMA quick_check").fetchone()[0]
             names = {row[0] for row in con.execute("SELECT study_name FROM studies")}
     except sqlite3.DatabaseError as exc:
