@@ -33,6 +33,7 @@ KEY_FILE_NAME = "run-signing.key"
 # Files Tune unpickles (or decodes with cloudpickle) when it restores an experiment.
 SIGNED = ("tuner.pkl", "searcher-state-*.pkl", "experiment_state-*.json", "search_gen_state-*.json")
 PLAIN_DATA = ("callback-states-*.pkl",)
+KEY_BYTES = 32
 KEEP_DIGESTS = 3   # a file's current content and the versions a copy in flight may still leave
 TRUST_FLAG = "--trust-run-folder"
 
@@ -42,25 +43,36 @@ def default_key_file() -> Path:
 
 
 def signing_key() -> bytes:
-    """The user's key, created (32 random bytes, readable by the user alone) on first use."""
+    """The user's key, created (32 random bytes, readable by the user alone) on first use.
+    Written whole under a temporary name and linked into place, so a second driver
+    starting at the same moment, or one killed while making it, never sees a partial key."""
     path = default_key_file()
     try:
-        return bytes.fromhex(path.read_text().strip())
+        key = bytes.fromhex(path.read_text().strip())
     except FileNotFoundError:
-        pass
+        key = None
     except (ValueError, UnicodeDecodeError):
-        raise UserError(f"{path}: not a run-signing key (64 hex digits); delete it to make a new one "
-                        f"(runs signed with it will then need {TRUST_FLAG} once)") from None
+        key = b""
+    if key is not None:
+        if len(key) != KEY_BYTES:
+            raise UserError(f"{path}: not a run-signing key ({2 * KEY_BYTES} hex digits); delete it to make a new one "
+                            f"(runs signed with it will then need {TRUST_FLAG} once)")
+        return key
     path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_bytes(32)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:   # another driver made it first
-        return signing_key()
+    key = secrets.token_bytes(KEY_BYTES)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         os.write(fd, key.hex().encode())
+        os.fsync(fd)
     finally:
         os.close(fd)
+    try:
+        os.link(tmp, path)   # fails if another driver linked its key first: then that one is the key
+    except FileExistsError:
+        return signing_key()
+    finally:
+        tmp.unlink(missing_ok=True)
     return key
 
 

@@ -54,3 +54,32 @@ def test_unsigned_folder_says_so(tmp_path: Path) -> None:
     (tmp_path / "tuner.pkl").write_bytes(b"x")
     with pytest.raises(UserError, match="tuner.pkl: no signatures"):
         check_run_folder(tmp_path, b"k" * 32)
+
+
+def test_the_key_is_made_once_whole_and_a_short_one_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from studies import run_signing
+    from studies.errors import UserError
+
+    monkeypatch.setattr(run_signing, "default_key_file", lambda: tmp_path / "keys" / "run-signing.key")
+    key = run_signing.signing_key()
+    assert len(key) == 32 and run_signing.signing_key() == key
+    path = tmp_path / "keys" / "run-signing.key"
+    assert oct(path.stat().st_mode & 0o777) == "0o600" and [p.name for p in path.parent.iterdir()] == [path.name]
+    for bad in ("", "abcd", "zz" * 32):   # empty (a driver killed while making it), short, not hex
+        path.write_text(bad)
+        with pytest.raises(UserError, match="not a run-signing key"):
+            run_signing.signing_key()
+
+
+def test_drivers_making_the_key_at_once_agree_on_it(tmp_path: Path) -> None:
+    """Eight processes start at the same moment with no key: all sign with the same one."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from pathlib import Path; from studies import run_signing; "
+            f"run_signing.default_key_file = lambda: Path({str(tmp_path / 'run-signing.key')!r}); "
+            "print(run_signing.signing_key().hex())")
+    repo = Path(__file__).resolve().parents[2]
+    procs = [subprocess.Popen([sys.executable, "-c", code], cwd=repo, stdout=subprocess.PIPE, text=True) for _ in range(8)]
+    keys = {p.communicate(timeout=60)[0].strip() for p in procs}
+    assert len(keys) == 1 and len(keys.pop()) == 64
