@@ -45,6 +45,14 @@ class StallGuard(Callback):
     def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._since.pop(trial.trial_id, None)
 
+    def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        """A worker failed and Tune retries the trial (perhaps after waiting for
+        resources): timed afresh once it runs, and the failure's gap is no epoch's."""
+        self._since.pop(trial.trial_id, None)
+
+    def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._since[trial.trial_id] = time.monotonic()
+
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         self._since.pop(trial.trial_id, None)
 

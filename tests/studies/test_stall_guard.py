@@ -61,3 +61,23 @@ def test_a_set_limit_holds_from_the_start_and_again_after_a_retry(clock: dict) -
     t.status = "TERMINATED"
     _step(guard, clock, 60, [t])
     assert clock["killed"] == ["t", "t"]
+
+
+def test_a_retry_after_a_long_wait_is_timed_from_its_start_and_the_wait_is_no_epoch(clock: dict) -> None:
+    """A worker dies (OOM), and the retry waits 5 minutes for resources: it must not be
+    ended the moment it starts, nor the wait count as the study's longest gap."""
+    guard = stall_guard.StallGuard(timeout_s=120)
+    t = _Trial("t")
+    guard.on_trial_start(0, [t], t)
+    clock["now"] += 10
+    guard.on_trial_result(0, [t], t, {})
+    guard.on_trial_recover(0, [t], t)              # its worker died; Tune will retry it
+    t.status = "PENDING"
+    _step(guard, clock, 300, [t])                  # waiting for resources
+    t.status = "RUNNING"
+    guard.on_trial_start(0, [t], t)
+    _step(guard, clock, 2, [t])
+    assert clock["killed"] == []
+    clock["now"] += 10
+    guard.on_trial_result(0, [t], t, {})
+    assert guard._longest == pytest.approx(12.0)   # not the 312 s across the failure
