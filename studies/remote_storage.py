@@ -14,16 +14,19 @@ read them, straight from the bucket.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import sqlite3
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from studies.errors import UserError
+from studies.run_signing import SIGNATURES_FILE, merged_signatures
 
 # What the driver writes into a run folder (relative paths, POSIX); Tune owns the rest.
 # Never pushed: a pulled copy of one of Tune's files would overwrite its newer version.
@@ -102,20 +105,38 @@ class RemoteStore:
         except OSError as exc:
             raise UserError(f"--storage {self.uri}: cannot use the bucket ({_why(exc)})") from None
 
+    @contextmanager
+    def _bucket_errors(self, what: str) -> Iterator[None]:
+        """An error of the bucket (network, credentials, permissions) as one line; a
+        full local disk stays what it is (studies.free_space words it)."""
+        try:
+            yield
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            raise UserError(f"--storage {self.uri}: {what} ({_why(exc)})") from None
+
     def listdir(self, *parts: str) -> list[str]:
         """Names of the folders directly under ``parts`` (none if it does not exist)."""
         import pyarrow.fs
 
-        infos = self.fs.get_file_info(pyarrow.fs.FileSelector(self.path_of(*parts), allow_not_found=True))
+        with self._bucket_errors("cannot list the runs in the bucket"):
+            infos = self.fs.get_file_info(pyarrow.fs.FileSelector(self.path_of(*parts), allow_not_found=True))
         return sorted(PurePosixPath(i.path).name for i in infos if i.type == pyarrow.fs.FileType.Directory)
 
     def pull(self, *parts: str, only: tuple[str, ...] | None = None) -> Path:
         """Copy the folder ``parts`` from the bucket into the mirror (no checkpoints;
         with ``only``, just the files of those names) and return its mirror path."""
-        import pyarrow.fs
 
         base = self.path_of(*parts)
         local = self.mirror.joinpath(*parts)
+        with self._bucket_errors(f"cannot read {'/'.join(parts)} from the bucket"):
+            self._pull_files(base, local, only)
+        return local
+
+    def _pull_files(self, base: str, local: Path, only: tuple[str, ...] | None) -> None:
+        import pyarrow.fs
+
         infos = self.fs.get_file_info(pyarrow.fs.FileSelector(base, allow_not_found=True, recursive=True))
         for info in infos:
             if info.type != pyarrow.fs.FileType.File:
@@ -131,13 +152,18 @@ class RemoteStore:
             # A SQLite journal beside the file being replaced is the old file's: rolled back into the
             # bucket's copy it would corrupt it.
             target.with_name(target.name + "-journal").unlink(missing_ok=True)
+            if rel.name == SIGNATURES_FILE and target.is_file():
+                # The mirror's can hold digests of a snapshot whose upload a kill cut short:
+                # every digest is under this user's key, so both lists are kept.
+                tmp.write_text(merged_signatures(target.read_text(), tmp.read_text()))
             os.replace(tmp, target)
-        return local
 
     def push_own(self, run_dir: Path, *, report_only: bool = False) -> None:
         """``report_only``: the report's folders alone (``--report`` may run beside a
         driver elsewhere, whose newer run.json and optuna.db must not be overwritten)."""
-        push_own_files(self.fs, run_dir, self.path_of(run_dir.relative_to(self.mirror).as_posix()), report_only=report_only)
+        with self._bucket_errors(f"cannot put the run's files into the bucket; they are in the local mirror {run_dir}"):
+            push_own_files(self.fs, run_dir, self.path_of(run_dir.relative_to(self.mirror).as_posix()),
+                           report_only=report_only)
 
 
 def push_own_files(fs: Any, run_dir: Path, dest_root: str, *, report_only: bool = False) -> None:

@@ -96,6 +96,26 @@ def _recorded(run_dir: Path) -> dict[str, list[str]]:
     return {k: [d for d in v if isinstance(d, str)] for k, v in data.items() if isinstance(v, list)} if isinstance(data, dict) else {}
 
 
+def merged_signatures(*texts: str) -> str:
+    """Several ``.signatures.json`` contents as one: each file's digests from all
+    of them (all under this user's key; the newest last, a few kept)."""
+    merged: dict[str, list[str]] = {}
+    for text in texts:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(data, dict):
+            continue
+        for name, digests in data.items():
+            if not isinstance(digests, list):
+                continue
+            new = [d for d in digests if isinstance(d, str)]
+            kept = [d for d in merged.get(name, []) if d not in new]
+            merged[name] = [*kept, *new][-2 * KEEP_DIGESTS:]
+    return json.dumps(merged, indent=1, sort_keys=True)
+
+
 def sign_run_folder(run_dir: Path, key: bytes, *, sources: Path | None = None) -> None:
     """Record the digest of every file Tune would unpickle from ``run_dir``.
     With ``sources``, the files are read there (Tune's staging copy, about to be

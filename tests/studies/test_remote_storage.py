@@ -81,3 +81,40 @@ def test_a_uri_without_a_bucket_or_of_an_unknown_kind_is_one_line() -> None:
         RemoteStore.from_uri("s3://")
     with pytest.raises(UserError, match="not a storage URI pyarrow can open"):
         RemoteStore.from_uri("nosuch://bucket/x")
+
+
+def test_pull_keeps_the_mirrors_signatures_beside_the_buckets(store: RemoteStore) -> None:
+    """A kill cut the snapshot's upload short: the bucket's .signatures.json is older
+    than the mirror's, which signed the new state. Both lists are kept."""
+    import json
+
+    bucket_run = Path(store.root) / "study" / "r1"
+    _write(bucket_run / ".signatures.json", json.dumps({"experiment_state-x.json": ["old"], "tuner.pkl": ["t"]}))
+    _write(store.mirror / "study" / "r1" / ".signatures.json", json.dumps({"experiment_state-x.json": ["old", "new"]}))
+    store.pull("study", "r1")
+    merged = json.loads((store.mirror / "study" / "r1" / ".signatures.json").read_text())
+    assert merged == {"experiment_state-x.json": ["new", "old"], "tuner.pkl": ["t"]}
+
+
+class _Unreachable:
+    """A bucket's file system with the network gone."""
+
+    type_name = "s3"
+
+    def __getattr__(self, name: str):  # noqa: ANN204
+        def fail(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+            raise OSError("When listing objects under key 'p/study': AWS Error NETWORK_CONNECTION during "
+                          "ListObjectsV2 operation: curlCode: 7, Couldn't connect to server")
+        return fail
+
+
+def test_a_bucket_that_goes_away_is_one_line_naming_what_failed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    store = RemoteStore(uri="s3://b/p", fs=_Unreachable(), root="b/p")
+    with pytest.raises(UserError, match=r"^--storage s3://b/p: cannot list the runs in the bucket \(no network connection"):
+        store.listdir("study")
+    with pytest.raises(UserError, match=r"cannot read study/r1 from the bucket \(no network connection"):
+        store.pull("study", "r1")
+    run = _write(store.mirror / "study" / "r1" / "run.json", "{}").parent
+    with pytest.raises(UserError, match=f"cannot put the run's files into the bucket; they are in the local mirror {run}"):
+        store.push_own(run)
