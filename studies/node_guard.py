@@ -11,11 +11,12 @@ cluster are Tune's to handle (their trials are retried elsewhere).
 
 from __future__ import annotations
 
-import signal
 import time
 from typing import Any
 
 from ray.tune import Callback
+
+from studies.signals import stop_tune_cleanly
 
 GRACE_S = 10.0
 
@@ -47,7 +48,7 @@ class NodeGuard(Callback):
         self._lost_since = self._lost_since or now
         if now - self._lost_since >= GRACE_S:
             self._fired = True
-            signal.raise_signal(signal.SIGINT)   # Tune's handler: stop, snapshot, return
+            stop_tune_cleanly()   # Tune's handler: stop, snapshot, return (once)
 
     def __getstate__(self) -> dict[str, Any]:
         return {"_lost_since": None, "_checked": 0.0, "_fired": False}

@@ -4,7 +4,6 @@ and, for a run in a bucket, the driver's own files put there (studies/remote_sto
 
 from __future__ import annotations
 
-import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from studies._compat import experiment_dirs, remote_run
 from studies.free_space import low_space
 from studies.remote_storage import stage_own_files
 from studies.run_signing import sign_run_folder, signing_key
+from studies.signals import stop_tune_cleanly
 
 
 class _RunFolderCallback(Callback):
@@ -71,7 +71,7 @@ class FreeSpaceGuard(_RunFolderCallback):
             return
         self._checked = time.monotonic()
         if low_space(run_dir) is not None:
-            signal.raise_signal(signal.SIGINT)   # Tune's handler: stop, snapshot, return
+            stop_tune_cleanly()   # Tune's handler: stop, snapshot, return (once)
 
     def __getstate__(self) -> dict[str, Any]:
         return {**super().__getstate__(), "_checked": 0.0}

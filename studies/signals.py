@@ -35,12 +35,22 @@ def sigterm_stops_cleanly() -> Iterator[StopSignal]:
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
         seen.terminated = True
-        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        if not stop_tune_cleanly():
             raise Terminated()
-        signal.raise_signal(signal.SIGINT)   # a Tune fit's handler: stop, snapshot, return
 
     before = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         yield seen
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def stop_tune_cleanly() -> bool:
+    """Ask a running Tune fit to stop as on Ctrl+C (a clean stop with a snapshot),
+    once: Tune's SIGINT handler puts the previous one back after it fires, and a
+    second SIGINT would then end the fit at once, without its last snapshot.
+    False when there is no Tune handler to ask (it has fired already)."""
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        return False
+    signal.raise_signal(signal.SIGINT)
+    return True
