@@ -349,7 +349,7 @@ def search(ctx: RunContext) -> set[str]:
                                       remote=ctx.options.remote)
     if ctx.options.remote is not None:   # Tune wrote tuner.pkl into the bucket
         ctx.options.remote.pull(*folder.path.relative_to(ctx.options.remote.mirror).parts, only=("tuner.pkl",))
-    sign_run_folder(folder.path, signing_key())   # tuner.pkl, written by the Tuner
+    sign_run_folder(folder.path, signing_key(), patterns=("tuner.pkl",))   # written by the Tuner just now
     push_run(ctx.options.remote, folder.path)
     b = spec.budget
     print(f"{spec.name}: {b.num_samples} trials, up to {ctx.concurrent} at once on {ctx.cluster.get('CPU', 0):g} CPUs"
@@ -360,9 +360,9 @@ def search(ctx: RunContext) -> set[str]:
     grid, interrupted = tuner_mod.fit(tuner, folder.optuna_db)
     if ctx.options.remote is not None:   # Tune's folders and snapshot, for the tables and the signatures
         ctx.options.remote.pull(*folder.path.relative_to(ctx.options.remote.mirror).parts)
-    sign_run_folder(folder.path, signing_key())   # the last snapshot, as Tune left it
-    fit_s, wall = time.time() - fit_started, time.time() - ctx.started
     tune_trials = grid_trials(grid)
+    _sign_last_snapshot(folder.path, tune_trials)
+    fit_s, wall = time.time() - fit_started, time.time() - ctx.started
     ctx.status = "finished" if not interrupted and len(tune_trials) >= b.num_samples else "interrupted"
     if interrupted and not ctx.stop.terminated:   # a guard's stop, or a Ctrl+C?
         from studies.node_guard import live_cpus
@@ -387,6 +387,20 @@ def _new_run_info(ctx: RunContext) -> RunInfo:
         git_commit=run_folder.git_commit(spec.path.parent), platform=run_folder.platform_version(),
         host=run_folder.host(), wall_s=0.0,
     )
+
+
+def _sign_last_snapshot(run_dir: Path, tune_trials: list[Any]) -> None:
+    """Sign the fit's last snapshot from Tune's own staging copy of it (RunSigner
+    signs each snapshot that way while trials run; a resume with nothing left to
+    run takes no step, so RunSigner never saw the folder). Only those bytes: a file
+    another user put into a shared run folder during the run stays unsigned."""
+    from studies._compat import experiment_dirs
+
+    staging = Path(experiment_dirs(tune_trials[0])[0]) if tune_trials else None
+    if staging is not None and staging.is_dir():
+        sign_run_folder(run_dir, signing_key(), sources=staging)
+    elif not tune_trials:   # stopped before its first trial: only Tune's first files are there
+        sign_run_folder(run_dir, signing_key())
 
 
 def reconcile(ctx: RunContext, tune_ids: set[str], tune_trials: list[TuneTrial]) -> None:

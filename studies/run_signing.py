@@ -116,12 +116,15 @@ def merged_signatures(*texts: str) -> str:
     return json.dumps(merged, indent=1, sort_keys=True)
 
 
-def sign_run_folder(run_dir: Path, key: bytes, *, sources: Path | None = None) -> None:
-    """Record the digest of every file Tune would unpickle from ``run_dir``.
-    With ``sources``, the files are read there (Tune's staging copy, about to be
-    copied into ``run_dir``) and their digests added to those kept for ``run_dir``."""
+def sign_run_folder(run_dir: Path, key: bytes, *, sources: Path | None = None,
+                    patterns: tuple[str, ...] = SIGNED) -> None:
+    """Record the digest of every file Tune would unpickle from ``run_dir`` (or of
+    those matching ``patterns``). With ``sources``, the files are read there (Tune's
+    staging copy, about to be copied into ``run_dir``) and their digests added to
+    those kept for ``run_dir``. Sign only bytes this driver or its Tune wrote: a file
+    another user put into a shared run folder would be trusted from then on."""
     recorded = _recorded(run_dir)
-    for path in _files(sources or run_dir, SIGNED):
+    for path in _files(sources or run_dir, patterns):
         digest = _digest(path, key)
         kept = [d for d in recorded.get(path.name, []) if d != digest]
         recorded[path.name] = [*kept, digest][-KEEP_DIGESTS:]

@@ -101,3 +101,50 @@ def test_trust_goes_with_resume_only(finished_run, tmp_path: Path) -> None:  # n
     proc = run_cli(str(spec), "--trust-run-folder", "--storage", str(tmp_path / "res"), cwd=spec.parent, env=env)
     assert proc.returncode == 2 and proc.stderr.strip() == \
         "error: --trust-run-folder: goes with --resume (only a resume unpickles a run folder)"
+
+
+GATED = """
+    import os
+    import time
+    from pathlib import Path
+
+    from trainables.api import report_epoch
+
+
+    def train(config):
+        gate = Path(os.environ["GATE_FILE"])
+        deadline = time.time() + 120
+        while not gate.exists() and time.time() < deadline:   # the test opens the gate after planting
+            time.sleep(0.05)
+        report_epoch({"loss": config["x"]}, epoch=1)
+"""
+
+
+def test_a_file_planted_in_the_run_folder_during_the_run_is_not_signed(tmp_path: Path, cache_dir: Path) -> None:
+    """Another user with write access to a shared run folder adds a pickle while the
+    study runs: the driver signs only what it and its Tune wrote, so --resume refuses it."""
+    from tests.conftest import start_cli, wait_for
+
+    home, gate = tmp_path / "home", tmp_path / "gate"
+    spec = user_study(tmp_path, "gated", GATED, "metric: loss\nmode: min\nconfig: {x: 0.5}\nresources: {cpus_per_trial: 1}\n"
+                      "budget: {max_epochs: 1, grace_period: 1, num_samples: 2, max_failures: 0}\n")
+    run_dir = tmp_path / "res" / "gated" / "r"
+    proc = start_cli([str(spec), "--storage", str(tmp_path / "res"), "--cache-dir", str(cache_dir), "--run", "r",
+                      "--num-cpus", "2"], cwd=tmp_path, HOME=str(home), GATE_FILE=str(gate), TUNE_GLOBAL_CHECKPOINT_S="0")
+    try:
+        wait_for(lambda: proc.poll() is not None or any(run_dir.glob("experiment_state-*.json")), 120,
+                 "the run's first snapshot")
+        marker = tmp_path / "PWNED"
+        planted = run_dir / "searcher-state-9999-12-31_23-59-59.pkl"
+        planted.write_bytes(pickle.dumps(_Payload(marker)))
+        gate.touch()
+        out, _ = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out[-3000:]
+    resumed = run_cli(str(spec), "--resume", "--run", "r", "--storage", str(tmp_path / "res"), "--num-cpus", "2",
+                      cwd=tmp_path, env={"HOME": str(home), "GATE_FILE": str(gate)})
+    assert resumed.returncode == 2 and str(planted) in resumed.stderr and "--trust-run-folder" in resumed.stderr, \
+        resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    assert not marker.exists()
