@@ -39,6 +39,12 @@ def move_searcher_study(searcher: Any, study: optuna.Study) -> None:
         trial.storage = study._storage
 
 
+def study_storage_url(study: optuna.Study) -> str | None:
+    """The URL of the storage an Optuna study lives in (through Optuna's cache wrapper)."""
+    storage = study._storage
+    return getattr(storage, "url", None) or getattr(getattr(storage, "_backend", None), "url", None)
+
+
 def searcher_completed(searcher: Any) -> set[str]:
     """Tune trial ids whose outcome OptunaSearch has already told Optuna."""
     return searcher._completed_trials
@@ -72,6 +78,13 @@ def set_asha_rungs(scheduler: Any, rungs: list[list[tuple[float, dict[str, float
 
 
 # --- Ray Tune's storage: where a trial's experiment is staged and kept ----------------------
+
+def newest_experiment_state(dirpath: str | Path) -> str | None:
+    """The experiment-state file Tune's restore reads in ``dirpath`` (None: none there)."""
+    from ray.tune.execution.experiment_state import _find_newest_experiment_checkpoint
+
+    return _find_newest_experiment_checkpoint(str(dirpath))
+
 
 def experiment_dirs(trial: Any) -> tuple[str, str, bool]:
     """(the driver's staging folder, the experiment folder on storage, whether
@@ -118,7 +131,15 @@ def kill_trial_actor(trial: Any) -> None:
         ray.kill(actor, no_restart=True)
 
 
-# --- Ray: the worker output a driver prints ---------------------------------------------------
+# --- Ray: the cluster's GCS, and the worker output a driver prints ---------------------------
+
+def connect_gcs(address: str) -> None:
+    """Open (and drop) a client of the GCS at ``host:port``: a cluster with token
+    authentication refuses one without the token at once (``AuthenticationError``)."""
+    from ray._raylet import GcsClient  # type: ignore[attr-defined]
+
+    GcsClient(address=address)
+
 
 def filter_worker_output(keep: Callable[[list[str]], list[str]]) -> bool:
     """Pass each batch of worker output this driver prints (``log_to_driver``)

@@ -29,6 +29,7 @@ from studies._compat import (
     searcher_trials,
     set_trial_intermediate_value,
     set_trial_user_attr,
+    study_storage_url,
 )
 from studies.run_folder import ORPHANED_ATTR, SET_ASIDE_ATTR, TUNE_TRIAL_ID_ATTR
 
@@ -67,7 +68,7 @@ class TruthfulOptunaSearch(OptunaSearch):
     def _follow_study_file(self) -> None:
         path = os.environ.get(STUDY_FILE_ENV)
         study = searcher_study(self)
-        if path and _storage_url(study) != f"sqlite:///{path}":
+        if path and study_storage_url(study) != f"sqlite:///{path}":
             moved = optuna.load_study(study_name=study.study_name, storage=sqlite_storage(path), sampler=study.sampler,
                                       pruner=study.pruner)
             move_searcher_study(self, moved)
@@ -126,11 +127,6 @@ class TruthfulOptunaSearch(OptunaSearch):
             logger.warning("Optuna refused the result of trial %s: %s", trial_id, exc)
         searcher_completed(self).add(trial_id)
         self._reported.pop(trial_id, None)
-
-
-def _storage_url(study: optuna.Study) -> str | None:
-    storage = study._storage
-    return getattr(storage, "url", None) or getattr(getattr(storage, "_backend", None), "url", None)
 
 
 # How long a write waits for another process's lock on optuna.db (a dashboard,

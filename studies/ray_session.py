@@ -68,12 +68,13 @@ def check_auth(address: str) -> None:
     target = address.removeprefix("ray://")
     if address == "auto" or address.startswith("ray://") or ":" not in target:
         return
-    from ray._raylet import GcsClient  # type: ignore[attr-defined]
     from ray.exceptions import AuthenticationError
+
+    from studies._compat import connect_gcs
 
     try:
         with _stderr_silenced():
-            GcsClient(address=target)
+            connect_gcs(target)
     except AuthenticationError:
         if os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
             raise UserError(f"--address {address}: the cluster uses token authentication; set RAY_AUTH_MODE=token and "

@@ -15,14 +15,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ray.tune.execution.experiment_state import _find_newest_experiment_checkpoint
 from ray.tune.search import ConcurrencyLimiter, SearchGenerator
+
+from studies._compat import newest_experiment_state
 
 
 def snapshot_trials(dirpath: str | Path) -> dict[str, str] | None:
     """Each trial id of the newest experiment state in ``dirpath`` and its Tune
     status (None: no state there)."""
-    newest = _find_newest_experiment_checkpoint(str(dirpath))
+    newest = newest_experiment_state(dirpath)
     if newest is None:
         return None
     try:

@@ -130,3 +130,21 @@ def test_worker_output_passes_the_filter_before_it_is_printed(ray_four_fake_gpus
         assert "kept line" in err and "noise line" not in err
     finally:
         dispatcher.handlers = before
+
+
+def test_study_storage_url(tmp_path: Path) -> None:
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'o.db'}")
+    assert _compat.study_storage_url(study) == f"sqlite:///{tmp_path / 'o.db'}"
+
+
+def test_newest_experiment_state(tmp_path: Path) -> None:
+    assert _compat.newest_experiment_state(tmp_path) is None
+    for stamp in ("2026-12-02_01-00-00", "2026-12-02_01-05-00"):
+        (tmp_path / f"experiment_state-{stamp}.json").write_text("{}")
+    assert Path(_compat.newest_experiment_state(tmp_path)).name == "experiment_state-2026-12-02_01-05-00.json"
+
+
+def test_connect_gcs(ray_four_fake_gpus) -> None:
+    import ray
+
+    _compat.connect_gcs(ray.get_runtime_context().gcs_address)   # no token auth in the test cluster: no error

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli, user_study
+from tests.conftest import run_cli, start_cli, user_study, wait_for
 
 QUICK = """
     from trainables.api import report_epoch
@@ -123,8 +123,6 @@ GATED = """
 def test_a_file_planted_in_the_run_folder_during_the_run_is_not_signed(tmp_path: Path, cache_dir: Path) -> None:
     """Another user with write access to a shared run folder adds a pickle while the
     study runs: the driver signs only what it and its Tune wrote, so --resume refuses it."""
-    from tests.conftest import start_cli, wait_for
-
     home, gate = tmp_path / "home", tmp_path / "gate"
     spec = user_study(tmp_path, "gated", GATED, "metric: loss\nmode: min\nconfig: {x: 0.5}\nresources: {cpus_per_trial: 1}\n"
                       "budget: {max_epochs: 1, grace_period: 1, num_samples: 2, max_failures: 0}\n")
