@@ -66,7 +66,6 @@ class ProgressLines(Callback):
         self.ended_ids: set[str] = set()
         self.epochs_done = 0
         self.epoch_s: list[float] = []                # seconds of each trial-epoch reported
-        self.epoch_s_total = 0.0                      # their sum, all of them
         self.busiest = 0                              # most trials seen running at once
         self.epoch_of: dict[str, int] = {}            # last epoch each trial reported
         self.reached: dict[int, int] = {}             # trials that reported each rung...
@@ -119,7 +118,6 @@ class ProgressLines(Callback):
         seconds = result.get("time_this_iter_s")
         if isinstance(seconds, (int, float)) and math.isfinite(seconds):
             self.epoch_s.append(float(seconds))
-            self.epoch_s_total += float(seconds)
         value = result.get(self.metric)
         # "Best" is the value at the full budget, as Optuna holds it, never a trial's best early epoch.
         if epoch >= self.max_epochs and isinstance(value, (int, float)) and math.isfinite(value) and self._better(value):
@@ -149,7 +147,7 @@ class ProgressLines(Callback):
         turnover, the searcher's suggestion), per trial started so far. For
         trials of a few milliseconds this is nearly all of a trial's cost."""
         slots = max(1, min(self.workers, self.busiest))
-        outside = ((now if now is not None else time.time()) - self.start) * slots - self.epoch_s_total
+        outside = ((now if now is not None else time.time()) - self.start) * slots - sum(self.epoch_s)
         return max(0.0, outside) / max(1, started)
 
     def seconds_left(self, running: list[Any], now: float | None = None) -> float | None:
