@@ -85,7 +85,7 @@ def run_confirmation(spec: StudySpec, run_dir: Path, run: RunTrials, data: dict[
             reuse_actors=True, trial_dirname_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(
-            name=folder.name, **tune_storage(run_dir, remote), verbose=0, stop=StopWithoutMetric(spec.metric),
+            name=folder.name, **tune_storage(run_dir, remote), verbose=0, stop=StopWithoutMetric(spec.metrics if spec.multi_objective else spec.metric),
             failure_config=tune.FailureConfig(max_failures=spec.budget.max_failures),
             callbacks=[progress_callback(spec, workers=max_concurrent, early_stopping=False, num_samples=len(points),
                                          show_best=False)],

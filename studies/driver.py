@@ -408,7 +408,7 @@ def reconcile(ctx: RunContext, tune_ids: set[str], tune_trials: list[TuneTrial])
     from studies.optuna_bridge import reconcile_running_trials
 
     spec = ctx.spec
-    outcomes = {t.trial_id: (t.metric_by_epoch(spec.metric), bool(t.error)) for t in tune_trials if t.trial_id in tune_ids}
+    outcomes = {t.trial_id: (t.values_for_optuna(spec.metrics), bool(t.error)) for t in tune_trials if t.trial_id in tune_ids}
     done = reconcile_running_trials(ctx.folder.optuna_url, spec.name, outcomes, spec.budget.max_epochs)
     if done["told"] or done["orphaned"]:
         print(f"note: a killed driver had left Optuna trials RUNNING: told their outcome to {done['told']}, "

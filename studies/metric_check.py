@@ -24,14 +24,16 @@ def has_number(result: dict[str, Any], metric: str) -> bool:
 
 
 class StopWithoutMetric(Stopper):
-    """Stop a trial whose result has no number for ``metric`` (a module-level
-    class: Tune pickles the stopper with the experiment)."""
+    """Stop a trial whose result has no number for ``metric`` (or, for several
+    objectives, for any of them); a module-level class: Tune pickles the
+    stopper with the experiment."""
 
-    def __init__(self, metric: str):
+    def __init__(self, metric: str | list[str]):
         self.metric = metric
 
     def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
-        return not has_number(result, self.metric)
+        metrics = self.metric if isinstance(self.metric, list) else [self.metric]
+        return not all(has_number(result, m) for m in metrics)
 
     def stop_all(self) -> bool:
         return False

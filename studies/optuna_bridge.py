@@ -7,6 +7,13 @@ trial as a finished one, and optuna-dashboard shows no pruning at all. Here a
 trial stopped before the full budget is told as PRUNED, with every epoch's
 value as an intermediate value keyed by epoch, as Optuna's own pruners do.
 Sampling stays Optuna's job and stopping stays the scheduler's (``NopPruner``).
+
+Several objectives (``metric`` and ``mode`` lists): Optuna holds no
+intermediate values for a multi-objective study (``Trial.report`` raises), so a
+stopped trial is told PRUNED without them (its epochs are in the run folder),
+and a trial that ran the full budget COMPLETE with every objective's value.
+Ray's own OptunaSearch reports nothing per epoch there either, but keys its
+bookkeeping by the metric and told stopped trials COMPLETE.
 """
 
 from __future__ import annotations
@@ -55,7 +62,7 @@ class TruthfulOptunaSearch(OptunaSearch):
         self._max_epochs = max_epochs
         self._study_seed = study_seed
         self._time_attr = time_attr
-        self._reported: dict[str, dict[int, float]] = {}
+        self._reported: dict[str, dict[int, float | list[float]]] = {}
 
     def restore(self, checkpoint_path: str) -> None:
         super().restore(checkpoint_path)
@@ -87,16 +94,27 @@ class TruthfulOptunaSearch(OptunaSearch):
             config = {**config, "trial_seed": trial_seed(self._study_seed, ot_trial.number)}
         return config
 
+    @property
+    def objectives(self) -> list[str]:
+        return list(self.metric) if isinstance(self.metric, list) else [self.metric]
+
     def _record(self, trial_id: str, result: dict | None) -> None:
-        if not result or self.metric not in result or self._time_attr not in result:
+        metrics = self.objectives
+        if not result or self._time_attr not in result or any(m not in result for m in metrics):
             return
-        step, value = int(result[self._time_attr]), result[self.metric]
+        step = int(result[self._time_attr])
         seen = self._reported.setdefault(trial_id, {})
-        if step in seen or value is None or not math.isfinite(float(value)):
-            return
-        seen[step] = float(value)
         try:
-            searcher_trials(self)[trial_id].report(float(value), step)
+            values = [float(result[m]) for m in metrics]
+        except (TypeError, ValueError):
+            return
+        if step in seen or not all(math.isfinite(v) for v in values):
+            return
+        seen[step] = values if len(metrics) > 1 else values[0]
+        if len(metrics) > 1:
+            return  # Optuna keeps no intermediate values for several objectives
+        try:
+            searcher_trials(self)[trial_id].report(values[0], step)
         except (optuna.exceptions.OptunaError, RuntimeError, ValueError) as exc:
             # After a killed driver is resumed, the restored searcher may hold a
             # trial that Optuna already recorded as finished: keep Optuna's record.
@@ -115,6 +133,7 @@ class TruthfulOptunaSearch(OptunaSearch):
         ot_trial = searcher_trials(self)[trial_id]
         steps = self._reported.get(trial_id, {})
         last_step = max(steps) if steps else 0
+        value: float | list[float] | None
         if error or not steps:
             state, value = TrialState.FAIL, None
         elif last_step < self._max_epochs:
@@ -145,13 +164,14 @@ def sqlite_storage(path: str) -> optuna.storages.RDBStorage:
 def reconcile_running_trials(
     storage_url: str,
     study_name: str,
-    outcomes: dict[str, tuple[dict[int, float], bool]],
+    outcomes: dict[str, tuple[dict[int, Any], bool]],
     max_epochs: int,
 ) -> dict[str, list[int]]:
     """After a study has finished, no Optuna trial may stay RUNNING.
 
     ``outcomes`` maps each Tune trial id to (metric by epoch, failed?) as read
-    from the run folder. A RUNNING trial that Tune ran (its end never reached
+    from the run folder; for several objectives each epoch's value is the list
+    of them (Optuna then holds no intermediate values). A RUNNING trial that Tune ran (its end never reached
     Optuna because the driver was killed) is told what happened, with any
     missing intermediate values; one that Tune never recorded (asked for by a
     driver killed a moment later) is told FAIL and tagged ``orphaned``.
@@ -182,7 +202,7 @@ def reconcile_running_trials(
             continue
         values, failed = outcomes[tune_id]
         for epoch, value in sorted(values.items()):
-            if epoch not in t.intermediate_values and math.isfinite(value):
+            if len(study.directions) == 1 and epoch not in t.intermediate_values and math.isfinite(value):
                 set_trial_intermediate_value(study, t, epoch, value)
         last = max(values) if values else 0
         if failed or not values:

@@ -46,7 +46,7 @@ def _frozen(spec: StudySpec, t: TuneTrial, tune_status: str | None) -> optuna.tr
     except ValueError as exc:   # an active parameter missing from params.json
         raise UserError(f"{t.trial_dir}/params.json: {exc}; optuna.db cannot be rebuilt: restore it from a backup, "
                         "or start a new run") from None
-    values = {e: v for e, v in t.metric_by_epoch(spec.metric).items()}
+    values = t.values_for_optuna(spec.metrics)
     attrs: dict[str, Any] = {TUNE_TRIAL_ID_ATTR: t.trial_id}
     last = max(values) if values else 0
     if tune_status is None:   # started, but never in a snapshot: lost with the killed driver
@@ -58,8 +58,13 @@ def _frozen(spec: StudySpec, t: TuneTrial, tune_status: str | None) -> optuna.tr
         state, value = TrialState.FAIL, None
     elif last >= spec.budget.max_epochs:
         state, value = TrialState.COMPLETE, values[last]
+    elif spec.multi_objective:   # no intermediate values for several objectives, so no value either
+        state, value = TrialState.PRUNED, None
     else:   # Optuna keeps a pruned trial's last intermediate value as its value
         state, value = TrialState.PRUNED, values[last]
+    if spec.multi_objective:
+        return create_trial(state=state, values=value, params=fixed.params, distributions=fixed.distributions,
+                            user_attrs=attrs)
     return create_trial(state=state, value=value, params=fixed.params, distributions=fixed.distributions,
                         user_attrs=attrs, intermediate_values=values)
 
@@ -86,7 +91,7 @@ def rebuild_optuna_study(run_dir: Path, db: Path, spec: StudySpec) -> int:
     set_aside_stale_journal(db)
     with quiet_optuna():
         study = optuna.create_study(study_name=spec.name, storage=sqlite_storage(str(tmp)),
-                                    direction="minimize" if spec.mode == "min" else "maximize")
+                                    directions=["minimize" if m == "min" else "maximize" for m in spec.modes])
         for n in range(max(by_number) + 1 if by_number else 0):
             if n in by_number:
                 study.add_trial(_frozen(spec, by_number[n], statuses.get(by_number[n].trial_id)))

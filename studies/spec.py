@@ -77,10 +77,11 @@ class Ablation:
     leave_one_out: LeaveOneOut | None = None  # None: off (absent or null in the spec)
 
 
-SAMPLERS = ("tpe", "random", "qmc", "gp", "cmaes")
+SAMPLERS = ("tpe", "random", "qmc", "gp", "cmaes", "nsga2")
 # The spec's search options each sampler takes (besides `sampler` itself).
 SAMPLER_OPTIONS = {"tpe": ("seed", "n_startup_trials", "multivariate", "group"), "random": ("seed",),
-                   "qmc": ("seed",), "gp": ("seed", "n_startup_trials"), "cmaes": ("seed",)}
+                   "qmc": ("seed",), "gp": ("seed", "n_startup_trials"), "cmaes": ("seed",),
+                   "nsga2": ("seed", "population_size")}
 METRIC_SCALES = ("ratio", "interval", "log")
 
 
@@ -96,6 +97,7 @@ class Search:
     n_startup_trials: int | None = None
     multivariate: bool | None = None
     group: bool = False
+    population_size: int | None = None   # nsga2 only; None: Optuna's default (50)
 
 
 @dataclass
@@ -117,6 +119,18 @@ class StudySpec:
     metric_scale: str = "interval"
     params: list[Param] = field(default_factory=list)
     search_space_path: Path | None = None
+    # Every objective, in the spec's order; ``metric``/``mode`` are the first of them,
+    # the one a single-objective study has (and the one progress lines show).
+    metrics: list[str] = field(default_factory=list)
+    modes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.metrics = self.metrics or [self.metric]
+        self.modes = self.modes or [self.mode]
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.metrics) > 1
 
     @property
     def family_info(self) -> FamilyDef | None:
@@ -267,7 +281,7 @@ def _parse_search(source: str, raw: Any, *, seed: int, num_samples: int) -> Sear
         if key != "sampler" and key not in SAMPLER_OPTIONS[sampler]:
             raise UserError(f"{source}: search.{key}: sampler {sampler} does not take {key} "
                             f"(it takes: {', '.join(SAMPLER_OPTIONS[sampler])})")
-    for key in ("seed", "n_startup_trials"):
+    for key in ("seed", "n_startup_trials", "population_size"):
         v = given.get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
             raise UserError(f"{source}: search.{key}: is {v!r}, expected an integer >= 0")
@@ -278,11 +292,17 @@ def _parse_search(source: str, raw: Any, *, seed: int, num_samples: int) -> Sear
     if given.get("group") and given.get("multivariate") is not True:
         raise UserError(f"{source}: search.group: is true, expected multivariate: true as well (TPE groups only multivariate sampling)")
     startup = given.get("n_startup_trials", default_startup(num_samples)) if sampler in ("tpe", "gp") else None
+    if given.get("population_size") is not None and given["population_size"] < 2:
+        raise UserError(f"{source}: search.population_size: is {given['population_size']}, expected an integer >= 2")
     return Search(sampler=sampler, seed=given.get("seed", seed), n_startup_trials=startup,
-                  multivariate=given.get("multivariate"), group=given.get("group", False))
+                  multivariate=given.get("multivariate"), group=given.get("group", False),
+                  population_size=given.get("population_size"))
 
 
 def _check_search(spec: StudySpec) -> None:
+    if spec.search.sampler == "cmaes" and spec.multi_objective:
+        raise UserError(f"{spec.path}: search.sampler: is cmaes, expected a sampler that handles several objectives "
+                        f"({', '.join(spec.metrics)}): tpe, nsga2, gp, qmc or random")
     if spec.search.sampler != "cmaes":
         return
     if importlib.util.find_spec("cmaes") is None:
@@ -399,12 +419,7 @@ def _check_what_runs(source: str, raw: dict[str, Any]) -> None:
     trainable = raw.get("trainable")
     if trainable is not None and (not isinstance(trainable, str) or trainable.count(":") != 1):
         raise UserError(f"{source}: trainable: expected 'package.module:function', found {trainable!r}")
-    metric = raw.get("metric")
-    if not isinstance(metric, str) or not metric:
-        raise UserError(f"{source}: metric: expected the name of a reported metric, e.g. val_mse")
-    mode = raw.get("mode")
-    if mode not in ("min", "max"):
-        raise UserError(f"{source}: mode: expected min or max, found {mode!r}")
+    objectives(source, raw.get("metric"), raw.get("mode"))
     seed = raw.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise UserError(f"{source}: seed: expected a non-negative integer, found {seed!r}")
@@ -413,6 +428,25 @@ def _check_what_runs(source: str, raw: dict[str, Any]) -> None:
     metric_scale = raw.get("metric_scale", "interval")
     if metric_scale not in METRIC_SCALES:
         raise UserError(f"{source}: metric_scale: is {metric_scale!r}, expected one of {', '.join(METRIC_SCALES)}")
+
+
+def objectives(source: str, metric: Any, mode: Any) -> tuple[list[str], list[str]]:
+    """``metric: val_mse`` / ``mode: min``, or several objectives: ``metric: [a, b]``
+    with ``mode: [min, max]`` (one direction per metric, in the same order)."""
+    metrics = metric if isinstance(metric, list) else [metric]
+    if not metrics or not all(isinstance(m, str) and m for m in metrics):
+        raise UserError(f"{source}: metric: expected the name of a reported metric, e.g. val_mse, "
+                        f"or a list of names for several objectives, found {metric!r}")
+    if len(set(metrics)) < len(metrics):
+        raise UserError(f"{source}: metric: {metric!r} names a metric twice")
+    if isinstance(metric, list) != isinstance(mode, list):
+        what = f"a list of min/max, one per metric ({len(metrics)})" if isinstance(metric, list) else "min or max"
+        raise UserError(f"{source}: mode: expected {what}, found {mode!r}")
+    modes = mode if isinstance(mode, list) else [mode]
+    if len(modes) != len(metrics) or any(m not in ("min", "max") for m in modes):
+        what = f"a list of min/max, one per metric ({len(metrics)})" if isinstance(metric, list) else "min or max"
+        raise UserError(f"{source}: mode: expected {what}, found {mode!r}")
+    return metrics, modes
 
 
 def _parse_ablation(source: str, raw: Any) -> Ablation:
@@ -459,8 +493,10 @@ def load_spec(
     _check_what_runs(source, raw)
     ss_name = str(raw.get("search_space", name or path.stem))
     seed = raw.get("seed", 0)
+    metrics, modes = objectives(source, raw["metric"], raw["mode"])
     spec = StudySpec(
-        name=name or path.stem, path=path, metric=raw["metric"], mode=raw["mode"], family=raw.get("family"),
+        name=name or path.stem, path=path, metric=metrics[0], mode=modes[0], metrics=metrics, modes=modes,
+        family=raw.get("family"),
         trainable=raw.get("trainable"), description=str(raw.get("description", "")).strip(), search_space=ss_name,
         seed=seed, budget=validate_section(Budget, raw.get("budget"), source=source, where="budget"),
         resources=validate_section(Resources, raw.get("resources"), source=source, where="resources"),

@@ -117,6 +117,9 @@ def build_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
     if s.sampler == "cmaes":
         # Under ASHA most trials end PRUNED; CMA-ES would otherwise learn only from the few that ran to the end.
         return samplers.CmaEsSampler(seed=s.seed, consider_pruned_trials=True)
+    if s.sampler == "nsga2":
+        extra = {} if s.population_size is None else {"population_size": s.population_size}
+        return samplers.NSGAIISampler(seed=s.seed, **extra)
     raise ValueError(f"unknown sampler {s.sampler!r}")  # load_spec refuses it first
 
 
@@ -127,8 +130,8 @@ def build_searcher(spec: StudySpec, run_dir: Path) -> TruthfulOptunaSearch:
     with quiet_optuna():  # the searcher creates (or loads) the Optuna study here
         return TruthfulOptunaSearch(
             space=define_by_run(spec.params),
-            metric=spec.metric,
-            mode=spec.mode,
+            metric=spec.metrics if spec.multi_objective else spec.metric,
+            mode=spec.modes if spec.multi_objective else spec.mode,
             points_to_evaluate=[spec.reference_point()],  # trial 0: the baseline is always measured
             sampler=build_sampler(spec),
             study_name=spec.name,
@@ -158,7 +161,7 @@ def run_config(spec: StudySpec, run_dir: Path, callbacks: list[Any], remote: Rem
         # Keep every checkpoint: they are small, and a num_to_keep forces an
         # experiment snapshot after every few checkpoints (slow, and noisy).
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
-        stop=StopWithoutMetric(spec.metric),
+        stop=StopWithoutMetric(spec.metrics if spec.multi_objective else spec.metric),
         callbacks=callbacks,
         verbose=0,  # studies.progress prints plain lines instead of Tune's boxes
     )

@@ -123,6 +123,18 @@ class TuneTrial:
     def metric_by_epoch(self, metric: str) -> dict[int, float]:
         return {e: float(r[metric]) for e, r in sorted(self.by_epoch.items()) if isinstance(r.get(metric), (int, float))}
 
+    def objectives_by_epoch(self, metrics: list[str]) -> dict[int, list[float]]:
+        """Epoch -> every objective's value, for the epochs that reported all of them."""
+        return {e: [float(r[m]) for m in metrics] for e, r in sorted(self.by_epoch.items())
+                if all(isinstance(r.get(m), (int, float)) and not isinstance(r.get(m), bool) for m in metrics)}
+
+    def values_for_optuna(self, metrics: list[str]) -> dict[int, Any]:
+        """Epoch -> what the searcher tells Optuna: the metric's value, or for
+        several objectives the list of them."""
+        if len(metrics) == 1:
+            return self.metric_by_epoch(metrics[0])
+        return dict(self.objectives_by_epoch(metrics))
+
 
 def read_tune_trials(run_dir: Path, unreadable: list[str] | None = None) -> list[TuneTrial]:
     """Every trial folder of a run (the expensive part of reading a run: one

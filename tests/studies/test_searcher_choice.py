@@ -44,7 +44,7 @@ def _suggestions(spec, run_dir: Path, n: int, *, with_trial_seed: bool = False) 
 @pytest.mark.parametrize(
     "sampler, cls",
     [("tpe", optuna.samplers.TPESampler), ("random", optuna.samplers.RandomSampler), ("qmc", optuna.samplers.QMCSampler),
-     ("gp", optuna.samplers.GPSampler), ("cmaes", optuna.samplers.CmaEsSampler)],
+     ("gp", optuna.samplers.GPSampler), ("cmaes", optuna.samplers.CmaEsSampler), ("nsga2", optuna.samplers.NSGAIISampler)],
 )
 def test_each_sampler_is_built_from_the_spec(tmp_path, sampler, cls):
     spec = _spec(f"search.sampler={sampler}", "search.seed=11", tmp_path=tmp_path)
@@ -64,7 +64,7 @@ def test_sampler_options_reach_optuna():
     assert build_sampler(_spec("search.sampler=qmc"))._scramble is True  # else the seed would not matter
 
 
-@pytest.mark.parametrize("sampler", ["tpe", "random", "qmc", "gp"])
+@pytest.mark.parametrize("sampler", ["tpe", "random", "qmc", "gp", "nsga2"])
 def test_the_seed_decides_the_suggestions(tmp_path, sampler):
     # TPE and GP are random for their first n_startup_trials, so the first suggestions show the seed.
     runs = {name: _suggestions(_spec(f"search.sampler={sampler}", *extra), tmp_path / name, 4, with_trial_seed=True)

@@ -628,3 +628,47 @@ def test_bundled_reference_point():
     linear = load_spec(BUNDLED_SPEC, overrides=["ablation.baseline.ramp_shape=linear"]).reference_point()
     assert linear == pytest.approx({"ramp_shape": "linear", "initial_weight": (0.01 * 0.5) ** 0.5, "ramp_start": 0.25,
                                     "ramp_length": 0.25, "lr": 1e-3})
+
+
+def test_several_objectives(tmp_path):
+    path = _copy_spec(tmp_path, lambda r: r.update(metric=["val_mse", "gen_diversity"], mode=["min", "max"]))
+    spec = load_spec(path)
+    assert (spec.metrics, spec.modes, spec.multi_objective) == (["val_mse", "gen_diversity"], ["min", "max"], True)
+    assert (spec.metric, spec.mode) == ("val_mse", "min")   # the first objective: what progress lines show
+    single = load_spec(BUNDLED_SPEC)
+    assert (single.metrics, single.modes, single.multi_objective) == (["val_mse"], ["min"], False)
+    # one metric in a list is the single-objective study
+    one = load_spec(_copy_spec(tmp_path, lambda r: r.update(metric=["val_mse"], mode=["min"]), name="one.yaml"))
+    assert (one.metrics, one.multi_objective) == (["val_mse"], False)
+
+
+@pytest.mark.parametrize(
+    "metric, mode, key, fragment",
+    [
+        (["val_mse", "gen_diversity"], "min", "mode", "expected a list of min/max, one per metric (2)"),
+        (["val_mse", "gen_diversity"], ["min"], "mode", "expected a list of min/max, one per metric (2)"),
+        (["val_mse", "gen_diversity"], ["min", "up"], "mode", "expected a list of min/max"),
+        ("val_mse", ["min"], "mode", "expected min or max"),
+        (["val_mse", "val_mse"], ["min", "min"], "metric", "names a metric twice"),
+        ([], [], "metric", "expected the name of a reported metric"),
+        (["val_mse", 3], ["min", "max"], "metric", "expected the name of a reported metric"),
+    ],
+)
+def test_bad_objectives(tmp_path, metric, mode, key, fragment):
+    path = _copy_spec(tmp_path, lambda r: r.update(metric=metric, mode=mode))
+    with pytest.raises(UserError) as info:
+        load_spec(path)
+    msg = str(info.value)
+    assert msg.startswith(f"{path}: {key}: ") and fragment in msg and "\n" not in msg
+
+
+def test_nsga2_and_what_several_objectives_refuse(tmp_path):
+    path = _copy_spec(tmp_path, lambda r: r.update(metric=["val_mse", "gen_diversity"], mode=["min", "max"]))
+    spec = load_spec(path, overrides=["search.sampler=nsga2", "search.population_size=8"])
+    assert (spec.search.sampler, spec.search.population_size) == ("nsga2", 8)
+    with pytest.raises(UserError) as info:
+        load_spec(path, overrides=["search.sampler=nsga2", "search.population_size=1"])
+    assert str(info.value).startswith(f"{path}: search.population_size: is 1")
+    with pytest.raises(UserError) as info:
+        load_spec(path, overrides=["search.sampler=cmaes"])
+    assert str(info.value).startswith(f"{path}: search.sampler: is cmaes") and "several objectives" in str(info.value)
