@@ -27,7 +27,12 @@ class AshaRungs(Callback):
         self._scheduler = scheduler
 
     def get_state(self) -> dict[str, Any] | None:
+        if hasattr(self._scheduler, "get_rungs"):   # ours (studies.mo_asha) keeps its rungs as plain data itself
+            return {"mo_asha_rungs": self._scheduler.get_rungs()}
         return {"asha_rungs": asha_rungs(self._scheduler)}
 
     def set_state(self, state: dict[str, Any]) -> None:
-        set_asha_rungs(self._scheduler, state["asha_rungs"])
+        if "mo_asha_rungs" in state:
+            self._scheduler.set_rungs(state["mo_asha_rungs"])
+        else:
+            set_asha_rungs(self._scheduler, state["asha_rungs"])

@@ -16,7 +16,7 @@ from typing import Any
 from ray import tune
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
-from studies.designed import plan_designed
+from studies.designed import plan_designed, plan_front_confirmation
 from studies.metric_check import LENIENT_METRICS_ENV, StopWithoutMetric
 from studies.quiet import environ, quiet_tune
 from studies.remote_storage import RemoteStore
@@ -27,6 +27,10 @@ from studies.tuner import make_trainable, progress_callback, trial_dirname, tune
 
 
 def select_candidates(spec: StudySpec, run: RunTrials, *, confirm: bool = True) -> dict[str, Any]:
+    if spec.multi_objective:   # several objectives: the front is confirmed, there is no single best to leave one out of
+        return plan_front_confirmation(run, params=spec.params, metrics=spec.metrics, modes=spec.modes,
+                                       baseline=spec.reference_point(), max_epochs=spec.budget.max_epochs,
+                                       top_k=spec.ablation.confirm.top_k, seeds=spec.ablation.confirm.seeds)
     loo = getattr(spec.ablation, "leave_one_out", None)
     loo_seeds = loo.seeds if loo is not None and loo.enabled else 0
     return plan_designed(run, params=spec.params, metric=spec.metric, mode=spec.mode, baseline=spec.ablation.baseline,
@@ -81,7 +85,7 @@ def run_confirmation(spec: StudySpec, run_dir: Path, run: RunTrials, data: dict[
         tune_config=tune.TuneConfig(
             # The generator limits concurrency itself (Tune ignores max_concurrent_trials for it, and says so).
             search_alg=BasicVariantGenerator(points_to_evaluate=points, max_concurrent=max_concurrent),
-            num_samples=len(points), metric=spec.metric, mode=spec.mode,
+            num_samples=len(points),
             reuse_actors=True, trial_dirname_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(

@@ -35,8 +35,10 @@ def print_summary(spec: StudySpec, folder: RunFolder, trials: RunTrials, written
     for line in written.unreadable:
         print(f"warning: {line}", file=sys.stderr)
     print(f"\n{spec.name} {status} in {stage_summary(folder.info())}: " + ", ".join(f"{n} {s}" for s, n in counts.items()))
-    best = best_trial(trials, spec.metric, spec.mode)
-    if best is not None:  # the value at the full budget, as Optuna holds it (not a trial's best epoch)
+    best = None if spec.multi_objective else best_trial(trials, spec.metric, spec.mode)
+    if spec.multi_objective:  # several objectives have no single best: the answer below names the front
+        pass
+    elif best is not None:  # the value at the full budget, as Optuna holds it (not a trial's best epoch)
         params = ", ".join(f"{p}={_fmt(best[p])}" for p in trials.params if best[p] is not None and best[p] == best[p])
         print(f"best {spec.metric} at the full budget = {best[f'last_{spec.metric}']:.5g} "
               f"(trial {best['trial_id']}, {best['epochs']} epochs): {params}")

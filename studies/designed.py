@@ -118,3 +118,46 @@ def _same_value(a: Any, b: Any) -> bool:
         return float(a) == float(b)
     except (TypeError, ValueError):
         return a == b
+
+
+def plan_front_confirmation(run: RunTrials, *, params: list[Any], metrics: list[str], modes: list[str],
+                            baseline: dict[str, Any], max_epochs: int, top_k: int, seeds: int) -> dict[str, Any]:
+    """A study with several objectives confirms its front: up to ``top_k`` distinct
+    front configs at the full budget, in crowding-distance order (the two ends of
+    the front first, then the most isolated members: spread along the front,
+    not bunched at one end), and the baseline (``baseline``: every active
+    parameter's baseline value, the search's trial 0), each over ``seeds`` seeds."""
+    from studies.pareto import pareto_order
+    from studies.report.tradeoff import full_budget_values
+
+    values = full_budget_values(run, metrics, max_epochs)
+    trials = run.trials.set_index("trial_id")
+    configs: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    if len(values):
+        order = pareto_order(values[metrics].to_numpy(dtype=float), modes)
+        from studies.pareto import nondominated_ranks
+
+        front = nondominated_ranks(values[metrics].to_numpy(dtype=float), modes) == 0
+        for i in order:
+            if not front[i]:
+                break
+            row = trials.loc[values.iloc[i]["trial_id"]]
+            chosen = active_params(params, {p.name: row.get(p.name) for p in params})
+            key = _key(chosen)
+            if key in seen:
+                continue
+            seen.add(key)
+            configs.append({"label": f"front{len(configs) + 1}", "params": chosen, "trial_id": values.iloc[i]["trial_id"],
+                            "roles": ["confirm"]})
+            if len(configs) == top_k:
+                break
+    if configs:
+        configs.append({"label": BASELINE_LABEL, "params": active_params(params, baseline), "trial_id": None,
+                        "roles": ["confirm"]})
+    out = []
+    for c in _merge_identical(configs):
+        values_ = {k: (v.item() if hasattr(v, "item") else v) for k, v in c["params"].items()}
+        out.append({**c, "params": values_, "seeds": seeds})
+    return {"configs": out, "loo_skipped": {}, "confirm": True, "leave_one_out": False, "front": True,
+            "confirm_seeds": seeds, "loo_seeds": 0}

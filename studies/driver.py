@@ -352,8 +352,10 @@ def search(ctx: RunContext) -> set[str]:
     sign_run_folder(folder.path, signing_key(), patterns=("tuner.pkl",))   # written by the Tuner just now
     push_run(ctx.options.remote, folder.path)
     b = spec.budget
+    on = ("multi-objective ASHA on " + ", ".join(f"'{m}' ({d})" for m, d in zip(spec.metrics, spec.modes))
+          if spec.multi_objective else f"ASHA on '{spec.metric}' ({spec.mode})")
     print(f"{spec.name}: {b.num_samples} trials, up to {ctx.concurrent} at once on {ctx.cluster.get('CPU', 0):g} CPUs"
-          f"/{ctx.cluster.get('GPU', 0):g} GPUs; ASHA on '{spec.metric}' ({spec.mode}), grace {b.grace_period}, "
+          f"/{ctx.cluster.get('GPU', 0):g} GPUs; {on}, grace {b.grace_period}, "
           f"reduction {b.reduction_factor:g}, max {b.max_epochs} epochs\nrun folder: {shown_path(ctx.options, folder.path)}",
           flush=True)
     fit_started = time.time()

@@ -379,6 +379,9 @@ def _check_ablation(spec: StudySpec) -> None:
             raise UserError(f"{spec.path}: ablation.bins.{key}: expected an increasing list of at least 2 numbers, found {edges!r}")
     if a.confirm.top_k < 1 or a.confirm.seeds < 1:
         raise UserError(f"{spec.path}: ablation.confirm: top_k and seeds must be >= 1")
+    if spec.multi_objective and a.leave_one_out is not None and a.leave_one_out.enabled:
+        raise UserError(f"{spec.path}: ablation.leave_one_out: a study with several objectives has no single best config "
+                        "to leave one factor out of; its front is confirmed over seeds instead (ablation.confirm)")
     if a.leave_one_out is not None and a.leave_one_out.seeds < 1:
         raise UserError(f"{spec.path}: ablation.leave_one_out.seeds: is {a.leave_one_out.seeds}, expected >= 1")
 

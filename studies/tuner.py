@@ -20,6 +20,7 @@ from studies._compat import fit_interrupted
 from studies.asha_state import AshaRungs
 from studies.errors import UserError
 from studies.metric_check import LENIENT_METRICS_ENV, StopWithoutMetric
+from studies.mo_asha import MultiObjectiveASHA
 from studies.node_guard import NodeGuard
 from studies.optuna_bridge import STUDY_FILE_ENV, TruthfulOptunaSearch, sqlite_storage
 from studies.progress import ProgressLines, Rungs
@@ -142,8 +143,12 @@ def build_searcher(spec: StudySpec, run_dir: Path) -> TruthfulOptunaSearch:
         )
 
 
-def build_scheduler(spec: StudySpec) -> ASHAScheduler:
+def build_scheduler(spec: StudySpec) -> ASHAScheduler | MultiObjectiveASHA:
+    """ASHA on the study's metric, or for several objectives multi-objective ASHA (studies.mo_asha)."""
     b = spec.budget
+    if spec.multi_objective:
+        return MultiObjectiveASHA(time_attr=TIME_ATTR, metrics=spec.metrics, modes=spec.modes, max_t=b.max_epochs,
+                                  grace_period=b.grace_period, reduction_factor=b.reduction_factor)
     return ASHAScheduler(time_attr=TIME_ATTR, max_t=b.max_epochs, grace_period=b.grace_period,
                          reduction_factor=b.reduction_factor)
 
@@ -172,7 +177,7 @@ def progress_callback(spec: StudySpec, *, workers: int, early_stopping: bool = T
     b = spec.budget
     rungs = Rungs(b.grace_period, b.reduction_factor, b.max_epochs) if early_stopping else None
     return ProgressLines(metric=spec.metric, mode=spec.mode, num_samples=num_samples or b.num_samples,
-                         max_epochs=b.max_epochs, workers=workers, rungs=rungs, show_best=show_best)
+                         max_epochs=b.max_epochs, workers=workers, rungs=rungs, show_best=show_best and not spec.multi_objective)
 
 
 def build_tuner(spec: StudySpec, run_dir: Path, data: dict[str, Any] | None, *, max_concurrent: int,
@@ -187,8 +192,10 @@ def build_tuner(spec: StudySpec, run_dir: Path, data: dict[str, Any] | None, *, 
         trainable if trainable is not None else make_trainable(spec, data),
         param_space=spec.trial_config(),
         tune_config=tune.TuneConfig(
-            metric=spec.metric,
-            mode=spec.mode,
+            # Ray's Tuner takes one metric and mode only: with several objectives the searcher and the
+            # scheduler each hold the list themselves.
+            metric=None if spec.multi_objective else spec.metric,
+            mode=None if spec.multi_objective else spec.mode,
             # Wrapped here as Tune would wrap it (max_concurrent_trials), in a generator whose trial
             # count a resume takes from the trial states (studies.search_generator says why).
             search_alg=TrialCountedGenerator(ConcurrencyLimiter(build_searcher(spec, run_dir), max_concurrent=max_concurrent)),

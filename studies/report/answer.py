@@ -62,7 +62,7 @@ def describe_params(row: pd.Series, params: list[str]) -> str:
     return ", ".join(f"{p}={fmt(row[p], 3)}" for p in params if p in row and row[p] is not None and row[p] == row[p])
 
 
-def _modelled_claims(an: Analysis, mode: str, metric: str, scale: str) -> list[str]:
+def modelled_claims(an: Analysis, mode: str, metric: str, scale: str) -> list[str]:
     m = an.modelled
     out = []
     for t in m.tables:
@@ -140,7 +140,7 @@ def answer_parts(run: RunTrials, an: Analysis, *, metric: str, mode: str, scale:
     if m.tables:
         parts.append(f"**Modelled** (surrogate marginals over the declared space, fitted on the {m.n_configs} "
                      f"distinct configs at epoch {m.rung}; a level's value is the metric averaged over every other "
-                     f"factor): " + "; ".join(_modelled_claims(an, mode, metric, scale)) + ".")
+                     f"factor): " + "; ".join(modelled_claims(an, mode, metric, scale)) + ".")
     imp = an.importance.dropna(subset=["modelled_variance"]) if not an.importance.empty else an.importance
     if not imp.empty:
         first = imp.iloc[0]

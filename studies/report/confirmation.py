@@ -35,6 +35,7 @@ class ConfirmationResult:
 
 
 def _final_metric(trial_dir: Path, metric: str) -> tuple[float, int]:
+    """A designed run's ``metric`` at its last epoch, and that epoch."""
     value, epochs = math.nan, 0
     for r in read_results(trial_dir):
         if "epoch" in r and int(r["epoch"]) >= epochs:
@@ -175,16 +176,105 @@ def _mark(p: float) -> str:
     return "" if math.isnan(p) else "**" if p < 0.01 else "*" if p < 0.05 else ""
 
 
-def _load_designed(run_dir: Path, metric: str) -> tuple[dict, pd.DataFrame] | None:
+def _load_designed(run_dir: Path, metric: str | list[str]) -> tuple[dict, pd.DataFrame] | None:
     folder, cand_path = RunFolder(run_dir).designed, RunFolder(run_dir).candidates
     if not cand_path.is_file():
         return None
+    metrics = metric if isinstance(metric, list) else [metric]
     candidates = json.loads(cand_path.read_text())
     max_epochs = int(candidates["max_epochs"])
     rows = []
     for trial_dir in sorted(folder.glob("*/params.json")):
         config = json.loads(trial_dir.read_text())
-        value, epochs = _final_metric(trial_dir.parent, metric)
-        rows.append({"config": config.get("confirm_label", "?"), "seed": config.get("seed"), metric: value, "epochs": epochs})
-    runs = pd.DataFrame(rows, columns=["config", "seed", metric, "epochs"])
+        row: dict[str, Any] = {"config": config.get("confirm_label", "?"), "seed": config.get("seed")}
+        for m in metrics:
+            row[m], row["epochs"] = _final_metric(trial_dir.parent, m)
+        rows.append(row)
+    runs = pd.DataFrame(rows, columns=["config", "seed", *metrics, "epochs"])
     return candidates, runs[runs["epochs"] >= max_epochs]
+
+
+@dataclass
+class FrontConfirmation:
+    runs: pd.DataFrame            # config, seed, each metric, epochs
+    summary: pd.DataFrame | None  # one row per config
+    means: pd.DataFrame | None    # config and each metric's mean over seeds (for the Pareto plot)
+    caption: str
+    sentence: str
+
+
+def load_front_confirmation(run_dir: Path, *, metrics: list[str], modes: list[str]) -> FrontConfirmation | None:
+    """Front configs and the baseline re-run over the same seeds: per objective
+    the mean ± sd and the paired difference to the baseline (paired t-test,
+    Holm over every config and objective of the table), and whether each
+    config's means stay off every other confirmed config's dominance."""
+    from studies.pareto import nondominated_ranks
+
+    loaded = _load_designed(run_dir, metrics)
+    if loaded is None:
+        return None
+    candidates, runs = loaded
+    if not candidates.get("front"):
+        return None
+    configs = candidates["configs"]
+    labels = [c["label"] for c in configs]
+    params = {c["label"]: c["params"] for c in configs}
+    caption = (f"Confirmation of the front (designed evidence): front configs of the search (spread along it by "
+               f"crowding distance) and the baseline, each re-run for the full {candidates['max_epochs']} epochs over "
+               f"the same {candidates['seeds']} seeds, no early stopping. Per objective: mean ± sd over seeds, and the "
+               "paired difference to the baseline (config minus baseline) with a paired t-test over seeds, "
+               "Holm-corrected over every config and objective of the table; * p_holm < 0.05, ** p_holm < 0.01. "
+               "`on_front`: no other confirmed config's means beat this one's in every objective.")
+    runs = runs[runs["config"].isin(labels)]
+    if runs.empty:
+        return FrontConfirmation(runs, None, None, caption, "The confirmation stage has not finished any run yet.")
+    base = runs[runs["config"] == BASELINE_LABEL].set_index("seed")
+    rows: list[dict[str, Any]] = []
+    pvals: list[float] = []
+    where: list[tuple[int, str]] = []
+    for label in labels:
+        x = runs[runs["config"] == label].set_index("seed")
+        row: dict[str, Any] = {"config": label, "params": _params_text(params[label]), "seeds": len(x)}
+        for metric, mode in zip(metrics, modes):
+            row[f"{metric} mean"] = float(x[metric].mean()) if len(x) else math.nan
+            row[f"{metric} sd"] = float(x[metric].std(ddof=1)) if len(x) > 1 else math.nan
+            if label != BASELINE_LABEL and len(base):
+                cmp = paired_comparison(x[metric], base[metric], mode)
+                row[f"{metric} delta"], row[f"{metric} p"] = cmp["delta"], cmp["p"]
+                pvals.append(cmp["p"])
+                where.append((len(rows), metric))
+            else:
+                row[f"{metric} delta"], row[f"{metric} p"] = math.nan, math.nan
+        rows.append(row)
+    summary = pd.DataFrame(rows)
+    for (i, metric), p in zip(where, holm(pvals)):
+        summary.loc[i, f"{metric} p_holm"] = p
+        summary.loc[i, f"{metric} sig"] = _mark(p)
+    means = summary[["config", *[f"{m} mean" for m in metrics]]].rename(columns={f"{m} mean": m for m in metrics})
+    finite = means[metrics].notna().all(axis=1)
+    summary["on_front"] = False
+    if finite.any():
+        summary.loc[finite, "on_front"] = nondominated_ranks(means.loc[finite, metrics].to_numpy(dtype=float), modes) == 0
+    return FrontConfirmation(runs, summary, means, caption, _front_sentence(summary, metrics, modes, candidates))
+
+
+def _front_sentence(summary: pd.DataFrame, metrics: list[str], modes: list[str], candidates: dict) -> str:
+    front = summary[summary["config"] != BASELINE_LABEL]
+    if front.empty or not (summary["config"] == BASELINE_LABEL).any():
+        return "The confirmation stage has no finished front config and baseline pair yet."
+    kept = front[front["on_front"]]
+    parts = [f"re-run over {candidates['seeds']} seeds at the full budget, {len(kept)} of the {len(front)} front "
+             f"configs stay on the front of the confirmed means"]
+    for _, r in front.iterrows():
+        diffs = []
+        for metric, mode in zip(metrics, modes):
+            d, sig = r.get(f"{metric} delta", math.nan), r.get(f"{metric} sig", "")
+            if isinstance(d, float) and math.isnan(d):
+                continue
+            word = "better" if Direction(mode).improves(d) else "worse" if d != 0 else "equal"
+            diffs.append(f"{metric} {d:+.3g} ({word}{', ' + sig if sig else ', not significant'})")
+        beats = all(Direction(mode).improves(r.get(f"{metric} delta", math.nan)) and r.get(f"{metric} sig", "")
+                    for metric, mode in zip(metrics, modes))
+        verdict = "beats the baseline in every objective" if beats else "trades off against the baseline"
+        parts.append(f"{r['config']} ({r['params']}) {verdict}: " + ", ".join(diffs))
+    return "; ".join(parts) + "."

@@ -174,7 +174,7 @@ def plot_importances(importances: pd.DataFrame, out: Path, rung: int | None = No
     return _save(fig, out / "importance.png")
 
 
-def plot_modelled(tables: list, metric: str, rung: int, out: Path) -> Path:
+def plot_modelled(tables: list, metric: str, rung: int, out: Path, *, name: str = "modelled.png") -> Path:
     """Each factor's modelled marginals with 95% bootstrap intervals; the
     reference in grey, marked levels flagged."""
     n = max(1, len(tables))
@@ -199,7 +199,7 @@ def plot_modelled(tables: list, metric: str, rung: int, out: Path) -> Path:
         ax.axis("off")
     fig.suptitle("Modelled marginals over the declared space (main effects + random forest; 95% bootstrap intervals; "
                  "* Holm p<0.05 for the difference to the reference, tested on paired refits)", fontsize=10)
-    return _save(fig, out / "modelled.png")
+    return _save(fig, out / name)
 
 
 def plot_leave_one_out(table: pd.DataFrame, metric: str, out: Path) -> Path:
@@ -272,3 +272,47 @@ def plot_per_frame(run: RunTrials, name: str, columns: list[str], best_ids: list
     path = out / f"{name}_per_frame.png"
     fig.savefig(path, dpi=110)
     return path, pd.DataFrame(rows)
+
+
+def plot_pareto(points: pd.DataFrame, metrics: list[str], modes: list[str], baseline_id: str | None, out: Path,
+                *, confirmed: pd.DataFrame | None = None) -> Path:
+    """Every pair of objectives: the full-budget trials (grey), the front (the
+    study's, over every objective: orange), the pair's own two-objective front as
+    a staircase, and the baseline (a black star). ``confirmed``: the confirmation
+    stage's mean per config (columns config and each metric), drawn as labelled
+    crosses."""
+    from itertools import combinations
+
+    pairs = list(combinations(range(len(metrics)), 2))
+    fig, axes = _subplots(1, len(pairs), figsize=(5.2 * len(pairs), 4.6), squeeze=False)
+    for ax, (i, j) in zip(axes[0], pairs):
+        x, y = metrics[i], metrics[j]
+        rest = points[~points["front"]]
+        front = points[points["front"]]
+        ax.scatter(rest[x], rest[y], s=18, color="0.7", label="ran the full budget")
+        ax.scatter(front[x], front[y], s=30, color="C1", edgecolor="k", lw=0.4, zorder=3,
+                   label="on the front (all objectives)")
+        pair = points[[x, y]].to_numpy(dtype=float)
+        sx, sy = (1 if modes[i] == "min" else -1), (1 if modes[j] == "min" else -1)
+        order = np.argsort(sx * pair[:, 0], kind="stable")
+        stair, best = [], math.inf
+        for k in order:
+            if sy * pair[k, 1] < best:
+                best = sy * pair[k, 1]
+                stair.append(pair[k])
+        if stair:
+            s = np.array(stair)
+            ax.step(s[:, 0], s[:, 1], where="post", color="C1", lw=1, alpha=0.7, label="front of these two")
+        if baseline_id is not None and (points["trial_id"] == baseline_id).any():
+            b = points[points["trial_id"] == baseline_id].iloc[0]
+            ax.scatter([b[x]], [b[y]], marker="*", s=160, color="k", zorder=4, label="baseline")
+        if confirmed is not None and not confirmed.empty:
+            ax.scatter(confirmed[x], confirmed[y], marker="x", s=50, color="C3", zorder=5, label="confirmed (mean over seeds)")
+            for _, r in confirmed.iterrows():
+                ax.annotate(str(r["config"]), (r[x], r[y]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel(f"{x} ({'lower' if modes[i] == 'min' else 'higher'} is better)")
+        ax.set_ylabel(f"{y} ({'lower' if modes[j] == 'min' else 'higher'} is better)")
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle("Trade-offs at the full budget (search trials: one seed each)", fontsize=10)
+    return _save(fig, out / "pareto.png")

@@ -23,7 +23,7 @@ from studies.direction import Direction
 from studies.report import plots
 from studies.report.ablation import AblationResult, FactorTable, build_ablation
 from studies.report.analysis import Analysis, analyse
-from studies.report.answer import answer_parts, fmt
+from studies.report.answer import answer_parts, fmt, modelled_claims
 from studies.report.budget import budget_table
 from studies.report.confirmation import load_confirmation, load_leave_one_out
 from studies.report.importance import FANOVA_MAX_TRIALS
@@ -165,6 +165,8 @@ def write_report(run_dir: Path, run: RunTrials, *, spec: Any, info: RunInfo) -> 
     names = set(a.factors) or {p.name for p in spec.params}
     space = list(spec.params)
     factors = [f for f in space if f.name in names]
+    if getattr(spec, "multi_objective", False):
+        return _write_tradeoff_report(run_dir, run, spec, info, factors, written)
     ab = build_ablation(run, metric=spec.metric, mode=spec.mode, factors=factors, baseline=a.baseline, bins=a.bins,
                         max_epochs=spec.budget.max_epochs, grace_period=spec.budget.grace_period,
                         reduction_factor=spec.budget.reduction_factor)
@@ -309,3 +311,96 @@ def _in_background(fn: Callable[..., list[Path]], *args: Any) -> Callable[[], li
         finally:
             pool.shutdown()
     return wait
+
+
+def _write_tradeoff_report(run_dir: Path, run: RunTrials, spec: Any, info: RunInfo, factors: list,
+                           written: list[Path]) -> WrittenReport:
+    """The report of a study with several objectives: the Pareto front, what it
+    is made of, its confirmation over seeds, and per objective the modelled
+    marginals and importance of the single-objective report."""
+    from studies.report import tradeoff as to
+    from studies.report.confirmation import load_front_confirmation
+
+    folder = RunFolder(run_dir)
+    tables_dir, plots_dir, a = folder.tables, folder.plots, spec.ablation
+    params = [p.name for p in spec.params]
+    baseline_id = _baseline_trial(run)
+    t = to.trade_off(run, metrics=spec.metrics, modes=spec.modes, factors=factors, bins=a.bins,
+                     max_epochs=spec.budget.max_epochs, baseline_trial=baseline_id)
+    scales = [getattr(spec, "metric_scale", "interval")] * len(spec.metrics)
+    answer = to.tradeoff_sentences(t, params, scales)
+    sections = ""
+    front_cap = to.front_caption(t, spec.budget.max_epochs)
+    front = to.front_table(t, params)
+    written += _write_table(front, tables_dir / "pareto_front", front_cap)
+    sections += f"## Pareto front (search phase, full budget)\n\n{front_cap}\n\n{_display(front).to_markdown(index=False)}\n\n"
+    written += _write_table(t.shares, tables_dir / "pareto_levels", to.SHARES_CAPTION)
+    sections += f"### Levels on the front\n\n{to.SHARES_CAPTION}\n\n{_display(t.shares).to_markdown(index=False)}\n\n"
+
+    confirmation = load_front_confirmation(run_dir, metrics=spec.metrics, modes=spec.modes)
+    if confirmation is not None and confirmation.summary is not None:
+        written += _write_table(confirmation.summary, tables_dir / "confirmation", confirmation.caption)
+        sections += (f"## Confirmation of the front (designed)\n\n{confirmation.caption}\n\n"
+                     f"{_display(confirmation.summary).to_markdown(index=False)}\n\n")
+        answer.insert(1, f"**Designed, confirmation**: {confirmation.sentence}")
+
+    from threadpoolctl import threadpool_limits
+
+    per_objective = ""
+    with threadpool_limits(1):
+        for metric, mode in zip(spec.metrics, spec.modes):
+            an = analyse(run, factors, space=list(spec.params), metric=metric, mode=mode, baseline=a.baseline,
+                         bins=a.bins, max_epochs=spec.budget.max_epochs, grace_period=spec.budget.grace_period,
+                         reduction_factor=spec.budget.reduction_factor, seed=spec.seed)
+            objective_dir = tables_dir / metric
+            objective_dir.mkdir(exist_ok=True)
+            per_objective += f"## {metric} ({Direction(mode).word} is better)\n\n### Modelled marginals (epoch {an.rung})\n\n"
+            shown_spec = _ObjectiveView(spec, metric, mode)
+            per_objective += _modelled_section(an, shown_spec, objective_dir, written)
+            imp_caption = _importance_caption(an)
+            written += _write_table(an.importance, objective_dir / "importance", imp_caption)
+            per_objective += f"### Parameter importance\n\n{imp_caption}\n\n{_display(an.importance).to_markdown(index=False)}\n\n"
+            if an.modelled.tables:
+                claims = "; ".join(modelled_claims(an, mode, metric, scales[0]))
+                answer.append(f"**Modelled, {metric}** (surrogate marginals over the declared space at epoch "
+                              f"{an.rung}, {Direction(mode).word} is better): {claims}.")
+                written.append(plots.plot_modelled(an.modelled.tables, metric, an.rung, plots_dir,
+                                                   name=f"modelled_{metric}.png"))
+    if confirmation is None:
+        answer.append("No designed runs were made: the front comes from single-seed search trials.")
+    budget = budget_table(run, run_dir, info)
+    budget_caption = "Budget: what the study cost, what ASHA's early stopping saved, and what the designed runs cost."
+    written += _write_table(budget, tables_dir / "budget", budget_caption)
+    confirmed = confirmation.means if confirmation is not None else None
+    if len(t.points):
+        written.append(plots.plot_pareto(t.points, spec.metrics, spec.modes, baseline_id, plots_dir, confirmed=confirmed))
+    rung_counts = ", ".join(f"epoch {e}: {n}" for e, n in sorted(run.history.groupby("epoch")["trial_id"].nunique().items()))
+    report = folder.report
+    report.write_text(
+        f"# {spec.name}: trade-off report\n\n{' '.join(answer)}\n\n"
+        f"*Run `{run_dir.name}` ({info.status}); {len(run.trials)} trials; trials reaching each epoch: {rung_counts}. "
+        f"Question: {spec.description or '(no description in the spec)'}*\n\n"
+        + "".join(f"**Left out, unreadable:** {line}\n\n" for line in run.unreadable)
+        + f"{EVIDENCE_LEGEND}\n\n" + sections + per_objective
+        + f"## Budget\n\n{budget_caption}\n\n{_display(budget).to_markdown(index=False)}\n\n"
+        + "Plots: `plots/pareto.png`, " + ", ".join(f"`plots/modelled_{m}.png`" for m in spec.metrics)
+        + ". All trials: `tables/trials.md`; per objective: `tables/<metric>/`.\n")
+    written.append(report)
+    return WrittenReport(written, answer, report, list(run.unreadable))
+
+
+@dataclass(frozen=True)
+class _ObjectiveView:
+    """A spec seen through one of its objectives (what the per-table captions read)."""
+
+    spec: Any
+    metric: str
+    mode: str
+
+
+def _baseline_trial(run: RunTrials) -> str | None:
+    """The search's trial 0: the baseline config, which the searcher always measures first."""
+    if run.trials.empty or "optuna_number" not in run.trials:
+        return None
+    first = run.trials[run.trials["optuna_number"] == 0]
+    return str(first.iloc[0]["trial_id"]) if len(first) else None

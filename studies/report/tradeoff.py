@@ -1,0 +1,180 @@
+"""A study with several objectives: the Pareto front at the full budget, its
+hypervolume, which factor levels the front is made of, and the baseline's
+place against it (Ray-free, as the rest of the report).
+
+Only trials that ran the full budget are compared: a trial ASHA stopped has
+values from an earlier epoch, and an early epoch's smoothness or loss is not
+the same quantity as the full budget's. The front is a fact about these
+single-seed trials (observed evidence); the confirmation stage re-runs front
+configs over seeds (designed evidence).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from studies.direction import Direction
+from studies.param import Param
+from studies.pareto import hypervolume, nondominated_ranks, reference_point
+from studies.report.ablation import level_labels
+from studies.report.trials import RunTrials
+
+REFERENCE_MARGIN = 0.1
+
+
+@dataclass
+class TradeOff:
+    metrics: list[str]
+    modes: list[str]
+    points: pd.DataFrame          # one row per full-budget trial: trial_id, each metric, params, front (bool)
+    front: pd.DataFrame           # the front members, best first on the first objective
+    reference: np.ndarray         # the hypervolume's reference point, in the metrics' own units
+    hypervolume: float
+    baseline: pd.Series | None    # the baseline trial (Optuna trial 0), when it ran the full budget
+    dominated_by: list[str]       # front trial ids that dominate the baseline
+    shares: pd.DataFrame          # factor, level, full_budget, on_front, share_of_front, share_of_level
+    n_trials: int                 # every trial of the run
+
+
+def full_budget_values(run: RunTrials, metrics: list[str], max_epochs: int) -> pd.DataFrame:
+    """trial_id and each metric's value at the trial's epoch ``max_epochs``,
+    for the trials that reported every metric there."""
+    h = run.history
+    if h.empty or "epoch" not in h or not set(metrics) <= set(h.columns):
+        return pd.DataFrame(columns=["trial_id", *metrics])
+    last = h[h["epoch"] == max_epochs].drop_duplicates("trial_id", keep="last")
+    return last[["trial_id", *metrics]].dropna().reset_index(drop=True)
+
+
+def dominates(a: np.ndarray, b: np.ndarray, modes: list[str]) -> bool:
+    """Is ``a`` at least as good as ``b`` in every objective and better in one?"""
+    sign = np.array([1.0 if m == "min" else -1.0 for m in modes])
+    x, y = sign * np.asarray(a, dtype=float), sign * np.asarray(b, dtype=float)
+    return bool(np.all(x <= y) and np.any(x < y))
+
+
+def trade_off(run: RunTrials, *, metrics: list[str], modes: list[str], factors: list[Param], bins: dict[str, Any],
+              max_epochs: int, baseline_trial: str | None) -> TradeOff:
+    values = full_budget_values(run, metrics, max_epochs)
+    params = [f.name for f in factors]
+    trials = run.trials.set_index("trial_id")
+    points = values.join(trials[[p for p in params if p in trials.columns]], on="trial_id")
+    y = points[metrics].to_numpy(dtype=float)
+    if len(points):
+        points["front"] = nondominated_ranks(y, modes) == 0
+        reference = reference_point(y, modes, margin=REFERENCE_MARGIN)
+        hv = hypervolume(y[points["front"].to_numpy()], modes, reference)
+    else:
+        points["front"] = pd.Series(dtype=bool)
+        reference, hv = np.full(len(metrics), math.nan), math.nan
+    first = Direction(modes[0])
+    front = points[points["front"]].sort_values(metrics[0], ascending=first.ascending).reset_index(drop=True)
+    base = points[points["trial_id"] == baseline_trial]
+    base_row = base.iloc[0] if len(base) else None
+    dominated_by = []
+    if base_row is not None:
+        b = base_row[metrics].to_numpy(dtype=float)
+        dominated_by = [r["trial_id"] for _, r in front.iterrows() if dominates(r[metrics].to_numpy(dtype=float), b, modes)]
+    return TradeOff(metrics, modes, points, front, reference, hv, base_row, dominated_by,
+                    _front_shares(points, factors, bins), len(run.trials))
+
+
+def _front_shares(points: pd.DataFrame, factors: list[Param], bins: dict[str, Any]) -> pd.DataFrame:
+    """Per factor level: how many full-budget trials had it, how many of them are
+    on the front, that level's share of the front, and the share of its own
+    trials that made the front (the searcher decides how many trials a level
+    gets, so the second share is the fairer comparison between levels)."""
+    rows = []
+    n_front = int(points["front"].sum()) if len(points) else 0
+    for f in factors:
+        if f.name not in points.columns or not len(points):
+            continue
+        labels = level_labels(points[f.name], f, bins.get(f.name))
+        for level, idx in labels.groupby(labels, sort=False).groups.items():
+            on = int(points.loc[idx, "front"].sum())
+            rows.append({"factor": f.name, "level": level, "full_budget": len(idx), "on_front": on,
+                         "share_of_front": on / n_front if n_front else math.nan,
+                         "share_of_level": on / len(idx) if len(idx) else math.nan})
+    return pd.DataFrame(rows, columns=["factor", "level", "full_budget", "on_front", "share_of_front", "share_of_level"])
+
+
+def front_caption(t: TradeOff, max_epochs: int) -> str:
+    dirs = ", ".join(f"{m} ({Direction(d).word} is better)" for m, d in zip(t.metrics, t.modes))
+    ref = ", ".join(f"{m} = {v:.4g}" for m, v in zip(t.metrics, t.reference))
+    return (f"Pareto front at the full budget ({max_epochs} epochs): the {len(t.front)} of {len(t.points)} trials that "
+            f"ran the full budget which no other such trial beats in every objective: {dirs}. One seed each (observed "
+            f"evidence; the confirmation stage re-runs front configs over seeds). Hypervolume of the front "
+            f"{t.hypervolume:.4g}, against the reference point ({ref}): the worst value of each objective among these "
+            f"trials, moved outwards by {REFERENCE_MARGIN:.0%} of its range.")
+
+
+SHARES_CAPTION = ("Which factor levels the front is made of: per level, the trials that ran the full budget "
+                  "(`full_budget`), how many of them are on the front (`on_front`), the level's share of the front, "
+                  "and the share of the level's own full-budget trials that made the front (`share_of_level`: the "
+                  "searcher decides how many trials each level gets, so compare levels by this one).")
+
+
+def front_table(t: TradeOff, params: list[str]) -> pd.DataFrame:
+    cols = ["trial_id", *t.metrics, *[p for p in params if p in t.front.columns]]
+    out = t.front[cols].copy()
+    if t.baseline is not None:
+        out.insert(1, "baseline", out["trial_id"] == t.baseline["trial_id"])
+    return out
+
+
+def _change(value: float, ref: float, scale: str) -> str:
+    if scale == "ratio" and ref > 0 and value > 0:
+        return f"{(value / ref - 1) * 100:+.0f}%"
+    return f"{value - ref:+.3g}"
+
+
+def tradeoff_sentences(t: TradeOff, params: list[str], scales: list[str]) -> list[str]:
+    """The answer for a trade-off study, each claim naming its evidence."""
+    dirs = "; ".join(f"{m} {Direction(d).word} is better" for m, d in zip(t.metrics, t.modes))
+    if not len(t.points):
+        return [f"({dirs}) No search trial ran the full budget, so there is no Pareto front yet."]
+    parts = [f"({dirs}) **Observed, Pareto front** (single-seed search trials at the full budget): "
+             f"{len(t.front)} of the {len(t.points)} trials that ran the full budget are on the front "
+             f"(hypervolume {t.hypervolume:.4g})."]
+    if t.baseline is not None:
+        b = t.baseline
+        shown = ", ".join(f"{m} {b[m]:.4g}" for m in t.metrics)
+        if not t.dominated_by:
+            parts.append(f"The baseline ({_params(b, params)}; {shown}) is on the front: no trial beats it in every "
+                         "objective.")
+        else:
+            best = t.points.set_index("trial_id").loc[t.dominated_by]
+            # the dominating trial with the largest gain in the first objective
+            d = Direction(t.modes[0])
+            pick = best.loc[d.idxbest(best[t.metrics[0]])]
+            changes = ", ".join(f"{m} {_change(pick[m], b[m], s)}" for m, s in zip(t.metrics, scales))
+            parts.append(f"The baseline ({_params(b, params)}; {shown}) is **not** on the front: {len(t.dominated_by)} "
+                         f"front trial(s) beat it in every objective, e.g. trial {pick.name} ({_params(pick, params)}): "
+                         f"{changes}.")
+    else:
+        parts.append("The baseline did not run the full budget in the search, so its place against the front is "
+                     "not known from the search.")
+    s = t.shares
+    if not s.empty:
+        lines = []
+        for factor, g in s.groupby("factor", sort=False):
+            top = g.sort_values(["share_of_front", "share_of_level"], ascending=False).iloc[0]
+            lines.append(f"{factor} = {top['level']} ({int(top['on_front'])} of {len(t.front)} front members; "
+                         f"{top['share_of_level']:.0%} of its {int(top['full_budget'])} full-budget trials)")
+        parts.append("Most of the front: " + "; ".join(lines) + ".")
+    return parts
+
+
+def _params(row: pd.Series, params: list[str]) -> str:
+    shown = []
+    for p in params:
+        v = row.get(p)
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            continue
+        shown.append(f"{p}={v:.3g}" if isinstance(v, float) else f"{p}={v}")
+    return ", ".join(shown)

@@ -1,0 +1,126 @@
+"""The trade-off report's numbers on hand-made runs whose front, hypervolume,
+baseline verdict, level shares and confirmation are known."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from studies.designed import plan_front_confirmation
+from studies.param import Param
+from studies.report.confirmation import BASELINE_LABEL, load_front_confirmation
+from studies.report.tradeoff import full_budget_values, trade_off, tradeoff_sentences
+from studies.report.trials import RunTrials
+from studies.run_folder import RunFolder
+
+METRICS, MODES = ["error", "speed"], ["min", "max"]
+FACTORS = [Param("mode", "categorical", ("a", "b")), Param("x", "float", low=0.0, high=4.0)]
+
+
+def _run(rows: list[tuple[str, str, float, float, float, int]]) -> RunTrials:
+    """(trial_id, mode, x, error, speed, epochs reached); values are the same at every epoch."""
+    trials, history = [], []
+    for n, (tid, mode, x, err, speed, epochs) in enumerate(rows):
+        trials.append({"trial_id": tid, "status": "complete" if epochs == 9 else "stopped by ASHA", "epochs": epochs,
+                       "mode": mode, "x": x, "optuna_number": n, "last_error": err})
+        history += [{"trial_id": tid, "epoch": e, "error": err + (9 - e), "speed": speed} for e in range(1, epochs + 1)]
+    return RunTrials(pd.DataFrame(trials), pd.DataFrame(history), ["mode", "x"])
+
+
+RUN = _run([
+    ("base", "b", 2.0, 3.0, 1.0, 9),   # baseline: dominated by t1 and t2
+    ("t1", "a", 2.0, 2.0, 2.0, 9),     # front
+    ("t2", "a", 1.0, 1.0, 1.0, 9),     # front (least error)
+    ("t3", "a", 3.0, 4.0, 3.0, 9),     # front (most speed)
+    ("t4", "b", 3.0, 5.0, 2.5, 9),     # dominated by t3
+    ("t5", "a", 0.5, 0.1, 9.0, 3),     # would dominate everything, but stopped at epoch 3: not compared
+])
+
+
+def test_front_hypervolume_and_the_baseline() -> None:
+    t = trade_off(RUN, metrics=METRICS, modes=MODES, factors=FACTORS, bins={}, max_epochs=9, baseline_trial="base")
+    assert list(t.front["trial_id"]) == ["t2", "t1", "t3"]          # best error first
+    assert set(full_budget_values(RUN, METRICS, 9)["trial_id"]) == {"base", "t1", "t2", "t3", "t4"}
+    # reference: worst error 5 + 10% of 4 = 5.4; worst speed 1 - 10% of 2 = 0.8
+    assert t.reference == pytest.approx([5.4, 0.8])
+    # staircase, error x speed rectangles against (5.4, 0.8): t2 (1,1), t1 (2,2), t3 (4,3)
+    expected = (5.4 - 1.0) * (1.0 - 0.8) + (5.4 - 2.0) * (2.0 - 1.0) + (5.4 - 4.0) * (3.0 - 2.0)
+    assert t.hypervolume == pytest.approx(expected)
+    assert t.dominated_by == ["t2", "t1"]   # t2: less error at equal speed; t1: better in both
+    shares = t.shares.set_index(["factor", "level"])
+    assert shares.loc[("mode", "a"), ["full_budget", "on_front"]].tolist() == [3, 3]
+    assert shares.loc[("mode", "b"), ["full_budget", "on_front"]].tolist() == [2, 0]
+    assert shares.loc[("mode", "a"), "share_of_front"] == 1.0
+    text = " ".join(tradeoff_sentences(t, ["mode", "x"], ["ratio", "ratio"]))
+    assert "3 of the 5 trials" in text and "is **not** on the front" in text
+    assert "error -67%" in text and "speed +0%" in text    # t2 (the least error) against the baseline: 1 vs 3, 1 vs 1
+
+
+def test_a_baseline_on_the_front_is_said_to_be() -> None:
+    run = _run([("base", "b", 2.0, 0.5, 0.5, 9), ("t1", "a", 2.0, 2.0, 2.0, 9)])
+    t = trade_off(run, metrics=METRICS, modes=MODES, factors=FACTORS, bins={}, max_epochs=9, baseline_trial="base")
+    assert set(t.front["trial_id"]) == {"base", "t1"} and t.dominated_by == []
+    assert "is on the front" in " ".join(tradeoff_sentences(t, ["mode", "x"], ["interval"] * 2))
+
+
+def test_the_front_confirmation_plan_spreads_along_the_front() -> None:
+    plan = plan_front_confirmation(RUN, params=FACTORS, metrics=METRICS, modes=MODES, baseline={"mode": "b", "x": 2.0},
+                                   max_epochs=9, top_k=2, seeds=3)
+    labels = [c["label"] for c in plan["configs"]]
+    assert labels == ["front1", "front2", BASELINE_LABEL]
+    # the two ends of the front (infinite crowding distance) come first
+    assert {c["trial_id"] for c in plan["configs"][:2]} == {"t2", "t3"}
+    assert plan["front"] and all(c["seeds"] == 3 for c in plan["configs"])
+
+
+def _designed(tmp_path: Path, runs: dict[str, list[tuple[float, float]]]) -> Path:
+    """A run folder whose designed stage ran ``runs``: label -> (error, speed) per seed."""
+    folder = RunFolder(tmp_path)
+    folder.designed.mkdir(parents=True)
+    configs = [{"label": label, "params": {"x": float(i)}, "roles": ["confirm"], "seeds": len(v)}
+               for i, (label, v) in enumerate(runs.items())]
+    folder.candidates.write_text(json.dumps({"configs": configs, "front": True, "confirm": True, "leave_one_out": False,
+                                             "seeds": 3, "max_epochs": 2}))
+    for label, values in runs.items():
+        for seed, (err, speed) in enumerate(values):
+            d = folder.designed / f"{label}_{seed}"
+            d.mkdir()
+            (d / "params.json").write_text(json.dumps({"confirm_label": label, "seed": seed}))
+            (d / "result.json").write_text("\n".join(json.dumps({"epoch": e, "error": err, "speed": speed}) for e in (1, 2)))
+    return tmp_path
+
+
+def test_front_confirmation_is_paired_and_holm_corrected(tmp_path: Path) -> None:
+    # front1 is better than the baseline by exactly 0.1 error in every seed, although the seeds differ by far more:
+    # paired, that is certain; unpaired it would not be significant.
+    run_dir = _designed(tmp_path, {
+        "front1": [(1.0, 2.0), (3.0, 2.1), (5.0, 1.9)],
+        "front2": [(1.2, 5.0), (3.3, 5.1), (4.9, 4.8)],
+        BASELINE_LABEL: [(1.1, 1.0), (3.1, 1.05), (5.1, 0.95)],
+    })
+    c = load_front_confirmation(run_dir, metrics=METRICS, modes=MODES)
+    assert c is not None and c.summary is not None
+    s = c.summary.set_index("config")
+    assert s.loc["front1", "error delta"] == pytest.approx(-0.1)
+    assert s.loc["front1", "error p"] < 1e-6              # paired: the same difference in every seed
+    from scipy import stats
+
+    unpaired = stats.ttest_ind([1.0, 3.0, 5.0], [1.1, 3.1, 5.1]).pvalue
+    assert unpaired > 0.5
+    # Holm over the 4 comparisons (2 configs x 2 objectives)
+    ps = [s.loc[c_, f"{m} p"] for c_ in ("front1", "front2") for m in METRICS]
+    order = np.argsort(ps)
+    adjusted = np.maximum.accumulate([min(1.0, (4 - k) * ps[i]) for k, i in enumerate(order)])
+    for k, i in enumerate(order):
+        c_, m = [("front1", "error"), ("front1", "speed"), ("front2", "error"), ("front2", "speed")][i]
+        assert s.loc[c_, f"{m} p_holm"] == pytest.approx(adjusted[k])
+    # the baseline's means (3.1, 1.0) are beaten by front1's (3.0, 2.0): off the confirmed front
+    assert bool(s.loc["front1", "on_front"]) and bool(s.loc["front2", "on_front"])
+    assert not bool(s.loc[BASELINE_LABEL, "on_front"])
+    assert "front1" in c.sentence and "beats the baseline in every objective" in c.sentence
+    assert math.isnan(s.loc[BASELINE_LABEL, "error delta"])
