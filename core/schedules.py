@@ -66,6 +66,35 @@ def cosine_factor(step: int, total_steps: int, *, start: float = 100.0, end: flo
     return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
+SIGMA_SHAPES = ("constant", "linear", "cosine")
+
+
+def sigma_divisor(step: int, steps: int, *, start: float, end: float, shape: str) -> float:
+    """Factor the MDN sigma is divided by at generation step ``step`` of ``steps``.
+
+    - ``constant``: ``start`` throughout (``end`` is unused);
+    - ``linear``: straight line from ``start`` at step 0 to ``end`` at the last step;
+    - ``cosine``: the half-cosine of :func:`cosine_factor` (the research notes'
+      choice, 100 -> 1: near-deterministic first frames, the model's own spread
+      at the end).
+
+    A divisor above 1 sharpens the sampled Gaussian, below 1 widens it.
+    """
+    if shape not in SIGMA_SHAPES:
+        raise ValueError(f"The value of `shape` is {shape!r}, but must be one of {SIGMA_SHAPES}")
+    for name, value in (("start", start), ("end", end)):
+        if not value > 0:
+            raise ValueError(f"The value of `{name}` is {value}, but must be `{name} > 0`")
+    if shape == "constant":
+        return start
+    if shape == "cosine":
+        return cosine_factor(step, steps, start=start, end=end)
+    if steps <= 1:
+        return end
+    t = min(max(step / (steps - 1), 0.0), 1.0)
+    return start + (end - start) * t
+
+
 def kl_beta(
     progress: float,
     *,

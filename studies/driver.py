@@ -75,12 +75,19 @@ def spec_of_run(run_dir: Path, *, for_training: bool = True, extra: list[str] | 
 
 
 def load_family_data(spec: StudySpec, data_path: str | None, cache_dir: Path) -> dict[str, Any] | None:
+    """The family's data set, and what its trials share beyond it (``FamilyDef.shared``:
+    computed once, cached beside the data): it all reaches the trials through the object store."""
     family = spec.family_info
     if family is None:
         return None
     try:
         config = family.config({**spec.config, "max_epochs": spec.budget.max_epochs})
-        return family.load_data(config, data_path=data_path, cache_dir=cache_dir)
+        arrays = family.load_data(config, data_path=data_path, cache_dir=cache_dir)
+        if family.shared is not None:
+            from studies.shared_cache import cached_shared
+
+            arrays = {**arrays, **cached_shared(family, config, arrays, data_path=data_path, cache_dir=cache_dir)}
+        return arrays
     except DataFileError as exc:
         raise UserError(str(exc)) from None
     except ConfigError as exc:

@@ -123,10 +123,12 @@ class StudySpec:
     # the one a single-objective study has (and the one progress lines show).
     metrics: list[str] = field(default_factory=list)
     modes: list[str] = field(default_factory=list)
+    metric_scales: list[str] = field(default_factory=list)   # one per objective; metric_scale is the first
 
     def __post_init__(self) -> None:
         self.metrics = self.metrics or [self.metric]
         self.modes = self.modes or [self.mode]
+        self.metric_scales = self.metric_scales or [self.metric_scale] * len(self.metrics)
 
     @property
     def multi_objective(self) -> bool:
@@ -349,6 +351,9 @@ def _check_family_values(spec: StudySpec) -> None:
         if p.name in family.data_fields:
             raise UserError(f"{spec.search_space_path}: {p.name}: a data field of family {family.name} (the data set is "
                             "built once, before the trials, so searching it would change nothing); set it in config: instead")
+        if p.name in family.shared_fields:
+            raise UserError(f"{spec.search_space_path}: {p.name}: a field of what family {family.name}'s trials share "
+                            "(built once, before the trials, so searching it would change nothing); set it in config: instead")
         for value in p.probe_values():
             try:
                 config_from_dict(family.config_cls, {**base, p.name: value})
@@ -422,15 +427,22 @@ def _check_what_runs(source: str, raw: dict[str, Any]) -> None:
     trainable = raw.get("trainable")
     if trainable is not None and (not isinstance(trainable, str) or trainable.count(":") != 1):
         raise UserError(f"{source}: trainable: expected 'package.module:function', found {trainable!r}")
-    objectives(source, raw.get("metric"), raw.get("mode"))
+    metrics, _ = objectives(source, raw.get("metric"), raw.get("mode"))
     seed = raw.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise UserError(f"{source}: seed: expected a non-negative integer, found {seed!r}")
     if not isinstance(raw.get("config") or {}, dict):
         raise UserError(f"{source}: config: expected a mapping of fixed trial settings")
-    metric_scale = raw.get("metric_scale", "interval")
-    if metric_scale not in METRIC_SCALES:
-        raise UserError(f"{source}: metric_scale: is {metric_scale!r}, expected one of {', '.join(METRIC_SCALES)}")
+    metric_scales(source, raw.get("metric_scale", "interval"), metrics)
+
+
+def metric_scales(source: str, given: Any, metrics: list[str]) -> list[str]:
+    """One scale for every objective, or (several objectives) a list, one per metric."""
+    scales = given if isinstance(given, list) and len(metrics) > 1 else [given] * len(metrics)
+    if len(scales) != len(metrics) or any(not isinstance(x, str) or x not in METRIC_SCALES for x in scales):
+        each = f"; or a list of them, one per metric ({len(metrics)})" if len(metrics) > 1 else ""
+        raise UserError(f"{source}: metric_scale: is {given!r}, expected one of {', '.join(METRIC_SCALES)}{each}")
+    return scales
 
 
 def objectives(source: str, metric: Any, mode: Any) -> tuple[list[str], list[str]]:
@@ -504,7 +516,8 @@ def load_spec(
         seed=seed, budget=validate_section(Budget, raw.get("budget"), source=source, where="budget"),
         resources=validate_section(Resources, raw.get("resources"), source=source, where="resources"),
         config=raw.get("config") or {}, ablation=_parse_ablation(source, raw.get("ablation")),
-        metric_scale=raw.get("metric_scale", "interval"),
+        metric_scale=metric_scales(source, raw.get("metric_scale", "interval"), metrics)[0],
+        metric_scales=metric_scales(source, raw.get("metric_scale", "interval"), metrics),
         search_space_path=_search_space_file(path, ss_name, search_space_path),
     )
     _check_budget(source, spec.budget)

@@ -7,6 +7,7 @@ is taken on the mixture's expected value and w(t) is the loss-weight ramp of
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +18,7 @@ from core.data.motion import NUM_EMOTIONS, NUM_JOINTS, SCHEMA, check_motion_arra
 from core.experiments.base import EVAL_SEED_STRIDE, TorchExperiment, epoch_seed, random_split, seed_epoch, shared_tensor, shuffled
 from core.experiments.registry import DataDef, FamilyDef
 from core.metrics import masked_mean, mean_jerk, sample_diversity
-from core.models.mdn import SAMPLING_MODES, mdn_nll, sample_mdn
+from core.models.mdn import SAMPLING_MODES, MixtureParams, mdn_nll, sample_mdn
 from core.models.motion_transformer import MotionTransformer, MotionTransformerConfig
 from core.schedules import RAMP_SHAPES, cosine_factor, ramp_weight
 
@@ -73,6 +74,24 @@ class MdnMotionConfig:
         for name in ("max_epochs", "batch_size", "n_components", "gen_steps", "gen_context", "num_sequences"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"`{name}` is {getattr(self, name)}, expected >= 1")
+
+
+@torch.no_grad()
+def continue_motion(model: MotionTransformer, keypoints: torch.Tensor, emotion: torch.Tensor, steps: int, *, mode: str,
+                    divisor: Callable[[int], float], generator: torch.Generator | None = None) -> torch.Tensor:
+    """Continue (B, t, 34) keypoints / (B, t, 4) emotions by ``steps`` frames with
+    ``model``, feeding each prediction back: the next keypoints drawn by
+    :func:`sample_mdn` in ``mode`` with the sigma divided by ``divisor(step)``, the
+    next emotion the model's prediction clipped to [0, 1]. Returns (B, steps, 34)."""
+    model.eval()
+    kp, emo = keypoints, emotion
+    for step in range(steps):
+        mixture, emo_pred = model(kp, emo)
+        last = MixtureParams(mixture.logits[:, -1].float(), mixture.mu[:, -1].float(), mixture.log_sigma[:, -1].float())
+        kp_next = sample_mdn(last, mode, sigma_divisor=divisor(step), generator=generator)   # (B, 34), float32
+        kp = torch.cat([kp, kp_next[:, None].to(kp.dtype)], dim=1)
+        emo = torch.cat([emo, emo_pred[:, -1:].clamp(0.0, 1.0).to(emo.dtype)], dim=1)
+    return kp[:, keypoints.shape[1] :]                                          # (B, steps, 34)
 
 
 class MdnMotionExperiment(TorchExperiment):
@@ -149,16 +168,8 @@ class MdnMotionExperiment(TorchExperiment):
         """Continue (B, t, 34) keypoints / (B, t, 4) emotions by ``steps`` frames,
         feeding each prediction back; sigma divisor on the cosine curve."""
         c = self.config
-        self.model.eval()
-        kp, emo = keypoints, emotion
-        for step in range(steps):
-            mixture, emo_pred = self.model(kp, emo)
-            last = type(mixture)(mixture.logits[:, -1], mixture.mu[:, -1], mixture.log_sigma[:, -1])
-            divisor = cosine_factor(step, steps, start=c.sigma_start, end=c.sigma_end)
-            kp_next = sample_mdn(last, mode, sigma_divisor=divisor, generator=generator)
-            kp = torch.cat([kp, kp_next[:, None]], dim=1)
-            emo = torch.cat([emo, emo_pred[:, -1:].clamp(0.0, 1.0)], dim=1)
-        return kp[:, keypoints.shape[1] :]                                          # (B, steps, 34)
+        return continue_motion(self.model, keypoints, emotion, steps, mode=mode, generator=generator,
+                               divisor=lambda step: cosine_factor(step, steps, start=c.sigma_start, end=c.sigma_end))
 
     def generation_metrics(self, epoch: int) -> dict[str, float]:
         """Jerk (smoothness) and sample diversity of generated continuations, with

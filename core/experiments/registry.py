@@ -17,9 +17,12 @@ import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.config import config_from_dict
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # name -> the module that defines its FAMILY
 FAMILY_MODULES: dict[str, str] = {
@@ -28,6 +31,7 @@ FAMILY_MODULES: dict[str, str] = {
     "hand_pose": "core.experiments.hand_pose",
     "hand_action": "core.experiments.hand_action",
     "au2blend": "core.experiments.au2blend",
+    "mdn_sampling": "core.experiments.mdn_sampling",
 }
 
 
@@ -67,6 +71,17 @@ class FamilyDef:
     data: DataDef
     study: str                         # the bundled study that exercises it
     tiny: Mapping[str, Any] = field(default_factory=dict)  # overrides for a seconds-long config (tests)
+    shared: Callable[[Any, dict[str, np.ndarray]], dict[str, np.ndarray]] | None = None
+    """What every trial of a study uses but none may change, computed ONCE on the
+    driver from the family config and the loaded data set, before any trial; its
+    arrays are added to the data dict that reaches every trial through Ray's
+    object store. The pattern for an inference-time knob (sampling, decoding,
+    thresholds): fit the model once here, and let the trials only use it.
+    None (most families): nothing shared beyond the data."""
+    shared_fields: frozenset[str] = frozenset()
+    """The config fields ``shared``'s result depends on (data fields included):
+    the key of its cache, and fields a search must not vary (each trial would
+    silently get the one shared result)."""
 
     @property
     def data_fields(self) -> frozenset[str]:

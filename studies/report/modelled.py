@@ -48,6 +48,10 @@ N_BOOT_TREES = 8      # trees per bootstrap refit (sklearn fits ~1 ms a tree; --
 N_SPACE = 250         # Monte-Carlo configs per level
 MIN_LEAF = 2
 RIDGE_ALPHA = 1.0
+# A difference below this share of the metric's observed range is rounding, not a finding; a metric
+# whose range is below CONSTANT_TOLERANCE of its size is one value.
+RESOLUTION = 1e-6
+CONSTANT_TOLERANCE = 1e-12
 
 
 @dataclass
@@ -299,7 +303,8 @@ def modelled_tables(
             blocks.append(block)
             plan.append((f, label, slice(start, start + len(block))))
             start += len(block)
-    if not plan or n < 4 or len(np.unique(y)) < 2:
+    if not plan or n < 4 or np.ptp(y) <= CONSTANT_TOLERANCE * max(1.0, float(np.max(np.abs(y)))):
+        # one value (up to float rounding): nothing to model, and any "difference" would be rounding
         return ModelledResult([], rung, n, repeats, 0, math.nan)
     point, boot, r2 = _bootstrapped_marginals(X, y, np.vstack(blocks), [s for _, _, s in plan], encode.n_forest,
                                               seed=seed, n_boot=n_boot)
@@ -307,7 +312,8 @@ def modelled_tables(
     for f in factors:
         cols = [i for i, (g, _, _) in enumerate(plan) if g is f]
         if cols:
-            table, ref, why = _level_table(f, [plan[i][1] for i in cols], point[cols], boot[:, cols], baseline)
+            table, ref, why = _level_table(f, [plan[i][1] for i in cols], point[cols], boot[:, cols], baseline,
+                                           resolution=RESOLUTION * float(np.ptp(y)))
             tables.append(ModelledTable(f.name, table, ref, why, rung, n, _scope(f)))
     return ModelledResult(tables, rung, n, repeats, n_boot, r2)
 
@@ -349,7 +355,7 @@ def _centred(draws: np.ndarray, at: float) -> np.ndarray:
 
 
 def _level_table(f: Param, labels: list[str], point: np.ndarray, boot: np.ndarray,
-                 baseline: dict[str, Any]) -> tuple[pd.DataFrame, str, str]:
+                 baseline: dict[str, Any], *, resolution: float = 0.0) -> tuple[pd.DataFrame, str, str]:
     """One factor's table: each level's marginal with its interval, and its
     difference to the reference level with Holm-adjusted tests."""
     ref, why = reference_of_levels(f, labels, baseline)
@@ -360,16 +366,19 @@ def _level_table(f: Param, labels: list[str], point: np.ndarray, boot: np.ndarra
         rows.append({"level": label + (" (ref)" if i == r else ""), "marginal": point[i], "lo": lo, "hi": hi,
                      "delta": point[i] - point[r] if i != r else math.nan})
     tests = compare_to_reference([_centred(boot[:, i] - boot[:, r], point[i] - point[r]) if i != r else None
-                                  for i in range(len(labels))])
+                                  for i in range(len(labels))], resolution=resolution)
     table = pd.concat([pd.DataFrame(rows), tests], axis=1)[
         ["level", "marginal", "lo", "hi", "delta", "delta_lo", "delta_hi", "p", "p_holm", "sig"]]
     return table, ref, why
 
 
-def compare_to_reference(diffs: list[np.ndarray | None]) -> pd.DataFrame:
+def compare_to_reference(diffs: list[np.ndarray | None], *, resolution: float = 0.0) -> pd.DataFrame:
     """Bootstrap differences to the reference (None: the reference itself) ->
     p, Holm-adjusted p, the mark, and the difference's interval at the level
-    Holm tests it at (so the interval excludes 0 exactly when it is marked)."""
+    Holm tests it at (so the interval excludes 0 exactly when it is marked).
+    A bootstrap difference within ``resolution`` of 0 counts as 0 (a tie): a
+    metric that is constant up to float rounding must not give 1e-13 a mark."""
+    diffs = [None if d is None else np.where(np.abs(d) <= resolution, 0.0, d) for d in diffs]
     pvals = [tail_p(d) if d is not None else math.nan for d in diffs]
     levels = holm_levels(pvals)
     p_holm = holm(pvals)

@@ -327,7 +327,7 @@ def _write_tradeoff_report(run_dir: Path, run: RunTrials, spec: Any, info: RunIn
     baseline_id = _baseline_trial(run)
     t = to.trade_off(run, metrics=spec.metrics, modes=spec.modes, factors=factors, bins=a.bins,
                      max_epochs=spec.budget.max_epochs, baseline_trial=baseline_id)
-    scales = [getattr(spec, "metric_scale", "interval")] * len(spec.metrics)
+    scales = list(spec.metric_scales)
     answer = to.tradeoff_sentences(t, params, scales)
     sections = ""
     front_cap = to.front_caption(t, spec.budget.max_epochs)
@@ -348,20 +348,20 @@ def _write_tradeoff_report(run_dir: Path, run: RunTrials, spec: Any, info: RunIn
 
     per_objective = ""
     with threadpool_limits(1):
-        for metric, mode in zip(spec.metrics, spec.modes):
+        for metric, mode, scale in zip(spec.metrics, spec.modes, scales):
             an = analyse(run, factors, space=list(spec.params), metric=metric, mode=mode, baseline=a.baseline,
                          bins=a.bins, max_epochs=spec.budget.max_epochs, grace_period=spec.budget.grace_period,
                          reduction_factor=spec.budget.reduction_factor, seed=spec.seed)
             objective_dir = tables_dir / metric
             objective_dir.mkdir(exist_ok=True)
-            per_objective += f"## {metric} ({Direction(mode).word} is better)\n\n### Modelled marginals (epoch {an.rung})\n\n"
+            per_objective += f"## {metric} ({Direction(mode).word} is better): modelled marginals at epoch {an.rung}\n\n"
             shown_spec = _ObjectiveView(spec, metric, mode)
             per_objective += _modelled_section(an, shown_spec, objective_dir, written)
             imp_caption = _importance_caption(an)
             written += _write_table(an.importance, objective_dir / "importance", imp_caption)
-            per_objective += f"### Parameter importance\n\n{imp_caption}\n\n{_display(an.importance).to_markdown(index=False)}\n\n"
+            per_objective += f"### Parameter importance for {metric}\n\n{imp_caption}\n\n{_display(an.importance).to_markdown(index=False)}\n\n"
             if an.modelled.tables:
-                claims = "; ".join(modelled_claims(an, mode, metric, scales[0]))
+                claims = "; ".join(modelled_claims(an, mode, metric, scale))
                 answer.append(f"**Modelled, {metric}** (surrogate marginals over the declared space at epoch "
                               f"{an.rung}, {Direction(mode).word} is better): {claims}.")
                 written.append(plots.plot_modelled(an.modelled.tables, metric, an.rung, plots_dir,

@@ -69,7 +69,7 @@ def test_two_objectives_end_to_end(tmp_path: Path, cache_dir: Path) -> None:
 
     report = (run_dir / "tables" / "ablation.md").read_text()
     assert report.startswith("# mo: trade-off report") and "Hypervolume of the front" in report
-    assert "The baseline" in report and "## error (lower is better)" in report and "## speed (higher is better)" in report
+    assert "The baseline" in report and "## error (lower is better): modelled" in report and "## speed (higher is better): modelled" in report
     confirmation = pd.read_csv(run_dir / "tables" / "confirmation.csv")
     assert {"baseline", "front1"} <= set(confirmation["config"]) and (confirmation["seeds"] == 2).all()
     assert (run_dir / "plots" / "pareto.png").is_file()

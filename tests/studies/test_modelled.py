@@ -207,3 +207,19 @@ def test_null_factor_false_flag_rate_is_at_most_nominal():
                               mode="min", rung=1, seed=seed, n_boot=40, n_space=60)
         flags += int((next(t for t in res.tables if t.factor == "null").table["sig"] != "").any())
     assert flags <= 10, flags
+
+
+def test_a_metric_constant_up_to_rounding_gets_no_mark() -> None:
+    """A probe saturated at 0.25 reports 0.25 +- 1e-16: before, its 1e-13 'differences' were marked significant."""
+    from studies.param import Param
+    from studies.report.modelled import compare_to_reference, modelled_tables
+
+    rng = np.random.default_rng(0)
+    f = Param("mode", "categorical", ("a", "b", "c"))
+    configs = pd.DataFrame({"mode": rng.choice(["a", "b", "c"], 40)})
+    values = pd.Series(0.25 + (configs["mode"] == "b").to_numpy() * 3e-16 + rng.normal(0, 1e-17, 40))
+    out = modelled_tables(configs, values, [f], baseline={"mode": "a"}, bins={}, mode="max", rung=1, n_boot=20)
+    assert out.tables == []
+    # a real difference far above the resolution is still tested; one below it is a tie (p = 1)
+    tests = compare_to_reference([None, np.full(50, 1e-13), np.full(50, 0.5)], resolution=1e-9)
+    assert tests["p"].tolist()[1:] == [1.0, 0.0] and tests["sig"].tolist() == ["", "", "**"]

@@ -515,10 +515,17 @@ def test_cmaes_without_its_package(tmp_path, monkeypatch):
 
 def test_metric_scale_of_every_bundled_spec(tmp_path):
     expected = {"augmentation": "ratio", "crop_size": "ratio", "film_placement": "ratio", "grunet_arch": "ratio",
-                "har_lstm": "interval", "kl_cycle": "log", "mdn_ramp": "ratio", "teacher_forcing": "log"}
+                "har_lstm": "interval", "kl_cycle": "log", "mdn_ramp": "ratio", "mdn_sampling": "ratio",
+                "teacher_forcing": "log"}
     assert {name: load_spec(path, check_family=False).metric_scale for name, path in known_studies().items()} == expected
     assert load_spec(_copy_spec(tmp_path, lambda r: r.pop("metric_scale"))).metric_scale == "interval"
     assert load_spec(BUNDLED_SPEC, overrides=["metric_scale=log"]).metric_scale == "log"
+    sampling = load_spec(known_studies()["mdn_sampling"], check_family=False)
+    assert sampling.metric_scales == ["ratio", "ratio", "interval"]
+    with pytest.raises(UserError, match=r"metric_scale: is \['ratio'\], expected one of .* one per metric \(3\)"):
+        load_spec(known_studies()["mdn_sampling"], check_family=False, overrides=["metric_scale=[ratio]"])
+    with pytest.raises(UserError, match="metric_scale: is \\['ratio'\\], expected one of ratio, interval, log$"):
+        load_spec(BUNDLED_SPEC, overrides=["metric_scale=[ratio]"])
 
 
 def test_leave_one_out_forms(tmp_path):
@@ -630,8 +637,13 @@ def test_bundled_reference_point():
                                     "ramp_length": 0.25, "lr": 1e-3})
 
 
+def _two_objectives(raw: dict) -> None:
+    raw.update(metric=["val_mse", "gen_diversity"], mode=["min", "max"])
+    raw["ablation"].pop("leave_one_out")
+
+
 def test_several_objectives(tmp_path):
-    path = _copy_spec(tmp_path, lambda r: r.update(metric=["val_mse", "gen_diversity"], mode=["min", "max"]))
+    path = _copy_spec(tmp_path, _two_objectives)
     spec = load_spec(path)
     assert (spec.metrics, spec.modes, spec.multi_objective) == (["val_mse", "gen_diversity"], ["min", "max"], True)
     assert (spec.metric, spec.mode) == ("val_mse", "min")   # the first objective: what progress lines show
@@ -663,7 +675,7 @@ def test_bad_objectives(tmp_path, metric, mode, key, fragment):
 
 
 def test_nsga2_and_what_several_objectives_refuse(tmp_path):
-    path = _copy_spec(tmp_path, lambda r: r.update(metric=["val_mse", "gen_diversity"], mode=["min", "max"]))
+    path = _copy_spec(tmp_path, _two_objectives)
     spec = load_spec(path, overrides=["search.sampler=nsga2", "search.population_size=8"])
     assert (spec.search.sampler, spec.search.population_size) == ("nsga2", 8)
     with pytest.raises(UserError) as info:
@@ -672,3 +684,6 @@ def test_nsga2_and_what_several_objectives_refuse(tmp_path):
     with pytest.raises(UserError) as info:
         load_spec(path, overrides=["search.sampler=cmaes"])
     assert str(info.value).startswith(f"{path}: search.sampler: is cmaes") and "several objectives" in str(info.value)
+    with pytest.raises(UserError) as info:
+        load_spec(path, overrides=["ablation.leave_one_out.seeds=3"])
+    assert str(info.value).startswith(f"{path}: ablation.leave_one_out: a study with several objectives")
