@@ -21,6 +21,7 @@ from studies.asha_state import AshaRungs
 from studies.errors import UserError
 from studies.metric_check import LENIENT_METRICS_ENV, StopWithoutMetric
 from studies.mo_asha import MultiObjectiveASHA
+from studies.mo_tpe import FullBudgetTPESampler
 from studies.node_guard import NodeGuard
 from studies.optuna_bridge import STUDY_FILE_ENV, TruthfulOptunaSearch, sqlite_storage
 from studies.progress import ProgressLines, Rungs
@@ -108,6 +109,8 @@ def build_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
     startup = s.n_startup_trials if s.n_startup_trials is not None else 10  # load_spec fills it for tpe and gp
     if s.sampler == "tpe":
         extra: dict[str, Any] = {} if s.multivariate is None else {"multivariate": s.multivariate}  # None: Optuna's default
+        if spec.multi_objective:   # only full-budget trials may be TPE's "good" ones (studies.mo_tpe says why)
+            return FullBudgetTPESampler(seed=s.seed, n_startup_trials=startup, group=s.group, **extra)
         return samplers.TPESampler(seed=s.seed, n_startup_trials=startup, group=s.group, **extra)
     if s.sampler == "random":
         return samplers.RandomSampler(seed=s.seed)
