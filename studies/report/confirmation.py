@@ -219,6 +219,9 @@ def load_front_confirmation(run_dir: Path, *, metrics: list[str], modes: list[st
     configs = candidates["configs"]
     labels = [c["label"] for c in configs]
     params = {c["label"]: c["params"] for c in configs}
+    # The baseline may be a front config itself: then it ran once, under the front label (its alias: baseline).
+    base_label = next((c["label"] for c in configs if c["label"] == BASELINE_LABEL or BASELINE_LABEL in c.get("aliases", [])),
+                      BASELINE_LABEL)
     caption = (f"Confirmation of the front (designed evidence): front configs of the search (spread along it by "
                f"crowding distance) and the baseline, each re-run for the full {candidates['max_epochs']} epochs over "
                f"the same {candidates['seeds']} seeds, no early stopping. Per objective: mean ± sd over seeds, and the "
@@ -228,17 +231,18 @@ def load_front_confirmation(run_dir: Path, *, metrics: list[str], modes: list[st
     runs = runs[runs["config"].isin(labels)]
     if runs.empty:
         return FrontConfirmation(runs, None, None, caption, "The confirmation stage has not finished any run yet.")
-    base = runs[runs["config"] == BASELINE_LABEL].set_index("seed")
+    base = runs[runs["config"] == base_label].set_index("seed")
     rows: list[dict[str, Any]] = []
     pvals: list[float] = []
     where: list[tuple[int, str]] = []
     for label in labels:
         x = runs[runs["config"] == label].set_index("seed")
-        row: dict[str, Any] = {"config": label, "params": _params_text(params[label]), "seeds": len(x)}
+        shown = label if label != base_label or label == BASELINE_LABEL else f"{label} = {BASELINE_LABEL}"
+        row: dict[str, Any] = {"config": shown, "params": _params_text(params[label]), "seeds": len(x)}
         for metric, mode in zip(metrics, modes):
             row[f"{metric} mean"] = float(x[metric].mean()) if len(x) else math.nan
             row[f"{metric} sd"] = float(x[metric].std(ddof=1)) if len(x) > 1 else math.nan
-            if label != BASELINE_LABEL and len(base):
+            if label != base_label and len(base):
                 cmp = paired_comparison(x[metric], base[metric], mode)
                 row[f"{metric} delta"], row[f"{metric} p"] = cmp["delta"], cmp["p"]
                 pvals.append(cmp["p"])
@@ -259,12 +263,17 @@ def load_front_confirmation(run_dir: Path, *, metrics: list[str], modes: list[st
 
 
 def _front_sentence(summary: pd.DataFrame, metrics: list[str], modes: list[str], candidates: dict) -> str:
-    front = summary[summary["config"] != BASELINE_LABEL]
-    if front.empty or not (summary["config"] == BASELINE_LABEL).any():
+    is_base = summary["config"].str.endswith(BASELINE_LABEL)
+    front = summary[~is_base]
+    if front.empty or not is_base.any():
         return "The confirmation stage has no finished front config and baseline pair yet."
-    kept = front[front["on_front"]]
-    parts = [f"re-run over {candidates['seeds']} seeds at the full budget, {len(kept)} of the {len(front)} front "
-             f"configs stay on the front of the confirmed means"]
+    base = summary[is_base].iloc[0]
+    kept = summary[summary["on_front"] & (summary["config"] != BASELINE_LABEL)]
+    n_front = len(summary) - int((summary["config"] == BASELINE_LABEL).sum())
+    parts = [f"re-run over {candidates['seeds']} seeds at the full budget, {len(kept)} of the {n_front} front "
+             f"configs stay on the front of the confirmed means"
+             + ("" if base["config"] == BASELINE_LABEL else f" ({base['config']}: the baseline is a front config itself)")
+             + ("" if not bool(base["on_front"]) else "; the baseline's means are on it too")]
     for _, r in front.iterrows():
         diffs = []
         for metric, mode in zip(metrics, modes):

@@ -124,3 +124,16 @@ def test_front_confirmation_is_paired_and_holm_corrected(tmp_path: Path) -> None
     assert not bool(s.loc[BASELINE_LABEL, "on_front"])
     assert "front1" in c.sentence and "beats the baseline in every objective" in c.sentence
     assert math.isnan(s.loc[BASELINE_LABEL, "error delta"])
+
+
+def test_a_baseline_that_is_a_front_config_is_compared_under_its_front_label(tmp_path: Path) -> None:
+    run_dir = _designed(tmp_path, {"front1": [(1.0, 2.0), (1.1, 2.1)], "front2": [(2.0, 1.0), (2.1, 1.1)]})
+    cand = json.loads(RunFolder(run_dir).candidates.read_text())
+    cand["configs"][1]["aliases"] = [BASELINE_LABEL]     # as _merge_identical leaves it
+    RunFolder(run_dir).candidates.write_text(json.dumps(cand))
+    c = load_front_confirmation(run_dir, metrics=METRICS, modes=MODES)
+    assert c is not None and c.summary is not None
+    s = c.summary.set_index("config")
+    assert list(s.index) == ["front1", "front2 = baseline"]
+    assert s.loc["front1", "error delta"] == pytest.approx(-1.0) and s.loc["front1", "speed delta"] == pytest.approx(1.0)
+    assert "the baseline is a front config itself" in c.sentence and "front1 (x=0) beats the baseline in every objective" in c.sentence
