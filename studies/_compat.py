@@ -45,6 +45,12 @@ def study_storage_url(study: optuna.Study) -> str | None:
     return getattr(storage, "url", None) or getattr(getattr(storage, "_backend", None), "url", None)
 
 
+def set_tpe_gamma(sampler: optuna.samplers.TPESampler, gamma: Callable[[int], int]) -> None:
+    """TPE's split function (how many trials are "good"), set on a built sampler:
+    Optuna 4.9 deprecated the constructor's ``gamma`` argument."""
+    sampler._gamma = gamma
+
+
 def searcher_completed(searcher: Any) -> set[str]:
     """Tune trial ids whose outcome OptunaSearch has already told Optuna."""
     return searcher._completed_trials

@@ -23,20 +23,25 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from studies._compat import set_tpe_gamma
+
 
 def optuna_default_gamma(n: int) -> int:
-    """Optuna's own TPE default (``min(ceil(0.1 n), 25)``), restated: its function is private."""
-    return min(int(math.ceil(0.1 * n)), 25)
+    """Optuna's own TPE default for several objectives (``ceil(0.1 n)``), restated: its function is private."""
+    return int(math.ceil(0.1 * n))
 
 
 class FullBudgetTPESampler(optuna.samplers.TPESampler):
-    """``TPESampler`` whose good group holds COMPLETE trials only (see the module docstring)."""
+    """``TPESampler`` whose good group holds COMPLETE trials only (see the module docstring).
+    Optuna 4.9 deprecated TPE's ``gamma`` argument (a FutureWarning on every run), so
+    the cap is set on the built sampler (studies._compat.set_tpe_gamma)."""
 
     def __init__(self, **kwargs: Any) -> None:
         self._n_complete = 0
-        super().__init__(gamma=self._gamma, **kwargs)
+        super().__init__(**kwargs)
+        set_tpe_gamma(self, self._capped_gamma)
 
-    def _gamma(self, n: int) -> int:
+    def _capped_gamma(self, n: int) -> int:
         return min(optuna_default_gamma(n), self._n_complete)
 
     def _count(self, study: optuna.Study) -> None:

@@ -8,7 +8,7 @@ import optuna
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from studies.mo_tpe import FullBudgetTPESampler, optuna_default_gamma
+from studies.mo_tpe import FullBudgetTPESampler
 
 
 def _study(sampler: optuna.samplers.BaseSampler) -> optuna.Study:
@@ -43,8 +43,12 @@ def test_stopped_trials_are_not_tpes_good_ones() -> None:
 
 
 def test_the_good_group_is_optunas_when_enough_trials_completed() -> None:
-    sampler = FullBudgetTPESampler(seed=0)
-    sampler._n_complete = 100
-    assert [sampler._gamma(n) for n in (0, 9, 10, 11, 300)] == [optuna_default_gamma(n) for n in (0, 9, 10, 11, 300)]
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)   # no deprecated argument
+        sampler = FullBudgetTPESampler(seed=0)
+    sampler._n_complete = 1000
+    assert [sampler._capped_gamma(n) for n in (0, 9, 10, 11, 300)] == [0, 1, 1, 2, 30]   # Optuna's, for several objectives
     sampler._n_complete = 2
-    assert sampler._gamma(300) == 2
+    assert sampler._capped_gamma(300) == 2
