@@ -21,7 +21,7 @@ import pandas as pd
 from studies.direction import Direction
 from studies.param import Param
 from studies.pareto import hypervolume, nondominated_ranks, reference_point
-from studies.report.ablation import level_labels
+from studies.report.ablation import NOT_SAMPLED, level_labels
 from studies.report.trials import RunTrials
 
 REFERENCE_MARGIN = 0.1
@@ -159,7 +159,10 @@ def tradeoff_sentences(t: TradeOff, params: list[str], scales: list[str]) -> lis
     else:
         parts.append("The baseline did not run the full budget in the search, so its place against the front is "
                      "not known from the search.")
-    s = t.shares
+    extremes = _extremes(t, params, scales)
+    if extremes:
+        parts.append("The front's ends: " + "; ".join(extremes) + ".")
+    s = t.shares[~t.shares["level"].isin([NOT_SAMPLED, "out of bins"])] if not t.shares.empty else t.shares
     if not s.empty:
         lines = []
         for factor, g in s.groupby("factor", sort=False):
@@ -168,6 +171,24 @@ def tradeoff_sentences(t: TradeOff, params: list[str], scales: list[str]) -> lis
                          f"{top['share_of_level']:.0%} of its {int(top['full_budget'])} full-budget trials)")
         parts.append("Most of the front: " + "; ".join(lines) + ".")
     return parts
+
+
+def _extremes(t: TradeOff, params: list[str], scales: list[str]) -> list[str]:
+    """Per objective, the front member best in it, with its other objectives (and
+    its change against the baseline, when the baseline ran the full budget)."""
+    out = []
+    for metric, mode in zip(t.metrics, t.modes):
+        if t.front.empty:
+            break
+        row = t.front.loc[Direction(mode).idxbest(t.front[metric])]
+        values = ", ".join(f"{m} {row[m]:.4g}" for m in t.metrics)
+        if t.baseline is not None and row["trial_id"] != t.baseline["trial_id"]:
+            values += " (against the baseline: " + ", ".join(
+                f"{m} {_change(row[m], t.baseline[m], s)}" for m, s in zip(t.metrics, scales)) + ")"
+        elif t.baseline is not None:
+            values += " (the baseline)"
+        out.append(f"best {metric}: {_params(row, params)}: {values}")
+    return out
 
 
 def _params(row: pd.Series, params: list[str]) -> str:
