@@ -32,14 +32,6 @@ METRIC_KEYS = {"val_mse", "val_r2", "val_negrelu", "val_neg_frac"}
 TRAIN_KEYS = {"train_loss", "train_mse", "train_negrelu"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny_config(**changes) -> Au2BlendConfig:
     return Au2BlendConfig(**{**TINY, **changes})
 

@@ -23,15 +23,6 @@ from core.sequence import (
     masked_mse,
 )
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 LENGTHS = torch.tensor([9, 7, 7, 4, 2])       # longest first, as collate_sorted makes them
 
 

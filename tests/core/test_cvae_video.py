@@ -23,14 +23,6 @@ TINY = dict(num_clips=12, clip_length=5, frame_size=16, width=4, z_channels=2, b
             max_epochs=2, val_fraction=0.25, val_batch_size=2)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # --- schedules ---------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("epoch", [0, 0.5, 3, 7.25, 100])

@@ -28,14 +28,6 @@ from trainables._loop import PLATFORM_KEYS
 FAMILIES = family_names()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)   # tiny models: thread start-up costs more than it saves
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny(family: FamilyDef, **changes: Any) -> dict[str, Any]:
     return {**family.tiny, **changes}
 

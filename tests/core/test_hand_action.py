@@ -19,14 +19,6 @@ from core.training import run_epochs
 TINY = dict(num_sequences=24, min_length=8, max_length=14, hidden_size=8, attention_dim=8, batch_size=8, max_epochs=2)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny_config(**changes) -> HandActionConfig:
     return HandActionConfig(**{**TINY, **changes})
 

@@ -6,9 +6,24 @@ import numpy as np
 import pytest
 
 from core.data.hand import (
-    ACTIONS, BONE_LENGTHS, BONES, FINGERS, JOINTS, NUM_JOINTS, SCHEMA, SEQUENCE_SCHEMA, check_hand_arrays,
-    check_sequence_arrays, default_intrinsics, forward_kinematics, generate_hand_actions, generate_hand_depth,
-    generate_hand_sequences, hand_spheres, render_depth, rotation_matrix,
+    ACTIONS,
+    BONE_LENGTHS,
+    BONES,
+    FINGERS,
+    JOINTS,
+    NUM_JOINTS,
+    SCHEMA,
+    SEQUENCE_SCHEMA,
+    check_hand_arrays,
+    check_sequence_arrays,
+    default_intrinsics,
+    forward_kinematics,
+    generate_hand_actions,
+    generate_hand_depth,
+    generate_hand_sequences,
+    hand_spheres,
+    render_depth,
+    rotation_matrix,
 )
 from core.data.hdf5 import DataFileError, validate_arrays
 

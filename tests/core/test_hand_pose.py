@@ -29,14 +29,6 @@ TINY = dict(num_sequences=8, frames_per_sequence=4, channels=4, hidden=16, pca_d
 METRIC_KEYS = {"val_error_mm", "val_loss", "val_max_error_mm", "val_frames_within_40mm", "val_pca_floor_mm"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny_config(**changes) -> HandPoseConfig:
     return HandPoseConfig(**{**TINY, **changes})
 

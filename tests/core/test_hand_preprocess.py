@@ -10,17 +10,20 @@ import torch
 
 from core.data.hand import default_intrinsics, generate_hand_depth, render_depth
 from core.data.hand_preprocess import (
-    AUG_MODES, aug_parts, bbox_crops, center_of_mass, crop_depth, cube_crops, denormalise_joints, identity_augmentation,
-    make_crops, normalise_joints, project, sample_augmentation, unproject,
+    AUG_MODES,
+    aug_parts,
+    bbox_crops,
+    center_of_mass,
+    crop_depth,
+    cube_crops,
+    denormalise_joints,
+    identity_augmentation,
+    make_crops,
+    normalise_joints,
+    project,
+    sample_augmentation,
+    unproject,
 )
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

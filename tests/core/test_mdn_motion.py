@@ -21,15 +21,6 @@ TINY = dict(
 METRIC_KEYS = {"val_kp_mse", "val_emotion_mse", "val_nll", "val_mse", "gen_jerk", "gen_jerk_ratio", "gen_diversity"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # tiny models: thread start-up costs more than it saves, and a loaded machine makes it worse
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def tiny_config(**changes) -> MdnMotionConfig:
     return MdnMotionConfig(**{**TINY, **changes})
 

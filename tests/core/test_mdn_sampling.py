@@ -28,15 +28,6 @@ from core.experiments.registry import get_family
 from core.schedules import SIGMA_SHAPES, cosine_factor, sigma_divisor
 from core.training import run_epochs
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)   # tiny models: thread start-up costs more than it saves
-    yield
-    torch.set_num_threads(before)
-
-
 # --- sigma_divisor -----------------------------------------------------------
 
 @pytest.mark.parametrize("shape, expected", [
