@@ -319,15 +319,6 @@ def recorded_data(info: RunInfo, given: str | None, flag: str) -> str | None:
     return recorded
 
 
-def trainable_module(spec: StudySpec) -> str | None:
-    """The module a trial imports first: the family's experiment, or the user's trainable's."""
-    from core.experiments.registry import FAMILY_MODULES
-
-    if spec.family:
-        return FAMILY_MODULES.get(spec.family)
-    return spec.trainable.partition(":")[0] if spec.trainable else None
-
-
 @contextmanager
 def launch(ctx: RunContext) -> Iterator[None]:
     """Ray up (local or joined), the cluster checked against the spec's resources and storage."""
@@ -336,8 +327,7 @@ def launch(ctx: RunContext) -> Iterator[None]:
 
     ctx.started = time.time()
     o = ctx.options
-    with ray_session(o.address, num_cpus=o.num_cpus, num_gpus=o.num_gpus, preimport=trainable_module(ctx.spec)) as cluster, \
-            sigterm_stops_cleanly() as stop:
+    with ray_session(o.address, num_cpus=o.num_cpus, num_gpus=o.num_gpus) as cluster, sigterm_stops_cleanly() as stop:
         ctx.stop = stop   # installed after ray.init, which sets its own SIGTERM handler
         _check_resources(ctx.spec, cluster)
         if o.remote is None:   # a bucket is seen by every node

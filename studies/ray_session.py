@@ -115,16 +115,12 @@ def machine_count() -> int:
 
 
 @contextmanager
-def ray_session(address: str | None, *, num_cpus: int | None = None, num_gpus: int | None = None,
-                preimport: str | None = None) -> Iterator[dict[str, float]]:
+def ray_session(address: str | None, *, num_cpus: int | None = None, num_gpus: int | None = None) -> Iterator[dict[str, float]]:
     """Yield the cluster's resources. Without an address this always starts a
     fresh local Ray (``address="local"``): a stale ``ray_current_cluster`` file
-    left by a crashed run must not make us attach to a cluster that is gone.
-    ``preimport``: a module the local Ray's workers import as they start
-    (studies.worker_setup), so the trials do not pay for it."""
+    left by a crashed run must not make us attach to a cluster that is gone."""
     import ray
 
-    from studies import worker_setup
     from studies._compat import filter_worker_output
     from studies.quiet import environ, quiet_ray_start, without_worker_exit_noise
 
@@ -149,8 +145,7 @@ def ray_session(address: str | None, *, num_cpus: int | None = None, num_gpus: i
             scoped.enter_context(environ(PYTHONPATH=os.pathsep.join([*wanted, *paths])))
         try:
             ray.init(address="local", num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False,
-                     logging_level=logging.WARNING, logging_config=_worker_logging(),
-                     runtime_env=worker_setup.runtime_env(preimport))
+                     logging_level=logging.WARNING, logging_config=_worker_logging())
         except Exception as exc:  # Ray raises a bare Exception when its processes do not come up
             scoped.close()
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
