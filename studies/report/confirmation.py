@@ -254,6 +254,12 @@ def load_front_confirmation(run_dir: Path, *, metrics: list[str], modes: list[st
     for (i, metric), p in zip(where, holm(pvals)):
         summary.loc[i, f"{metric} p_holm"] = p
         summary.loc[i, f"{metric} sig"] = _mark(p)
+    for metric in metrics:   # comparisons may all be missing (no baseline run yet): the columns still exist
+        for col, empty in ((f"{metric} p_holm", math.nan), (f"{metric} sig", "")):
+            if col not in summary:
+                summary[col] = empty
+    summary = summary[["config", "params", "seeds", *[f"{m} {c}" for m in metrics
+                                                      for c in ("mean", "sd", "delta", "p", "p_holm", "sig")]]]
     means = summary[["config", *[f"{m} mean" for m in metrics]]].rename(columns={f"{m} mean": m for m in metrics})
     finite = means[metrics].notna().all(axis=1)
     summary["on_front"] = False
