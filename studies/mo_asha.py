@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import math
-import pickle
 import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -322,11 +321,3 @@ class MultiObjectiveASHA(FIFOScheduler):
         objectives = ", ".join(f"{n} ({d})" for n, d in zip(self._metrics, self._modes))
         out = f"Using MultiObjectiveASHA on {objectives}: num_stopped={self._num_stopped}"
         return out + "\n" + "\n".join(b.debug_str() for b in self._brackets)
-
-    def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as f:
-            pickle.dump(self.__dict__, f)
-
-    def restore(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "rb") as f:
-            self.__dict__.update(pickle.load(f))
