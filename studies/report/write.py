@@ -346,7 +346,7 @@ def _write_tradeoff_report(run_dir: Path, run: RunTrials, spec: Any, info: RunIn
 
     from threadpoolctl import threadpool_limits
 
-    per_objective = ""
+    per_objective, plotted = "", []
     with threadpool_limits(1):
         for metric, mode, scale in zip(spec.metrics, spec.modes, scales):
             an = analyse(run, factors, space=list(spec.params), metric=metric, mode=mode, baseline=a.baseline,
@@ -355,7 +355,7 @@ def _write_tradeoff_report(run_dir: Path, run: RunTrials, spec: Any, info: RunIn
             objective_dir = tables_dir / metric
             objective_dir.mkdir(exist_ok=True)
             per_objective += f"## {metric} ({Direction(mode).word} is better): modelled marginals at epoch {an.rung}\n\n"
-            shown_spec = _ObjectiveView(spec, metric, mode)
+            shown_spec = _ObjectiveView(metric, mode)
             per_objective += _modelled_section(an, shown_spec, objective_dir, written)
             imp_caption = _importance_caption(an)
             written += _write_table(an.importance, objective_dir / "importance", imp_caption)
@@ -366,6 +366,7 @@ def _write_tradeoff_report(run_dir: Path, run: RunTrials, spec: Any, info: RunIn
                               f"{an.rung}, {Direction(mode).word} is better): {claims}.")
                 written.append(plots.plot_modelled(an.modelled.tables, metric, an.rung, plots_dir,
                                                    name=f"modelled_{metric}.png"))
+                plotted.append(f"`plots/modelled_{metric}.png`")
     if confirmation is None:
         answer.append("No designed runs were made: the front comes from single-seed search trials.")
     budget = budget_table(run, run_dir, info)
@@ -383,7 +384,7 @@ def _write_tradeoff_report(run_dir: Path, run: RunTrials, spec: Any, info: RunIn
         + "".join(f"**Left out, unreadable:** {line}\n\n" for line in run.unreadable)
         + f"{EVIDENCE_LEGEND}\n\n" + sections + per_objective
         + f"## Budget\n\n{budget_caption}\n\n{_display(budget).to_markdown(index=False)}\n\n"
-        + "Plots: `plots/pareto.png`, " + ", ".join(f"`plots/modelled_{m}.png`" for m in spec.metrics)
+        + "Plots: " + ", ".join((["`plots/pareto.png`"] if len(t.points) else []) + plotted)
         + ". All trials: `tables/trials.md`; per objective: `tables/<metric>/`.\n")
     written.append(report)
     return WrittenReport(written, answer, report, list(run.unreadable))
@@ -393,7 +394,6 @@ def _write_tradeoff_report(run_dir: Path, run: RunTrials, spec: Any, info: RunIn
 class _ObjectiveView:
     """A spec seen through one of its objectives (what the per-table captions read)."""
 
-    spec: Any
     metric: str
     mode: str
 
