@@ -127,7 +127,7 @@ def plan_front_confirmation(run: RunTrials, *, params: list[Any], metrics: list[
     the front first, then the most isolated members: spread along the front,
     not bunched at one end), and the baseline (``baseline``: every active
     parameter's baseline value, the search's trial 0), each over ``seeds`` seeds."""
-    from studies.pareto import pareto_order
+    from studies.pareto import nondominated_ranks, pareto_order
     from studies.report.tradeoff import full_budget_values
 
     values = full_budget_values(run, metrics, max_epochs)
@@ -135,10 +135,8 @@ def plan_front_confirmation(run: RunTrials, *, params: list[Any], metrics: list[
     configs: list[dict[str, Any]] = []
     seen: set[str] = set()
     if len(values):
-        order = pareto_order(values[metrics].to_numpy(dtype=float), modes)
-        from studies.pareto import nondominated_ranks
-
-        front = nondominated_ranks(values[metrics].to_numpy(dtype=float), modes) == 0
+        points = values[metrics].to_numpy(dtype=float)
+        order, front = pareto_order(points, modes), nondominated_ranks(points, modes) == 0
         for i in order:
             if not front[i]:
                 break
