@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -88,3 +92,15 @@ def machine() -> str:
 
     return (f"{platform.node() or 'host'}: {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
             f"Python {platform.python_version()}, torch {torch.__version__}, load average {os.getloadavg()[0]:.2f} at start")
+
+
+@contextmanager
+def worktree(rev: str) -> Iterator[Path]:
+    """A detached git worktree of ``rev`` in a temporary folder, removed afterwards."""
+    where = Path(tempfile.mkdtemp(prefix="baseline-"))
+    subprocess.run(["git", "worktree", "add", "--detach", str(where), rev], cwd=REPO, check=True, capture_output=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(where)], cwd=REPO, check=False, capture_output=True)
+        shutil.rmtree(where, ignore_errors=True)

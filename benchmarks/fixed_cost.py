@@ -21,7 +21,9 @@ run's ``run.json``, every trial's result records and the command's end):
   not covered by any trial (turnover between trials, the first epochs'
   one-off imports count as trial work here) is reported apart;
 - after the trials: Tune's clean-up, Ray's shutdown, the report (tables,
-  plots, HParams; ``stage_s.report`` in ``run.json``).
+  plots, HParams; ``stage_s.report`` in ``run.json``). Ray's shutdown runs while
+  the report is written, so the report's line includes whatever CPU the two
+  share; the other line is the rest.
 
 "Outside trial work" is the whole wall time minus the time at least one
 trial was running. Each command is run ``--repeat`` times; the table shows
@@ -32,19 +34,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import REPO, machine, read_trials  # noqa: E402
+from _common import REPO, machine, read_trials, worktree  # noqa: E402
 
 
 def timed(args: list[str], root: Path = REPO) -> tuple[float, float, str]:
@@ -68,18 +68,6 @@ def covered(intervals: list[tuple[float, float]]) -> float:
     return total
 
 
-@contextmanager
-def worktree(rev: str) -> Iterator[Path]:
-    """A detached git worktree of ``rev`` in a temporary folder, removed afterwards."""
-    where = Path(tempfile.mkdtemp(prefix="baseline-"))
-    subprocess.run(["git", "worktree", "add", "--detach", str(where), rev], cwd=REPO, check=True, capture_output=True)
-    try:
-        yield where
-    finally:
-        subprocess.run(["git", "worktree", "remove", "--force", str(where)], cwd=REPO, check=False, capture_output=True)
-        shutil.rmtree(where, ignore_errors=True)
-
-
 def smoke_phases(study: str, storage: Path, name: str, root: Path = REPO) -> dict[str, float]:
     start, end, _ = timed([study, "--smoke", "--storage", str(storage), "--run", name], root)
     run_dir = storage / study / name
@@ -92,7 +80,7 @@ def smoke_phases(study: str, storage: Path, name: str, root: Path = REPO) -> dic
             "Ray start to the first trial's clock": first - info["started"],
             "trials: first start to last end": last - first,
             "  of which no trial running (turnover)": (last - first) - work,
-            "after the trials: Tune clean-up, Ray shutdown": end - last - report_s,
+            "after the trials: Tune clean-up, Ray shutdown (beside the report)": end - last - report_s,
             "  the report (tables, plots, HParams)": report_s,
             "outside trial work": (end - start) - work, "trial work (union of trial clocks)": work,
             "trials": float(len(trials))}

@@ -4,7 +4,7 @@ runs it, side by side with a plain in-process Optuna loop on the same sampler
 (the spec's TPE), the same SQLite storage and the same objective.
 
     python benchmarks/scale.py [--sizes 100 1000] [--with-10k] [--window 1000] [--profile N]
-                               [--throughput TRIALS EPOCHS]
+                               [--throughput TRIALS EPOCHS] [--baseline REV]
 
 For each size: the whole command's wall time, the per-trial cost in each
 window of WINDOW trials (from Optuna's completion times, so both ways are
@@ -12,6 +12,10 @@ timed the same way: the driver's time between two told trials), the driver's
 peak memory (VmHWM), the run folder's size, and the time of ``--report`` and
 ``--runs`` on the finished run. The in-process loop shows what TPE itself
 grows by; the rest of the CLI's growth is ours or Tune's.
+
+``--baseline REV`` also runs the CLI from a git worktree of REV, right after
+this checkout's run of each size (before and after a change, side by side in
+one run).
 
 ``--profile N`` also runs an N-trial study with the driver under cProfile
 and prints where its main thread spends the time (TPE, Optuna's storage,
@@ -29,13 +33,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import REPO, machine  # noqa: E402
+from _common import REPO, machine, worktree  # noqa: E402
 
-RUN_PY = REPO / "studies" / "run.py"
 MAX_EPOCHS = 3
 
 
@@ -67,11 +71,11 @@ def _peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
-def run_cli(args: list[str], *, prefix: list[str] | None = None) -> tuple[float, float, subprocess.CompletedProcess]:
-    """The CLI as a user runs it; (wall s, the driver's peak RSS MB, process)."""
+def run_cli(args: list[str], *, prefix: list[str] | None = None, root: Path = REPO) -> tuple[float, float, subprocess.CompletedProcess]:
+    """The CLI (of the checkout at ``root``) as a user runs it; (wall s, the driver's peak RSS MB, process)."""
     started = time.perf_counter()
     log = tempfile.TemporaryFile(mode="w+")
-    proc = subprocess.Popen([*(prefix or [sys.executable]), str(RUN_PY), *args], cwd=REPO, stdout=log,
+    proc = subprocess.Popen([*(prefix or [sys.executable]), str(root / "studies" / "run.py"), *args], cwd=root, stdout=log,
                             stderr=subprocess.STDOUT, text=True)
     peak = 0.0
     while proc.poll() is None:
@@ -137,13 +141,13 @@ def folder_mb(path: Path) -> float:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
 
 
-def platform(spec_path: Path, n: int, storage: Path, window: int) -> dict:
+def platform(spec_path: Path, n: int, storage: Path, window: int, root: Path = REPO) -> dict:
     name = f"n{n}"
-    wall, peak, _ = run_cli([str(spec_path), "--storage", str(storage), "--run", name, "--num-samples", str(n)])
+    wall, peak, _ = run_cli([str(spec_path), "--storage", str(storage), "--run", name, "--num-samples", str(n)], root=root)
     run_dir = storage / "zero_cost" / name
     start, done = completion_times(run_dir / "optuna.db", "zero_cost")
-    report_s, _, _ = run_cli([str(spec_path), "--storage", str(storage), "--run", name, "--report"])
-    runs_s, _, _ = run_cli([str(spec_path), "--storage", str(storage), "--runs"])
+    report_s, _, _ = run_cli([str(spec_path), "--storage", str(storage), "--run", name, "--report"], root=root)
+    runs_s, _, _ = run_cli([str(spec_path), "--storage", str(storage), "--runs"], root=root)
     info = json.loads((run_dir / "run.json").read_text())
     return {"wall": wall, "tuning": done[-1] - start, "windows": windows(start, done, min(window, n)), "peak_mb": peak,
             "folder_mb": folder_mb(run_dir), "report_s": report_s, "runs_s": runs_s, "told": len(done),
@@ -176,12 +180,14 @@ def cumulative(stats: pstats.Stats, fragments: tuple[str, ...]) -> float:
     return total
 
 
-def profile(spec_path: Path, n: int, storage: Path) -> None:
+def profile(spec_path: Path, n: int, storage: Path, root: Path = REPO, label: str = "this checkout") -> None:
+    storage.mkdir(parents=True, exist_ok=True)
     out = storage / "driver.prof"
     wall, _, _ = run_cli([str(spec_path), "--storage", str(storage), "--run", f"prof{n}", "--num-samples", str(n)],
-                         prefix=[sys.executable, "-m", "cProfile", "-o", str(out)])
+                         prefix=[sys.executable, "-m", "cProfile", "-o", str(out)], root=root)
     stats = pstats.Stats(str(out))
-    print(f"\nWhere the driver's main thread spends a {n}-trial study (cProfile, {wall:.0f} s under the profiler):\n")
+    print(f"\n{label}: where the driver's main thread spends a {n}-trial study (cProfile, {wall:.0f} s under the "
+          "profiler):\n")
     print("| part | s | per trial ms |\n|---|---:|---:|")
     for label, fragments in GROUPS:
         s = cumulative(stats, fragments)
@@ -189,17 +195,19 @@ def profile(spec_path: Path, n: int, storage: Path) -> None:
     print(f"| whole driver (main thread) | {stats.total_tt:.1f} | {1000 * stats.total_tt / n:.1f} |")  # type: ignore[attr-defined]
 
 
-def throughput(spec_path: Path, storage: Path, trials: int, epochs: int) -> None:
+def throughput(spec_path: Path, storage: Path, trials: int, epochs: int, root: Path = REPO,
+               label: str = "this checkout") -> None:
     """Many short epochs: results per second the driver takes in (every result goes through Tune's
     loggers, ASHA, our callbacks and the searcher's intermediate value in Optuna's storage)."""
     name = f"tp{trials}x{epochs}"
     overrides = ["--set", f"budget.max_epochs={epochs}", "--set", f"budget.grace_period={epochs}"]
-    wall, _, _ = run_cli([str(spec_path), "--storage", str(storage), "--run", name, "--num-samples", str(trials), *overrides])
+    wall, _, _ = run_cli([str(spec_path), "--storage", str(storage), "--run", name, "--num-samples", str(trials), *overrides],
+                         root=root)
     results = []
     for path in (storage / "zero_cost" / name).glob("trial_*/result.json"):
         results += [json.loads(line)["timestamp"] for line in path.read_text().splitlines() if line.strip()]
     span = max(results) - min(results)
-    print(f"\nResults throughput: {trials} trials x {epochs} epochs = {len(results)} results in {span:.1f} s from the "
+    print(f"\n{label}: results throughput: {trials} trials x {epochs} epochs = {len(results)} results in {span:.1f} s from the "
           f"first to the last ({len(results) / span:.0f} results/s; whole command {wall:.1f} s)")
 
 
@@ -212,34 +220,39 @@ def main() -> None:
     parser.add_argument("--profile", type=int, default=0, metavar="N")
     parser.add_argument("--throughput", type=int, nargs=2, default=None, metavar=("TRIALS", "EPOCHS"),
                         help="also a study of TRIALS trials x EPOCHS epochs: results per second")
+    parser.add_argument("--baseline", metavar="REV", help="also run the CLI of this git revision, side by side")
     args = parser.parse_args()
     sizes = sorted(set(args.sizes + ([10000] if args.with_10k else [])))
     print(machine())
-    with tempfile.TemporaryDirectory(prefix="scale-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="scale-") as tmp, \
+            (worktree(args.baseline) if args.baseline else nullcontext()) as base:
         where = Path(tmp)
         spec_path = write_spec(where)
+        roots = {"this checkout": REPO, **({f"baseline {args.baseline}": base} if base is not None else {})}
         rows = []
         for n in sizes:
             loop = in_process(spec_path, n, where, args.window)
-            cli = platform(spec_path, n, where / "results", args.window)
-            rows.append((n, cli, loop))
-            print(f"  {n} trials: CLI {cli['wall']:.1f} s ({cli['status']}, {cli['told']} told), "
-                  f"in-process loop {loop['wall']:.1f} s", flush=True)
-        print(f"\n| trials | CLI wall s | tuning s | in-process s | CLI / loop (whole) | CLI s/trial per {args.window}-trial window "
-              "| loop s/trial per window | last / first window: CLI, loop | driver peak MB | run folder MB | "
-              "KB/trial | --report s | --runs s |")
-        print("|" + "---:|" * 13)
-        for n, cli, loop in rows:
+            for label, root in roots.items():
+                cli = platform(spec_path, n, where / label.replace(" ", "_"), args.window, root)
+                rows.append((n, label, cli, loop))
+                print(f"  {n} trials, {label}: CLI {cli['wall']:.1f} s ({cli['status']}, {cli['told']} told), "
+                      f"in-process loop {loop['wall']:.1f} s", flush=True)
+        print(f"\n| trials | checkout | CLI wall s | tuning s | in-process s | CLI / loop (whole) | CLI s/trial per "
+              f"{args.window}-trial window | loop s/trial per window | last / first window: CLI, loop | driver peak MB | "
+              "run folder MB | KB/trial | --report s | --runs s |")
+        print("|---:|---|" + "---:|" * 12)
+        for n, label, cli, loop in rows:
             cw, lw = cli["windows"], loop["windows"]
             growth = f"{cw[-1] / cw[0]:.2f}, {lw[-1] / lw[0]:.2f}" if len(cw) > 1 else "-"
-            print(f"| {n} | {cli['wall']:.1f} | {cli['tuning']:.1f} | {loop['wall']:.1f} | {cli['wall'] / loop['wall']:.2f}x | "
-                  f"{', '.join(f'{w:.3f}' for w in cw)} | {', '.join(f'{w:.4f}' for w in lw)} | {growth} | "
-                  f"{cli['peak_mb']:.0f} | {cli['folder_mb']:.1f} | {1000 * cli['folder_mb'] / n:.0f} | "
-                  f"{cli['report_s']:.1f} | {cli['runs_s']:.1f} |")
-        if args.profile:
-            profile(spec_path, args.profile, where / "results")
-        if args.throughput:
-            throughput(spec_path, where / "results", *args.throughput)
+            print(f"| {n} | {label} | {cli['wall']:.1f} | {cli['tuning']:.1f} | {loop['wall']:.1f} | "
+                  f"{cli['wall'] / loop['wall']:.2f}x | {', '.join(f'{w:.3f}' for w in cw)} | "
+                  f"{', '.join(f'{w:.4f}' for w in lw)} | {growth} | {cli['peak_mb']:.0f} | {cli['folder_mb']:.1f} | "
+                  f"{1000 * cli['folder_mb'] / n:.0f} | {cli['report_s']:.1f} | {cli['runs_s']:.1f} |")
+        for label, root in roots.items():
+            if args.profile:
+                profile(spec_path, args.profile, where / f"{label.replace(' ', '_')}_profile", root, label)
+            if args.throughput:
+                throughput(spec_path, where / f"{label.replace(' ', '_')}_throughput", *args.throughput, root, label)
     print(f"\nload average at the end {os.getloadavg()[0]:.2f}")
 
 

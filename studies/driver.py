@@ -187,7 +187,7 @@ def _run_study(options: RunOptions) -> int:
         if options.resume:
             _rebuild_missing_optuna_db(ctx)
         try:
-            with launch(ctx):
+            with launch(ctx, shutdown_later=held):   # Ray stops while the report is written
                 tune_ids = search(ctx)
                 tune_trials = read_tune_trials(ctx.folder.path)   # Tune's trial folders, read once per run
                 if ctx.status == "finished":
@@ -320,14 +320,16 @@ def recorded_data(info: RunInfo, given: str | None, flag: str) -> str | None:
 
 
 @contextmanager
-def launch(ctx: RunContext) -> Iterator[None]:
-    """Ray up (local or joined), the cluster checked against the spec's resources and storage."""
+def launch(ctx: RunContext, *, shutdown_later: ExitStack | None = None) -> Iterator[None]:
+    """Ray up (local or joined), the cluster checked against the spec's resources and storage.
+    ``shutdown_later``: see ray_session."""
     from studies.ray_session import machine_count, ray_session
     from studies.tuner import concurrency
 
     ctx.started = time.time()
     o = ctx.options
-    with ray_session(o.address, num_cpus=o.num_cpus, num_gpus=o.num_gpus) as cluster, sigterm_stops_cleanly() as stop:
+    with ray_session(o.address, num_cpus=o.num_cpus, num_gpus=o.num_gpus, shutdown_later=shutdown_later) as cluster, \
+            sigterm_stops_cleanly() as stop:
         ctx.stop = stop   # installed after ray.init, which sets its own SIGTERM handler
         _check_resources(ctx.spec, cluster)
         if o.remote is None:   # a bucket is seen by every node
@@ -482,10 +484,12 @@ def confirm_existing_run(options: RunOptions) -> int:
     data_path = recorded_data(info, options.data, "--confirm --run")
     data = load_family_data(spec, data_path, options.cache_dir)
     ctx = RunContext(options, spec, folder, data, status=info.status, trials=trials, data_path=data_path)
-    with run_folder.driver_lock(folder.path), launch(ctx):
-        if options.overrides:
-            folder.update(confirm_overrides=[*info.confirm_overrides, *options.overrides])
-        designed(ctx, confirm=True)
+    with ExitStack() as held:
+        held.enter_context(run_folder.driver_lock(folder.path))
+        with launch(ctx, shutdown_later=held):   # Ray stops while the report is written
+            if options.overrides:
+                folder.update(confirm_overrides=[*info.confirm_overrides, *options.overrides])
+            designed(ctx, confirm=True)
         written = report(ctx)
         push_run(options.remote, folder.path)
     print_files(written.files, folder.path, verbose=options.verbose)

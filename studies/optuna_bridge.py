@@ -76,7 +76,7 @@ class TruthfulOptunaSearch(OptunaSearch):
         path = os.environ.get(STUDY_FILE_ENV)
         study = searcher_study(self)
         if path and study_storage_url(study) != f"sqlite:///{path}":
-            moved = optuna.load_study(study_name=study.study_name, storage=sqlite_storage(path), sampler=study.sampler,
+            moved = optuna.load_study(study_name=study.study_name, storage=sqlite_storage(path, fsync=False), sampler=study.sampler,
                                       pruner=study.pruner)
             move_searcher_study(self, moved)
 
@@ -153,11 +153,48 @@ class TruthfulOptunaSearch(OptunaSearch):
 SQLITE_LOCK_TIMEOUT_S = 60
 
 
-def sqlite_storage(path: str) -> optuna.storages.RDBStorage:
+def sqlite_storage(path: str, *, fsync: bool = True) -> optuna.storages.RDBStorage:
     """A SQLite study file; optuna-dashboard opens the same URL. Writes wait for a
-    lock held elsewhere (up to SQLITE_LOCK_TIMEOUT_S) instead of failing the study."""
-    return optuna.storages.RDBStorage(f"sqlite:///{path}",
-                                      engine_kwargs={"connect_args": {"timeout": SQLITE_LOCK_TIMEOUT_S}})
+    lock held elsewhere (up to SQLITE_LOCK_TIMEOUT_S) instead of failing the study.
+    ``fsync=False``: the live searcher's storage (UnsyncedSQLiteStorage)."""
+    kind = optuna.storages.RDBStorage if fsync else UnsyncedSQLiteStorage
+    return kind(f"sqlite:///{path}", engine_kwargs={"connect_args": {"timeout": SQLITE_LOCK_TIMEOUT_S}})
+
+
+def _synchronous_off(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA synchronous=OFF")
+    cursor.close()
+
+
+class UnsyncedSQLiteStorage(optuna.storages.RDBStorage):
+    """The searcher's study file, written without an fsync per transaction
+    (``PRAGMA synchronous=OFF``; the rollback journal stays).
+
+    Why: Optuna commits each parameter, intermediate value and result on its
+    own, and the fsync of each was a third of Optuna's time per trial
+    (benchmarks/README.md, section 8). What is given up is only what a power
+    loss or kernel crash could do to the file: a killed driver's writes are in
+    the operating system already, and SQLite's journal still undoes a write the
+    kill cut short. The rest of a run folder (Tune's snapshot, the trials'
+    records) is not fsynced either, and a damaged ``optuna.db`` is refused on
+    ``--resume`` and rebuilt from the trial folders once moved aside (README, "Faults and
+    resumption"). Kept across pickling: Tune pickles the
+    searcher with its storage into the experiment snapshot."""
+
+    def __init__(self, url: str, **kwargs: Any) -> None:
+        super().__init__(url, **kwargs)
+        self._unsynced()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._unsynced()
+
+    def _unsynced(self) -> None:
+        import sqlalchemy
+
+        sqlalchemy.event.listen(self.engine, "connect", _synchronous_off)
+        self.engine.dispose()   # the connections Optuna opened to set the file up are synced ones
 
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -115,10 +116,15 @@ def machine_count() -> int:
 
 
 @contextmanager
-def ray_session(address: str | None, *, num_cpus: int | None = None, num_gpus: int | None = None) -> Iterator[dict[str, float]]:
+def ray_session(address: str | None, *, num_cpus: int | None = None, num_gpus: int | None = None,
+                shutdown_later: ExitStack | None = None) -> Iterator[dict[str, float]]:
     """Yield the cluster's resources. Without an address this always starts a
     fresh local Ray (``address="local"``): a stale ``ray_current_cluster`` file
-    left by a crashed run must not make us attach to a cluster that is gone."""
+    left by a crashed run must not make us attach to a cluster that is gone.
+
+    ``shutdown_later``: Ray's shutdown runs in a thread and that stack waits for
+    it when it closes. Stopping a local Ray is a second or more of waiting for
+    its processes to exit, which the caller spends writing the report instead."""
     import ray
 
     from studies._compat import filter_worker_output
@@ -155,4 +161,28 @@ def ray_session(address: str | None, *, num_cpus: int | None = None, num_gpus: i
         try:
             yield dict(ray.cluster_resources())
         finally:
-            ray.shutdown()
+            if shutdown_later is None:
+                ray.shutdown()
+            else:
+                _shutdown_in_background(ray.shutdown, shutdown_later)
+
+
+def _shutdown_in_background(shutdown: Any, later: ExitStack) -> None:
+    """Run ``shutdown`` in a thread; ``later`` joins it, and raises what it raised."""
+    failed: list[BaseException] = []
+
+    def stop() -> None:
+        try:
+            shutdown()
+        except BaseException as exc:  # raised again in the caller's thread
+            failed.append(exc)
+
+    stopping = threading.Thread(target=stop, name="ray-shutdown")
+    stopping.start()
+
+    def join() -> None:
+        stopping.join()
+        if failed:
+            raise failed[0]
+
+    later.callback(join)

@@ -139,7 +139,7 @@ def build_searcher(spec: StudySpec, run_dir: Path) -> TruthfulOptunaSearch:
             points_to_evaluate=[spec.reference_point()],  # trial 0: the baseline is always measured
             sampler=build_sampler(spec),
             study_name=spec.name,
-            storage=sqlite_storage(str(RunFolder(run_dir).optuna_db)),
+            storage=sqlite_storage(str(RunFolder(run_dir).optuna_db), fsync=False),
             max_epochs=spec.budget.max_epochs,
             time_attr=TIME_ATTR,
             study_seed=spec.seed,

@@ -167,3 +167,37 @@ def test_a_restored_searcher_writes_to_the_study_file_it_is_given(tmp_path, monk
         return [t.state.name for t in optuna.load_study(study_name=spec.name, storage=f"sqlite:///{folder / OPTUNA_DB}").trials]
     assert states(moved) == ["COMPLETE", "RUNNING", "RUNNING"]
     assert states(first) == ["RUNNING", "RUNNING"]   # the old file is left alone
+
+
+def _synchronous(storage: optuna.storages.RDBStorage) -> int:
+    with storage.engine.connect() as con:
+        return int(con.exec_driver_sql("PRAGMA synchronous").scalar())
+
+
+def _rdb(study: optuna.Study) -> optuna.storages.RDBStorage:
+    storage = study._storage   # Optuna wraps an RDBStorage in its cache
+    return getattr(storage, "_backend", storage)
+
+
+def test_the_searcher_writes_its_study_file_without_an_fsync_per_write(tmp_path, monkeypatch):
+    """SQLite's synchronous=OFF on every connection of the searcher's storage: as built,
+    after Tune pickles and restores it, and on the study file a restore is pointed at.
+    Other openers of the file (reconcile, rebuild, the report) keep SQLite's default (FULL)."""
+    from studies.optuna_bridge import STUDY_FILE_ENV, SQLITE_LOCK_TIMEOUT_S, sqlite_storage
+
+    spec = _spec()
+    searcher = build_searcher(spec, tmp_path)
+    storage = _rdb(searcher_study(searcher))
+    assert _synchronous(storage) == 0
+    assert storage.engine_kwargs["connect_args"]["timeout"] == SQLITE_LOCK_TIMEOUT_S   # still waits for a lock
+    searcher.suggest("t0")
+    restored = cloudpickle.loads(cloudpickle.dumps(searcher))
+    assert _synchronous(_rdb(searcher_study(restored))) == 0
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    (moved / OPTUNA_DB).write_bytes((tmp_path / OPTUNA_DB).read_bytes())
+    monkeypatch.setenv(STUDY_FILE_ENV, str(moved / OPTUNA_DB))
+    searcher.save(str(tmp_path / "searcher-state.pkl"))
+    restored.restore(str(tmp_path / "searcher-state.pkl"))
+    assert str(moved) in _rdb(searcher_study(restored)).url and _synchronous(_rdb(searcher_study(restored))) == 0
+    assert _synchronous(sqlite_storage(str(tmp_path / OPTUNA_DB))) == 2

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import optuna
+import pytest
 
 from studies.optuna_rebuild import set_aside_stale_journal
 from studies.run_folder import check_optuna_study
@@ -19,6 +20,7 @@ KILLED_MID_WRITE = """
 import os, sqlite3, sys
 con = sqlite3.connect(sys.argv[1])
 con.execute("PRAGMA cache_size=1")
+con.execute(f"PRAGMA synchronous={sys.argv[2]}")
 con.execute("BEGIN")
 con.execute("CREATE TABLE filler(x TEXT)")
 con.executemany("INSERT INTO filler VALUES (?)", [("x" * 200,) for _ in range(5000)])
@@ -27,9 +29,9 @@ os._exit(9)
 """
 
 
-def _study_killed_mid_write(db: Path) -> None:
+def _study_killed_mid_write(db: Path, synchronous: str = "FULL") -> None:
     optuna.create_study(study_name="s", storage=f"sqlite:///{db}").optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
-    subprocess.run([sys.executable, "-c", KILLED_MID_WRITE, str(db)], check=False)
+    subprocess.run([sys.executable, "-c", KILLED_MID_WRITE, str(db), synchronous], check=False)
     journal = db.with_name(db.name + "-journal")
     assert journal.stat().st_size > 0
     try:   # what a read-only check saw: the file refused
@@ -40,9 +42,10 @@ def _study_killed_mid_write(db: Path) -> None:
         pass
 
 
-def test_a_hot_journal_is_rolled_back_not_called_damaged(tmp_path: Path) -> None:
+@pytest.mark.parametrize("synchronous", ["FULL", "OFF"])   # OFF: how the driver's searcher writes
+def test_a_hot_journal_is_rolled_back_not_called_damaged(tmp_path: Path, synchronous: str) -> None:
     db = tmp_path / "optuna.db"
-    _study_killed_mid_write(db)
+    _study_killed_mid_write(db, synchronous)
     check_optuna_study(db, "s")   # passes: the interrupted write is rolled back
     assert not db.with_name("optuna.db-journal").exists()
     assert len(optuna.load_study(study_name="s", storage=f"sqlite:///{db}").trials) == 3
