@@ -4,14 +4,16 @@ parses and dispatches; this runs."""
 
 from __future__ import annotations
 
+import importlib
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.config import ConfigError
 from core.data.hdf5 import DataFileError
@@ -29,12 +31,14 @@ from studies.errors import (
 from studies.free_space import disk_full_reason, low_space
 from studies.remote_storage import RemoteStore
 from studies.report.trials import STATUS_FAILED, RunTrials, TuneTrial, load_trials, read_tune_trials
-from studies.report.write import WrittenReport, write_report
 from studies.run_folder import Invocation, RunFolder, RunInfo
 from studies.run_signing import check_run_folder, sign_run_folder, signing_key
 from studies.signals import StopSignal, sigterm_stops_cleanly
 from studies.spec import STUDIES_DIR, StudySpec, load_spec
 from studies.storage import check_shared_storage
+
+if TYPE_CHECKING:
+    from studies.report.write import WrittenReport
 
 SPEC_COPY, SEARCH_SPACE_COPY = run_folder.SPEC_FILE, run_folder.SEARCH_SPACE_FILE
 
@@ -328,6 +332,7 @@ def launch(ctx: RunContext, *, shutdown_later: ExitStack | None = None) -> Itera
 
     ctx.started = time.time()
     o = ctx.options
+    _import_in_background(*IMPORTED_WHILE_RAY_STARTS)
     with ray_session(o.address, num_cpus=o.num_cpus, num_gpus=o.num_gpus, shutdown_later=shutdown_later) as cluster, \
             sigterm_stops_cleanly() as stop:
         ctx.stop = stop   # installed after ray.init, which sets its own SIGTERM handler
@@ -336,6 +341,25 @@ def launch(ctx: RunContext, *, shutdown_later: ExitStack | None = None) -> Itera
             check_shared_storage(o.storage, machine_count())
         ctx.cluster, ctx.concurrent = cluster, concurrency(ctx.spec, cluster)
         yield
+
+
+# Tune's TensorBoard logger, then the report: neither imports Ray (tests/studies/test_report_files.py).
+IMPORTED_WHILE_RAY_STARTS = ("tensorboardX", "studies.report.write")
+
+
+def _import_in_background(*modules: str) -> None:
+    """Import, while Ray starts, modules needed after it: ``ray.init`` mostly waits
+    for Ray's processes, and these cost the driver a second or more. Only modules
+    that never import Ray (so the two threads never wait on each other's imports);
+    any failure here is left to the import where the module is used."""
+    def load() -> None:
+        for name in modules:
+            try:
+                importlib.import_module(name)
+            except BaseException:  # noqa: BLE001 (raised again, in the main thread, where it is used)
+                return
+
+    threading.Thread(target=load, name="import-in-background").start()
 
 
 def search(ctx: RunContext) -> set[str]:
@@ -509,6 +533,8 @@ def write_outputs(run_dir: Path, spec: StudySpec, *, trials: RunTrials | None = 
     info = run_folder.read_run_info(run_dir)
     if trials is None:
         trials = read_trials(RunFolder(run_dir), spec, run_active=info.status == "running")
+    from studies.report.write import write_report
+
     return write_report(run_dir, trials, spec=spec, info=info)
 
 

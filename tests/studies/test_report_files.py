@@ -199,6 +199,17 @@ def test_no_ray_imported(report) -> None:
                             "assert 'torch' not in sys.modules, 'torch imported'")
 
 
+def test_what_the_driver_imports_while_ray_starts_never_imports_ray() -> None:
+    """The driver imports these in a thread while ray.init runs in the main one: an
+    import of Ray's in both threads at once could deadlock on Python's import locks."""
+    from studies.driver import IMPORTED_WHILE_RAY_STARTS
+
+    assert "studies.report.write" in IMPORTED_WHILE_RAY_STARTS
+    _in_a_fresh_interpreter("import importlib, sys; "
+                            f"[importlib.import_module(m) for m in {IMPORTED_WHILE_RAY_STARTS!r}]; "
+                            "assert not [m for m in sys.modules if m == 'ray' or m.startswith('ray.')], 'ray imported'")
+
+
 def _in_a_fresh_interpreter(code: str) -> str:
     """Run ``code`` with ``python -c`` from the repository root; its stdout."""
     import subprocess
