@@ -215,7 +215,7 @@ def throughput(spec_path: Path, storage: Path, trials: int, epochs: int, root: P
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
-    parser.add_argument("--with-10k", action="store_true", help="add 10,000 trials (about 25 minutes here)")
+    parser.add_argument("--with-10k", action="store_true", help="add 10,000 trials (about 30 minutes here)")
     parser.add_argument("--window", type=int, default=1000)
     parser.add_argument("--profile", type=int, default=0, metavar="N")
     parser.add_argument("--throughput", type=int, nargs=2, default=None, metavar=("TRIALS", "EPOCHS"),
