@@ -345,6 +345,7 @@ def launch(ctx: RunContext, *, shutdown_later: ExitStack | None = None) -> Itera
 
 # Tune's TensorBoard logger, then the report: neither imports Ray (tests/studies/test_report_files.py).
 IMPORTED_WHILE_RAY_STARTS = ("tensorboardX", "studies.report.write")
+IMPORT_THREAD = "import-in-background"   # the report waits for it before it forks (studies.report.write)
 
 
 def _import_in_background(*modules: str) -> None:
@@ -359,7 +360,7 @@ def _import_in_background(*modules: str) -> None:
             except BaseException:  # noqa: BLE001 (raised again, in the main thread, where it is used)
                 return
 
-    threading.Thread(target=load, name="import-in-background").start()
+    threading.Thread(target=load, name=IMPORT_THREAD).start()
 
 
 def search(ctx: RunContext) -> set[str]:

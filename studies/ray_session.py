@@ -124,7 +124,8 @@ def ray_session(address: str | None, *, num_cpus: int | None = None, num_gpus: i
 
     ``shutdown_later``: Ray's shutdown runs in a thread and that stack waits for
     it when it closes. Stopping a local Ray is a second or more of waiting for
-    its processes to exit, which the caller spends writing the report instead."""
+    its processes to exit, which the caller spends starting the report instead
+    (the report waits for it before it forks its plotting process)."""
     import ray
 
     from studies._compat import filter_worker_output
@@ -167,6 +168,9 @@ def ray_session(address: str | None, *, num_cpus: int | None = None, num_gpus: i
                 _shutdown_in_background(ray.shutdown, shutdown_later)
 
 
+SHUTDOWN_THREAD = "ray-shutdown"   # the report waits for it before it forks (studies.report.write)
+
+
 def _shutdown_in_background(shutdown: Any, later: ExitStack) -> None:
     """Run ``shutdown`` in a thread; ``later`` joins it, and raises what it raised."""
     failed: list[BaseException] = []
@@ -177,7 +181,7 @@ def _shutdown_in_background(shutdown: Any, later: ExitStack) -> None:
         except BaseException as exc:  # raised again in the caller's thread
             failed.append(exc)
 
-    stopping = threading.Thread(target=stop, name="ray-shutdown")
+    stopping = threading.Thread(target=stop, name=SHUTDOWN_THREAD)
     stopping.start()
 
     def join() -> None:

@@ -4,6 +4,7 @@ shutdown that fails still fails the command."""
 
 from __future__ import annotations
 
+import os
 import threading
 from contextlib import ExitStack
 
@@ -40,3 +41,30 @@ def test_a_failed_shutdown_is_raised_when_the_stack_closes() -> None:
     with pytest.raises(RuntimeError, match="raylet did not stop"):
         with ExitStack() as held:
             _shutdown_in_background(shutdown, held)
+
+
+def _pid_here(folder):
+    import os
+
+    return [folder / str(os.getpid())]
+
+
+def test_the_report_waits_for_the_drivers_ending_threads_before_it_forks(tmp_path) -> None:
+    """The report forks its plotting process only with no other thread alive; Ray's
+    shutdown thread and the import thread end by themselves, so it waits for them
+    (by name: the names must be the ones the driver gives its threads)."""
+    import time
+
+    from studies.driver import IMPORT_THREAD
+    from studies.ray_session import SHUTDOWN_THREAD
+    from studies.report import write
+
+    assert set(write.ENDING_THREADS) == {SHUTDOWN_THREAD, IMPORT_THREAD}
+    ending = threading.Thread(target=time.sleep, args=(0.3,), name=SHUTDOWN_THREAD)
+    ending.start()
+    others = [t for t in threading.enumerate() if t is not ending and t is not threading.main_thread()]
+    wait = write._in_background(_pid_here, tmp_path)
+    assert not ending.is_alive()   # waited for
+    ran_in = wait()
+    if not others:   # nothing else alive in this test process (no Ray here): it forked
+        assert ran_in != [tmp_path / str(os.getpid())]
