@@ -178,9 +178,9 @@ class UnsyncedSQLiteStorage(optuna.storages.RDBStorage):
     the operating system already, and SQLite's journal still undoes a write the
     kill cut short. The rest of a run folder (Tune's snapshot, the trials'
     records) is not fsynced either, and a damaged ``optuna.db`` is refused on
-    ``--resume`` and rebuilt from the trial folders once moved aside (README, "Faults and
-    resumption"). Kept across pickling: Tune pickles the
-    searcher with its storage into the experiment snapshot."""
+    ``--resume`` and rebuilt from the trial folders once moved aside (README,
+    "Faults and resumption"). Kept across pickling: Tune pickles the searcher
+    with its storage into the experiment snapshot."""
 
     def __init__(self, url: str, **kwargs: Any) -> None:
         super().__init__(url, **kwargs)
