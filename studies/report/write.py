@@ -23,7 +23,7 @@ from studies.direction import Direction
 from studies.report import plots
 from studies.report.ablation import AblationResult, FactorTable, build_ablation
 from studies.report.analysis import Analysis, analyse
-from studies.report.answer import answer_parts, fmt, modelled_claims
+from studies.report.answer import answer_parts, modelled_claims
 from studies.report.budget import budget_table
 from studies.report.confirmation import load_confirmation, load_leave_one_out
 from studies.report.importance import FANOVA_MAX_TRIALS
@@ -116,11 +116,12 @@ def _modelled_caption(t: ModelledTable, an: Analysis, metric: str, mode: str) ->
     m = an.modelled
     scope = "over the whole declared space" if t.scope == "whole space" else f"over the declared space {t.scope}"
     return (f"**{t.factor}**, modelled — global marginal of {metric} ({'lower' if mode == 'min' else 'higher'} is "
-            f"better) at epoch {m.rung}: a surrogate (each factor's per-level main effects by ridge regression, plus a "
-            f"random forest on what they leave; scikit-learn) fitted on the {m.n_configs} distinct configs "
+            f"better) at epoch {m.rung}: a surrogate (each factor's main effect, a smooth curve for a numeric factor "
+            f"and one value per choice, plus a random forest on what they leave; scikit-learn) fitted on the "
+            f"{m.n_configs} distinct configs "
             f"that reached epoch {m.rung} ({m.n_repeats} repeated trials merged), its prediction averaged {scope} with "
             f"the factor at each level (a bin: drawn inside it), every other factor uniform on its declared range, as "
-            f"in fANOVA (Hutter et al., ICML 2014); out-of-bag R² of the surrogate {fmt(m.fit_r2, 2)}. Intervals: 95%, from "
+            f"in fANOVA (Hutter et al., ICML 2014); out-of-bag R² of the surrogate {'' if math.isnan(m.fit_r2) else f'{m.fit_r2:.3f}'}. Intervals: 95%, from "
             f"{m.n_boot} refits on resampled configs with fresh noise (pairs + wild bootstrap), centred on the fit to "
             f"all trials; `delta`: level minus the reference "
             f"{t.reference} ({t.reference_why}), its interval at the level Holm's procedure tests it at; `p`: "
