@@ -218,8 +218,8 @@ class Surrogate:
     difference to it, while the main effects are estimated from every trial
     at once. Measured on benchmarks/known_truth.py under TPE: the forest
     alone recovered 0.25-0.29 of the learning rate's true spread, main
-    effects plus the forest 0.62-0.68 with Optuna's 10 random startup trials
-    and about 1.0 with the platform's default."""
+    effects plus the forest 0.76-0.89 with Optuna's 10 random startup trials
+    and 0.95-1.01 with the platform's default (benchmarks/README.md, section 7)."""
 
     def __init__(self, encoder: Encoder, n_trees: int, seed: int, oob: bool, smoothing: np.ndarray | None = None):
         self.k, self.n_trees, self.seed, self.oob = encoder.n_forest, n_trees, seed, oob

@@ -160,3 +160,23 @@ def test_designed_runs_share_noise_per_seed() -> None:
     assert wide["best"].corr(wide["baseline"]) > 0.4  # paired: the seed's shared part (70% of the variance)
     diff = wide["best"] - wide["baseline"]
     assert abs(diff.mean() - (obj.f(best) - obj.f(obj.baseline))) < 3 * diff.std() / np.sqrt(len(seeds))
+
+
+def test_oracle_bin_means_are_the_truth_without_noise() -> None:
+    """benchmarks/analysis_truth.py's reference row: with every other factor's
+    effect removed exactly and no noise, a choice's trials all carry that
+    choice's marginal, whichever configs TPE gave them; a numeric bin's mean
+    differs from the truth only by where in the bin its trials sit."""
+    sys.argv, argv = ["x"], sys.argv
+    try:
+        from analysis_truth import oracle_levels, rung_truth
+    finally:
+        sys.argv = argv
+    obj = kt.many_weak()
+    obj.noise_sd = 0.0
+    run = kt.simulate_study(obj, sampler="tpe", seed=0, n_trials=60)
+    truth = rung_truth(obj, "optimizer", 2, n=20_000)
+    assert np.allclose(oracle_levels(obj, run, "optimizer", 2), truth, atol=0.01)
+    # lr: TPE's trials are not uniform inside a bin, but the order of four bins this far apart survives that
+    est = oracle_levels(obj, run, "lr", 2)
+    assert list(np.argsort(est)) == list(np.argsort(rung_truth(obj, "lr", 2, n=20_000)))
