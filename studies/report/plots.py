@@ -188,7 +188,11 @@ def plot_modelled(tables: list, metric: str, rung: int, out: Path, *, name: str 
         err = np.vstack([d["marginal"] - d["lo"], d["hi"] - d["marginal"]]).clip(min=0)
         for mask, color in ((ref.to_numpy(), "0.5"), (~ref.to_numpy(), "C0")):  # one artist per colour
             ax.errorbar(x[mask], d["marginal"].to_numpy()[mask], yerr=err[:, mask], fmt="o", capsize=4, color=color)
-        for i in x[(d["sig"].fillna("") != "").to_numpy()]:
+        marked = x[(d["sig"].fillna("") != "").to_numpy()]
+        if len(marked):  # headroom: the marks sit above every interval, not on a point near the top
+            lo, hi = ax.get_ylim()
+            ax.set_ylim(lo, hi + 0.15 * (hi - lo))
+        for i in marked:
             ax.annotate(d["sig"].iloc[i], (i, 1.0), xycoords=("data", "axes fraction"), ha="center", va="top",
                         fontsize=13, color="C3")
         ax.set_xticks(x, [lv.replace(" (ref)", "\n(ref)") for lv in d["level"]], rotation=20, fontsize=8)
