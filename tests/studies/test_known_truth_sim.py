@@ -17,6 +17,7 @@ from studies.report.trials import STATUS_COMPLETE, STATUS_PRUNED
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "benchmarks"))
 import known_truth as kt  # noqa: E402
+from analysis_truth import oracle_levels, rung_truth  # noqa: E402
 
 MAX_EPOCHS, GRACE, RF = 18, 2, 3
 LOAD_TRIALS_COLUMNS = ["trial_id", "status", "epochs", "best_loss", "last_loss"]
@@ -167,11 +168,6 @@ def test_oracle_bin_means_are_the_truth_without_noise() -> None:
     effect removed exactly and no noise, a choice's trials all carry that
     choice's marginal, whichever configs TPE gave them; a numeric bin's mean
     differs from the truth only by where in the bin its trials sit."""
-    sys.argv, argv = ["x"], sys.argv
-    try:
-        from analysis_truth import oracle_levels, rung_truth
-    finally:
-        sys.argv = argv
     obj = kt.many_weak()
     obj.noise_sd = 0.0
     run = kt.simulate_study(obj, sampler="tpe", seed=0, n_trials=60)

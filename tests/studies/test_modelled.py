@@ -26,6 +26,7 @@ from studies.report.space import sample_space
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import known_truth as kt  # noqa: E402
+from analysis_truth import rung_truth  # noqa: E402
 
 
 # --------------------------------------------------------------- the statistics, as properties
@@ -171,11 +172,6 @@ def test_modelled_marginals_under_tpe_on_the_known_truth():
     studies: the null simulation below, and benchmarks/analysis_truth.py.)"""
     from studies.report.analysis import analyse
 
-    sys.argv, argv = ["x"], sys.argv
-    try:
-        from analysis_truth import rung_truth
-    finally:
-        sys.argv = argv
     obj = kt.ramp_like()
     run = kt.simulate_study(obj, sampler="tpe", seed=1, n_trials=120)
     assert (run.trials["schedule"] == "linear").mean() > 0.5           # TPE did concentrate
@@ -202,11 +198,6 @@ def test_modelled_levels_follow_the_truth_without_noise_under_tpe(seed):
     from studies.report.analysis import configs_at
     from studies.report.ablation import values_at_epoch
 
-    sys.argv, argv = ["x"], sys.argv
-    try:
-        from analysis_truth import rung_truth
-    finally:
-        sys.argv = argv
     obj = kt.many_weak()
     obj.noise_sd = 0.0
     run = kt.simulate_study(obj, sampler="tpe", seed=seed, n_trials=180)
