@@ -126,7 +126,8 @@ class Encoder:
             on = np.isfinite(u)
             forest.append(np.where(on, u, lo - (hi - lo)))
             at = np.clip((np.where(on, u, lo) - lo) / (hi - lo) if hi > lo else np.zeros(len(u)), 0.0, 1.0)
-            basis = self.splines.transform(at[:, None]) * on[:, None]
+            basis = (self.splines.transform(at[:, None]) * on[:, None] if len(at)  # sklearn refuses 0 rows
+                     else np.zeros((0, self.splines.n_features_out_)))
             effects += list(basis.T)
             effects.append((~on).astype(float))
         cols = forest + effects

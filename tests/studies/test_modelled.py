@@ -235,6 +235,16 @@ def test_null_factor_false_flag_rate_is_at_most_nominal():
     assert flags <= 10, flags
 
 
+def test_no_trial_at_the_rung_gives_no_table() -> None:
+    """A study whose every trial failed reaches the report with no values: no
+    table, no error (the spline basis is never asked to encode zero rows)."""
+    factors = [Param("lr", "float", log=True, low=1e-4, high=1e-1), Param("opt", "categorical", ("a", "b"))]
+    configs = pd.DataFrame({"lr": pd.Series([], dtype=float), "opt": pd.Series([], dtype=object)})
+    out = modelled_tables(configs, pd.Series([], dtype=float), factors, baseline={"opt": "a"}, bins={}, mode="min",
+                          rung=1, n_boot=4)
+    assert out.tables == [] and out.n_configs == 0
+
+
 def test_a_metric_constant_up_to_rounding_gets_no_mark() -> None:
     """A probe saturated at 0.25 reports 0.25 +- 1e-16: before, its 1e-13 'differences' were marked significant."""
     from studies.param import Param
