@@ -58,23 +58,18 @@ from studies.spec import default_startup  # noqa: E402
 MAX_EPOCHS, GRACE, RF = 18, 2, 3
 
 
-def rung_truth(obj: kt.Objective, factor: str, rung: int, n: int = 100_000) -> np.ndarray:
-    """E[value reported at epoch ``rung`` | level], per declared level of ``factor``."""
-    f = next(g for g in obj.factors if g.name == factor)
-    out = []
-    for _, how in declared_levels(f, obj.bins.get(factor)):
-        cfg = _space_for_level(obj.factors, f, how, n, 123)
-        values = {c: cfg[c].to_numpy() for c in cfg.columns}
-        decay = obj.decay(values) if obj.decay else 0.5
-        out.append(float(np.mean(obj.evaluate(cfg) + decay * (1 / rung - 1 / MAX_EPOCHS))))
-    return np.array(out)
-
-
-def rung_mean(obj: kt.Objective, configs: pd.DataFrame | dict, rung: int) -> np.ndarray:
+def rung_mean(obj: kt.Objective, configs: pd.DataFrame, rung: int) -> np.ndarray:
     """The noise-free mean of the value reported at epoch ``rung``, per config."""
-    values = {c: np.asarray(configs[c]) for c in (configs.columns if isinstance(configs, pd.DataFrame) else configs)}
+    values = {c: configs[c].to_numpy() for c in configs.columns}
     decay = obj.decay(values) if obj.decay else 0.5
     return obj.evaluate(values) + decay * (1 / rung - 1 / MAX_EPOCHS)
+
+
+def rung_truth(obj: kt.Objective, factor: str, rung: int, n: int = 100_000) -> np.ndarray:
+    """E[value reported at epoch ``rung`` | level], per declared level of ``factor``."""
+    f = obj.by_name[factor]
+    return np.array([float(np.mean(rung_mean(obj, _space_for_level(obj.factors, f, how, n, 123), rung)))
+                     for _, how in declared_levels(f, obj.bins.get(factor))])
 
 
 def oracle_levels(obj: kt.Objective, run, factor: str, rung: int, n_space: int = 400) -> np.ndarray:

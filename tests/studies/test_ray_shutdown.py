@@ -44,8 +44,6 @@ def test_a_failed_shutdown_is_raised_when_the_stack_closes() -> None:
 
 
 def _pid_here(folder):
-    import os
-
     return [folder / str(os.getpid())]
 
 
