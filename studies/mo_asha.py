@@ -25,20 +25,52 @@ import numpy as np
 from ray.tune.experiment import Trial
 from ray.tune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
 
-from studies.pareto import pareto_order
+from studies.pareto import as_minimised, pareto_front_mask, pareto_order, resolve_ties
 
 if TYPE_CHECKING:
     from ray.tune.execution.tune_controller import TuneController
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MultiObjectiveASHA"]
+__all__ = ["MultiObjectiveASHA", "promotes"]
 
 RungState = list[list[dict[str, Any]]]
 
 
 def _as_list(value: str | Sequence[str]) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
+
+
+def _is_extreme(pool: np.ndarray, modes: list[str]) -> bool:
+    """Is the pool's last row an end of its Pareto front: non-dominated, and holding
+    the best value of some objective among the pool's finite rows (up to the
+    resolution of ``studies.pareto``)? An objective on which every finite row ties
+    has no end: it makes no one extreme."""
+    last = pool.shape[0] - 1
+    if not pareto_front_mask(pool, modes)[last]:
+        return False
+    p = as_minimised(resolve_ties(pool), modes)
+    finite = p[~np.isnan(p).any(axis=1)]
+    best, worst = finite.min(axis=0), finite.max(axis=0)
+    return bool(np.any((p[last] == best) & (worst > best)))
+
+
+def promotes(pool: np.ndarray, modes: list[str], reduction_factor: float) -> bool:
+    """The MO-ASHA decision, ``m >= 2``: does the last row of ``pool`` (the newcomer;
+    the rows before it are the rung's recorded vectors, in the order recorded) go on?
+
+    It goes on iff it is among the first ``ceil(len(pool) / reduction_factor)`` of
+    ``pareto_order``, or is an end of the front (``_is_extreme``). Why the second:
+    the crowding distance gives every end of a front ``inf``, and ends tie among
+    themselves by recording order, so with more ends than places (a front of two
+    at a rung of three, or the up to ``2m`` ends of an ``m``-objective front) a late
+    end, e.g. the baseline best in one objective, lost a tie to earlier ends and was
+    stopped although no trial beats it in the objective it is best in. An end is
+    never stopped by a tie rule: it goes on even where the places are taken (only
+    a newcomer that matches or improves on the rung's best in some objective can be one)."""
+    order = pareto_order(pool, modes)
+    position = int(np.flatnonzero(order == len(pool) - 1)[0])
+    return position < math.ceil(len(pool) / reduction_factor) or _is_extreme(pool, modes)
 
 
 class _Bracket:
@@ -73,9 +105,7 @@ class _Bracket:
             op = 1.0 if self._modes[0] == "max" else -1.0
             return not (cutoff is not None and op * vector[0] < cutoff)
         pool = np.array([*recorded.values(), vector], dtype=float)
-        order = pareto_order(pool, self._modes)
-        position = int(np.flatnonzero(order == len(pool) - 1)[0])
-        return position < math.ceil(len(pool) / self.rf)
+        return promotes(pool, self._modes, self.rf)
 
     def on_result(self, trial_id: str, cur_iter: float, vector: tuple[float, ...]) -> str:
         action = TrialScheduler.CONTINUE
@@ -113,9 +143,13 @@ class MultiObjectiveASHA(FIFOScheduler):
     within a front broken by the NSGA-II crowding distance (the more isolated
     point first; then the earlier recorded trial, so the newcomer loses exact
     ties): ``studies.pareto.pareto_order``. The trial continues iff ``x`` is
-    among the first ``ceil(|R ∪ {x}| / reduction_factor)`` of that order; the
+    among the first ``ceil(|R ∪ {x}| / reduction_factor)`` of that order, or if
+    ``x`` is an end of the front (non-dominated and best in one objective among
+    ``R ∪ {x}``): the ends all have infinite crowding distance, and a tie rule
+    must not stop the trial that is best in an objective (``promotes``). The
     first trial at a rung therefore always continues. A vector with a NaN ranks
-    last. The paper's other tie-break is an epsilon-net (greedy farthest-point
+    last. Values of an objective that differ by less than 1e-9 of its magnitude
+    are ties (``studies.pareto.RESOLUTION``). The paper's other tie-break is an epsilon-net (greedy farthest-point
     selection within a front); the crowding distance is used here.
 
     With ``m == 1`` the rule is ASHA's own: continue iff the value is not worse

@@ -13,6 +13,14 @@ A row holding a NaN in any objective is not comparable with anything: it is
 put in a front of its own after every finite front, gets crowding distance 0,
 is never on the Pareto front and adds no hypervolume. Infinite values are
 ordinary (extreme) values for sorting.
+
+Resolution: fronts, crowding distances and orders treat two values of one
+objective as equal when they differ by less than ``RESOLUTION`` (1e-9) times
+the largest magnitude of that objective's finite values (``resolve_ties``).
+Why: an objective that is constant in truth (a probe that recognised nothing)
+still differs in the 13th digit from float rounding, and without this those
+differences would decide who dominates whom and, divided by the tiny range,
+would weigh fully in the crowding distance.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from collections.abc import Sequence
 import numpy as np
 
 __all__ = [
+    "RESOLUTION",
     "as_minimised",
     "crowding_distance",
     "hypervolume",
@@ -29,7 +38,10 @@ __all__ = [
     "pareto_front_mask",
     "pareto_order",
     "reference_point",
+    "resolve_ties",
 ]
+
+RESOLUTION = 1e-9
 
 
 def _signs(modes: Sequence[str], m: int) -> np.ndarray:
@@ -53,6 +65,41 @@ def as_minimised(points: np.ndarray | Sequence[Sequence[float]], modes: Sequence
     """A copy of ``points`` with the maximised columns negated, so that smaller is better everywhere."""
     arr = _points(points)
     return arr * _signs(modes, arr.shape[1])
+
+
+def _resolve_column(col: np.ndarray, rel: float) -> np.ndarray:
+    """One objective's values with near-equal finite values made equal (the mean of their group)."""
+    out = col.copy()
+    finite = np.flatnonzero(np.isfinite(col))
+    if finite.size < 2 or not rel > 0:
+        return out
+    tol = rel * float(np.abs(col[finite]).max())
+    if not tol > 0:
+        return out
+    order = finite[np.argsort(col[finite], kind="stable")]
+    # Groups of sorted values whose consecutive gaps are within the tolerance.
+    starts = np.flatnonzero(np.concatenate(([True], np.diff(col[order]) > tol)))
+    for group in np.split(order, starts[1:]):
+        if group.size > 1:
+            out[group] = col[group].mean()
+    return out
+
+
+def resolve_ties(points: np.ndarray | Sequence[Sequence[float]], rel: float = RESOLUTION) -> np.ndarray:
+    """A copy of ``points`` in which, per objective, finite values that differ by at
+    most ``rel`` times the objective's largest finite magnitude are replaced by their
+    mean, so that comparisons treat them as ties. Sorted values are grouped by the
+    gaps between neighbours; NaN and infinite values are left as they are.
+    ``rel = 0`` changes nothing."""
+    arr = _points(points).copy()
+    for j in range(arr.shape[1]):
+        arr[:, j] = _resolve_column(arr[:, j], rel)
+    return arr
+
+
+def _prepared(points: np.ndarray | Sequence[Sequence[float]], modes: Sequence[str], resolution: float) -> np.ndarray:
+    """Minimised, with differences below the resolution made ties: what fronts and crowding compare."""
+    return as_minimised(resolve_ties(points, resolution), modes)
 
 
 def _dominates_matrix(p: np.ndarray) -> np.ndarray:
@@ -85,11 +132,13 @@ def _ranks_minimised(p: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def nondominated_ranks(points: np.ndarray | Sequence[Sequence[float]], modes: Sequence[str]) -> np.ndarray:
+def nondominated_ranks(points: np.ndarray | Sequence[Sequence[float]], modes: Sequence[str], *,
+                       resolution: float = RESOLUTION) -> np.ndarray:
     """Front index of each point (0 = Pareto front), by fast non-dominated sorting
-    (Deb et al. 2002, NSGA-II). Equal points do not dominate each other, so
-    duplicates share a front. Rows with a NaN form one extra front after all others."""
-    return _ranks_minimised(as_minimised(points, modes))
+    (Deb et al. 2002, NSGA-II). Equal points (equal up to ``resolution``, see
+    ``resolve_ties``) do not dominate each other, so duplicates share a front.
+    Rows with a NaN form one extra front after all others."""
+    return _ranks_minimised(_prepared(points, modes, resolution))
 
 
 def _crowding_of_front(p: np.ndarray) -> np.ndarray:
@@ -126,7 +175,7 @@ def _crowding_of_front(p: np.ndarray) -> np.ndarray:
 
 
 def crowding_distance(points: np.ndarray | Sequence[Sequence[float]], modes: Sequence[str],
-                      ranks: np.ndarray | None = None) -> np.ndarray:
+                      ranks: np.ndarray | None = None, *, resolution: float = RESOLUTION) -> np.ndarray:
     """NSGA-II crowding distance of each point, computed within its own front.
 
     Per objective, a front's points are sorted; the two extremes get ``inf`` and
@@ -134,11 +183,16 @@ def crowding_distance(points: np.ndarray | Sequence[Sequence[float]], modes: Seq
     range in that objective (so objectives of different scales weigh the same).
     A constant objective contributes 0. Fronts of one or two (distinct) points
     are all extremes. NaN rows get 0. ``ranks`` defaults to ``nondominated_ranks``.
+    Values equal up to ``resolution`` are equal here (an objective constant up to
+    float rounding is constant, and contributes 0).
     """
-    p = as_minimised(points, modes)
-    if ranks is None:
-        ranks = _ranks_minimised(p)
-    ranks = np.asarray(ranks)
+    p = _prepared(points, modes, resolution)
+    return _crowding_minimised(p, _ranks_minimised(p) if ranks is None else np.asarray(ranks))
+
+
+def _crowding_minimised(p: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+    """Crowding distance of already prepared points: ``pareto_order`` reuses its
+    ranks here rather than resolving and sorting the points a second time."""
     if ranks.shape != (p.shape[0],):
         raise ValueError(f"ranks of shape {ranks.shape} for {p.shape[0]} points")
     out = np.zeros(p.shape[0])
@@ -149,19 +203,22 @@ def crowding_distance(points: np.ndarray | Sequence[Sequence[float]], modes: Seq
     return out
 
 
-def pareto_order(points: np.ndarray | Sequence[Sequence[float]], modes: Sequence[str]) -> np.ndarray:
+def pareto_order(points: np.ndarray | Sequence[Sequence[float]], modes: Sequence[str], *,
+                 resolution: float = RESOLUTION) -> np.ndarray:
     """Indices of the points best first: by front, then by larger crowding distance
     (the more isolated point keeps more of the front's spread), then by index so
     that the order is deterministic."""
-    p = as_minimised(points, modes)
+    p = _prepared(points, modes, resolution)
     ranks = _ranks_minimised(p)
-    crowd = crowding_distance(p, ["min"] * p.shape[1], ranks)
+    crowd = _crowding_minimised(p, ranks)
     return np.lexsort((np.arange(p.shape[0]), -crowd, ranks))
 
 
-def pareto_front_mask(points: np.ndarray | Sequence[Sequence[float]], modes: Sequence[str]) -> np.ndarray:
-    """True for the non-dominated points (never for a row with a NaN)."""
-    p = as_minimised(points, modes)
+def pareto_front_mask(points: np.ndarray | Sequence[Sequence[float]], modes: Sequence[str], *,
+                      resolution: float = RESOLUTION) -> np.ndarray:
+    """True for the non-dominated points (never for a row with a NaN); values equal
+    up to ``resolution`` are ties."""
+    p = _prepared(points, modes, resolution)
     return (_ranks_minimised(p) == 0) & ~np.isnan(p).any(axis=1)
 
 

@@ -12,7 +12,7 @@ configs over seeds (designed evidence).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -20,7 +20,7 @@ import pandas as pd
 
 from studies.direction import Direction
 from studies.param import Param
-from studies.pareto import hypervolume, nondominated_ranks, reference_point
+from studies.pareto import RESOLUTION, hypervolume, nondominated_ranks, reference_point, resolve_ties
 from studies.report.ablation import NOT_SAMPLED, level_labels
 from studies.report.trials import RunTrials
 
@@ -31,14 +31,22 @@ REFERENCE_MARGIN = 0.1
 class TradeOff:
     metrics: list[str]
     modes: list[str]
-    points: pd.DataFrame          # one row per full-budget trial: trial_id, each metric, params, front (bool)
-    front: pd.DataFrame           # the front members, best first on the first objective
+    points: pd.DataFrame          # one row per distinct config that ran the full budget: trial_id (its first
+                                  # trial), trials_merged, each metric (mean over its trials), params, front (bool)
+    front: pd.DataFrame           # the front configs (rows of points), best first on the first objective
     reference: np.ndarray         # the hypervolume's reference point, in the metrics' own units
     hypervolume: float
-    baseline: pd.Series | None    # the baseline trial (Optuna trial 0), when it ran the full budget
-    dominated_by: list[str]       # front trial ids that dominate the baseline
-    shares: pd.DataFrame          # factor, level, full_budget, on_front, share_of_front, share_of_level
+    baseline: pd.Series | None    # the baseline's config (Optuna trial 0's), when it ran the full budget
+    dominated_by: list[str]       # front configs (their first trial ids) that dominate the baseline
+    shares: pd.DataFrame          # factor, level, full_budget, on_front, share_of_front, share_of_level (in configs)
     n_trials: int                 # every trial of the run
+    trials: pd.DataFrame | None = None   # one row per full-budget trial: trial_id, config (its first trial), metrics
+    constant: list[str] = field(default_factory=list)  # objectives the same (up to RESOLUTION) in every such trial
+
+    @property
+    def n_full_budget_trials(self) -> int:
+        """Trials (repeats counted) that ran the full budget."""
+        return len(self.trials) if self.trials is not None else len(self.points)
 
 
 def full_budget_values(run: RunTrials, metrics: list[str], max_epochs: int) -> pd.DataFrame:
@@ -51,6 +59,55 @@ def full_budget_values(run: RunTrials, metrics: list[str], max_epochs: int) -> p
     return last[["trial_id", *metrics]].dropna().reset_index(drop=True)
 
 
+def _key_of(v: Any) -> Any:
+    """One parameter value as a config key: numbers rounded to 12 digits (as
+    studies/report/modelled.py's merge_repeats), NaN/None (inactive) as None."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return None
+    try:
+        return round(float(v), 12)
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def merge_repeated_configs(run: RunTrials, values: pd.DataFrame, metrics: list[str], *,
+                           also: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The full-budget trials (``values``: trial_id and each metric), with their
+    parameters, once per trial and once per distinct config.
+
+    TPE proposes a config it likes more than once, each time a separate trial; as
+    several front members such repeats would inflate every count of the front.
+    A config is its parameter values (every search-space parameter; an inactive
+    one is None; numbers rounded to 12 digits). Per config: ``trial_id`` its first
+    trial in the run's order (so the baseline, Optuna's trial 0, keeps its id),
+    ``trials_merged`` how many trials ran it, each metric the mean over them, with
+    differences below ``RESOLUTION`` of the metric's magnitude made ties.
+    A trial without parameters (none known, or not in the run's trial table) is
+    a config of its own. ``also``: more columns of the trial table to carry
+    (factors that are not search-space parameters); they do not make the key.
+    Returns (per trial, with a ``config`` column; per config)."""
+    trials = run.trials.drop_duplicates("trial_id").set_index("trial_id")
+    params = [p for p in run.params if p in trials.columns]
+    carried = params + [c for c in (also or []) if c in trials.columns and c not in params]
+    order = {t: i for i, t in enumerate(trials.index)}
+    per_trial = values.join(trials[carried], on="trial_id")
+    per_trial = per_trial.assign(_order=per_trial["trial_id"].map(order).fillna(len(order)))
+    per_trial = per_trial.sort_values("_order", kind="stable").drop(columns="_order").reset_index(drop=True)
+    keys = [tuple(_key_of(r[p]) for p in params) if params and r["trial_id"] in order else ("trial", r["trial_id"])
+            for _, r in per_trial.iterrows()]
+    key = pd.Series(keys, index=per_trial.index, dtype=object)
+    per_trial["config"] = key.map(per_trial.groupby(key, sort=False)["trial_id"].first())
+    grouped = per_trial.groupby("config", sort=False)
+    configs = grouped[carried].first() if carried else pd.DataFrame(index=grouped.size().index)
+    configs.insert(0, "trials_merged", grouped.size())
+    for m in metrics:
+        configs[m] = grouped[m].mean()
+    configs = configs[["trials_merged", *metrics, *carried]].rename_axis("trial_id").reset_index()
+    if len(configs):
+        configs[metrics] = resolve_ties(configs[metrics].to_numpy(dtype=float))
+    return per_trial, configs
+
+
 def dominates(a: np.ndarray, b: np.ndarray, modes: list[str]) -> bool:
     """Is ``a`` at least as good as ``b`` in every objective and better in one?"""
     sign = np.array([1.0 if m == "min" else -1.0 for m in modes])
@@ -58,12 +115,18 @@ def dominates(a: np.ndarray, b: np.ndarray, modes: list[str]) -> bool:
     return bool(np.all(x <= y) and np.any(x < y))
 
 
+def _constant_objectives(values: pd.DataFrame, metrics: list[str]) -> list[str]:
+    """The objectives with one value (up to RESOLUTION) over at least two full-budget trials."""
+    if len(values) < 2:
+        return []
+    resolved = resolve_ties(values[metrics].to_numpy(dtype=float))
+    return [m for j, m in enumerate(metrics) if np.unique(resolved[:, j]).size == 1]
+
+
 def trade_off(run: RunTrials, *, metrics: list[str], modes: list[str], factors: list[Param], bins: dict[str, Any],
               max_epochs: int, baseline_trial: str | None) -> TradeOff:
     values = full_budget_values(run, metrics, max_epochs)
-    params = [f.name for f in factors]
-    trials = run.trials.set_index("trial_id")
-    points = values.join(trials[[p for p in params if p in trials.columns]], on="trial_id")
+    per_trial, points = merge_repeated_configs(run, values, metrics, also=[f.name for f in factors])
     y = points[metrics].to_numpy(dtype=float)
     if len(points):
         points["front"] = nondominated_ranks(y, modes) == 0
@@ -72,23 +135,27 @@ def trade_off(run: RunTrials, *, metrics: list[str], modes: list[str], factors: 
     else:
         points["front"] = pd.Series(dtype=bool)
         reference, hv = np.full(len(metrics), math.nan), math.nan
-    first = Direction(modes[0])
-    front = points[points["front"]].sort_values(metrics[0], ascending=first.ascending).reset_index(drop=True)
-    base = points[points["trial_id"] == baseline_trial]
+    per_trial["front"] = per_trial["config"].map(points.set_index("trial_id")["front"]).astype(bool)
+    ascending = [Direction(m).ascending for m in modes]
+    front = points[points["front"]].sort_values(metrics, ascending=ascending, kind="stable").reset_index(drop=True)
+    base_config = per_trial.loc[per_trial["trial_id"] == baseline_trial, "config"]
+    base = points[points["trial_id"].isin(base_config)]
     base_row = base.iloc[0] if len(base) else None
     dominated_by = []
     if base_row is not None:
         b = base_row[metrics].to_numpy(dtype=float)
         dominated_by = [r["trial_id"] for _, r in front.iterrows() if dominates(r[metrics].to_numpy(dtype=float), b, modes)]
     return TradeOff(metrics, modes, points, front, reference, hv, base_row, dominated_by,
-                    _front_shares(points, factors, bins), len(run.trials))
+                    _front_shares(points, factors, bins), len(run.trials), per_trial,
+                    _constant_objectives(values, metrics))
 
 
 def _front_shares(points: pd.DataFrame, factors: list[Param], bins: dict[str, Any]) -> pd.DataFrame:
-    """Per factor level: how many full-budget trials had it, how many of them are
-    on the front, that level's share of the front, and the share of its own
-    trials that made the front (the searcher decides how many trials a level
-    gets, so the second share is the fairer comparison between levels)."""
+    """Per factor level: how many distinct full-budget configs had it, how many of
+    them are on the front, that level's share of the front, and the share of its
+    own configs that made the front (the searcher decides how many configs a level
+    gets, so the second share is the fairer comparison between levels). Configs,
+    not trials: a config run three times is one member of the front, not three."""
     rows = []
     n_front = int(points["front"].sum()) if len(points) else 0
     for f in factors:
@@ -103,24 +170,37 @@ def _front_shares(points: pd.DataFrame, factors: list[Param], bins: dict[str, An
     return pd.DataFrame(rows, columns=["factor", "level", "full_budget", "on_front", "share_of_front", "share_of_level"])
 
 
+def _repeats_phrase(t: TradeOff) -> str:
+    """How many trials the distinct configs stand for, when some config ran more than once."""
+    repeated = int((t.points["trials_merged"] > 1).sum()) if len(t.points) else 0
+    if not repeated:
+        return ""
+    return (f" ({t.n_full_budget_trials} trials: {repeated} config(s) ran more than once, each counted once at the "
+            f"mean of its trials)")
+
+
 def front_caption(t: TradeOff, max_epochs: int) -> str:
     dirs = ", ".join(f"{m} ({Direction(d).word} is better)" for m, d in zip(t.metrics, t.modes))
     ref = ", ".join(f"{m} = {v:.4g}" for m, v in zip(t.metrics, t.reference))
-    return (f"Pareto front at the full budget ({max_epochs} epochs): the {len(t.front)} of {len(t.points)} trials that "
-            f"ran the full budget which no other such trial beats in every objective: {dirs}. One seed each (observed "
-            f"evidence; the confirmation stage re-runs front configs over seeds). Hypervolume of the front "
+    return (f"Pareto front at the full budget ({max_epochs} epochs): the {len(t.front)} of {len(t.points)} distinct "
+            f"configs that ran the full budget{_repeats_phrase(t)} which no other such config beats in every "
+            f"objective: {dirs}. Repeats merged: a config the searcher proposed more than once (each a separate trial) "
+            f"is one member, its values the mean over its trials, `trials_merged` counts them, `trial_id` is its "
+            f"first trial. Values closer than {RESOLUTION:g} of an objective's magnitude are ties. One seed per trial "
+            f"(observed evidence; the confirmation stage re-runs front configs over seeds). Hypervolume of the front "
             f"{t.hypervolume:.4g}, against the reference point ({ref}): the worst value of each objective among these "
-            f"trials, moved outwards by {REFERENCE_MARGIN:.0%} of its range.")
+            f"configs, moved outwards by {REFERENCE_MARGIN:.0%} of its range.")
 
 
-SHARES_CAPTION = ("Which factor levels the front is made of: per level, the trials that ran the full budget "
-                  "(`full_budget`), how many of them are on the front (`on_front`), the level's share of the front, "
-                  "and the share of the level's own full-budget trials that made the front (`share_of_level`: the "
-                  "searcher decides how many trials each level gets, so compare levels by this one).")
+SHARES_CAPTION = ("Which factor levels the front is made of, in distinct configs (a config run more than once counts "
+                  "once): per level, the configs that ran the full budget (`full_budget`), how many of them are on the "
+                  "front (`on_front`), the level's share of the front, and the share of the level's own full-budget "
+                  "configs that made the front (`share_of_level`: the searcher decides how many configs each level "
+                  "gets, so compare levels by this one).")
 
 
 def front_table(t: TradeOff, params: list[str]) -> pd.DataFrame:
-    cols = ["trial_id", *t.metrics, *[p for p in params if p in t.front.columns]]
+    cols = ["trial_id", "trials_merged", *t.metrics, *[p for p in params if p in t.front.columns]]
     out = t.front[cols].copy()
     if t.baseline is not None:
         out.insert(1, "baseline", out["trial_id"] == t.baseline["trial_id"])
@@ -134,27 +214,37 @@ def _change(value: float, ref: float, scale: str) -> str:
 
 
 def tradeoff_sentences(t: TradeOff, params: list[str], scales: list[str]) -> list[str]:
-    """The answer for a trade-off study, each claim naming its evidence."""
+    """The answer for a trade-off study, each claim naming its evidence. Every
+    count is of distinct configs: a config the searcher ran several times is one
+    front member (at the mean of its trials), never several."""
     dirs = "; ".join(f"{m} {Direction(d).word} is better" for m, d in zip(t.metrics, t.modes))
     if not len(t.points):
         return [f"({dirs}) No search trial ran the full budget, so there is no Pareto front yet."]
     parts = [f"({dirs}) **Observed, Pareto front** (single-seed search trials at the full budget): "
-             f"{len(t.front)} of the {len(t.points)} trials that ran the full budget are on the front "
-             f"(hypervolume {t.hypervolume:.4g})."]
+             f"{len(t.front)} of the {len(t.points)} distinct configs that ran the full budget{_repeats_phrase(t)} "
+             f"are on the front (hypervolume {t.hypervolume:.4g})."]
+    for m in t.constant:
+        value = float(t.points[m].iloc[0])
+        parts.append(f"{m} was the same ({value:.4g}) in every one of the {t.n_full_budget_trials} trials that ran "
+                     f"the full budget (differences below {RESOLUTION:g} of its magnitude count as ties): it was "
+                     "constant over every trial, separates no config, and the front is decided by the other "
+                     "objectives.")
     if t.baseline is not None:
         b = t.baseline
         shown = ", ".join(f"{m} {b[m]:.4g}" for m in t.metrics)
+        if int(b["trials_merged"]) > 1:
+            shown += f" (mean of its {int(b['trials_merged'])} trials)"
         if not t.dominated_by:
-            parts.append(f"The baseline ({_params(b, params)}; {shown}) is on the front: no trial beats it in every "
+            parts.append(f"The baseline ({_params(b, params)}; {shown}) is on the front: no config beats it in every "
                          "objective.")
         else:
             best = t.points.set_index("trial_id").loc[t.dominated_by]
-            # the dominating trial with the largest gain in the first objective
+            # the dominating config with the largest gain in the first objective
             d = Direction(t.modes[0])
             pick = best.loc[d.idxbest(best[t.metrics[0]])]
             changes = ", ".join(f"{m} {_change(pick[m], b[m], s)}" for m, s in zip(t.metrics, scales))
             parts.append(f"The baseline ({_params(b, params)}; {shown}) is **not** on the front: {len(t.dominated_by)} "
-                         f"front trial(s) beat it in every objective, e.g. trial {pick.name} ({_params(pick, params)}): "
+                         f"front config(s) beat it in every objective, e.g. trial {pick.name} ({_params(pick, params)}): "
                          f"{changes}.")
     else:
         parts.append("The baseline did not run the full budget in the search, so its place against the front is "
@@ -167,27 +257,36 @@ def tradeoff_sentences(t: TradeOff, params: list[str], scales: list[str]) -> lis
         lines = []
         for factor, g in s.groupby("factor", sort=False):
             top = g.sort_values(["share_of_front", "share_of_level"], ascending=False).iloc[0]
-            lines.append(f"{factor} = {top['level']} ({int(top['on_front'])} of {len(t.front)} front members; "
-                         f"{top['share_of_level']:.0%} of its {int(top['full_budget'])} full-budget trials)")
+            lines.append(f"{factor} = {top['level']} ({int(top['on_front'])} of {len(t.front)} front configs; "
+                         f"{top['share_of_level']:.0%} of its {int(top['full_budget'])} full-budget configs)")
         parts.append("Most of the front: " + "; ".join(lines) + ".")
     return parts
 
 
 def _extremes(t: TradeOff, params: list[str], scales: list[str]) -> list[str]:
-    """Per objective, the front member best in it, with its other objectives (and
-    its change against the baseline, when the baseline ran the full budget)."""
-    out = []
+    """Per objective, the front config best in it, with its other objectives (and
+    its change against the baseline, when the baseline ran the full budget). A
+    config best in several objectives is named once, for all of them; an objective
+    constant over every trial has no end."""
+    ends: dict[int, list[str]] = {}
     for metric, mode in zip(t.metrics, t.modes):
         if t.front.empty:
             break
-        row = t.front.loc[Direction(mode).idxbest(t.front[metric])]
+        if metric in t.constant:
+            continue
+        ends.setdefault(int(Direction(mode).idxbest(t.front[metric])), []).append(metric)
+    out = []
+    for i, best_in in ends.items():
+        row = t.front.loc[i]
         values = ", ".join(f"{m} {row[m]:.4g}" for m in t.metrics)
+        if int(row["trials_merged"]) > 1:
+            values += f" (mean of {int(row['trials_merged'])} trials)"
         if t.baseline is not None and row["trial_id"] != t.baseline["trial_id"]:
             values += " (against the baseline: " + ", ".join(
                 f"{m} {_change(row[m], t.baseline[m], s)}" for m, s in zip(t.metrics, scales)) + ")"
         elif t.baseline is not None:
             values += " (the baseline)"
-        out.append(f"best {metric}: {_params(row, params)}: {values}")
+        out.append(f"best {' and '.join(best_in)}: {_params(row, params)}: {values}")
     return out
 
 

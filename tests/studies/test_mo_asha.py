@@ -13,7 +13,7 @@ import pytest
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler
 
-from studies.mo_asha import MultiObjectiveASHA
+from studies.mo_asha import MultiObjectiveASHA, promotes
 from studies.pareto import pareto_front_mask, pareto_order
 
 REPO = Path(__file__).resolve().parents[2]
@@ -168,18 +168,60 @@ def test_the_crowding_distance_breaks_ties_within_the_front() -> None:
     assert _report(rung_of_six(), "crowded", 1, loss=0.15, acc=0.15) == "STOP"
 
 
-def test_promotion_is_the_top_ceil_n_over_rf_of_the_pareto_order() -> None:
-    rng = np.random.default_rng(7)
-    s = _mo(reduction_factor=2, max_t=8)
+@pytest.mark.parametrize("seed,rf", [(7, 2), (0, 2), (4, 3)])
+def test_promotion_is_the_top_ceil_n_over_rf_of_the_pareto_order_or_an_end_of_the_front(seed: int, rf: int) -> None:
+    rng = np.random.default_rng(seed)
+    s = _mo(reduction_factor=rf, max_t=8)
     seen: list[tuple[float, float]] = []
+    ends_beyond_places = 0
     for i in range(40):
         loss, acc = np.round(rng.random(2), 1)
         action = _report(s, f"t{i}", 1, loss=float(loss), acc=float(acc))
         pool = np.array([*seen, (loss, acc)])
         position = int(np.flatnonzero(pareto_order(pool, ["min", "max"]) == len(pool) - 1)[0])
-        assert action == ("CONTINUE" if position < math.ceil(len(pool) / 2) else "STOP")
+        # an end: non-dominated and the least loss or the most accuracy at the rung (both vary here)
+        end = bool(pareto_front_mask(pool, ["min", "max"])[-1]) and (loss == pool[:, 0].min() or acc == pool[:, 1].max())
+        in_places = position < math.ceil(len(pool) / rf)
+        ends_beyond_places += end and not in_places
+        assert action == ("CONTINUE" if in_places or end else "STOP")
+        assert promotes(pool, ["min", "max"], rf) == (action == "CONTINUE")
         seen.append((float(loss), float(acc)))
     assert pareto_front_mask(np.array(seen), ["min", "max"]).sum() >= 1
+    assert ends_beyond_places == {7: 0, 0: 1, 4: 3}[seed]  # seeds 0 and 4 meet an end beyond the places
+
+
+def test_an_end_of_the_front_is_never_stopped_by_a_tie_rule() -> None:
+    # Two objectives, a rung of three, one place (ceil(3/3)): a and the baseline trade off, both ends of the
+    # front with infinite crowding distance; the old tie rule (recording order) gave the place to a and stopped
+    # the baseline, although it has the least loss at the rung.
+    s = _mo()
+    assert _report(s, "a", 1, loss=0.5, acc=0.90) == "CONTINUE"
+    assert _report(s, "b", 1, loss=0.6, acc=0.50) == "STOP"
+    assert _report(s, "baseline", 1, loss=0.4, acc=0.80) == "CONTINUE"
+    # Three objectives (loss min, acc max, time min): the baseline has the least loss, ties r3 on accuracy
+    # (and so dominates r3) and sits in the middle of time. Six at the rung, two places; r0, r1, r2 and r4 are
+    # ends too (most time, most accuracy, least time, ...), so by crowding the five ends share infinite distance
+    # and the baseline, recorded last, is fourth. It is the front's end in loss: it goes on.
+    three = _mo(metrics=["loss", "acc", "time"], modes=["min", "max", "min"])
+    rung = [(0.5, 0.9, 3.0), (0.6, 0.95, 2.0), (0.7, 0.8, 1.0), (0.55, 0.85, 2.5), (0.65, 0.9, 1.5)]
+    for i, (loss, acc, time) in enumerate(rung):
+        _report(three, f"r{i}", 1, loss=loss, acc=acc, time=time)
+    pool = np.array([*rung, (0.4, 0.85, 2.0)])
+    assert int(np.flatnonzero(pareto_order(pool, ["min", "max", "min"]) == 5)[0]) == 3   # beyond ceil(6/3) = 2
+    assert _report(three, "baseline", 1, loss=0.4, acc=0.85, time=2.0) == "CONTINUE"
+    # a newcomer crowded on the front but best in nothing still loses the tie: (0.52, 0.87, 2.2) trades off
+    # with everyone and holds no objective's best value
+    assert _report(three, "middle", 1, loss=0.52, acc=0.87, time=2.2) == "STOP"
+
+
+def test_an_objective_constant_up_to_rounding_makes_no_end() -> None:
+    # The crowding test's front with a third objective that is 2.0 up to 1e-13: the crowded newcomer's time is
+    # the least by 1e-13 only, which is no end of the front (and adds no crowding distance): it stops.
+    front = [(0.0, 0.0), (1.0, 1.0), (0.1, 0.1), (0.2, 0.2), (0.3, 0.3), (0.9, 0.9)]
+    s = _mo(metrics=["loss", "acc", "time"], modes=["min", "max", "min"])
+    for i, (loss, acc) in enumerate(front):
+        _report(s, f"r{i}", 1, loss=loss, acc=acc, time=2.0 + 1e-13 * (i % 3))
+    assert _report(s, "crowded", 1, loss=0.15, acc=0.15, time=2.0 - 1e-13) == "STOP"
 
 
 def test_missing_metrics_none_and_nan() -> None:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from studies.pareto import (
+    RESOLUTION,
     as_minimised,
     crowding_distance,
     hypervolume,
@@ -16,6 +17,7 @@ from studies.pareto import (
     pareto_front_mask,
     pareto_order,
     reference_point,
+    resolve_ties,
 )
 
 INF = np.inf
@@ -250,3 +252,33 @@ def test_with_the_default_reference_every_extreme_counts() -> None:
     assert hypervolume(front[1:], ["min", "min"], nadir) == pytest.approx(hypervolume(front, ["min", "min"], nadir))
     assert hypervolume(front[1:], ["min", "min"], ref) < base
     assert hypervolume(front[:-1], ["min", "min"], ref) < base
+
+
+# --- resolution: float rounding is not a difference ----------------------------------------------
+
+def test_resolve_ties_by_hand() -> None:
+    col = [0.5 + 1e-13, 0.5, 0.5 - 1e-13, 0.7, np.nan, np.inf]
+    out = resolve_ties(np.column_stack([col, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]]))
+    # the three values within 1e-9 * 0.7 of each other become their mean; the rest stay
+    assert out[:3, 0].tolist() == [pytest.approx(0.5, abs=1e-15)] * 3 and len(set(out[:3, 0])) == 1
+    assert out[3, 0] == 0.7 and np.isnan(out[4, 0]) and out[5, 0] == np.inf
+    assert out[:, 1].tolist() == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]   # a genuine difference is kept
+    assert resolve_ties([[1.0], [1.0 + 1e-13]], rel=0.0)[:, 0].tolist() == [1.0, 1.0 + 1e-13]
+    assert resolve_ties([[0.0], [0.0]])[:, 0].tolist() == [0.0, 0.0]
+    assert RESOLUTION == 1e-9
+
+
+def test_a_constant_objective_up_to_rounding_decides_nothing() -> None:
+    # the second objective is 0.5 up to float rounding (a probe that recognised nothing): only the first separates
+    noise = [1e-13, 0.0, -1e-13, 2e-13]
+    points = np.column_stack([[1.0, 2.0, 3.0, 1.0], 0.5 + np.array(noise)])
+    # rows 0 and 3 tie (1.0, 0.5); 1 and 2 are worse in the first objective, equal in the second
+    assert nondominated_ranks(points, ["min", "min"]).tolist() == [0, 1, 2, 0]
+    assert pareto_front_mask(points, ["min", "max"]).tolist() == [True, False, False, True]
+    # without the resolution the 1e-13 noise would decide: rows 1 and 2 on the front, row 3 behind row 0
+    assert nondominated_ranks(points, ["min", "min"], resolution=0.0).tolist() == [0, 0, 0, 1]
+    # crowding: the noisy column adds nothing, exactly as a constant column does
+    front = np.column_stack([FRONT, 7.0 + 7e-13 * np.array([1, -1, 1, -1, 0.5])])
+    assert crowding_distance(front, ["min", "min", "min"]) == pytest.approx(FRONT_CROWDING)
+    assert crowding_distance(front, ["min", "min", "min"], resolution=0.0)[1:4].tolist() != pytest.approx(FRONT_CROWDING[1:4])
+    assert pareto_order(front, ["min", "min", "min"]).tolist() == [0, 4, 3, 2, 1]

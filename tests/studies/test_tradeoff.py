@@ -14,7 +14,7 @@ import pytest
 from studies.designed import plan_front_confirmation
 from studies.param import Param
 from studies.report.confirmation import BASELINE_LABEL, load_front_confirmation
-from studies.report.tradeoff import full_budget_values, trade_off, tradeoff_sentences
+from studies.report.tradeoff import front_caption, front_table, full_budget_values, trade_off, tradeoff_sentences
 from studies.report.trials import RunTrials
 from studies.run_folder import RunFolder
 
@@ -57,7 +57,8 @@ def test_front_hypervolume_and_the_baseline() -> None:
     assert shares.loc[("mode", "b"), ["full_budget", "on_front"]].tolist() == [2, 0]
     assert shares.loc[("mode", "a"), "share_of_front"] == 1.0
     text = " ".join(tradeoff_sentences(t, ["mode", "x"], ["ratio", "ratio"]))
-    assert "3 of the 5 trials" in text and "is **not** on the front" in text
+    assert "3 of the 5 distinct configs" in text and "is **not** on the front" in text
+    assert "ran more than once" not in text                 # no repeats here
     assert "error -67%" in text and "speed +0%" in text    # t2 (the least error) against the baseline: 1 vs 3, 1 vs 1
 
 
@@ -66,6 +67,87 @@ def test_a_baseline_on_the_front_is_said_to_be() -> None:
     t = trade_off(run, metrics=METRICS, modes=MODES, factors=FACTORS, bins={}, max_epochs=9, baseline_trial="base")
     assert set(t.front["trial_id"]) == {"base", "t1"} and t.dominated_by == []
     assert "is on the front" in " ".join(tradeoff_sentences(t, ["mode", "x"], ["interval"] * 2))
+
+
+def _answer(run: RunTrials, baseline: str = "base") -> tuple:
+    t = trade_off(run, metrics=METRICS, modes=MODES, factors=FACTORS, bins={}, max_epochs=9, baseline_trial=baseline)
+    return t, " ".join(tradeoff_sentences(t, ["mode", "x"], ["ratio", "ratio"]))
+
+
+def _sentence(text: str, start: str) -> str:
+    return text[text.index(start):].split(". ")[0]
+
+
+def test_a_repeated_config_is_one_front_member_at_its_mean() -> None:
+    # RUN's configs, with t1's config run three times (values around its own) and t2's twice (the same values):
+    # 8 trials, 5 distinct configs, a front of 3 configs (counted per trial it would have 6 rows).
+    run = _run([
+        ("base", "b", 2.0, 3.0, 1.0, 9),
+        ("t1", "a", 2.0, 2.0, 2.0, 9),
+        ("t2", "a", 1.0, 1.0, 1.0, 9),
+        ("t1r", "a", 2.0, 2.2, 2.2, 9),          # a repeat of t1, on the front per trial
+        ("t3", "a", 3.0, 4.0, 3.0, 9),
+        ("t1s", "a", 2.0 + 1e-14, 1.8, 1.8, 9),  # t1 again (equal after rounding to 12 digits)
+        ("t4", "b", 3.0, 5.0, 2.5, 9),
+        ("t2r", "a", 1.0, 1.0, 1.0, 9),          # a copy of t2
+    ])
+    t, text = _answer(run)
+    assert list(t.front["trial_id"]) == ["t2", "t1", "t3"]
+    assert t.front["trials_merged"].tolist() == [2, 3, 1]
+    assert t.front["error"].tolist() == pytest.approx([1.0, 2.0, 4.0]) and t.front["speed"].tolist() == pytest.approx([1.0, 2.0, 3.0])
+    assert len(t.points) == 5 and t.trials is not None and len(t.trials) == 8
+    assert t.trials.set_index("trial_id")["config"].to_dict()["t1s"] == "t1"
+    # the same configs at the same means as RUN: the same reference and hypervolume
+    assert t.reference == pytest.approx([5.4, 0.8])
+    assert t.hypervolume == pytest.approx((5.4 - 1.0) * 0.2 + (5.4 - 2.0) * 1.0 + (5.4 - 4.0) * 1.0)
+    assert t.dominated_by == ["t2", "t1"]
+    shares = t.shares.set_index(["factor", "level"])
+    assert shares.loc[("mode", "a"), ["full_budget", "on_front"]].tolist() == [3, 3]
+    assert shares.loc[("mode", "b"), ["full_budget", "on_front"]].tolist() == [2, 0]
+    assert "3 of the 5 distinct configs" in text and "(8 trials: 2 config(s) ran more than once" in text
+    assert "2 front config(s) beat it" in text
+    assert "mode = a (3 of 3 front configs; 100% of its 3 full-budget configs)" in text
+    ends = _sentence(text, "The front's ends")
+    assert "best error: mode=a, x=1: error 1, speed 1 (mean of 2 trials)" in ends and "best speed: mode=a, x=3" in ends
+    table = front_table(t, ["mode", "x"])
+    assert list(table.columns[:3]) == ["trial_id", "baseline", "trials_merged"] and table["trials_merged"].sum() == 6
+    caption = front_caption(t, 9)
+    assert "the 3 of 5 distinct configs" in caption and "Repeats merged" in caption and "`trials_merged`" in caption
+
+
+def test_the_fronts_ends_never_repeat_one_config() -> None:
+    # one config, run twice, beats everything in both objectives: the front is that one config, the end of both
+    run = _run([("base", "b", 2.0, 3.0, 1.0, 9), ("t1", "a", 1.0, 0.5, 5.0, 9), ("t2", "a", 3.0, 4.0, 3.0, 9),
+                ("t1r", "a", 1.0, 0.5, 5.0, 9)])
+    t, text = _answer(run)
+    assert list(t.front["trial_id"]) == ["t1"] and t.dominated_by == ["t1"]
+    ends = _sentence(text, "The front's ends")
+    assert ends.count("mode=a, x=1") == 1 and "best error and speed: mode=a, x=1" in ends
+    assert "1 of the 3 distinct configs" in text and "1 front config(s) beat it" in text
+    # the baseline's own repeats are merged too, and it keeps its id
+    run = _run([("base", "b", 2.0, 0.4, 1.0, 9), ("t1", "a", 1.0, 0.5, 5.0, 9), ("baser", "b", 2.0, 0.6, 1.2, 9)])
+    t, text = _answer(run)
+    assert t.baseline is not None and t.baseline["trial_id"] == "base" and t.baseline["trials_merged"] == 2
+    assert t.baseline["error"] == pytest.approx(0.5) and t.dominated_by == ["t1"]   # (0.5, 5) beats (0.5, 1.1)
+    assert "(mean of its 2 trials)" in text
+
+
+def test_an_objective_constant_over_every_trial_is_a_tie_and_said_to_be() -> None:
+    # speed is 0.5 up to float rounding (a probe that recognised nothing): only error decides, the front is t1
+    run = _run([("base", "b", 2.0, 3.0, 0.5, 9), ("t1", "a", 2.0, 1.0, 0.5 - 1e-13, 9),
+                ("t2", "a", 1.0, 2.0, 0.5 + 2e-13, 9), ("t3", "a", 3.0, 4.0, 0.5 + 3e-13, 9)])
+    t, text = _answer(run)
+    assert list(t.front["trial_id"]) == ["t1"] and t.constant == ["speed"]
+    assert t.dominated_by == ["t1"]                      # better error, the same speed
+    assert "1 of the 4 distinct configs" in text
+    assert "speed was the same (0.5) in every one of the 4 trials" in text and "constant over every trial" in text
+    ends = _sentence(text, "The front's ends")
+    assert "best error: mode=a, x=2" in ends and "best speed" not in ends
+    # a genuine difference is kept: the same run with speeds 1e-6 apart has the trade-off front
+    run = _run([("base", "b", 2.0, 3.0, 0.5, 9), ("t1", "a", 2.0, 1.0, 0.5 - 1e-6, 9),
+                ("t2", "a", 1.0, 2.0, 0.5 + 2e-6, 9), ("t3", "a", 3.0, 4.0, 0.5 + 3e-6, 9)])
+    t, text = _answer(run)
+    assert list(t.front["trial_id"]) == ["t1", "t2", "t3"] and t.constant == [] and "constant" not in text
 
 
 def test_the_front_confirmation_plan_spreads_along_the_front() -> None:
