@@ -69,9 +69,11 @@ def analyse(
     seed: int = 0,
     n_boot: int | None = None,
     observed: AblationResult | None = None,
+    scale: str = "interval",
 ) -> Analysis:
     """``factors``: the ablation's factors; ``space``: every declared parameter
-    (what the surrogate sees and averages over; defaults to ``factors``)."""
+    (what the surrogate sees and averages over; defaults to ``factors``).
+    ``scale``: the metric's scale; a ratio-scale metric is modelled on the log scale."""
     space = space or factors
     observed = observed or build_ablation(run, metric=metric, mode=mode, factors=factors, baseline=baseline, bins=bins,
                               max_epochs=max_epochs, grace_period=grace_period, reduction_factor=reduction_factor)
@@ -82,7 +84,7 @@ def analyse(
     configs = configs_at(run, values, list(dict.fromkeys([f.name for f in space] + list(run.params))))
     kw = {} if n_boot is None else {"n_boot": n_boot}
     modelled = modelled_tables(configs, values, factors, space=space, baseline=baseline, bins=bins, mode=mode,
-                               rung=rung, seed=seed, **kw)
+                               rung=rung, seed=seed, log_scale=scale == "ratio", **kw)
     importance = param_importances(configs, values, space, mode=mode, seed=seed)
     importance = with_modelled(importance, {t.factor: float(np.var(t.table["marginal"].to_numpy()))
                                             for t in modelled.tables})

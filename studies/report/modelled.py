@@ -30,7 +30,7 @@ excludes 0 always go together.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -38,7 +38,7 @@ import pandas as pd
 
 from studies.direction import Direction
 from studies.param import Param
-from studies.report.ablation import bin_labels, declared_edges, holm, level_name, reference_of_levels
+from studies.report.ablation import bin_labels, declared_edges, holm, level_labels, level_name, reference_of_levels
 from studies.report.space import sample_space
 
 ALPHA = 0.05
@@ -54,17 +54,48 @@ SMOOTHING_GRID = np.logspace(-3, 3, 13)      # candidate roughness penalties, ch
 # whose range is below CONSTANT_TOLERANCE of its size is one value.
 RESOLUTION = 1e-6
 CONSTANT_TOLERANCE = 1e-12
+# Gates: a modelled table carries marks, and the answer claims from it, only when the surrogate predicts
+# held-out trials (out-of-bag R^2, every trial predicted by a fit that did not see it) at least this well,
+# and the study has at least MIN_CONFIGS distinct configs and MIN_CONFIGS_PER_LEVEL per declared level.
+R2_MIN = 0.5
+MIN_CONFIGS = 20
+MIN_CONFIGS_PER_LEVEL = 2
+# A level's global marginal averages over every level of every other factor: it is only measured (not
+# extrapolated) where the level was sampled with each of them, MIN_CELL distinct configs per pair of levels.
+MIN_CELL = 1
+N_PAIR_SPACE = 64       # Monte-Carlo configs per (level, level of another factor)
+MAX_PAIR_LEVELS = 8     # factors with more levels than this are not crossed (the table would be unreadable)
+MATERIAL = 0.05         # a factor matters for coverage and interactions when its main-effect variance is this share of the largest
 
 
 @dataclass
 class ModelledTable:
     factor: str
-    table: pd.DataFrame       # level, marginal, lo, hi, delta, delta_lo, delta_hi, p, p_holm, sig
+    # level, marginal, lo, hi, delta, delta_lo, delta_hi, p, p_holm, sig, configs, withheld: ``sig`` is the
+    # mark the answer may cite; ``withheld`` says why a row's test result carries no mark (a gate).
+    table: pd.DataFrame
     reference: str
     reference_why: str
     rung: int
     n_trials: int             # distinct configs the forest was fitted on
     scope: str                # "whole space" or the condition it is averaged under
+    # level -> the other factors' levels it was never sampled with ({"lr": ["[0.001, 0.003)"]}): where
+    # its global marginal is the surrogate's extrapolation, not a measurement
+    uncovered: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+
+
+@dataclass
+class Interaction:
+    """One factor's effect (each level minus its reference) within each level of
+    another factor: fANOVA's second order, said as conditional differences."""
+
+    factor: str
+    other: str
+    reference: str
+    # level, given (the other factor's level), delta, delta_lo, delta_hi, p, p_holm, sig, configs (distinct
+    # configs at level and given), ref_configs (at the reference and given)
+    table: pd.DataFrame
+    flips: list[str]          # levels whose marked conditional differences have both signs
 
 
 @dataclass
@@ -75,6 +106,12 @@ class ModelledResult:
     n_repeats: int            # trials merged into an identical config
     n_boot: int
     fit_r2: float             # out-of-bag R^2 of the point-estimate surrogate
+    gate: str = ""            # why the surrogate earns no claim ("" when it does)
+    log_scale: bool = False   # fitted to log(metric) (a ratio-scale metric), marginals back in metric units
+    # factor, variance, lo, hi (95% bootstrap interval of the main-effect variance), first (share of refits
+    # ranking it first)
+    importance: pd.DataFrame = field(default_factory=pd.DataFrame)
+    interactions: list[Interaction] = field(default_factory=list)
 
 
 # ------------------------------------------------------------------ encoding
@@ -266,17 +303,27 @@ def declared_levels(f: Param, bins: list[float] | None) -> list[tuple[str, dict[
     return [(label, {"within": (lo, hi)}) for label, lo, hi in zip(bin_labels(edges, f.log), edges[:-1], edges[1:])]
 
 
-def _space_for_level(factors: list[Param], f: Param, how: dict[str, Any], n: int, seed: int) -> pd.DataFrame:
-    """``n`` configs uniform over the space where ``f`` is active, with ``f`` at the level."""
+def _space_for_levels(factors: list[Param], hows: dict[str, dict[str, Any]], n: int, seed: int) -> pd.DataFrame:
+    """``n`` configs uniform over the space where every factor of ``hows`` is
+    active, each at its level (``{"fixed": value}`` or ``{"within": (lo, hi)}``);
+    empty when the ``when`` conditions never let them all be active together."""
     rng = np.random.default_rng(seed)  # the same seed for every level: paired Monte-Carlo draws
+    fixed = {name: how["fixed"] for name, how in hows.items() if "fixed" in how}
+    within = {name: how["within"] for name, how in hows.items() if "within" in how}
     kept: list[pd.DataFrame] = []
     tries = 0
     while sum(len(k) for k in kept) < n and tries < 50:
-        draw = sample_space(factors, 2 * n, rng, fixed={f.name: how["fixed"]} if "fixed" in how else None,
-                            within={f.name: how["within"]} if "within" in how else None)
-        kept.append(draw[draw[f.name].notna()])
+        draw = sample_space(factors, 2 * n, rng, fixed=fixed or None, within=within or None)
+        kept.append(draw[draw[list(hows)].notna().all(axis=1)])
         tries += 1
-    out = pd.concat(kept).head(n)
+        if tries >= 3 and not any(len(k) for k in kept):
+            break   # never active together (a `when` rule), or too rarely to average over
+    return pd.concat(kept).head(n).reset_index(drop=True)
+
+
+def _space_for_level(factors: list[Param], f: Param, how: dict[str, Any], n: int, seed: int) -> pd.DataFrame:
+    """``n`` configs uniform over the space where ``f`` is active, with ``f`` at the level."""
+    out = _space_for_levels(factors, {f.name: how}, n, seed)
     if out.empty:
         raise ValueError(f"{f.name}: its `when` conditions can never hold in the declared space")
     return out
@@ -358,63 +405,240 @@ def modelled_tables(
     seed: int = 0,
     n_boot: int = N_BOOT,
     n_space: int = N_SPACE,
+    log_scale: bool = False,
+    interactions: bool = True,
 ) -> ModelledResult:
     """One table per factor in ``factors``. ``configs``: one row per trial at
     the rung (columns: every parameter of ``space``), ``values``: the metric
     at the rung, same index. ``space``: every declared parameter (the
-    surrogate's inputs, and what is averaged over); defaults to ``factors``."""
+    surrogate's inputs, and what is averaged over); defaults to ``factors``.
+    ``log_scale``: a ratio-scale metric (positive) is modelled as log(metric),
+    so that no marginal or interval end can fall below zero; the marginals are
+    means of exp(prediction), back in the metric's units.
+    ``interactions``: also each factor's differences within each level of every
+    other factor, and the gates on them (see ``Interaction``)."""
     space = [f for f in (space or factors) if f.declared]
     names = [f.name for f in space]
     ok = values.notna() & np.isfinite(values.astype(float))
     # Repeats are judged on every parameter the trials have, the forest sees the declared ones.
     X_cfg, y, repeats = merge_repeats(configs.loc[ok.index[ok]], values[ok].astype(float), list(configs.columns))
+    log_scale = bool(log_scale and len(y) and np.all(y > 0))
     encode = Encoder(space)
     X = encode(X_cfg)
     n = len(y)
+    levels = {f.name: declared_levels(f, bins.get(f.name)) for f in space}
+    labels = {f.name: level_labels(X_cfg[f.name], f, bins.get(f.name)) for f in space if f.name in X_cfg}
 
-    # Every (factor, level) Monte-Carlo set, stacked so each forest predicts once.
-    plan, blocks, start = [], [], 0
-    for f in factors:
-        if not f.declared or f.name not in names:
-            continue
-        for label, how in declared_levels(f, bins.get(f.name)):
-            block = encode(_space_for_level(space, f, how, n_space, seed + 7919))
-            blocks.append(block)
-            plan.append((f, label, slice(start, start + len(block))))
-            start += len(block)
-    if not plan or n < 4 or np.ptp(y) <= CONSTANT_TOLERANCE * max(1.0, float(np.max(np.abs(y)))):
+    # Every (factor, level) Monte-Carlo set of the space (tables only for ``factors``; the others' marginals say
+    # which factors matter), stacked so each forest predicts once.
+    plan: list[tuple[Param, str, slice]] = []
+    draws: dict[tuple[str, str], pd.DataFrame] = {}
+    blocks, start = [], 0
+    for f in space:
+        for label, how in levels[f.name]:
+            frame = _space_for_level(space, f, how, n_space, seed + 7919)
+            draws[(f.name, label)] = frame
+            blocks.append(encode(frame))
+            plan.append((f, label, slice(start, start + len(frame))))
+            start += len(frame)
+    wanted = {f.name for f in factors}
+    if not any(f.name in wanted for f, _, _ in plan) or n < 4 or \
+            np.ptp(y) <= CONSTANT_TOLERANCE * max(1.0, float(np.max(np.abs(y)))):
         # one value (up to float rounding): nothing to model, and any "difference" would be rounding
-        return ModelledResult([], rung, n, repeats, 0, math.nan)
-    point, boot, r2 = _bootstrapped_marginals(X, y, np.vstack(blocks), [s for _, _, s in plan], encode,
-                                              seed=seed, n_boot=n_boot)
-    tables = []
+        return ModelledResult([], rung, n, repeats, 0, math.nan, gate=_gate_text(n, math.nan, space, levels),
+                              log_scale=log_scale)
+    target = np.log(y) if log_scale else y
+    models, r2 = _fit_surrogates(X, target, encode, seed=seed, n_boot=n_boot)
+    point, boot = _marginals(models, np.vstack(blocks), [s for *_, s in plan], log_scale)
+    gate = _gate_text(n, r2, space, levels)
+    cols_of = {f.name: [i for i, (g, _, _) in enumerate(plan) if g is f] for f in space}
+    spreads = {name: (float(np.var(point[cols])),
+                      np.var(np.column_stack([_centred(boot[:, i], point[i]) for i in cols]), axis=1))
+               for name, cols in cols_of.items() if cols}
+    largest = max(v for v, _ in spreads.values())
+    # Factors whose main effect is at least MATERIAL of the largest one's (in variance): a level's marginal must
+    # have been measured across their levels, and its effect is crossed with them (interactions).
+    material = [f for f in space if f.name in spreads and spreads[f.name][0] >= MATERIAL * largest > 0]
+
+    pairs: list[tuple[Param, str, Param, str, slice]] = []
+    pair_blocks, start = [], 0
+    if interactions:
+        for f in factors:
+            if f.name not in cols_of or len(levels[f.name]) > MAX_PAIR_LEVELS:
+                continue
+            for label, how in levels[f.name]:
+                for g in material:
+                    if g is f or len(levels[g.name]) > MAX_PAIR_LEVELS:
+                        continue
+                    for g_label, g_how in levels[g.name]:
+                        frame = _space_for_levels(space, {f.name: how, g.name: g_how}, N_PAIR_SPACE, seed + 104729)
+                        if len(frame) < N_PAIR_SPACE // 4:
+                            continue   # the two levels are (almost) never active together
+                        pair_blocks.append(encode(frame))
+                        pairs.append((f, label, g, g_label, slice(start, start + len(frame))))
+                        start += len(frame)
+    if pairs:
+        pair_point, pair_boot = _marginals(models, np.vstack(pair_blocks), [s for *_, s in pairs], log_scale)
+    else:
+        pair_point, pair_boot = np.zeros(0), np.zeros((n_boot, 0))
+    tables, found = [], []
     for f in factors:
-        cols = [i for i, (g, _, _) in enumerate(plan) if g is f]
-        if cols:
-            table, ref, why = _level_table(f, [plan[i][1] for i in cols], point[cols], boot[:, cols], baseline,
-                                           resolution=RESOLUTION * float(np.ptp(y)))
-            tables.append(ModelledTable(f.name, table, ref, why, rung, n, _scope(f)))
-    return ModelledResult(tables, rung, n, repeats, n_boot, r2)
+        cols = cols_of.get(f.name, [])
+        if not cols:
+            continue
+        f_labels = [plan[i][1] for i in cols]
+        table, ref, why = _level_table(f, f_labels, point[cols], boot[:, cols], baseline,
+                                       resolution=RESOLUTION * float(np.ptp(y)), ratio=log_scale)
+        counts = labels[f.name].value_counts() if f.name in labels else pd.Series(dtype=int)
+        table["configs"] = [int(counts.get(label, 0)) for label in f_labels]
+        uncovered = {label: _uncovered(f, label, draws[(f.name, label)], labels, material, levels) for label in f_labels}
+        rows = [j for j, (pf, *_rest) in enumerate(pairs) if pf is f]
+        inter = _interactions(f, ref, [pairs[j] for j in rows], pair_point[rows], pair_boot[:, rows], labels, table,
+                              resolution=RESOLUTION * float(np.ptp(y)))
+        found += inter
+        table["withheld"] = _withheld(table, ref, uncovered, inter, gate)
+        table.loc[table["withheld"] != "", "sig"] = ""
+        tables.append(ModelledTable(f.name, table, ref, why, rung, n, _scope(f),
+                                    {k: v for k, v in uncovered.items() if v}))
+    return ModelledResult(tables, rung, n, repeats, n_boot, r2, gate=gate, log_scale=log_scale,
+                          importance=_importance({k: v for k, v in spreads.items() if k in wanted}),
+                          interactions=found)
 
 
-def _bootstrapped_marginals(X: np.ndarray, y: np.ndarray, grid: np.ndarray, blocks: list[slice], encoder: Encoder, *,
-                            seed: int, n_boot: int) -> tuple[np.ndarray, np.ndarray, float]:
-    """Each block's mean prediction over ``grid`` from the surrogate fitted to all
-    trials (point), from ``n_boot`` refits on pairs-plus-wild resamples (boot,
-    one row per refit, with the point fit's smoothing: GCV on a resample with
-    repeated trials would take the repeats for agreement and smooth too
-    little), and the fit's out-of-bag R^2."""
+def _gate_text(n: int, r2: float, space: list[Param], levels: dict[str, list]) -> str:
+    """Why the surrogate earns no claim, or "" when it does."""
+    need = max(MIN_CONFIGS, MIN_CONFIGS_PER_LEVEL * sum(len(v) for v in levels.values()))
+    if n < need:
+        return (f"only {n} distinct configs at this rung, fewer than the {need} a surrogate needs here "
+                f"({MIN_CONFIGS} at least, and {MIN_CONFIGS_PER_LEVEL} per level of the declared factors)")
+    if math.isnan(r2) or r2 < R2_MIN:
+        r2_text = "could not be computed" if math.isnan(r2) else f"is {r2:.2f}"
+        return (f"the surrogate does not predict held-out trials well enough: its out-of-bag R² {r2_text}, "
+                f"below the {R2_MIN} required")
+    return ""
 
-    def marginals(model: Any) -> np.ndarray:
-        pred = model.predict(grid)
-        return np.array([pred[s].mean() for s in blocks])
 
+def _uncovered(f: Param, label: str, draws: pd.DataFrame, labels: dict[str, pd.Series], space: list[Param],
+               levels: dict[str, list]) -> dict[str, list[str]]:
+    """The levels of other factors that ``f`` at ``label`` was sampled with fewer
+    than MIN_CELL times, among those its marginal averages over (at least 5% of
+    its Monte-Carlo draws): there the marginal is the surrogate's extrapolation."""
+    if f.name not in labels:
+        return {}
+    at = labels[f.name] == label
+    out: dict[str, list[str]] = {}
+    for g in space:
+        if g is f or g.name not in labels or g.name not in draws:
+            continue
+        drawn = level_labels(draws[g.name], g, None if g.type == "categorical" else _edges_of(levels[g.name]))
+        shares = drawn[draws[g.name].notna()].value_counts() / max(len(draws), 1)
+        counts = labels[g.name][at].value_counts()
+        missing = [lv for lv, _ in levels[g.name] if shares.get(lv, 0.0) >= 0.05 and counts.get(lv, 0) < MIN_CELL]
+        if missing:
+            out[g.name] = missing
+    return out
+
+
+def _edges_of(levels: list[tuple[str, dict[str, Any]]]) -> list[float] | None:
+    """The bin edges behind a numeric factor's levels (None for one level per value)."""
+    bounds = [how["within"] for _, how in levels if "within" in how]
+    if not bounds:
+        return None
+    return [float(bounds[0][0])] + [float(hi) for _, hi in bounds]
+
+
+def _interactions(f: Param, ref: str, cells: list[tuple[Param, str, Param, str, slice]], point: np.ndarray,
+                  boot: np.ndarray, labels: dict[str, pd.Series], table: pd.DataFrame, *,
+                  resolution: float) -> list[Interaction]:
+    """Per other factor g: each level of ``f`` minus ``ref`` within each level of
+    g, bootstrap-tested and Holm-corrected over every such difference of ``f``
+    (all g at once, so looking at many g does not buy marks). A conditional
+    difference keeps its mark only where both its level and the reference were
+    sampled at that level of g (MIN_CELL + 1 distinct configs each)."""
+    index = {(lv, g.name, gl): i for i, (_, lv, g, gl, _) in enumerate(cells)}
+    rows, diffs = [], []
+    for i, (_, lv, g, gl, _) in enumerate(cells):
+        r = index.get((ref, g.name, gl))
+        if lv == ref or r is None:
+            continue
+        rows.append({"level": lv, "other": g.name, "given": gl, "delta": point[i] - point[r],
+                     "configs": _cell_count(labels, f.name, lv, g.name, gl),
+                     "ref_configs": _cell_count(labels, f.name, ref, g.name, gl)})
+        diffs.append(_centred(boot[:, i] - boot[:, r], point[i] - point[r]))
+    if not rows:
+        return []
+    frame = pd.concat([pd.DataFrame(rows), compare_to_reference(diffs, resolution=resolution)], axis=1)
+    thin = (frame["configs"] < MIN_CELL + 1) | (frame["ref_configs"] < MIN_CELL + 1)
+    frame.loc[thin, "sig"] = ""
+    out = []
+    global_sig = dict(zip(table["level"].str.removesuffix(" (ref)"), zip(table["sig"], table["delta"])))
+    for g_name, part in frame.groupby("other", sort=False):
+        flips = []
+        for lv, rows_lv in part.groupby("level", sort=False):
+            marked = rows_lv[rows_lv["sig"] != ""]
+            signs = set(np.sign(marked["delta"]))
+            mark, delta = global_sig.get(lv, ("", math.nan))
+            if len(signs) > 1 or (mark and any(s == -np.sign(delta) for s in signs)):
+                flips.append(str(lv))
+        out.append(Interaction(f.name, str(g_name), ref, part.drop(columns=["other"]).reset_index(drop=True), flips))
+    return out
+
+
+def _cell_count(labels: dict[str, pd.Series], a: str, a_level: str, b: str, b_level: str) -> int:
+    if a not in labels or b not in labels:
+        return 0
+    return int(((labels[a] == a_level) & (labels[b] == b_level)).sum())
+
+
+def _withheld(table: pd.DataFrame, ref: str, uncovered: dict[str, dict[str, list[str]]],
+              interactions: list[Interaction], gate: str) -> list[str]:
+    """Per row, why its test result carries no mark ("" where it may)."""
+    out = []
+    for _, row in table.iterrows():
+        level = row["level"].removesuffix(" (ref)")
+        if level == ref:
+            out.append("")
+            continue
+        reasons = []
+        if gate:
+            reasons.append("surrogate not trusted (see caption)")
+        if row["configs"] < MIN_CONFIGS_PER_LEVEL:
+            reasons.append(f"{int(row['configs'])} configs at this level")
+        gaps = {**uncovered.get(ref, {}), **uncovered.get(level, {})}
+        if gaps:
+            reasons.append("not sampled with " + "; ".join(f"{g} {', '.join(v)}" for g, v in gaps.items()))
+        flips = [i.other for i in interactions if level in i.flips]
+        if flips:
+            reasons.append(f"its effect changes sign with {', '.join(flips)} (see interactions)")
+        out.append("; ".join(reasons))
+    return out
+
+
+def _importance(spreads: dict[str, tuple[float, np.ndarray]]) -> pd.DataFrame:
+    """Each factor's main-effect variance (its levels' marginals, equally
+    weighted) with a 95% bootstrap interval, and the share of bootstrap refits
+    in which it is the largest."""
+    if not spreads:
+        return pd.DataFrame(columns=["factor", "variance", "lo", "hi", "first"])
+    names = list(spreads)
+    draws = np.column_stack([spreads[k][1] for k in names])
+    firsts = np.bincount(np.argmax(draws, axis=1), minlength=len(names)) / len(draws)
+    rows = [{"factor": k, "variance": spreads[k][0], "lo": float(np.quantile(spreads[k][1], 0.025)),
+             "hi": float(np.quantile(spreads[k][1], 0.975)), "first": float(firsts[i])} for i, k in enumerate(names)]
+    return pd.DataFrame(rows).sort_values("variance", ascending=False).reset_index(drop=True)
+
+
+def _fit_surrogates(X: np.ndarray, y: np.ndarray, encoder: Encoder, *, seed: int,
+                    n_boot: int) -> tuple[list[Surrogate], float]:
+    """The surrogate fitted to all trials, then ``n_boot`` refits on
+    pairs-plus-wild resamples (with the point fit's smoothing: GCV on a
+    resample with repeated trials would take the repeats for agreement and
+    smooth too little); and the point fit's out-of-bag R^2 (on the scale fitted)."""
     n = len(y)
     point_model = Surrogate(encoder, N_TREES, seed, oob=n >= 8).fit(X, y)
     r2 = float(getattr(point_model, "oob_score_", math.nan))
-    point = marginals(point_model)
     rng = np.random.default_rng(seed + 1)
-    boot = np.empty((n_boot, len(blocks)))
+    models = [point_model]
     oob = getattr(point_model, "oob_prediction_", None)
     wild = oob is not None and bool(np.all(np.isfinite(oob)))
     for b in range(n_boot):
@@ -423,28 +647,56 @@ def _bootstrapped_marginals(X: np.ndarray, y: np.ndarray, grid: np.ndarray, bloc
         if wild:  # a fresh noise draw: each residual keeps its size, its sign is flipped at random
             assert oob is not None   # wild implies it
             yb = oob[idx] + rng.choice([-1.0, 1.0], n) * (y[idx] - oob[idx])
-        boot[b] = marginals(Surrogate(encoder, N_BOOT_TREES, seed + 100 + b, oob=False,
-                                      smoothing=point_model.effects.smoothing).fit(X[idx], yb))
+        models.append(Surrogate(encoder, N_BOOT_TREES, seed + 100 + b, oob=False,
+                                smoothing=point_model.effects.smoothing).fit(X[idx], yb))
+    return models, r2
+
+
+def _marginals(models: list[Surrogate], grid: np.ndarray, blocks: list[slice],
+               log_scale: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Each block's mean prediction over ``grid``: from the fit to all trials
+    (point) and from each bootstrap refit (one row per refit). ``log_scale``:
+    the models predict log(metric), and a block's mean is the mean of exp(prediction)."""
+
+    def of(model: Surrogate) -> np.ndarray:
+        pred = model.predict(grid)
+        if log_scale:
+            pred = np.exp(pred)
+        return np.array([pred[s].mean() for s in blocks])
+
+    point = of(models[0])
+    boot = np.array([of(m) for m in models[1:]]).reshape(len(models) - 1, len(blocks))
+    return point, boot
+
+
+def _bootstrapped_marginals(X: np.ndarray, y: np.ndarray, grid: np.ndarray, blocks: list[slice], encoder: Encoder, *,
+                            seed: int, n_boot: int, log_scale: bool = False) -> tuple[np.ndarray, np.ndarray, float]:
+    """``_fit_surrogates`` then ``_marginals``, in one call."""
+    models, r2 = _fit_surrogates(X, y, encoder, seed=seed, n_boot=n_boot)
+    point, boot = _marginals(models, grid, blocks, log_scale)
     return point, boot, r2
 
 
-def _centred(draws: np.ndarray, at: float) -> np.ndarray:
+def _centred(draws: np.ndarray, at: float, *, ratio: bool = False) -> np.ndarray:
     """Bootstrap draws moved to centre on the fit to all trials. The refits supply
     the spread; why centre: a refit on a resample sees fewer distinct configs of
     a sparse level, so its main effects are shrunk more, and uncentred draws
     can leave the point estimate outside its own interval."""
+    if ratio:   # a positive quantity (a ratio-scale metric's marginal): moved by a factor, so it stays positive
+        middle = float(np.median(draws))
+        return draws * (at / middle) if middle > 0 and at > 0 else draws - middle + at
     return draws - np.median(draws) + at
 
 
 def _level_table(f: Param, labels: list[str], point: np.ndarray, boot: np.ndarray,
-                 baseline: dict[str, Any], *, resolution: float = 0.0) -> tuple[pd.DataFrame, str, str]:
+                 baseline: dict[str, Any], *, resolution: float = 0.0, ratio: bool = False) -> tuple[pd.DataFrame, str, str]:
     """One factor's table: each level's marginal with its interval, and its
     difference to the reference level with Holm-adjusted tests."""
     ref, why = reference_of_levels(f, labels, baseline)
     r = labels.index(ref)
     rows = []
     for i, label in enumerate(labels):
-        lo, hi = percentile_interval(_centred(boot[:, i], point[i]), ALPHA)
+        lo, hi = percentile_interval(_centred(boot[:, i], point[i], ratio=ratio), ALPHA)
         rows.append({"level": label + (" (ref)" if i == r else ""), "marginal": point[i], "lo": lo, "hi": hi,
                      "delta": point[i] - point[r] if i != r else math.nan})
     tests = compare_to_reference([_centred(boot[:, i] - boot[:, r], point[i] - point[r]) if i != r else None
