@@ -33,9 +33,11 @@ def select_candidates(spec: StudySpec, run: RunTrials, *, confirm: bool = True) 
                                        top_k=spec.ablation.confirm.top_k, seeds=spec.ablation.confirm.seeds)
     loo = getattr(spec.ablation, "leave_one_out", None)
     loo_seeds = loo.seeds if loo is not None and loo.enabled else 0
+    sweep = list(loo.sweep) if loo is not None and loo.enabled else []
     return plan_designed(run, params=spec.params, metric=spec.metric, mode=spec.mode, baseline=spec.ablation.baseline,
                          factors=spec.ablation.factors or [p.name for p in spec.params], top_k=spec.ablation.confirm.top_k,
-                         confirm_seeds=spec.ablation.confirm.seeds if confirm else 0, loo_seeds=loo_seeds)
+                         confirm_seeds=spec.ablation.confirm.seeds if confirm else 0, loo_seeds=loo_seeds,
+                         sweep=sweep)
 
 
 def _placeholders(spec: StudySpec) -> dict[str, Any]:

@@ -66,8 +66,10 @@ def print_files(files: list[Path], run_dir: Path, *, verbose: bool) -> None:
 def print_answer(written: WrittenReport, width: int = 100) -> None:
     """One claim per paragraph, then the path of tables/ablation.md: last, so it is what a user sees."""
     print()
-    for part in written.answer:
-        print(textwrap.fill(part, width=width, break_on_hyphens=False))
+    for i, part in enumerate(written.answer):
+        bullet = "" if i == 0 else "- "
+        print(textwrap.fill(part, width=width, break_on_hyphens=False, initial_indent=bullet,
+                            subsequent_indent=" " * len(bullet)))
         print()
     print(f"answer and tables: {written.path}")
 

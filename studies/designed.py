@@ -29,13 +29,17 @@ def _rank_value(row: pd.Series, metric: str) -> float:
 
 
 def plan_designed(run: RunTrials, *, params: list[Any], metric: str, mode: str, baseline: dict[str, Any],
-                  factors: list[str], top_k: int, confirm_seeds: int, loo_seeds: int) -> dict[str, Any]:
+                  factors: list[str], top_k: int, confirm_seeds: int, loo_seeds: int,
+                  sweep: list[str] | None = None) -> dict[str, Any]:
     """The designed stage's configs, each re-run at the full budget over seeds.
 
     Confirmation (``confirm_seeds`` > 0): the top-k distinct configs (complete
     trials first, by their full-budget value) and the baseline, i.e. the best
     config with every baseline value put in. Leave-one-out (``loo_seeds`` > 0):
     the best config with one factor at a time set to its baseline value.
+    ``sweep``: categorical factors whose every other choice is also tried from
+    the best config (one variant per choice, same seeds), so that the designed
+    stage compares all their levels at the full budget, not only the baseline.
     A config asked for twice runs once, under its first label. ``params``:
     the search space in declaration order (anything with ``name`` and ``active``)."""
     confirm = confirm_seeds > 0
@@ -63,6 +67,7 @@ def plan_designed(run: RunTrials, *, params: list[Any], metric: str, mode: str, 
     if configs and loo_seeds > 0:
         configs[0]["roles"] = [*configs[0]["roles"], "loo_best"]
         configs += _leave_one_out_variants(configs[0]["params"], params, factors, baseline, skipped)
+        configs += _sweep_variants(configs[0]["params"], params, sweep or [], baseline)
     out = []
     for c in _merge_identical(configs):
         seeds = max(confirm_seeds if "confirm" in c["roles"] else 0, loo_seeds if {"loo", "loo_best"} & set(c["roles"]) else 0)
@@ -88,6 +93,23 @@ def _leave_one_out_variants(best: dict[str, Any], params: list[Any], factors: li
             variant = active_params(params, {**best, factor: baseline[factor]})
             variants.append({"label": f"{LOO_PREFIX}{factor}", "params": variant, "trial_id": None,
                              "roles": ["loo"], "factor": factor})
+    return variants
+
+
+def _sweep_variants(best: dict[str, Any], params: list[Any], sweep: list[str],
+                    baseline: dict[str, Any]) -> list[dict[str, Any]]:
+    """The best config with a swept factor at each of its other choices (the
+    baseline's choice is the leave-one-out variant already)."""
+    variants = []
+    for p in params:
+        if p.name not in sweep or p.name not in best or not getattr(p, "choices", ()):
+            continue
+        for choice in p.choices:
+            if _same_value(choice, best[p.name]) or (p.name in baseline and _same_value(choice, baseline[p.name])):
+                continue
+            variant = active_params(params, {**best, p.name: choice})
+            variants.append({"label": f"{LOO_PREFIX}{p.name}={choice}", "params": variant, "trial_id": None,
+                             "roles": ["loo"], "factor": p.name})
     return variants
 
 
@@ -128,9 +150,10 @@ def plan_front_confirmation(run: RunTrials, *, params: list[Any], metrics: list[
     not bunched at one end), and the baseline (``baseline``: every active
     parameter's baseline value, the search's trial 0), each over ``seeds`` seeds."""
     from studies.pareto import nondominated_ranks, pareto_order
-    from studies.report.tradeoff import full_budget_values
+    from studies.report.tradeoff import full_budget_values, merge_repeated_configs
 
-    values = full_budget_values(run, metrics, max_epochs)
+    # one row per distinct config at the mean of its repeats (trial_id: its first trial)
+    _, values = merge_repeated_configs(run, full_budget_values(run, metrics, max_epochs), metrics)
     trials = run.trials.set_index("trial_id")
     configs: list[dict[str, Any]] = []
     seen: set[str] = set()

@@ -82,10 +82,16 @@ def analyse(
     rung = modelled_rung(counts)
     values = values_at_epoch(run, metric, rung)
     configs = configs_at(run, values, list(dict.fromkeys([f.name for f in space] + list(run.params))))
-    kw = {} if n_boot is None else {"n_boot": n_boot}
+    kw: dict[str, Any] = {} if n_boot is None else {"n_boot": n_boot}
     modelled = modelled_tables(configs, values, factors, space=space, baseline=baseline, bins=bins, mode=mode,
                                rung=rung, seed=seed, log_scale=scale == "ratio", **kw)
     importance = param_importances(configs, values, space, mode=mode, seed=seed)
     importance = with_modelled(importance, {t.factor: float(np.var(t.table["marginal"].to_numpy()))
                                             for t in modelled.tables})
+    if not modelled.importance.empty:   # the modelled variance's bootstrap interval, and how often it ranks first
+        boot = modelled.importance.set_index("factor")
+        at = importance.columns.get_loc("modelled_share") + 1
+        for offset, (name, column) in enumerate((("modelled_lo", "lo"), ("modelled_hi", "hi"),
+                                                 ("modelled_first", "first"))):
+            importance.insert(at + offset, name, importance["parameter"].map(boot[column]).astype(float))
     return Analysis(observed, modelled, importance, rung, len(values))

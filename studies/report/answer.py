@@ -1,8 +1,12 @@
-"""The report's answer paragraph: every claim names its evidence and rung.
+"""The report's answer: claims (studies.report.claims), each the very row of a
+table it cites, then rendered one line each.
 
 Order of authority: designed runs (leave-one-out, confirmation: full budget,
-several seeds) over modelled marginals (a surrogate over the declared space)
-over observed means (local to where the searcher sampled, never a claim).
+several seeds) over modelled marginals (a surrogate over the declared space,
+only where its gates hold) over observed means (local to where the searcher
+sampled, never a claim). Per factor of the study's question, one line says
+what holds: which levels differ and in which direction, or that the evidence
+cannot say, why, and which run would.
 """
 
 from __future__ import annotations
@@ -14,9 +18,12 @@ import pandas as pd
 
 from studies.direction import Direction
 from studies.report.analysis import Analysis
-from studies.report.confirmation import ConfirmationResult, LeaveOneOutResult
-from studies.report.modelled import best_level
+from studies.report.claims import Claim
+from studies.report.confirmation import BASELINE_LABEL, ConfirmationResult, LeaveOneOutResult
+from studies.report.modelled import R2_MIN, ModelledTable
 from studies.report.trials import STATUS_COMPLETE, RunTrials
+
+FIRST_SHARE = 0.95   # a ranking is claimed when its first factor is first in this share of the bootstrap refits
 
 
 def fmt(v: Any, digits: int = 4) -> str:
@@ -62,109 +69,272 @@ def describe_params(row: pd.Series, params: list[str]) -> str:
     return ", ".join(f"{p}={fmt(row[p], 3)}" for p in params if p in row and row[p] is not None and row[p] == row[p])
 
 
-def modelled_claims(an: Analysis, mode: str, metric: str, scale: str) -> list[str]:
-    m = an.modelled
-    out = []
-    for t in m.tables:
-        best = best_level(t, mode)
-        ref = t.table[t.table["level"].str.endswith("(ref)")].iloc[0]
-        where = "" if t.scope == "whole space" else f" ({t.scope})"
-        name = best["level"].removesuffix(" (ref)")
-        level = f"**{name}** ({fmt(best['marginal'])}, 95% CI [{fmt(best['lo'])}, {fmt(best['hi'])}])"
-        if best["level"].endswith("(ref)"):
-            marked = t.table[t.table["sig"] != ""]
-            tail = (f"best level {level}, the reference" + (
-                ", and every other level is significantly worse" if len(marked) == len(t.table) - 1
-                else f"; {len(marked)} of {len(t.table) - 1} other levels are significantly worse" if len(marked)
-                else "; no other level differs significantly from it"))
-        else:
-            diff = (f"vs the reference {t.reference} ({fmt(ref['marginal'])}): {change_text(best['delta'], ref['marginal'], scale)}, "
-                    f"Holm-level CI [{fmt(best['delta_lo'], 3)}, {fmt(best['delta_hi'], 3)}], bootstrap p_holm = "
-                    f"{fmt_p(best['p_holm'])}{f' (< 1/{an.modelled.n_boot})' if best['p_holm'] == 0 else ''}")
-            tail = (f"best level {level}, {diff}: significant" if best["sig"] else
-                    f"no level differs significantly from the reference {t.reference}; nominally best {level}, {diff}")
-        out.append(f"**{t.factor}**{where}: {tail}")
-    return out
+def _direction(delta: float, mode: str) -> str:
+    return "better" if Direction(mode).improves(delta) else "worse"
 
 
-def _disagreements(an: Analysis, loo: LeaveOneOutResult | None, mode: str) -> list[str]:
-    """Factors whose leave-one-out says the best config's setting helps
-    (significantly) while the modelled table does not rank it above the baseline."""
-    from studies.report.ablation import _holding_bin, level_name
+# ------------------------------------------------------------------ designed evidence
 
+def leave_one_out_claims(loo: LeaveOneOutResult | None, factor: str, *, metric: str, mode: str, scale: str,
+                         max_epochs: int | None) -> list[Claim]:
+    """The leave-one-out rows of ``factor``: the best config's setting against
+    the variant's (``delta`` is variant minus best, so the best's setting is
+    better where the variant is worse)."""
     if loo is None or loo.table is None or loo.table.empty:
         return []
     out = []
-    for _, r in loo.table[loo.table["sig"] != ""].iterrows():
-        helps = Direction(mode).improves(-r["delta"])  # delta is variant minus best
-        t = next((t for t in an.modelled.tables if t.factor == r["factor"]), None)
-        if not helps or t is None or r["factor"] not in loo.best_params:
+    for _, r in loo.table[loo.table["factor"] == factor].iterrows():
+        if math.isnan(r["delta"]):
             continue
-        value = loo.best_params[r["factor"]]
-        levels = list(t.table["level"].str.removesuffix(" (ref)"))
-        level = level_name(value) if level_name(value) in levels else _holding_bin(value, levels)
-        if level is None or level == t.reference:
-            continue
-        delta = t.table.loc[levels.index(level), "delta"]
-        better = Direction(mode).improves(delta)
-        if not better:
-            out.append(f"{r['factor']}={fmt(value, 3)}")
+        best_value = str(r["best has"]).split("=", 1)[-1]
+        variant_value = str(r["set to"]).split("=", 1)[-1]
+        change = -r["delta"]                       # best minus variant
+        where = f"{int(r['seeds'])} seeds, full budget, at the best config"
+        numbers = (f"{change_text(change, r['variant mean'], scale)}, 95% CI [{fmt(-r['delta_hi'], 3)}, "
+                   f"{fmt(-r['delta_lo'], 3)}], best wins {r['best wins']}, p_holm {fmt_p(r['p_holm'])}")
+        common: dict[str, Any] = dict(evidence="designed: leave-one-out", factor=factor, rung=max_epochs, level=best_value,
+                      reference=variant_value, estimate=change, lo=-r["delta_hi"], hi=-r["delta_lo"],
+                      table="tables/leave_one_out.md",
+                      extra={"best": dict(loo.best_params), "variant": {**loo.best_params, factor: _value_of(variant_value)}
+                             if factor in loo.best_params else dict(loo.best_params)})
+        if r["sig"]:
+            word = _direction(change, mode)
+            out.append(Claim("difference", direction=word, mark=r["sig"], **common,
+                             text=f"{best_value} is {word} than {variant_value} ({where}: {numbers} {r['sig']})"))
+        else:
+            out.append(Claim("no_difference", **common,
+                             text=f"{best_value} vs {variant_value}: no significant difference ({where}: {numbers})"))
     return out
 
 
-def answer_parts(run: RunTrials, an: Analysis, *, metric: str, mode: str, scale: str,
-                 confirmation: ConfirmationResult | None, loo: LeaveOneOutResult | None) -> list[str]:
-    """The answer's claims, strongest evidence first, one per element."""
-    better = Direction(mode).word
-    parts = [f"({better} {metric} is better)"]
-    if loo is not None and loo.table is not None and not loo.table.empty:
-        rows = []
-        for _, r in loo.table.iterrows():
-            if math.isnan(r["delta"]):
-                continue
-            rows.append(f"{r['factor']} -> {r['set to'].split('=', 1)[-1]}: {r['delta']:+.3g} "
-                        f"[{fmt(r['delta_lo'], 3)}, {fmt(r['delta_hi'], 3)}], best wins {r['best wins']}"
-                        f"{', ' + r['sig'] if r['sig'] else ', not significant'}")
-        parts.append(f"**Designed, leave-one-out** (the best config with one factor at its baseline, full budget, "
-                     f"paired over {int(loo.table['seeds'].max())} seeds; change in {metric}, variant minus best): "
-                     + "; ".join(rows) + ".")
-    if confirmation is not None and confirmation.summary is not None and not confirmation.summary.empty:
-        parts.append(f"**Designed, confirmation**: {confirmation.sentence}")
-    disagree = _disagreements(an, loo, mode)
-    if disagree:
-        parts.append(f"**Where the evidence disagrees**: at the full budget the designed runs find that "
-                     f"{'; '.join(disagree)} helps, while the modelled marginals at epoch {an.rung} do not show it "
-                     "(an early rung cannot see what acts later in training): for these factors the designed runs "
-                     "are the answer.")
+def _value_of(text: str) -> Any:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def confirmation_claims(confirmation: ConfirmationResult | None, *, metric: str, mode: str, scale: str,
+                        max_epochs: int | None) -> list[Claim]:
+    if confirmation is None or confirmation.summary is None or confirmation.summary.empty:
+        return []
+    s = confirmation.summary
+    base = s[s["config"] == BASELINE_LABEL]
+    out = []
+    for _, r in s[s["config"] != BASELINE_LABEL].dropna(subset=["mean"]).iterrows():
+        if base.empty or math.isnan(r["delta_vs_baseline"]):
+            continue
+        b = base.iloc[0]
+        numbers = (f"mean {fmt(r['mean'])} ± {fmt(r['std'], 2)} (sd over {int(r['seeds'])} seeds) against the "
+                   f"baseline's {fmt(b['mean'])} ± {fmt(b['std'], 2)}: {change_text(r['delta_vs_baseline'], b['mean'], scale)}, "
+                   f"better in {r['wins']} seeds, paired t-test p_holm {fmt_p(r['p_holm'])}")
+        common: dict[str, Any] = dict(evidence="designed: confirmation", factor=None, rung=max_epochs, level=str(r["config"]),
+                      reference=BASELINE_LABEL, estimate=float(r["delta_vs_baseline"]), table="tables/confirmation.md",
+                      extra={"params": r["params"]})
+        if r["sig"]:
+            word = _direction(r["delta_vs_baseline"], mode)
+            out.append(Claim("difference", direction=word, mark=r["sig"], **common,
+                             text=f"{r['config']} ({r['params']}) is {word} than the baseline at the full budget: "
+                                  f"{numbers} {r['sig']}"))
+        else:
+            out.append(Claim("no_difference", **common,
+                             text=f"{r['config']} ({r['params']}) does not differ significantly from the baseline at "
+                                  f"the full budget: {numbers}"))
+    return out
+
+
+# ------------------------------------------------------------------ modelled evidence
+
+def modelled_factor_claims(an: Analysis, t: ModelledTable, *, mode: str, scale: str) -> list[Claim]:
+    """What the modelled table of one factor supports: each marked level, in its
+    direction; conditional differences where the effect changes with another
+    factor or the level was not sampled across it; else that no level differs
+    (at the table's Holm level) or why the table cannot say."""
     m = an.modelled
-    if m.tables:
-        parts.append(f"**Modelled** (surrogate marginals over the declared space, fitted on the {m.n_configs} "
-                     f"distinct configs at epoch {m.rung}; a level's value is the metric averaged over every other "
-                     f"factor): " + "; ".join(modelled_claims(an, mode, metric, scale)) + ".")
-    imp = an.importance.dropna(subset=["modelled_variance"]) if not an.importance.empty else an.importance
-    if not imp.empty:
-        first = imp.iloc[0]
-        text = (f"**Importance** (modelled main effects at epoch {an.rung}, over the declared space): "
-                f"**{first['parameter']}** has the largest ({first['modelled_share'] * 100:.0f}% of the main-effect "
-                "variance)")
-        fan = an.importance.dropna(subset=["fanova_variance"]).sort_values("fanova_variance", ascending=False)
-        if not fan.empty:
-            text += ("; fANOVA on the trials agrees" if fan.iloc[0]["parameter"] == first["parameter"]
-                     else f"; fANOVA on the trials puts {fan.iloc[0]['parameter']} first")
-        ped = an.importance.dropna(subset=["ped_anova"]).sort_values("ped_anova", ascending=False)
-        if not ped.empty and ped.iloc[0]["parameter"] != first["parameter"]:
-            text += f"; PED-ANOVA (what separates the top configs from the rest) puts {ped.iloc[0]['parameter']} first"
-        parts.append(text + ".")
+    table = f"tables/modelled_{t.factor}.md"
+    where = "" if t.scope == "whole space" else f" ({t.scope})"
+    base: dict[str, Any] = dict(evidence="modelled", factor=t.factor, rung=m.rung, reference=t.reference, table=table)
+    if m.gate:
+        return [Claim("declined", **base, text=f"modelled: no claim, {m.gate}")]
+    rows = t.table[~t.table["level"].str.endswith("(ref)")]
+    ref_row = t.table[t.table["level"].str.endswith("(ref)")].iloc[0]
+    out: list[Claim] = []
+    for _, r in rows.iterrows():
+        if not r["sig"]:
+            continue
+        word = _direction(r["delta"], mode)
+        out.append(Claim("difference", **base, level=r["level"], direction=word, estimate=r["delta"],
+                         lo=r["delta_lo"], hi=r["delta_hi"], mark=r["sig"],
+                         text=f"{r['level']} is {word} than {t.reference}{where} "
+                              f"({change_text(r['delta'], ref_row['marginal'], scale)}, Holm-level CI "
+                              f"[{fmt(r['delta_lo'], 3)}, {fmt(r['delta_hi'], 3)}] {r['sig']})"))
+    conditional = _conditional_claims(an, t, mode=mode, scale=scale)
+    out += conditional
+    withheld = rows[(rows["withheld"] != "") & (rows["p_holm"] < 0.05)]
+    for _, r in withheld.iterrows():
+        if any(c.level == r["level"] for c in conditional):
+            continue
+        out.append(Claim("declined", **base, level=r["level"],
+                         text=f"{r['level']} vs {t.reference}: no claim, {r['withheld']}"))
+    if not out:
+        half = float((rows["delta_hi"] - rows["delta_lo"]).max() / 2) if len(rows) else math.nan
+        out.append(Claim("no_difference", **base,
+                         text=f"no level differs significantly from {t.reference}{where} (Holm, 5%); this does not "
+                              f"show that it has no effect: differences up to about ±{fmt(half, 2)} are within the "
+                              "intervals"))
+    return out
+
+
+def _conditional_claims(an: Analysis, t: ModelledTable, *, mode: str, scale: str) -> list[Claim]:
+    """Marked differences within a level of another factor, for levels whose
+    global comparison is withheld (an interaction, or not sampled across the
+    other factor): the effect said conditionally, where it was measured."""
+    table = f"tables/interactions_{t.factor}.md"
+    withheld = set(t.table.loc[t.table["withheld"] != "", "level"])
+    out = []
+    for inter in an.modelled.interactions:
+        if inter.factor != t.factor:
+            continue
+        for _, r in inter.table[(inter.table["sig"] != "") & inter.table["level"].isin(withheld)].iterrows():
+            word = _direction(r["delta"], mode)
+            out.append(Claim("difference", evidence="modelled", factor=t.factor, rung=an.modelled.rung,
+                             level=r["level"], reference=t.reference, direction=word, estimate=r["delta"],
+                             lo=r["delta_lo"], hi=r["delta_hi"], mark=r["sig"], condition={inter.other: r["given"]},
+                             table=table,
+                             text=f"where {inter.other} is in {r['given']}: {r['level']} is {word} than {t.reference} "
+                                  f"({r['delta']:+.3g}, Holm-level CI [{fmt(r['delta_lo'], 3)}, "
+                                  f"{fmt(r['delta_hi'], 3)}] {r['sig']})"))
+    return out
+
+
+def importance_claims(an: Analysis) -> list[Claim]:
+    m = an.modelled
+    imp = m.importance
+    base: dict[str, Any] = dict(evidence="modelled", rung=m.rung, table="tables/importance.md")
+    if m.gate or imp.empty:
+        return [Claim("declined", **base, text=f"no importance ranking: {m.gate or 'no modelled main effects'}")]
+    first = imp.iloc[0]
+    total = float(imp["variance"].sum())
+    share = f"{first['variance'] / total * 100:.0f}% of the main-effect variance" if total > 0 else ""
+    runner = imp.sort_values("first", ascending=False)
+    if first["first"] >= FIRST_SHARE:
+        return [Claim("ranking", **base, factor=str(first["factor"]), estimate=float(first["first"]),
+                      text=f"**{first['factor']}** has the largest main effect at epoch {m.rung} ({share}; first in "
+                           f"{first['first'] * 100:.0f}% of {m.n_boot} bootstrap refits)")]
+    leaders = ", ".join(f"{r['factor']} {r['first'] * 100:.0f}%" for _, r in runner.head(3).iterrows() if r["first"] > 0)
+    return [Claim("no_ranking", **base, estimate=float(first["first"]),
+                  text=f"no clear ranking at epoch {m.rung}: first in the bootstrap refits: {leaders}")]
+
+
+# ------------------------------------------------------------------ the answer
+
+def answer_claims(run: RunTrials, an: Analysis, *, metric: str, mode: str, scale: str,
+                  confirmation: ConfirmationResult | None, loo: LeaveOneOutResult | None,
+                  question: list[str] | None = None, smoke: bool = False,
+                  max_epochs: int | None = None) -> list[Claim]:
+    """Every claim of the answer, in the order it is read. ``question``: the
+    factors the study asks about (default: every modelled factor)."""
+    claims: list[Claim] = []
+    if smoke:
+        claims.append(Claim("note", "none", extra={"banner": True}, text=(
+            f"**Smoke run**: a tiny budget to check that the study runs ({len(run.trials)} trials), not to answer its "
+            "question: nothing below is a finding, and no difference is marked significant.")))
+    factors = question or [t.factor for t in an.modelled.tables]
+    tables = {t.factor: t for t in an.modelled.tables}
+    for factor in factors:
+        claims += _factor_claims(factor, tables.get(factor), an, loo, metric=metric, mode=mode, scale=scale,
+                                 max_epochs=max_epochs, smoke=smoke)
+    if not smoke:
+        claims += confirmation_claims(confirmation, metric=metric, mode=mode, scale=scale, max_epochs=max_epochs)
+        claims += importance_claims(an)
     bt = best_trial(run, metric, mode)
     if bt is not None:
-        parts.append(f"**Best search trial** at the full budget ({int(bt['epochs'])} epochs, one seed; the value Optuna "
-                     f"holds): {metric} {fmt(bt[f'last_{metric}'])}, trial {bt['trial_id']} with "
-                     f"{describe_params(bt, run.params)}.")
+        claims.append(Claim("best", "observed", rung=int(bt["epochs"]), text=(
+            f"**Best search trial** at the full budget ({int(bt['epochs'])} epochs, one seed; the value Optuna holds): "
+            f"{metric} {fmt(bt[f'last_{metric}'])}, trial {bt['trial_id']} with {describe_params(bt, run.params)}.")))
     else:
-        parts.append("No search trial ran the full budget, so there is no best trial at the full budget.")
-    if (loo is None or loo.table is None) and (confirmation is None or confirmation.summary is None):
-        parts.append("No designed runs (confirmation, leave-one-out) were made: every figure here comes from "
-                     "single-seed search trials.")
+        claims.append(Claim("note", "none", text="No search trial ran the full budget, so there is no best trial at "
+                                                 "the full budget."))
+    return claims
+
+
+def _factor_claims(factor: str, t: ModelledTable | None, an: Analysis, loo: LeaveOneOutResult | None, *,
+                   metric: str, mode: str, scale: str, max_epochs: int | None, smoke: bool) -> list[Claim]:
+    if smoke:
+        return [Claim("declined", "none", factor=factor, text="not answered: a smoke run")]
+    designed = leave_one_out_claims(loo, factor, metric=metric, mode=mode, scale=scale, max_epochs=max_epochs)
+    modelled = modelled_factor_claims(an, t, mode=mode, scale=scale) if t is not None else []
+    out = designed + modelled
+    answered = any(c.kind == "difference" for c in out)
+    if not answered:
+        out.append(Claim("declined", "none", factor=factor, text=_what_would_answer(factor, t, an, loo)))
+    return out
+
+
+def _what_would_answer(factor: str, t: ModelledTable | None, an: Analysis, loo: LeaveOneOutResult | None) -> str:
+    """Why nothing is claimed about ``factor``, and which run would answer it."""
+    runs = []
+    in_loo = loo is not None and loo.table is not None and (loo.table["factor"] == factor).any()
+    if loo is not None and factor in loo.skipped:
+        runs.append(f"leave-one-out has no row for it ({loo.skipped[factor]})")
+    elif not in_loo:
+        runs.append("a designed leave-one-out run from the best config (`ablation.leave_one_out`, with a baseline "
+                    f"for {factor} in `ablation.baseline`)")
+    else:
+        runs.append("more seeds for its leave-one-out row")
+    if an.modelled.gate or t is None or (t.table["withheld"] != "").any():
+        runs.append("more trials spread over the declared space (`search.startup: design`, or `search.sampler: random`)")
+    late = f"; the modelled evidence is at epoch {an.modelled.rung}, and an effect that acts later in training cannot show there"
+    return f"Not answered by the evidence so far{late}. What would answer it: " + "; or ".join(runs)
+
+
+def answer_parts(claims: list[Claim], *, metric: str, mode: str, question: list[str] | None = None) -> list[str]:
+    """The claims as the answer's lines: the banner, one line per factor of the
+    question (its designed, then modelled claims, or why none), the designed
+    confirmation, the importance, the best trial, what the observed tables are."""
+    parts = [f"({Direction(mode).word} {metric} is better)"]
+    parts += [c.text for c in claims if c.kind == "note" and c.extra.get("banner")]
+    factors = list(dict.fromkeys((question or []) + [c.factor for c in claims if c.factor]))
+    for factor in factors:
+        mine = [c for c in claims if c.factor == factor and c.kind != "ranking"]
+        if not mine:
+            continue
+        groups = []
+        for evidence, label in (("designed: leave-one-out", "designed, leave-one-out"), ("modelled", "modelled"),
+                                ("none", "")):
+            texts = [c.text for c in mine if c.evidence == evidence]
+            if texts:
+                rung = next((c.rung for c in mine if c.evidence == evidence), None)
+                head = f"{label} (epoch {rung})" if label == "modelled" else label
+                groups.append(f"{head}: " + "; ".join(texts) if head else " ".join(texts))
+        status = "answered" if any(c.kind == "difference" for c in mine) else "not answered"
+        parts.append(f"**{factor}** ({status}) — " + ". ".join(groups) + ".")
+    confirm = [c.text for c in claims if c.evidence == "designed: confirmation"]
+    if confirm:
+        parts.append("**Designed, confirmation**: " + "; ".join(confirm) + ".")
+    rank = [c for c in claims if c.kind in ("ranking", "no_ranking") or (c.kind == "declined" and c.factor is None
+                                                                          and c.table == "tables/importance.md")]
+    if rank:
+        parts.append("**Importance** (modelled, over the declared space): " + "; ".join(c.text for c in rank) + ".")
+    parts += [c.text for c in claims if c.kind == "best" or (c.kind == "note" and not c.extra.get("banner"))]
+    if any(c.evidence == "designed: leave-one-out" for c in claims) and any(c.evidence == "modelled" for c in claims):
+        parts.append("Leave-one-out measures a factor's effect at the best config (every other factor at its best "
+                     "value, full budget); the modelled tables measure the marginal averaged over the declared space "
+                     "at an early rung: the two answer different questions and can both hold.")
     parts.append("Observed per-level means (tables below) are over the trials the searcher chose and are local "
                  "to its favourite region; they are not used for any claim above.")
     return parts
+
+
+def modelled_claims(an: Analysis, mode: str, metric: str, scale: str) -> list[str]:
+    """One line per modelled table (the trade-off report's per-objective answer)."""
+    out = []
+    for t in an.modelled.tables:
+        texts = [c.text for c in modelled_factor_claims(an, t, mode=mode, scale=scale)]
+        out.append(f"**{t.factor}**: " + "; ".join(texts))
+    if an.modelled.gate:
+        out = [f"no claim, {an.modelled.gate}"]
+    return out
+
+
+__all__ = ["R2_MIN", "answer_claims", "answer_parts", "best_trial", "change_text", "fmt", "fmt_p", "modelled_claims"]

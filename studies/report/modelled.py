@@ -418,7 +418,6 @@ def modelled_tables(
     ``interactions``: also each factor's differences within each level of every
     other factor, and the gates on them (see ``Interaction``)."""
     space = [f for f in (space or factors) if f.declared]
-    names = [f.name for f in space]
     ok = values.notna() & np.isfinite(values.astype(float))
     # Repeats are judged on every parameter the trials have, the forest sees the declared ones.
     X_cfg, y, repeats = merge_repeats(configs.loc[ok.index[ok]], values[ok].astype(float), list(configs.columns))
@@ -556,7 +555,8 @@ def _interactions(f: Param, ref: str, cells: list[tuple[Param, str, Param, str, 
     difference keeps its mark only where both its level and the reference were
     sampled at that level of g (MIN_CELL + 1 distinct configs each)."""
     index = {(lv, g.name, gl): i for i, (_, lv, g, gl, _) in enumerate(cells)}
-    rows, diffs = [], []
+    rows: list[dict[str, Any]] = []
+    diffs: list[np.ndarray | None] = []
     for i, (_, lv, g, gl, _) in enumerate(cells):
         r = index.get((ref, g.name, gl))
         if lv == ref or r is None:

@@ -23,11 +23,12 @@ from studies.direction import Direction
 from studies.report import plots
 from studies.report.ablation import AblationResult, FactorTable, build_ablation
 from studies.report.analysis import Analysis, analyse
-from studies.report.answer import answer_parts, modelled_claims
+from studies.report.answer import answer_claims, answer_parts, modelled_claims
 from studies.report.budget import budget_table
+from studies.report.claims import Claim
 from studies.report.confirmation import load_confirmation, load_leave_one_out
 from studies.report.importance import FANOVA_MAX_TRIALS
-from studies.report.modelled import ModelledTable
+from studies.report.modelled import MIN_CELL, MIN_CONFIGS, MIN_CONFIGS_PER_LEVEL, R2_MIN, ModelledTable
 from studies.report.tensorboard_hparams import write_hparams
 from studies.report.trials import STATUS_COMPLETE, RunTrials
 from studies.report.trials_table import write_trials_table
@@ -115,19 +116,36 @@ def _observed_caption(ft: FactorTable, ab: AblationResult) -> str:
 def _modelled_caption(t: ModelledTable, an: Analysis, metric: str, mode: str) -> str:
     m = an.modelled
     scope = "over the whole declared space" if t.scope == "whole space" else f"over the declared space {t.scope}"
-    return (f"**{t.factor}**, modelled — global marginal of {metric} ({'lower' if mode == 'min' else 'higher'} is "
+    fitted = f"log({metric}) (a ratio-scale metric: no marginal below 0)" if m.log_scale else metric
+    r2 = "not computed" if math.isnan(m.fit_r2) else f"{m.fit_r2:.3f}"
+    gate = (f"**No mark in this table: {m.gate}.** " if m.gate else "")
+    return (f"{gate}**{t.factor}**, modelled — global marginal of {metric} ({'lower' if mode == 'min' else 'higher'} is "
             f"better) at epoch {m.rung}: a surrogate (each factor's main effect, a smooth curve for a numeric factor "
-            f"and one value per choice, plus a random forest on what they leave; scikit-learn) fitted on the "
-            f"{m.n_configs} distinct configs "
+            f"and one value per choice, plus a random forest on what they leave; scikit-learn) fitted to {fitted} on "
+            f"the {m.n_configs} distinct configs "
             f"that reached epoch {m.rung} ({m.n_repeats} repeated trials merged), its prediction averaged {scope} with "
             f"the factor at each level (a bin: drawn inside it), every other factor uniform on its declared range, as "
-            f"in fANOVA (Hutter et al., ICML 2014); out-of-bag R² of the surrogate {'' if math.isnan(m.fit_r2) else f'{m.fit_r2:.3f}'}. Intervals: 95%, from "
+            f"in fANOVA (Hutter et al., ICML 2014); out-of-bag R² of the surrogate {r2} (every trial predicted by "
+            f"trees that did not see it). Intervals: 95%, from "
             f"{m.n_boot} refits on resampled configs with fresh noise (pairs + wild bootstrap), centred on the fit to "
             f"all trials; `delta`: level minus the reference "
             f"{t.reference} ({t.reference_why}), its interval at the level Holm's procedure tests it at; `p`: "
             f"two-sided bootstrap p-value (0: no refit crossed 0, so p < 1/{m.n_boot}), `p_holm` Holm-corrected "
-            f"within the table; * p_holm < 0.05, ** p_holm < 0.01. "
-            f"As good as the surrogate: trust it more when R² is high.")
+            f"within the table; * p_holm < 0.05, ** p_holm < 0.01. `configs`: distinct configs at the level. "
+            f"Gates: a mark is given only when the surrogate's out-of-bag R² is at least {R2_MIN}, the study has at "
+            f"least {MIN_CONFIGS} distinct configs ({MIN_CONFIGS_PER_LEVEL} per declared level), the level has "
+            f"{MIN_CONFIGS_PER_LEVEL}, the level and the reference were each sampled at least {MIN_CELL} time(s) with "
+            "every level of each factor that matters (main effect at least 5% of the largest, in variance), and the "
+            "level's effect does not change sign with another factor; `withheld` says which gate kept a mark back.")
+
+
+def _interactions_caption(factor: str, an: Analysis, metric: str) -> str:
+    return (f"**{factor}**, modelled, by level of another factor — each level of {factor} minus its reference "
+            f"({metric}, epoch {an.modelled.rung}) within one level (`given`) of another factor that matters, the rest "
+            "of the declared space averaged as in the modelled tables (fANOVA's second order, said as differences). "
+            "Bootstrap intervals at the level Holm tests them at, Holm-corrected over every such difference of "
+            f"{factor}; a mark only where the level and the reference were each sampled at least {MIN_CELL + 1} "
+            "times at that level of the other factor (`configs`, `ref_configs`).")
 
 
 def _importance_caption(an: Analysis) -> str:
@@ -150,6 +168,7 @@ class WrittenReport:
     answer: list[str]
     path: Path  # tables/ablation.md
     unreadable: list[str] = field(default_factory=list)   # parts of the run folder left out, one line each
+    claims: list[Claim] = field(default_factory=list)     # what the answer's lines were rendered from
 
 
 def write_report(run_dir: Path, run: RunTrials, *, spec: Any, info: RunInfo) -> WrittenReport:
@@ -181,7 +200,8 @@ def write_report(run_dir: Path, run: RunTrials, *, spec: Any, info: RunInfo) -> 
     with threadpool_limits(1):  # one core here, one for the plots (or Ray's shutdown): BLAS threads would contend
         an = analyse(run, factors, space=space, metric=spec.metric, mode=spec.mode, baseline=a.baseline, bins=a.bins,
                      max_epochs=spec.budget.max_epochs, grace_period=spec.budget.grace_period,
-                     reduction_factor=spec.budget.reduction_factor, seed=spec.seed, observed=ab)
+                     reduction_factor=spec.budget.reduction_factor, seed=spec.seed, observed=ab,
+                     scale=getattr(spec, "metric_scale", "interval"))
     if side is None:
         side = _in_background(*plots_of_the_trials)
     scale = getattr(spec, "metric_scale", "interval")
@@ -196,14 +216,19 @@ def write_report(run_dir: Path, run: RunTrials, *, spec: Any, info: RunInfo) -> 
     budget_caption = "Budget: what the study cost, what ASHA's early stopping saved, and what the designed runs cost."
     written += _write_table(budget, tables_dir / "budget", budget_caption)
 
-    answer = answer_parts(run, an, metric=spec.metric, mode=spec.mode, scale=scale, confirmation=confirmation, loo=loo)
+    question = [f.name for f in factors]
+    claims = answer_claims(run, an, metric=spec.metric, mode=spec.mode, scale=scale, confirmation=confirmation, loo=loo,
+                           question=question, smoke=bool(getattr(info.invocation, "smoke", False)),
+                           max_epochs=spec.budget.max_epochs)
+    answer = answer_parts(claims, metric=spec.metric, mode=spec.mode, question=question)
+    interactions = _interactions_section(an, spec.metric, tables_dir, written)
     header = _header(spec, run_dir.name, info.status, run, ab, answer)
     has_loo = loo is not None and loo.table is not None and not loo.table.empty
     plots_list = ["plots/modelled.png", "plots/factors.png", "plots/learning_curves.png", "plots/importance.png"]
     plots_list += (["plots/leave_one_out.png"] if has_loo else []) + (
         ["plots/confirmation.png"] if confirmation is not None and confirmation.summary is not None else [])
     report.write_text(
-        header + designed + f"## Modelled marginals (search phase, epoch {an.rung})\n\n{modelled}"
+        header + designed + f"## Modelled marginals (search phase, epoch {an.rung})\n\n{modelled}" + interactions
         + f"## Observed (search phase, per factor's rung)\n\n{observed}"
         + f"## Parameter importance\n\n{imp_caption}\n\n{_display(an.importance).to_markdown(index=False)}\n\n"
         + f"## Budget\n\n{budget_caption}\n\n{_display(budget).to_markdown(index=False)}\n\n"
@@ -217,18 +242,39 @@ def write_report(run_dir: Path, run: RunTrials, *, spec: Any, info: RunInfo) -> 
     if has_loo:
         assert loo is not None and loo.table is not None
         written.append(plots.plot_leave_one_out(loo.table, spec.metric, plots_dir))
-    return WrittenReport(written + side(), answer, report, list(run.unreadable))
+    return WrittenReport(written + side(), answer, report, list(run.unreadable), claims)
 
 
 def _header(spec: Any, run_name: str, status: str, run: RunTrials, ab: AblationResult, answer: list[str]) -> str:
     """Title, the answer paragraph, what the run was, the evidence legend."""
     rung_counts = ", ".join(f"epoch {r}: {n}" for r, n in sorted(ab.rungs.items()))
     return (f"# {spec.name}: ablation report\n\n"
-            f"{' '.join(answer)}\n\n"
+            f"{answer_block(answer)}\n\n"
             f"*Run `{run_name}` ({status}); {len(run.trials)} trials; trials reaching each rung: {rung_counts}. "
             f"Question: {spec.description or '(no description in the spec)'}*\n\n"
             + "".join(f"**Left out, unreadable:** {line}\n\n" for line in run.unreadable)
             + f"{EVIDENCE_LEGEND}\n\n")
+
+
+def answer_block(answer: list[str]) -> str:
+    """The answer as the report prints it: the direction, then one line per claim group."""
+    return "\n".join([answer[0], *(f"- {part}" for part in answer[1:])])
+
+
+def _interactions_section(an: Analysis, metric: str, tables_dir: Path, written: list[Path]) -> str:
+    """Per factor, its differences within each level of the factors that matter
+    (tables/interactions_<factor>.*), where any was computed."""
+    out = ""
+    by_factor: dict[str, list] = {}
+    for inter in an.modelled.interactions:
+        by_factor.setdefault(inter.factor, []).append(inter.table.assign(other=inter.other))
+    for factor, parts in by_factor.items():
+        table = pd.concat(parts)[["other", "given", "level", "delta", "delta_lo", "delta_hi", "p", "p_holm", "sig",
+                                  "configs", "ref_configs"]].reset_index(drop=True)
+        cap = _interactions_caption(factor, an, metric)
+        written += _write_table(table, tables_dir / f"interactions_{factor}", cap)
+        out += f"### {factor}, by level of another factor\n\n{cap}\n\n{_display(table).to_markdown(index=False)}\n\n"
+    return out
 
 
 def _designed_sections(loo: Any, confirmation: Any, tables_dir: Path, written: list[Path]) -> str:
@@ -368,7 +414,7 @@ def _write_tradeoff_report(run_dir: Path, run: RunTrials, spec: Any, info: RunIn
         for metric, mode, scale in zip(spec.metrics, spec.modes, scales):
             an = analyse(run, factors, space=list(spec.params), metric=metric, mode=mode, baseline=a.baseline,
                          bins=a.bins, max_epochs=spec.budget.max_epochs, grace_period=spec.budget.grace_period,
-                         reduction_factor=spec.budget.reduction_factor, seed=spec.seed)
+                         reduction_factor=spec.budget.reduction_factor, seed=spec.seed, scale=scale)
             objective_dir = tables_dir / metric
             objective_dir.mkdir(exist_ok=True)
             per_objective += f"## {metric} ({Direction(mode).word} is better): modelled marginals at epoch {an.rung}\n\n"
