@@ -56,10 +56,10 @@ RESOLUTION = 1e-6
 CONSTANT_TOLERANCE = 1e-12
 # Gates: a modelled table carries marks, and the answer claims from it, only when the surrogate predicts
 # held-out trials (out-of-bag R^2, every trial predicted by a fit that did not see it) at least this well,
-# and the study has at least MIN_CONFIGS distinct configs and MIN_CONFIGS_PER_LEVEL per declared level.
+# and the study has at least MIN_CONFIGS distinct configs; a level, MIN_CONFIGS_PER_LEVEL.
 R2_MIN = 0.5
 MIN_CONFIGS = 20
-MIN_CONFIGS_PER_LEVEL = 2
+MIN_CONFIGS_PER_LEVEL = 3
 # A level's global marginal averages over every level of every other factor: it is only measured (not
 # extrapolated) where the level was sampled with each of them, MIN_CELL distinct configs per pair of levels.
 MIN_CELL = 1
@@ -506,10 +506,8 @@ def modelled_tables(
 
 def _gate_text(n: int, r2: float, space: list[Param], levels: dict[str, list]) -> str:
     """Why the surrogate earns no claim, or "" when it does."""
-    need = max(MIN_CONFIGS, MIN_CONFIGS_PER_LEVEL * sum(len(v) for v in levels.values()))
-    if n < need:
-        return (f"only {n} distinct configs at this rung, fewer than the {need} a surrogate needs here "
-                f"({MIN_CONFIGS} at least, and {MIN_CONFIGS_PER_LEVEL} per level of the declared factors)")
+    if n < MIN_CONFIGS:
+        return f"only {n} distinct configs at this rung, fewer than the {MIN_CONFIGS} a surrogate needs"
     if math.isnan(r2) or r2 < R2_MIN:
         r2_text = "could not be computed" if math.isnan(r2) else f"is {r2:.2f}"
         return (f"the surrogate does not predict held-out trials well enough: its out-of-bag R² {r2_text}, "

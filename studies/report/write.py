@@ -133,8 +133,7 @@ def _modelled_caption(t: ModelledTable, an: Analysis, metric: str, mode: str) ->
             f"two-sided bootstrap p-value (0: no refit crossed 0, so p < 1/{m.n_boot}), `p_holm` Holm-corrected "
             f"within the table; * p_holm < 0.05, ** p_holm < 0.01. `configs`: distinct configs at the level. "
             f"Gates: a mark is given only when the surrogate's out-of-bag R² is at least {R2_MIN}, the study has at "
-            f"least {MIN_CONFIGS} distinct configs ({MIN_CONFIGS_PER_LEVEL} per declared level), the level has "
-            f"{MIN_CONFIGS_PER_LEVEL}, the level and the reference were each sampled at least {MIN_CELL} time(s) with "
+            f"least {MIN_CONFIGS} distinct configs, the level has {MIN_CONFIGS_PER_LEVEL}, the level and the reference were each sampled at least {MIN_CELL} time(s) with "
             "every level of each factor that matters (main effect at least 5% of the largest, in variance), and the "
             "level's effect does not change sign with another factor; `withheld` says which gate kept a mark back.")
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 
 import numpy as np
 import pandas as pd
@@ -24,9 +23,9 @@ from studies.report.ablation import (
     level_labels,
     values_at_epoch,
 )
-from studies.report.trials import STATUS_COMPLETE, STATUS_FAILED, STATUS_PRUNED, STATUS_RUNNING, RunTrials
 from studies.report.analysis import analyse
-from studies.report.answer import answer_parts
+from studies.report.answer import answer_claims, answer_parts
+from studies.report.trials import STATUS_COMPLETE, STATUS_FAILED, STATUS_PRUNED, STATUS_RUNNING, RunTrials
 
 MAX_EPOCHS, GRACE, RF = 18, 2, 3
 SHAPE = Param("shape", "categorical", ("a", "b", "c"))
@@ -49,8 +48,9 @@ def _run(rows: list[dict], history: list[dict], params: list[str]) -> RunTrials:
     return RunTrials(trials=pd.DataFrame(rows), history=pd.DataFrame(history), params=[*params, "other"])
 
 
-def _paragraph(*args, **kwargs) -> str:
-    return " ".join(answer_parts(*args, **kwargs))
+def _paragraph(run, an, **kwargs) -> str:
+    claims = answer_claims(run, an, **kwargs)
+    return " ".join(answer_parts(claims, metric=kwargs["metric"], mode=kwargs["mode"]))
 
 
 def _trial_row(tid: str, status: str, epochs: int, values: list[float], mode: str, metric: str, **params) -> dict:
@@ -158,12 +158,13 @@ def test_mode_max_flips_the_direction():
     an = analyse_run(run, mode="max", metric="score")
     text = _paragraph(run, an, metric="score", mode="max", scale="interval", confirmation=None, loo=None)
     assert text.startswith("(higher score is better)")
-    assert "**shape**: best level **c**" in text and "vs the reference a" in text and ": significant" in text
-    assert re.search(r"vs the reference a \([\d.]+\): \+[\d.]+, Holm-level CI", text)  # interval scale: no percent
+    assert re.search(r"\*\*shape\*\* \(answered\) — modelled \(epoch \d+\): c is better than a \(\+[\d.]+, Holm-level CI "
+                     r"\[[\d.]+, [\d.]+\] \*+\)", text), text   # interval scale: no percent
+    assert "b is" not in text                                 # b is the baseline's equal: no claim about it
     an_min = analyse_run(run_min)
     text_min = _paragraph(run_min, an_min, metric="loss", mode="min", scale="ratio", confirmation=None, loo=None)
-    assert text_min.startswith("(lower loss is better)") and "**shape**: best level **c**" in text_min
-    assert re.search(r"vs the reference a \([\d.]+\): -[\d.]+ \(-\d+%\)", text_min)   # ratio scale: a percent
+    assert text_min.startswith("(lower loss is better)")
+    assert re.search(r"c is better than a \(-[\d.]+ \(-\d+%\), Holm-level CI", text_min), text_min   # ratio: a percent
 
 
 def analyse_run(run: RunTrials, *, mode: str = "min", metric: str = "loss", factors=None, baseline=None):
@@ -173,18 +174,18 @@ def analyse_run(run: RunTrials, *, mode: str = "min", metric: str = "loss", fact
 
 
 def test_answer_paragraph_when_the_best_level_is_the_reference():
-    # With c (the truly best level) as the reference, every other level is worse.
+    # With c (the truly best level) as the reference, every other level is worse, and the answer says so of
+    # each of them (a worse level is a finding too: it must never read "no level differs").
     run = make_study(1)
     an = analyse_run(run, factors=[SHAPE], baseline={"shape": "c"})
     t = an.modelled.tables[0]
     assert t.reference == "c" and (t.table["delta"].dropna() > 0).all()
     text = _paragraph(run, an, metric="loss", mode="min", scale="interval", confirmation=None, loo=None)
-    assert "best level **c**" in text and ", the reference, and every other level is significantly worse" in text
-    assert "No designed runs" in text
-    # Under mode='max' the same data make c the worst: a or b is best, and beats c.
+    assert "a is worse than c" in text and "b is worse than c" in text and "no level differs" not in text
+    # Under mode='max' the same data make c the worst: a and b beat it.
     an_max = analyse_run(run, mode="max", factors=[SHAPE], baseline={"shape": "c"})
     text_max = _paragraph(run, an_max, metric="loss", mode="max", scale="interval", confirmation=None, loo=None)
-    assert "best level **c**" not in text_max and "vs the reference c" in text_max
+    assert "a is better than c" in text_max and "b is better than c" in text_max
 
 
 # --------------------------------------------------------------- ASHA rungs

@@ -14,8 +14,8 @@ import pytest
 from scipy import stats
 
 from studies.designed import plan_designed
-from studies.report.confirmation import leave_one_out, load_confirmation, paired_comparison
 from studies.param import Param
+from studies.report.confirmation import leave_one_out, load_confirmation, paired_comparison
 from studies.report.trials import STATUS_COMPLETE, STATUS_PRUNED, RunTrials
 
 SHAPE = Param("shape", "categorical", ("constant", "step", "linear"))
@@ -169,24 +169,20 @@ def test_holm_removes_a_mark_that_raw_p_would_give(tmp_path: Path):
     assert not math.isnan(s.loc["top1", "p_holm"])
 
 
-def test_the_answer_says_where_designed_and_modelled_evidence_disagree():
-    """A ramp that acts late: at the full budget, leave-one-out finds that it
-    helps (significantly); at epoch 2 the modelled table ranks it no better
-    than the baseline. The answer must say so, and not for a factor where the
-    two agree."""
-    from types import SimpleNamespace
+def test_a_swept_factor_gets_a_variant_per_choice_and_its_rows_in_the_table():
+    """``sweep``: the best config with the factor at each of its other choices,
+    besides the leave-one-out variant at the baseline; the leave-one-out table
+    then compares every level with the best one at the full budget."""
+    from studies.report.confirmation import leave_one_out
 
-    from studies.report.answer import _disagreements
-    from studies.report.confirmation import LeaveOneOutResult
-
-    shape = pd.DataFrame({"level": ["constant (ref)", "step", "linear"], "delta": [math.nan, 0.01, 0.02]})
-    lr = pd.DataFrame({"level": ["[0.0001, 0.001)", "[0.001, 0.01] (ref)"], "delta": [-0.05, math.nan]})
-    an = SimpleNamespace(modelled=SimpleNamespace(tables=[
-        SimpleNamespace(factor="shape", table=shape, reference="constant"),
-        SimpleNamespace(factor="lr", table=lr, reference="[0.001, 0.01]")]), rung=2)
-    table = pd.DataFrame({"factor": ["shape", "lr"], "delta": [0.07, 0.03], "sig": ["**", "*"]})
-    loo = LeaveOneOutResult(table, "", {}, {"shape": "linear", "lr": 3e-4})
-    assert _disagreements(an, loo, "min") == ["shape=linear"]
-    # Not significant at the full budget: nothing to contradict.
-    loo_ns = LeaveOneOutResult(table.assign(sig=["", ""]), "", {}, {"shape": "linear", "lr": 3e-4})
-    assert _disagreements(an, loo_ns, "min") == []
+    plan = plan_designed(RUN, params=PARAMS, metric="loss", mode="min", baseline={"shape": "constant", "lr": 1e-3},
+                         factors=["shape", "lr"], top_k=1, confirm_seeds=0, loo_seeds=2, sweep=["shape"])
+    best = next(c for c in plan["configs"] if "loo_best" in c["roles"])
+    shapes = sorted(c["params"]["shape"] for c in plan["configs"] if "shape" in c.get("factors", []))
+    others = sorted(str(c) for c in SHAPE.choices if c != best["params"]["shape"])
+    assert shapes == others                      # every other choice once, the baseline's among them
+    runs = pd.DataFrame([{"config": c["label"], "seed": s, "loss": 1.0 + 0.1 * i + 0.01 * s, "epochs": 18}
+                         for i, c in enumerate(plan["configs"]) for s in (0, 1)])
+    table = leave_one_out({**plan, "max_epochs": 18}, runs, metric="loss", mode="min").table
+    assert table is not None
+    assert sorted(table.loc[table["factor"] == "shape", "set to"]) == [f"shape={s}" for s in shapes]
