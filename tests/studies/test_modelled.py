@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from studies.param import Param
 from studies.report.ablation import holm
 from studies.report.modelled import (
     ALPHA,
@@ -21,13 +22,11 @@ from studies.report.modelled import (
     percentile_interval,
     tail_p,
 )
-from studies.param import Param
 from studies.report.space import sample_space
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import known_truth as kt  # noqa: E402
 from analysis_truth import rung_truth  # noqa: E402
-
 
 # --------------------------------------------------------------- the statistics, as properties
 
@@ -195,8 +194,8 @@ def test_modelled_levels_follow_the_truth_without_noise_under_tpe(seed):
     recover the numeric ones' spread within 30%. Per-bin main effects (the
     surrogate before the smooth ones) misordered ``width`` or ``optimizer`` in
     four of these six seeds: a bin's effect came from its few trials alone."""
-    from studies.report.analysis import configs_at
     from studies.report.ablation import values_at_epoch
+    from studies.report.analysis import configs_at
 
     obj = kt.many_weak()
     obj.noise_sd = 0.0

@@ -14,9 +14,9 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PathCollection
 
+from studies.param import Param
 from studies.report import plots
 from studies.report.ablation import _mark, build_ablation
-from studies.param import Param
 from studies.report.trials import STATUS_COMPLETE, RunTrials
 
 SHAPE = Param("shape", "categorical", ("a", "b", "c"))
