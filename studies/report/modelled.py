@@ -437,7 +437,7 @@ def modelled_tables(
         for label, how in levels[f.name]:
             frame = _space_for_level(space, f, how, n_space, seed + 7919)
             draws[(f.name, label)] = frame
-            blocks.append(encode(frame))
+            blocks.append(frame)
             plan.append((f, label, slice(start, start + len(frame))))
             start += len(frame)
     wanted = {f.name for f in factors}
@@ -448,7 +448,7 @@ def modelled_tables(
                               log_scale=log_scale)
     target = np.log(y) if log_scale else y
     models, r2 = _fit_surrogates(X, target, encode, seed=seed, n_boot=n_boot)
-    point, boot = _marginals(models, np.vstack(blocks), [s for *_, s in plan], log_scale)
+    point, boot = _marginals(models, encode(pd.concat(blocks, ignore_index=True)), [s for *_, s in plan], log_scale)
     gate = _gate_text(n, r2, space, levels)
     cols_of = {f.name: [i for i, (g, _, _) in enumerate(plan) if g is f] for f in space}
     spreads = {name: (float(np.var(point[cols])),
@@ -473,11 +473,12 @@ def modelled_tables(
                         frame = _space_for_levels(space, {f.name: how, g.name: g_how}, N_PAIR_SPACE, seed + 104729)
                         if len(frame) < N_PAIR_SPACE // 4:
                             continue   # the two levels are (almost) never active together
-                        pair_blocks.append(encode(frame))
+                        pair_blocks.append(frame)
                         pairs.append((f, label, g, g_label, slice(start, start + len(frame))))
                         start += len(frame)
     if pairs:
-        pair_point, pair_boot = _marginals(models, np.vstack(pair_blocks), [s for *_, s in pairs], log_scale)
+        pair_point, pair_boot = _marginals(models, encode(pd.concat(pair_blocks, ignore_index=True)),
+                                           [s for *_, s in pairs], log_scale)
     else:
         pair_point, pair_boot = np.zeros(0), np.zeros((n_boot, 0))
     tables, found = [], []
