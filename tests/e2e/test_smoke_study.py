@@ -37,8 +37,11 @@ def test_run_folder_has_everything(smoke_run: tuple[Path, str, str]) -> None:
     assert info["platform"]["version"] and set(info["platform"]) == {"version", "commit", "dirty"}
     assert set(info["stage_s"]) == {"search", "designed", "report"}
     report = (run_dir / "tables" / "ablation.md").read_text()
-    assert report.startswith("# mdn_ramp: ablation report\n\n(lower val_mse is better) ")
-    assert "ramp_shape" in report.split("\n\n")[1]  # the answer paragraph names the question's factor
+    assert report.startswith("# mdn_ramp: ablation report\n\n(lower val_mse is better)\n- **Smoke run**")
+    answer = report.split("\n\n")[1]
+    for factor in ("ramp_shape", "initial_weight", "ramp_start", "ramp_length", "lr"):   # a line per question factor
+        assert f"- **{factor}** (not answered) — not answered: a smoke run" in answer, factor
+    assert not re.search(r" \*{1,2}\)|significant\b(?! )", answer.replace("no difference is marked significant", ""))
 
 
 def test_trials_table(smoke_run: tuple[Path, str, str]) -> None:
