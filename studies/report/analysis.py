@@ -14,7 +14,7 @@ rate's spread, against ~30% at the first).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -34,6 +34,45 @@ class Analysis:
     importance: pd.DataFrame
     rung: int                  # the modelled tables' and the importance's rung
     at_rung: int               # trials that reached it
+    # factor -> (deeper epoch, trials there, spread of its level means there / at ``rung`` over the same trials):
+    # factors whose effect grows after the modelled rung (see ``effect_growth``)
+    growth: dict[str, tuple[int, int, float]] = field(default_factory=dict)
+
+
+GROWTH = 2.0      # a factor's level means spreading this much wider at a deeper rung: it acts later
+MIN_SURVIVORS = 6
+
+
+def effect_growth(run: RunTrials, factors: list[Param], bins: dict[str, list[float]], metric: str, rung: int,
+                  rungs: list[int]) -> dict[str, tuple[int, int, float]]:
+    """Factors whose level means, over the trials that reached the deepest rung
+    with at least MIN_SURVIVORS of them, spread at least GROWTH times as wide
+    there as at ``rung`` (the same trials at both epochs, so the ratio is
+    the change over training, not a change of who is compared). Observed
+    evidence about ASHA's survivors, used only to say that the modelled rung
+    cannot judge a factor, never for a claim about its levels."""
+    from studies.report.ablation import level_labels
+
+    out: dict[str, tuple[int, int, float]] = {}
+    deeper = [r for r in rungs if r > rung and len(values_at_epoch(run, metric, r)) >= MIN_SURVIVORS]
+    if not deeper:
+        return out
+    late = values_at_epoch(run, metric, max(deeper))
+    early = values_at_epoch(run, metric, rung).reindex(late.index)
+    trials = run.trials.set_index("trial_id").reindex(late.index)
+    for f in factors:
+        if f.name not in trials.columns:
+            continue
+        labels = level_labels(trials[f.name], f, bins.get(f.name))
+        means = pd.DataFrame({"level": labels, "early": early, "late": late}).groupby("level")[["early", "late"]]
+        counts = means.size()
+        kept = means.mean()[counts >= 2]
+        if len(kept) < 2:
+            continue
+        spread_early, spread_late = float(np.ptp(kept["early"])), float(np.ptp(kept["late"]))
+        if spread_late > GROWTH * spread_early:
+            out[f.name] = (max(deeper), len(late), spread_late / spread_early if spread_early > 0 else math.inf)
+    return out
 
 
 def modelled_rung(counts: dict[int, int]) -> int:
@@ -94,4 +133,5 @@ def analyse(
         for offset, (name, column) in enumerate((("modelled_lo", "lo"), ("modelled_hi", "hi"),
                                                  ("modelled_first", "first"))):
             importance.insert(at + offset, name, importance["parameter"].map(boot[column]).astype(float))
-    return Analysis(observed, modelled, importance, rung, len(values))
+    growth = effect_growth(run, factors, bins, metric, rung, rungs)
+    return Analysis(observed, modelled, importance, rung, len(values), growth)

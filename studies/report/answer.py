@@ -265,6 +265,13 @@ def _factor_claims(factor: str, t: ModelledTable | None, an: Analysis, loo: Leav
     designed = leave_one_out_claims(loo, factor, metric=metric, mode=mode, scale=scale, max_epochs=max_epochs)
     modelled = modelled_factor_claims(an, t, mode=mode, scale=scale) if t is not None else []
     out = designed + modelled
+    if factor in an.growth and not any(c.kind == "difference" for c in designed):
+        epoch, trials, ratio = an.growth[factor]
+        times = "∞" if math.isinf(ratio) else f"{ratio:.1f}"
+        out.append(Claim("note", "observed", factor=factor, rung=epoch, table=f"tables/ablation_{factor}.md", text=(
+            f"its level means over the {trials} trials that reached epoch {epoch} spread {times}× as wide there as at "
+            f"epoch {an.modelled.rung} (observed, ASHA's survivors): its effect grows after epoch {an.modelled.rung}, "
+            "which the modelled rung cannot judge")))
     answered = any(c.kind == "difference" for c in out)
     if not answered:
         out.append(Claim("declined", "none", factor=factor, text=_what_would_answer(factor, t, an, loo)))
@@ -301,7 +308,7 @@ def answer_parts(claims: list[Claim], *, metric: str, mode: str, question: list[
             continue
         groups = []
         for evidence, label in (("designed: leave-one-out", "designed, leave-one-out"), ("modelled", "modelled"),
-                                ("none", "")):
+                                ("observed", "caveat"), ("none", "")):
             texts = [c.text for c in mine if c.evidence == evidence]
             if texts:
                 rung = next((c.rung for c in mine if c.evidence == evidence), None)
@@ -316,7 +323,8 @@ def answer_parts(claims: list[Claim], *, metric: str, mode: str, question: list[
                                                                           and c.table == "tables/importance.md")]
     if rank:
         parts.append("**Importance** (modelled, over the declared space): " + "; ".join(c.text for c in rank) + ".")
-    parts += [c.text for c in claims if c.kind == "best" or (c.kind == "note" and not c.extra.get("banner"))]
+    parts += [c.text for c in claims if c.kind == "best" or (c.kind == "note" and c.factor is None
+                                                             and not c.extra.get("banner"))]
     if any(c.evidence == "designed: leave-one-out" for c in claims) and any(c.evidence == "modelled" for c in claims):
         parts.append("Leave-one-out measures a factor's effect at the best config (every other factor at its best "
                      "value, full budget); the modelled tables measure the marginal averaged over the declared space "

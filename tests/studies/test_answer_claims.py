@@ -149,3 +149,36 @@ def test_ratio_scale_marginals_stay_positive() -> None:
     assert res.log_scale
     for t in res.tables:
         assert (t.table[["marginal", "lo", "hi"]].to_numpy() > 0).all(), t.table
+
+
+def test_a_factor_that_acts_after_the_modelled_rung_is_said_to() -> None:
+    """A knob with no effect at epoch 2 and a large one at epoch 18 (a ramp that
+    starts late): the answer says the modelled rung cannot judge it; a knob
+    whose effect is the same at both epochs gets no such caveat."""
+    import pandas as pd
+
+    from studies.param import Param
+    from studies.report.trials import STATUS_COMPLETE, STATUS_PRUNED, RunTrials
+
+    late, early = Param("late", "categorical", ("a", "b")), Param("early", "categorical", ("x", "y"))
+    rng = np.random.default_rng(0)
+    rows, history = [], []
+    for i in range(40):
+        lv, ev = ("a", "b")[i % 2], ("x", "y")[(i // 2) % 2]
+        for epoch in (1, 2, 3, 6, 12, 18) if i < 20 else (1, 2):    # half of them stopped at epoch 2, as by ASHA
+            shift = 0.5 * (lv == "b") * (epoch >= 6) + 0.3 * (ev == "y")
+            history.append({"trial_id": f"t{i}", "loss": 1.0 / epoch + shift + rng.normal(0, 0.01), "epoch": epoch})
+        rows.append({"trial_id": f"t{i}", "status": STATUS_COMPLETE if i < 20 else STATUS_PRUNED,
+                     "epochs": 18 if i < 20 else 2, "best_loss": 0.0,
+                     "last_loss": history[-1]["loss"], "late": lv, "early": ev, "other": float(i)})
+    run = RunTrials(pd.DataFrame(rows), pd.DataFrame(history), ["late", "early", "other"])
+    an = analyse(run, [late, early], metric="loss", mode="min", baseline={"late": "a", "early": "x"}, bins={},
+                 max_epochs=18, grace_period=2, reduction_factor=3, n_boot=20)
+    assert an.rung == 2 and set(an.growth) == {"late"}
+    claims = answer_claims(run, an, metric="loss", mode="min", scale="interval", confirmation=None, loo=None,
+                           question=["late", "early"], max_epochs=18)
+    line = next(p for p in answer_parts(claims, metric="loss", mode="min") if p.startswith("**late**"))
+    assert "caveat: its level means over the 20 trials that reached epoch 18" in line
+    assert "cannot judge" in line
+    assert "cannot judge" not in next(p for p in answer_parts(claims, metric="loss", mode="min")
+                                      if p.startswith("**early**"))
