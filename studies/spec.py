@@ -85,12 +85,27 @@ SAMPLER_OPTIONS = {"tpe": ("seed", "n_startup_trials", "multivariate", "group"),
 METRIC_SCALES = ("ratio", "interval", "log")
 
 
+STARTUPS = ("design", "random")
+STARTUP_DEFAULT = "random"   # see Search
+
+
 @dataclass
 class Search:
     """The Optuna sampler that proposes configs. Filled in by load_spec: ``seed``
     defaults to the spec's seed, ``n_startup_trials`` (tpe, gp; None for the
     others) to default_startup(num_samples); ``multivariate`` None leaves
-    Optuna's own default."""
+    Optuna's own default.
+
+    ``startup`` (tpe, gp; None for the others): how the sampler's first trials
+    after the reference point are chosen. ``random``: ``n_startup_trials``
+    random ones, as Optuna does. ``design``: a balanced screening design
+    (studies/screening_design.py) of ``design_trials`` rows (None: its
+    ``design_size``), enqueued as Optuna trials 1..N, after which the sampler
+    takes over (its n_startup_trials is 1 + N; ``n_startup_trials`` is then
+    unused). The report reads those trials as designed screening evidence
+    (studies/report/screening.py). Default: ``STARTUP_DEFAULT``, unless
+    ``n_startup_trials`` is given, which asks for a random start of that
+    length (as before the design existed)."""
 
     sampler: str = "tpe"
     seed: int = 0
@@ -98,6 +113,8 @@ class Search:
     multivariate: bool | None = None
     group: bool = False
     population_size: int | None = None   # nsga2 only; None: Optuna's default (50)
+    startup: str | None = None           # tpe, gp: "design" or "random"
+    design_trials: int | None = None     # startup: design only; None: design_size(...)
 
 
 @dataclass
@@ -277,13 +294,14 @@ def _parse_search(source: str, raw: Any, *, seed: int, num_samples: int) -> Sear
     if sampler not in SAMPLERS:
         raise UserError(f"{source}: search.sampler: is {sampler!r}, expected one of {', '.join(SAMPLERS)}")
     known = [f.name for f in dataclasses.fields(Search)]
+    takes = (*SAMPLER_OPTIONS[sampler], *(("startup", "design_trials") if sampler in ("tpe", "gp") else ()))
     for key in given:
         if key not in known:
             raise UserError(f"{source}: search.{key}: unknown key (expected one of {known})")
-        if key != "sampler" and key not in SAMPLER_OPTIONS[sampler]:
+        if key != "sampler" and key not in takes:
             raise UserError(f"{source}: search.{key}: sampler {sampler} does not take {key} "
-                            f"(it takes: {', '.join(SAMPLER_OPTIONS[sampler])})")
-    for key in ("seed", "n_startup_trials", "population_size"):
+                            f"(it takes: {', '.join(takes)})")
+    for key in ("seed", "n_startup_trials", "population_size", "design_trials"):
         v = given.get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
             raise UserError(f"{source}: search.{key}: is {v!r}, expected an integer >= 0")
@@ -296,9 +314,25 @@ def _parse_search(source: str, raw: Any, *, seed: int, num_samples: int) -> Sear
     startup = given.get("n_startup_trials", default_startup(num_samples)) if sampler in ("tpe", "gp") else None
     if given.get("population_size") is not None and given["population_size"] < 2:
         raise UserError(f"{source}: search.population_size: is {given['population_size']}, expected an integer >= 2")
+    start = None
+    if sampler in ("tpe", "gp"):
+        start = given.get("startup", "random" if "n_startup_trials" in given else STARTUP_DEFAULT)
+        if start not in STARTUPS:
+            raise UserError(f"{source}: search.startup: is {start!r}, expected one of {', '.join(STARTUPS)}")
+        if start == "design" and "n_startup_trials" in given:
+            raise UserError(f"{source}: search.n_startup_trials: is {given['n_startup_trials']}, expected no "
+                            "n_startup_trials with startup: design (the design's size decides when the sampler "
+                            "takes over; set search.design_trials to change it)")
+        if start == "random" and "design_trials" in given:
+            raise UserError(f"{source}: search.design_trials: is {given['design_trials']}, expected it only with "
+                            "startup: design")
+        if given.get("design_trials") is not None and not 1 <= given["design_trials"] < num_samples:
+            raise UserError(f"{source}: search.design_trials: is {given['design_trials']}, expected 1 <= design_trials "
+                            f"< num_samples ({num_samples}): trial 0 is the reference point")
     return Search(sampler=sampler, seed=given.get("seed", seed), n_startup_trials=startup,
                   multivariate=given.get("multivariate"), group=given.get("group", False),
-                  population_size=given.get("population_size"))
+                  population_size=given.get("population_size"), startup=start,
+                  design_trials=given.get("design_trials"))
 
 
 def _check_search(spec: StudySpec) -> None:

@@ -29,6 +29,7 @@ from studies.quiet import environ, quiet_optuna, quiet_tune
 from studies.remote_storage import RemoteStore
 from studies.run_folder import OPTUNA_FILE, RunFolder
 from studies.run_folder_callbacks import BucketPush, FreeSpaceGuard, RunSigner
+from studies.screening_design import design_trials, spec_design
 from studies.search_generator import TrialCountedGenerator
 from studies.search_space import define_by_run
 from studies.spec import StudySpec
@@ -103,10 +104,14 @@ def make_trainable(spec: StudySpec, data: dict[str, Any] | None) -> Any:
 
 
 def build_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
-    """The spec's ``search:`` block as an Optuna sampler."""
+    """The spec's ``search:`` block as an Optuna sampler. With ``startup: design``
+    TPE / GP wait for the reference point and the design's rows (1 + N trials),
+    then take over at once: the design is their start."""
     s = spec.search
     samplers = optuna.samplers
     startup = s.n_startup_trials if s.n_startup_trials is not None else 10  # load_spec fills it for tpe and gp
+    if s.startup == "design":
+        startup = 1 + design_trials(spec)
     if s.sampler == "tpe":
         extra: dict[str, Any] = {} if s.multivariate is None else {"multivariate": s.multivariate}  # None: Optuna's default
         if spec.multi_objective:   # only full-budget trials may be TPE's "good" ones (studies.mo_tpe says why)
@@ -130,13 +135,18 @@ def build_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
 def build_searcher(spec: StudySpec, run_dir: Path) -> TruthfulOptunaSearch:
     """For a new run only: OptunaSearch enqueues ``points_to_evaluate`` into the
     Optuna study when it is built, and Tuner.restore unpickles the searcher
-    instead of building it, so a resumed run does not measure the point twice."""
+    instead of building it, so a resumed run does not measure the points twice.
+    The points: the reference point (trial 0), then with ``startup: design`` the
+    screening design's rows (trials 1..N; each with only its active parameters,
+    as define-by-run samples them). The report recomputes the same rows from the
+    run folder's spec (``spec_design``), so nothing else records them."""
     with quiet_optuna():  # the searcher creates (or loads) the Optuna study here
         return TruthfulOptunaSearch(
             space=define_by_run(spec.params),
             metric=spec.metrics if spec.multi_objective else spec.metric,
             mode=spec.modes if spec.multi_objective else spec.mode,
-            points_to_evaluate=[spec.reference_point()],  # trial 0: the baseline is always measured
+            # trial 0: the baseline is always measured; then the design, if any
+            points_to_evaluate=[spec.reference_point(), *spec_design(spec)],
             sampler=build_sampler(spec),
             study_name=spec.name,
             storage=sqlite_storage(str(RunFolder(run_dir).optuna_db), fsync=False),
