@@ -66,6 +66,9 @@ class Confirm:
 class LeaveOneOut:
     enabled: Bool = True
     seeds: Int = 3
+    # categorical factors whose every other choice is also run from the best config (all their levels compared
+    # at the full budget, not only the baseline)
+    sweep: list[Str] = field(default_factory=list)
 
 
 @schema_dataclass(config=SECTION)
@@ -423,6 +426,11 @@ def _check_ablation(spec: StudySpec) -> None:
                         "to leave one factor out of; its front is confirmed over seeds instead (ablation.confirm)")
     if a.leave_one_out is not None and a.leave_one_out.seeds < 1:
         raise UserError(f"{spec.path}: ablation.leave_one_out.seeds: is {a.leave_one_out.seeds}, expected >= 1")
+    for name in (a.leave_one_out.sweep if a.leave_one_out is not None else []):
+        if name not in names or names[name].type != "categorical":
+            categorical = sorted(p.name for p in spec.params if p.type == "categorical")
+            raise UserError(f"{spec.path}: ablation.leave_one_out.sweep: {name!r} is not a categorical search-space "
+                            f"parameter (categorical: {categorical})")
 
 
 def _read_merged(path: Path, smoke: bool, overrides: Sequence[str]) -> dict[str, Any]:

@@ -183,7 +183,7 @@ def test_the_searcher_writes_its_study_file_without_an_fsync_per_write(tmp_path,
     """SQLite's synchronous=OFF on every connection of the searcher's storage: as built,
     after Tune pickles and restores it, and on the study file a restore is pointed at.
     Other openers of the file (reconcile, rebuild, the report) keep SQLite's default (FULL)."""
-    from studies.optuna_bridge import STUDY_FILE_ENV, SQLITE_LOCK_TIMEOUT_S, sqlite_storage
+    from studies.optuna_bridge import SQLITE_LOCK_TIMEOUT_S, STUDY_FILE_ENV, sqlite_storage
 
     spec = _spec()
     searcher = build_searcher(spec, tmp_path)

@@ -542,6 +542,11 @@ def test_leave_one_out_forms(tmp_path):
     assert load_spec(BUNDLED_SPEC, overrides=["ablation.leave_one_out=null"]).ablation.leave_one_out is None
     others = {name: load_spec(path, check_family=False).ablation.leave_one_out for name, path in known_studies().items()}
     assert {name for name, loo in others.items() if loo is not None} == {"mdn_ramp"}
+    assert load_spec(BUNDLED_SPEC).ablation.leave_one_out.sweep == ["ramp_shape"]
+    for bad in ("lr", "nope"):   # a numeric factor has no choices to sweep; an unknown one is not in the space
+        with pytest.raises(UserError, match=rf"ablation.leave_one_out.sweep: '{bad}' is not a categorical search-space "
+                                            r"parameter \(categorical: \['ramp_shape'\]\)"):
+            load_spec(_copy_spec(tmp_path, with_loo({"seeds": 3, "sweep": [bad]})))
 
 
 def test_numeric_baselines(tmp_path):
