@@ -62,7 +62,7 @@ MIN_CONFIGS = 20
 MIN_CONFIGS_PER_LEVEL = 3
 # A level's global marginal averages over every level of every other factor: it is only measured (not
 # extrapolated) where the level was sampled with each of them, MIN_CELL distinct configs per pair of levels.
-MIN_CELL = 1
+MIN_CELL = 2
 N_PAIR_SPACE = 64       # Monte-Carlo configs per (level, level of another factor)
 MAX_PAIR_LEVELS = 8     # factors with more levels than this are not crossed (the table would be unreadable)
 MATERIAL = 0.05         # a factor matters for coverage and interactions when its main-effect variance is this share of the largest
@@ -448,16 +448,21 @@ def modelled_tables(
                               log_scale=log_scale)
     target = np.log(y) if log_scale else y
     models, r2 = _fit_surrogates(X, target, encode, seed=seed, n_boot=n_boot)
-    point, boot = _marginals(models, encode(pd.concat(blocks, ignore_index=True)), [s for *_, s in plan], log_scale)
+    point, boot, rows = _marginals(models, encode(pd.concat(blocks, ignore_index=True)), [s for *_, s in plan],
+                                   log_scale)
     gate = _gate_text(n, r2, space, levels)
     cols_of = {f.name: [i for i, (g, _, _) in enumerate(plan) if g is f] for f in space}
     spreads = {name: (float(np.var(point[cols])),
                       np.var(np.column_stack([_centred(boot[:, i], point[i]) for i in cols]), axis=1))
                for name, cols in cols_of.items() if cols}
-    largest = max(v for v, _ in spreads.values())
-    # Factors whose main effect is at least MATERIAL of the largest one's (in variance): a level's marginal must
-    # have been measured across their levels, and its effect is crossed with them (interactions).
-    material = [f for f in space if f.name in spreads and spreads[f.name][0] >= MATERIAL * largest > 0]
+    # Factors whose total effect (main effect and interactions: the variance over its levels of the prediction
+    # at one config, averaged over configs, as Sobol's total index) is at least MATERIAL of the largest: a level's
+    # marginal must have been measured across their levels, and its effect is crossed with them (interactions).
+    # Why total, not main: a factor whose effect flips sign with another has a small main effect and a large total.
+    total = {name: _total_effect([rows[plan[i][2]] for i in cols], spreads[name][0]) for name, cols in cols_of.items()
+             if cols}
+    largest = max(total.values())
+    material = [f for f in space if total.get(f.name, 0.0) >= MATERIAL * largest > 0]
 
     pairs: list[tuple[Param, str, Param, str, slice]] = []
     pair_blocks, start = [], 0
@@ -477,8 +482,8 @@ def modelled_tables(
                         pairs.append((f, label, g, g_label, slice(start, start + len(frame))))
                         start += len(frame)
     if pairs:
-        pair_point, pair_boot = _marginals(models, encode(pd.concat(pair_blocks, ignore_index=True)),
-                                           [s for *_, s in pairs], log_scale)
+        pair_point, pair_boot, _ = _marginals(models, encode(pd.concat(pair_blocks, ignore_index=True)),
+                                              [s for *_, s in pairs], log_scale)
     else:
         pair_point, pair_boot = np.zeros(0), np.zeros((n_boot, 0))
     tables, found = [], []
@@ -492,8 +497,8 @@ def modelled_tables(
         counts = labels[f.name].value_counts() if f.name in labels else pd.Series(dtype=int)
         table["configs"] = [int(counts.get(label, 0)) for label in f_labels]
         uncovered = {label: _uncovered(f, label, draws[(f.name, label)], labels, material, levels) for label in f_labels}
-        rows = [j for j, (pf, *_rest) in enumerate(pairs) if pf is f]
-        inter = _interactions(f, ref, [pairs[j] for j in rows], pair_point[rows], pair_boot[:, rows], labels, table,
+        mine = [j for j, (pf, *_rest) in enumerate(pairs) if pf is f]
+        inter = _interactions(f, ref, [pairs[j] for j in mine], pair_point[mine], pair_boot[:, mine], labels, table,
                               resolution=RESOLUTION * float(np.ptp(y)))
         found += inter
         table["withheld"] = _withheld(table, ref, uncovered, inter, gate)
@@ -552,7 +557,7 @@ def _interactions(f: Param, ref: str, cells: list[tuple[Param, str, Param, str, 
     g, bootstrap-tested and Holm-corrected over every such difference of ``f``
     (all g at once, so looking at many g does not buy marks). A conditional
     difference keeps its mark only where both its level and the reference were
-    sampled at that level of g (MIN_CELL + 1 distinct configs each)."""
+    sampled at that level of g (MIN_CELL distinct configs each)."""
     index = {(lv, g.name, gl): i for i, (_, lv, g, gl, _) in enumerate(cells)}
     rows: list[dict[str, Any]] = []
     diffs: list[np.ndarray | None] = []
@@ -567,7 +572,7 @@ def _interactions(f: Param, ref: str, cells: list[tuple[Param, str, Param, str, 
     if not rows:
         return []
     frame = pd.concat([pd.DataFrame(rows), compare_to_reference(diffs, resolution=resolution)], axis=1)
-    thin = (frame["configs"] < MIN_CELL + 1) | (frame["ref_configs"] < MIN_CELL + 1)
+    thin = (frame["configs"] < MIN_CELL) | (frame["ref_configs"] < MIN_CELL)
     frame.loc[thin, "sig"] = ""
     out = []
     global_sig = dict(zip(table["level"].str.removesuffix(" (ref)"), zip(table["sig"], table["delta"])))
@@ -652,27 +657,38 @@ def _fit_surrogates(X: np.ndarray, y: np.ndarray, encoder: Encoder, *, seed: int
 
 
 def _marginals(models: list[Surrogate], grid: np.ndarray, blocks: list[slice],
-               log_scale: bool) -> tuple[np.ndarray, np.ndarray]:
+               log_scale: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Each block's mean prediction over ``grid``: from the fit to all trials
-    (point) and from each bootstrap refit (one row per refit). ``log_scale``:
-    the models predict log(metric), and a block's mean is the mean of exp(prediction)."""
+    (point) and from each bootstrap refit (one row per refit); and the fit to
+    all trials' prediction of every row. ``log_scale``: the models predict
+    log(metric), and a block's mean is the mean of exp(prediction)."""
 
-    def of(model: Surrogate) -> np.ndarray:
+    def rows_of(model: Surrogate) -> np.ndarray:
         pred = model.predict(grid)
-        if log_scale:
-            pred = np.exp(pred)
-        return np.array([pred[s].mean() for s in blocks])
+        return np.exp(pred) if log_scale else pred
 
-    point = of(models[0])
-    boot = np.array([of(m) for m in models[1:]]).reshape(len(models) - 1, len(blocks))
-    return point, boot
+    rows = rows_of(models[0])
+    point = np.array([rows[s].mean() for s in blocks])
+    boot = np.array([[pred[s].mean() for s in blocks] for pred in map(rows_of, models[1:])]).reshape(
+        len(models) - 1, len(blocks))
+    return point, boot, rows
+
+
+def _total_effect(levels: list[np.ndarray], main: float) -> float:
+    """The variance over a factor's levels of the prediction at one config,
+    averaged over configs: the Monte-Carlo sets of its levels are paired (the
+    same draws of every other factor), so row i of each is one config. ``main``
+    where they are not (a ``when`` rule dropped different rows)."""
+    if len(levels) < 2 or len({len(v) for v in levels}) != 1:
+        return main
+    return float(np.mean(np.var(np.vstack(levels), axis=0)))
 
 
 def _bootstrapped_marginals(X: np.ndarray, y: np.ndarray, grid: np.ndarray, blocks: list[slice], encoder: Encoder, *,
                             seed: int, n_boot: int, log_scale: bool = False) -> tuple[np.ndarray, np.ndarray, float]:
     """``_fit_surrogates`` then ``_marginals``, in one call."""
     models, r2 = _fit_surrogates(X, y, encoder, seed=seed, n_boot=n_boot)
-    point, boot = _marginals(models, grid, blocks, log_scale)
+    point, boot, _ = _marginals(models, grid, blocks, log_scale)
     return point, boot, r2
 
 
