@@ -56,7 +56,7 @@ def best_trial(run: RunTrials, metric: str, mode: str) -> pd.Series | None:
     """The best trial at the full budget: the complete trial with the best
     last value (the value Optuna holds for it)."""
     df = run.trials
-    if df.empty:
+    if df.empty or f"last_{metric}" not in df.columns:
         return None
     pool = df[(df["status"] == STATUS_COMPLETE) & df[f"last_{metric}"].notna()]
     if pool.empty:
@@ -141,6 +141,55 @@ def confirmation_claims(confirmation: ConfirmationResult | None, *, metric: str,
                              text=f"{r['config']} ({r['params']}) does not differ significantly from the baseline at "
                                   f"the full budget: {numbers}"))
     return out
+
+
+# ------------------------------------------------------------------ screening (designed, first rung)
+
+def screening_claims(screening: Any, factor: str, *, mode: str, scale: str) -> list[Claim]:
+    """The screening table of ``factor`` (studies.report.screening): each marked
+    level in its direction, else that no level differs; designed evidence at
+    the first rung, global over the declared space by construction."""
+    if screening is None:
+        return []
+    t = next((t for t in screening.tables if t.factor == factor), None)
+    if t is None:
+        return []
+    table = f"tables/screening_{factor}.md"
+    base: dict[str, Any] = dict(evidence="designed: screening", factor=factor, rung=screening.rung,
+                                reference=t.reference, table=table)
+    rows = t.table[~t.table["level"].str.endswith("(ref)")]
+    ref_mean = t.table.loc[t.table["level"].str.endswith("(ref)"), "mean"]
+    out = []
+    for _, r in rows[rows["sig"] != ""].iterrows():
+        word = _direction(r["delta"], mode)
+        change = change_text(r["delta"], float(ref_mean.iloc[0]) if len(ref_mean) else math.nan, scale)
+        out.append(Claim("difference", **base, level=r["level"], direction=word, estimate=r["delta"],
+                         lo=r["delta_lo"], hi=r["delta_hi"], mark=r["sig"],
+                         text=f"{r['level']} is {word} than {t.reference} ({change}, Holm-level CI "
+                              f"[{fmt(r['delta_lo'], 3)}, {fmt(r['delta_hi'], 3)}] {r['sig']})"))
+    if not out and len(rows):
+        half = float((rows["delta_hi"] - rows["delta_lo"]).max() / 2)
+        out.append(Claim("no_difference", **base,
+                         text=f"no level differs significantly from {t.reference} (Holm, 5%; differences up to about "
+                              f"±{fmt(half, 2)} are within the intervals)"))
+    return out
+
+
+def screening_importance_claims(screening: Any) -> list[Claim]:
+    if screening is None or screening.importance is None or screening.importance.empty:
+        return []
+    imp = screening.importance
+    first = imp.iloc[0]
+    base: dict[str, Any] = dict(evidence="designed: screening", rung=screening.rung, table="tables/screening_importance.md")
+    if first["first_share"] >= FIRST_SHARE:
+        return [Claim("ranking", **base, factor=str(first["factor"]), estimate=float(first["first_share"]),
+                      text=f"designed screening (epoch {screening.rung}, {screening.n_at_rung} design trials): "
+                           f"**{first['factor']}** has the largest main effect (first in "
+                           f"{first['first_share'] * 100:.0f}% of {screening.n_boot} bootstrap resamples)")]
+    leaders = ", ".join(f"{r['factor']} {r['first_share'] * 100:.0f}%"
+                        for _, r in imp.sort_values("first_share", ascending=False).head(3).iterrows() if r["first_share"] > 0)
+    return [Claim("no_ranking", **base, estimate=float(first["first_share"]),
+                  text=f"designed screening (epoch {screening.rung}): no clear ranking (first in the resamples: {leaders})")]
 
 
 # ------------------------------------------------------------------ modelled evidence
@@ -236,7 +285,7 @@ def importance_claims(an: Analysis) -> list[Claim]:
 def answer_claims(run: RunTrials, an: Analysis, *, metric: str, mode: str, scale: str,
                   confirmation: ConfirmationResult | None, loo: LeaveOneOutResult | None,
                   question: list[str] | None = None, smoke: bool = False,
-                  max_epochs: int | None = None) -> list[Claim]:
+                  max_epochs: int | None = None, screening: Any = None) -> list[Claim]:
     """Every claim of the answer, in the order it is read. ``question``: the
     factors the study asks about (default: every modelled factor)."""
     claims: list[Claim] = []
@@ -248,9 +297,10 @@ def answer_claims(run: RunTrials, an: Analysis, *, metric: str, mode: str, scale
     tables = {t.factor: t for t in an.modelled.tables}
     for factor in factors:
         claims += _factor_claims(factor, tables.get(factor), an, loo, metric=metric, mode=mode, scale=scale,
-                                 max_epochs=max_epochs, smoke=smoke)
+                                 max_epochs=max_epochs, smoke=smoke, screening=screening)
     if not smoke:
         claims += confirmation_claims(confirmation, metric=metric, mode=mode, scale=scale, max_epochs=max_epochs)
+        claims += screening_importance_claims(screening)
         claims += importance_claims(an)
     bt = best_trial(run, metric, mode)
     if bt is not None:
@@ -264,10 +314,12 @@ def answer_claims(run: RunTrials, an: Analysis, *, metric: str, mode: str, scale
 
 
 def _factor_claims(factor: str, t: ModelledTable | None, an: Analysis, loo: LeaveOneOutResult | None, *,
-                   metric: str, mode: str, scale: str, max_epochs: int | None, smoke: bool) -> list[Claim]:
+                   metric: str, mode: str, scale: str, max_epochs: int | None, smoke: bool,
+                   screening: Any = None) -> list[Claim]:
     if smoke:
         return [Claim("declined", "none", factor=factor, text="not answered: a smoke run")]
     designed = leave_one_out_claims(loo, factor, metric=metric, mode=mode, scale=scale, max_epochs=max_epochs)
+    designed += screening_claims(screening, factor, mode=mode, scale=scale)
     modelled = modelled_factor_claims(an, t, mode=mode, scale=scale) if t is not None else []
     out = designed + modelled
     if factor in an.growth and not any(c.kind == "difference" for c in designed):
@@ -312,12 +364,13 @@ def answer_parts(claims: list[Claim], *, metric: str, mode: str, question: list[
         if not mine:
             continue
         groups = []
-        for evidence, label in (("designed: leave-one-out", "designed, leave-one-out"), ("modelled", "modelled"),
+        for evidence, label in (("designed: leave-one-out", "designed, leave-one-out"),
+                                ("designed: screening", "designed, screening"), ("modelled", "modelled"),
                                 ("observed", "caveat"), ("none", "")):
             texts = [c.text for c in mine if c.evidence == evidence]
             if texts:
                 rung = next((c.rung for c in mine if c.evidence == evidence), None)
-                head = f"{label} (epoch {rung})" if label == "modelled" else label
+                head = f"{label} (epoch {rung})" if label in ("modelled", "designed, screening") else label
                 groups.append(f"{head}: " + "; ".join(texts) if head else " ".join(texts))
         status = "answered" if any(c.kind == "difference" for c in mine) else "not answered"
         parts.append(f"**{factor}** ({status}) — " + ". ".join(groups) + ".")
@@ -327,7 +380,8 @@ def answer_parts(claims: list[Claim], *, metric: str, mode: str, question: list[
     rank = [c for c in claims if c.kind in ("ranking", "no_ranking") or (c.kind == "declined" and c.factor is None
                                                                           and c.table == "tables/importance.md")]
     if rank:
-        parts.append("**Importance** (modelled, over the declared space): " + "; ".join(c.text for c in rank) + ".")
+        parts.append("**Importance** (over the declared space): " + "; ".join(
+            c.text if c.evidence != "modelled" else f"modelled: {c.text}" for c in rank) + ".")
     parts += [c.text for c in claims if c.kind == "best" or (c.kind == "note" and c.factor is None
                                                              and not c.extra.get("banner"))]
     if any(c.evidence == "designed: leave-one-out" for c in claims) and any(c.evidence == "modelled" for c in claims):

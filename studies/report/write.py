@@ -216,9 +216,11 @@ def write_report(run_dir: Path, run: RunTrials, *, spec: Any, info: RunInfo) -> 
     written += _write_table(budget, tables_dir / "budget", budget_caption)
 
     question = [f.name for f in factors]
+    screening = _screening(run, spec, factors)
     claims = answer_claims(run, an, metric=spec.metric, mode=spec.mode, scale=scale, confirmation=confirmation, loo=loo,
                            question=question, smoke=bool(getattr(info.invocation, "smoke", False)),
-                           max_epochs=spec.budget.max_epochs)
+                           max_epochs=spec.budget.max_epochs, screening=screening)
+    designed += _screening_section(screening, spec, tables_dir, written)
     answer = answer_parts(claims, metric=spec.metric, mode=spec.mode, question=question)
     interactions = _interactions_section(an, spec.metric, tables_dir, written)
     header = _header(spec, run_dir.name, info.status, run, ab, answer)
@@ -253,6 +255,45 @@ def _header(spec: Any, run_name: str, status: str, run: RunTrials, ab: AblationR
             f"Question: {spec.description or '(no description in the spec)'}*\n\n"
             + "".join(f"**Left out, unreadable:** {line}\n\n" for line in run.unreadable)
             + f"{EVIDENCE_LEGEND}\n\n")
+
+
+def _screening(run: RunTrials, spec: Any, factors: list) -> Any:
+    """The design trials of ``search.startup: design`` at the first ASHA rung, analysed as designed (or None)."""
+    from studies.report.ablation import asha_rungs
+    from studies.report.screening import screening_tables
+    from studies.screening_design import spec_design
+
+    design = spec_design(spec) if getattr(spec.search, "startup", None) == "design" else []
+    if not design:
+        return None
+    b = spec.budget
+    return screening_tables(run, list(spec.params), design=design, bins=spec.ablation.bins,
+                            baseline=spec.ablation.baseline, metric=spec.metric, mode=spec.mode,
+                            rung=asha_rungs(b.max_epochs, b.grace_period, b.reduction_factor)[0],
+                            factors=[f.name for f in factors], seed=spec.seed)
+
+
+def _screening_section(screening: Any, spec: Any, tables_dir: Path, written: list[Path]) -> str:
+    """One table per factor of the screening design (designed, first rung), and its importance."""
+    if screening is None:
+        return ""
+    s = screening
+    out = f"## Screening (designed, epoch {s.rung})\n\n"
+    for t in s.tables:
+        cap = (f"**{t.factor}**, designed screening — {spec.metric} ({Direction(spec.mode).word} is better) at epoch "
+               f"{s.rung} over the {s.n_at_rung} trials of the balanced start design ({s.n_design} rows, "
+               f"{s.n_found} measured; `search.startup: design`), {t.scope}: each level's least-squares mean from one "
+               "fit of every factor's main effects (treatment coding), 95% t-intervals from the residual variance "
+               f"({s.residual_df} df); `delta`: level minus the reference {t.reference} ({t.reference_why}), its "
+               "interval at the level Holm tests it at; two-sided t-test, Holm-corrected within the table; "
+               "* p_holm < 0.05, ** p_holm < 0.01. Global over the declared space by design, at the first rung only.")
+        written += _write_table(t.table, tables_dir / f"screening_{t.factor}", cap)
+        out += f"### {t.factor}\n\n{cap}\n\n{_display(t.table).to_markdown(index=False)}\n\n"
+    cap = (f"Screening importance at epoch {s.rung}: each factor's main-effect variance (its levels' least-squares "
+           f"means, equally weighted) with a 95% interval from {s.n_boot} residual-bootstrap refits, and the share "
+           "of refits ranking it first (`first_share`).")
+    written += _write_table(s.importance, tables_dir / "screening_importance", cap)
+    return out + f"### Importance\n\n{cap}\n\n{_display(s.importance).to_markdown(index=False)}\n\n"
 
 
 def answer_block(answer: list[str]) -> str:

@@ -21,6 +21,7 @@ from studies.report.answer import answer_claims, answer_parts
 from studies.report.claims import Claim
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import known_truth as kt  # noqa: E402
 from analysis_truth import rung_truth  # noqa: E402
 
@@ -182,3 +183,34 @@ def test_a_factor_that_acts_after_the_modelled_rung_is_said_to() -> None:
     assert "cannot judge" in line
     assert "cannot judge" not in next(p for p in answer_parts(claims, metric="loss", mode="min")
                                       if p.startswith("**early**"))
+
+
+def test_screening_claims_are_its_table_rows_and_true() -> None:
+    """The balanced start design's tables (designed, first rung) reach the
+    answer: every marked screening row is a claim with that row's mark and
+    direction, the true sign at the rung, and a ranking only when separated."""
+    from test_screening import RUNG, _design_run, _tables
+
+    obj = kt.ramp_like()
+    run, design = _design_run(obj, 0)
+    screening = _tables(obj, run, design, n_boot=100)
+    an = analyse(run, obj.factors, metric=obj.metric, mode=obj.mode, baseline=obj.baseline, bins=obj.bins,
+                 max_epochs=18, grace_period=2, reduction_factor=3, n_boot=20)
+    claims = answer_claims(run, an, metric=obj.metric, mode=obj.mode, scale="interval", confirmation=None, loo=None,
+                           question=[f.name for f in obj.factors], max_epochs=18, screening=screening)
+    said = [c for c in claims if c.evidence == "designed: screening" and c.kind == "difference"]
+    marked = [(t.factor, r["level"]) for t in screening.tables for _, r in t.table[t.table["sig"] != ""].iterrows()]
+    assert marked and sorted((c.factor, c.level) for c in said) == sorted(marked)
+    for c in said:
+        t = next(t for t in screening.tables if t.factor == c.factor)
+        r = t.table[t.table["level"] == c.level].iloc[0]
+        assert c.mark == r["sig"] and c.rung == RUNG
+        levels = list(t.table["level"].str.removesuffix(" (ref)"))
+        truth = rung_truth(obj, c.factor, RUNG, n=20_000)
+        true_delta = truth[levels.index(c.level)] - truth[levels.index(c.reference)]
+        assert c.direction == ("better" if Direction(obj.mode).improves(true_delta) else "worse"), c.text
+    parts = answer_parts(claims, metric=obj.metric, mode=obj.mode)
+    assert any("designed, screening (epoch 2): " in p for p in parts)
+    for c in claims:
+        if c.kind == "ranking" and c.evidence == "designed: screening":
+            assert screening.importance.iloc[0]["first_share"] >= 0.95 and c.factor == "schedule"
