@@ -427,6 +427,9 @@ def modelled_tables(
     n = len(y)
     levels = {f.name: declared_levels(f, bins.get(f.name)) for f in space}
     labels = {f.name: level_labels(X_cfg[f.name], f, bins.get(f.name)) for f in space if f.name in X_cfg}
+    halves = {f.name: _halves(X_cfg[f.name], f, levels[f.name]) for f in space
+              if f.name in X_cfg and any("within" in how for _, how in levels[f.name])}
+    cover = _Coverage(labels, halves)
 
     # Every (factor, level) Monte-Carlo set of the space (tables only for ``factors``; the others' marginals say
     # which factors matter), stacked so each forest predicts once.
@@ -496,12 +499,14 @@ def modelled_tables(
                                        resolution=RESOLUTION * float(np.ptp(y)), ratio=log_scale)
         counts = labels[f.name].value_counts() if f.name in labels else pd.Series(dtype=int)
         table["configs"] = [int(counts.get(label, 0)) for label in f_labels]
-        uncovered = {label: _uncovered(f, label, draws[(f.name, label)], labels, material, levels) for label in f_labels}
+        uncovered = {label: _uncovered(f, label, draws[(f.name, label)], cover, material, levels) for label in f_labels}
+        one_half = {label for label in f_labels if f.name in halves and not cover.covered(
+            pd.Series(True, index=labels[f.name].index), f.name, label)}
         mine = [j for j, (pf, *_rest) in enumerate(pairs) if pf is f]
-        inter = _interactions(f, ref, [pairs[j] for j in mine], pair_point[mine], pair_boot[:, mine], labels, table,
+        inter = _interactions(f, ref, [pairs[j] for j in mine], pair_point[mine], pair_boot[:, mine], cover, table,
                               resolution=RESOLUTION * float(np.ptp(y)))
         found += inter
-        table["withheld"] = _withheld(table, ref, uncovered, inter, gate)
+        table["withheld"] = _withheld(table, ref, uncovered, inter, gate, one_half)
         table.loc[table["withheld"] != "", "sig"] = ""
         tables.append(ModelledTable(f.name, table, ref, why, rung, n, _scope(f),
                                     {k: v for k, v in uncovered.items() if v}))
@@ -521,22 +526,61 @@ def _gate_text(n: int, r2: float, space: list[Param], levels: dict[str, list]) -
     return ""
 
 
-def _uncovered(f: Param, label: str, draws: pd.DataFrame, labels: dict[str, pd.Series], space: list[Param],
+class _Coverage:
+    """Where the trials are: each trial's level of every factor, and for a
+    binned numeric factor which half of its bin it sits in. A cell (a level of
+    one factor with a level of another) is covered when it holds MIN_CELL
+    distinct configs, and, for a bin, configs in both of its halves: a bin's
+    marginal averages over all of it, and under TPE the trials of a bin often
+    sit at one end, where the surrogate's curve says nothing about the other."""
+
+    def __init__(self, labels: dict[str, pd.Series], halves: dict[str, pd.Series]):
+        self.labels, self.halves = labels, halves
+
+    def covered(self, mask: pd.Series, g: str, level: str) -> bool:
+        if g not in self.labels:
+            return False
+        rows = mask & (self.labels[g] == level)
+        if int(rows.sum()) < MIN_CELL:
+            return False
+        return g not in self.halves or self.halves[g][rows].nunique() == 2
+
+    def count(self, a: str, a_level: str, b: str, b_level: str) -> int:
+        if a not in self.labels or b not in self.labels:
+            return 0
+        return int(((self.labels[a] == a_level) & (self.labels[b] == b_level)).sum())
+
+
+def _halves(values: pd.Series, f: Param, levels: list[tuple[str, dict[str, Any]]]) -> pd.Series:
+    """0 or 1: the half of its bin (on the declared scale) each trial's value is in; NaN where inactive."""
+    x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+    out = np.full(len(x), np.nan)
+    for _, how in levels:
+        if "within" not in how:
+            continue
+        lo, hi = (float(v) for v in f.to_unit(np.array(how["within"], dtype=float)))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            u = f.to_unit(np.where(np.isfinite(x) & ((x > 0) | (not f.log)), x, np.nan))
+        inside = (u >= lo) & (u <= hi)
+        out[inside] = (u[inside] >= (lo + hi) / 2).astype(float)
+    return pd.Series(out, index=values.index)
+
+
+def _uncovered(f: Param, label: str, draws: pd.DataFrame, cover: _Coverage, space: list[Param],
                levels: dict[str, list]) -> dict[str, list[str]]:
-    """The levels of other factors that ``f`` at ``label`` was sampled with fewer
-    than MIN_CELL times, among those its marginal averages over (at least 5% of
+    """The levels of other factors that ``f`` at ``label`` was not sampled with
+    (see ``_Coverage``), among those its marginal averages over (at least 5% of
     its Monte-Carlo draws): there the marginal is the surrogate's extrapolation."""
-    if f.name not in labels:
+    if f.name not in cover.labels:
         return {}
-    at = labels[f.name] == label
+    at = cover.labels[f.name] == label
     out: dict[str, list[str]] = {}
     for g in space:
-        if g is f or g.name not in labels or g.name not in draws:
+        if g is f or g.name not in cover.labels or g.name not in draws:
             continue
         drawn = level_labels(draws[g.name], g, None if g.type == "categorical" else _edges_of(levels[g.name]))
         shares = drawn[draws[g.name].notna()].value_counts() / max(len(draws), 1)
-        counts = labels[g.name][at].value_counts()
-        missing = [lv for lv, _ in levels[g.name] if shares.get(lv, 0.0) >= 0.05 and counts.get(lv, 0) < MIN_CELL]
+        missing = [lv for lv, _ in levels[g.name] if shares.get(lv, 0.0) >= 0.05 and not cover.covered(at, g.name, lv)]
         if missing:
             out[g.name] = missing
     return out
@@ -551,13 +595,14 @@ def _edges_of(levels: list[tuple[str, dict[str, Any]]]) -> list[float] | None:
 
 
 def _interactions(f: Param, ref: str, cells: list[tuple[Param, str, Param, str, slice]], point: np.ndarray,
-                  boot: np.ndarray, labels: dict[str, pd.Series], table: pd.DataFrame, *,
+                  boot: np.ndarray, cover: _Coverage, table: pd.DataFrame, *,
                   resolution: float) -> list[Interaction]:
     """Per other factor g: each level of ``f`` minus ``ref`` within each level of
     g, bootstrap-tested and Holm-corrected over every such difference of ``f``
     (all g at once, so looking at many g does not buy marks). A conditional
     difference keeps its mark only where both its level and the reference were
-    sampled at that level of g (MIN_CELL distinct configs each)."""
+    sampled at that level of g (``_Coverage``: MIN_CELL distinct configs each, in
+    both halves of a bin)."""
     index = {(lv, g.name, gl): i for i, (_, lv, g, gl, _) in enumerate(cells)}
     rows: list[dict[str, Any]] = []
     diffs: list[np.ndarray | None] = []
@@ -566,14 +611,14 @@ def _interactions(f: Param, ref: str, cells: list[tuple[Param, str, Param, str, 
         if lv == ref or r is None:
             continue
         rows.append({"level": lv, "other": g.name, "given": gl, "delta": point[i] - point[r],
-                     "configs": _cell_count(labels, f.name, lv, g.name, gl),
-                     "ref_configs": _cell_count(labels, f.name, ref, g.name, gl)})
+                     "configs": cover.count(f.name, lv, g.name, gl), "ref_configs": cover.count(f.name, ref, g.name, gl),
+                     "_covered": cover.covered(cover.labels[f.name] == lv, g.name, gl)
+                     and cover.covered(cover.labels[f.name] == ref, g.name, gl)})
         diffs.append(_centred(boot[:, i] - boot[:, r], point[i] - point[r]))
     if not rows:
         return []
     frame = pd.concat([pd.DataFrame(rows), compare_to_reference(diffs, resolution=resolution)], axis=1)
-    thin = (frame["configs"] < MIN_CELL) | (frame["ref_configs"] < MIN_CELL)
-    frame.loc[thin, "sig"] = ""
+    frame.loc[~frame.pop("_covered").astype(bool), "sig"] = ""
     out = []
     global_sig = dict(zip(table["level"].str.removesuffix(" (ref)"), zip(table["sig"], table["delta"])))
     for g_name, part in frame.groupby("other", sort=False):
@@ -588,14 +633,8 @@ def _interactions(f: Param, ref: str, cells: list[tuple[Param, str, Param, str, 
     return out
 
 
-def _cell_count(labels: dict[str, pd.Series], a: str, a_level: str, b: str, b_level: str) -> int:
-    if a not in labels or b not in labels:
-        return 0
-    return int(((labels[a] == a_level) & (labels[b] == b_level)).sum())
-
-
 def _withheld(table: pd.DataFrame, ref: str, uncovered: dict[str, dict[str, list[str]]],
-              interactions: list[Interaction], gate: str) -> list[str]:
+              interactions: list[Interaction], gate: str, one_half: set[str] | None = None) -> list[str]:
     """Per row, why its test result carries no mark ("" where it may)."""
     out = []
     for _, row in table.iterrows():
@@ -608,6 +647,9 @@ def _withheld(table: pd.DataFrame, ref: str, uncovered: dict[str, dict[str, list
             reasons.append("surrogate not trusted (see caption)")
         if row["configs"] < MIN_CONFIGS_PER_LEVEL:
             reasons.append(f"{int(row['configs'])} configs at this level")
+        thin = sorted({level, ref} & (one_half or set()))
+        if thin:
+            reasons.append(f"{' and '.join(thin)} sampled in one half of its bin only")
         gaps = {**uncovered.get(ref, {}), **uncovered.get(level, {})}
         if gaps:
             reasons.append("not sampled with " + "; ".join(f"{g} {', '.join(v)}" for g, v in gaps.items()))
