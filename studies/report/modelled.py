@@ -429,7 +429,7 @@ def modelled_tables(
     labels = {f.name: level_labels(X_cfg[f.name], f, bins.get(f.name)) for f in space if f.name in X_cfg}
     halves = {f.name: _halves(X_cfg[f.name], f, levels[f.name]) for f in space
               if f.name in X_cfg and any("within" in how for _, how in levels[f.name])}
-    cover = _Coverage(labels, halves)
+    cover = _Coverage(labels, halves, pd.Series(y, index=X_cfg.index))
 
     # Every (factor, level) Monte-Carlo set of the space (tables only for ``factors``; the others' marginals say
     # which factors matter), stacked so each forest predicts once.
@@ -506,7 +506,10 @@ def modelled_tables(
         inter = _interactions(f, ref, [pairs[j] for j in mine], pair_point[mine], pair_boot[:, mine], cover, table,
                               resolution=RESOLUTION * float(np.ptp(y)))
         found += inter
-        table["withheld"] = _withheld(table, ref, uncovered, inter, gate, one_half)
+        disagree = {row["level"].removesuffix(" (ref)"): [g.name for g in material if g is not f and _disagrees(
+            row["delta"], cover.raw_difference(f.name, row["level"], ref, by=g.name))]
+            for _, row in table.iterrows() if row["level"] != ref and not row["level"].endswith("(ref)")}
+        table["withheld"] = _withheld(table, ref, uncovered, inter, gate, one_half, disagree)
         table.loc[table["withheld"] != "", "sig"] = ""
         tables.append(ModelledTable(f.name, table, ref, why, rung, n, _scope(f),
                                     {k: v for k, v in uncovered.items() if v}))
@@ -534,8 +537,24 @@ class _Coverage:
     marginal averages over all of it, and under TPE the trials of a bin often
     sit at one end, where the surrogate's curve says nothing about the other."""
 
-    def __init__(self, labels: dict[str, pd.Series], halves: dict[str, pd.Series]):
-        self.labels, self.halves = labels, halves
+    def __init__(self, labels: dict[str, pd.Series], halves: dict[str, pd.Series], y: pd.Series):
+        self.labels, self.halves, self.y = labels, halves, y
+
+    def raw_difference(self, f: str, level: str, ref: str, within: pd.Series | None = None,
+                       by: str | None = None) -> float:
+        """The trials' own mean at ``level`` minus at ``ref`` (``within`` a mask),
+        averaged with equal weight over the levels of ``by`` where both were
+        sampled (a stratified comparison: each stratum compares like with like).
+        NaN where no stratum holds both."""
+        mask = within if within is not None else pd.Series(True, index=self.y.index)
+        of = self.labels[by] if by is not None else pd.Series("", index=self.y.index)
+        diffs = []
+        for s in dict.fromkeys(of[mask]):
+            rows = mask & (of == s)
+            a, b = self.y[rows & (self.labels[f] == level)], self.y[rows & (self.labels[f] == ref)]
+            if len(a) and len(b):
+                diffs.append(float(a.mean() - b.mean()))
+        return float(np.mean(diffs)) if diffs else math.nan
 
     def covered(self, mask: pd.Series, g: str, level: str) -> bool:
         if g not in self.labels:
@@ -619,6 +638,12 @@ def _interactions(f: Param, ref: str, cells: list[tuple[Param, str, Param, str, 
         return []
     frame = pd.concat([pd.DataFrame(rows), compare_to_reference(diffs, resolution=resolution)], axis=1)
     frame.loc[~frame.pop("_covered").astype(bool), "sig"] = ""
+    # A conditional difference the trials of its own cell contradict (their raw means, level against reference
+    # at that level of g, have the other sign) is the surrogate's main effect showing through, not a measurement.
+    against = [_disagrees(r["delta"], cover.raw_difference(f.name, r["level"], ref,
+                                                          within=cover.labels[r["other"]] == r["given"]))
+               for _, r in frame.iterrows()]
+    frame.loc[against, "sig"] = ""
     out = []
     global_sig = dict(zip(table["level"].str.removesuffix(" (ref)"), zip(table["sig"], table["delta"])))
     for g_name, part in frame.groupby("other", sort=False):
@@ -633,8 +658,14 @@ def _interactions(f: Param, ref: str, cells: list[tuple[Param, str, Param, str, 
     return out
 
 
+def _disagrees(delta: float, raw: float) -> bool:
+    """The surrogate's difference and the trials' own (stratified) one point in opposite directions."""
+    return bool(np.isfinite(delta) and np.isfinite(raw) and delta * raw < 0)
+
+
 def _withheld(table: pd.DataFrame, ref: str, uncovered: dict[str, dict[str, list[str]]],
-              interactions: list[Interaction], gate: str, one_half: set[str] | None = None) -> list[str]:
+              interactions: list[Interaction], gate: str, one_half: set[str] | None = None,
+              disagree: dict[str, list[str]] | None = None) -> list[str]:
     """Per row, why its test result carries no mark ("" where it may)."""
     out = []
     for _, row in table.iterrows():
@@ -653,6 +684,10 @@ def _withheld(table: pd.DataFrame, ref: str, uncovered: dict[str, dict[str, list
         gaps = {**uncovered.get(ref, {}), **uncovered.get(level, {})}
         if gaps:
             reasons.append("not sampled with " + "; ".join(f"{g} {', '.join(v)}" for g, v in gaps.items()))
+        against = (disagree or {}).get(level, [])
+        if against:
+            reasons.append(f"the trials themselves, compared within each level of {', '.join(against)}, point the "
+                           "other way")
         flips = [i.other for i in interactions if level in i.flips]
         if flips:
             reasons.append(f"its effect changes sign with {', '.join(flips)} (see interactions)")
