@@ -25,6 +25,13 @@ Interactions are not in the model: they land in the residual variance, which
 makes the intervals wider, not wrong (in a balanced design a pair's
 interaction is orthogonal to both main effects).
 
+When the design has fewer rows than the model has parameters (its size was
+capped at half of num_samples), there is no residual variance: each factor is
+then tabulated on its own (``LEVEL_MEANS``), each level's plain mean over the
+design rows at it with a t-interval from their spread, Welch's t-test against
+the reference, Holm within the table. Valid because the design balances the
+other factors over each level; wider, because their effects count as noise.
+
 Importance: each factor's main-effect variance, the variance of its levels'
 least-squares means (levels weighted equally), with a 95% percentile interval
 from a residual bootstrap (the design's rows kept, the fit's residuals,
@@ -56,6 +63,8 @@ from studies.screening_design import Level, factor_levels
 
 ALPHA = 0.05
 N_BOOT = 200
+MAIN_EFFECTS = "main effects"   # one least-squares fit of every factor's main effects
+LEVEL_MEANS = "level means"     # each factor alone: too few rows for the model (a design capped below its size)
 TABLE_COLUMNS = ["level", "trials", "mean", "lo", "hi", "delta", "delta_lo", "delta_hi", "p", "p_holm", "sig"]
 
 
@@ -83,6 +92,7 @@ class ScreeningResult:
     tables: list[ScreeningTable]
     importance: pd.DataFrame   # factor, variance, lo, hi, first_share (sorted by variance, largest first)
     n_boot: int                # bootstrap resamples behind the importance intervals
+    method: str = "main effects"   # MAIN_EFFECTS, or LEVEL_MEANS when the rows are fewer than the model's parameters
 
 
 def design_trial_ids(run: RunTrials, params: list[Param], design: list[dict[str, Any]]) -> list[str]:
@@ -142,12 +152,17 @@ def screening_tables(
     y = values.to_numpy(float)
     fit = model.fit(y)
     wanted = [p for p in space if factors is None or p.name in factors]
-    tables = [model.table(p, fit) for p in wanted]
-    importance, used = model.importance(y, fit, wanted, seed=seed, n_boot=n_boot)
+    if fit.df >= 1:
+        tables = [model.table(p, fit) for p in wanted]
+        importance, used = model.importance(y, fit, wanted, seed=seed, n_boot=n_boot)
+    else:   # fewer rows than the model's parameters: no error variance, so each factor on its own
+        tables = [model.level_means_table(p, y) for p in wanted]
+        importance, used = model.level_means_importance(y, wanted, seed=seed, n_boot=n_boot)
     return ScreeningResult(metric=metric, mode=mode, rung=rung, n_design=len(design), n_found=len(ids),
                            n_at_rung=len(values), trial_ids=[str(i) for i in values.index], residual_df=fit.df,
                            sigma=math.sqrt(fit.sigma2) if fit.df > 0 else math.nan, tables=tables,
-                           importance=importance, n_boot=used)
+                           importance=importance, n_boot=used,
+                           method=MAIN_EFFECTS if fit.df >= 1 else LEVEL_MEANS)
 
 
 # ------------------------------------------------------------------ the model
@@ -319,9 +334,7 @@ class _Model:
             row.update({"delta": delta, "delta_lo": delta - q * dse, "delta_hi": delta + q * dse, "p": p_raw,
                         "p_holm": p_adj,
                         "sig": "" if math.isnan(p_adj) else "**" if p_adj < 0.01 else "*" if p_adj < ALPHA else ""})
-        scope = "all design trials" if not p.when else "design trials where " + " and ".join(
-            f"{dep} in {{{', '.join(map(str, allowed))}}}" for dep, allowed in p.when.items())
-        return ScreeningTable(p.name, pd.DataFrame(rows, columns=TABLE_COLUMNS), ref, why, scope,
+        return ScreeningTable(p.name, pd.DataFrame(rows, columns=TABLE_COLUMNS), ref, why, _scope(p),
                               int(np.sum(self.codes[p.name] >= 0)))
 
     def importance(self, y: np.ndarray, fit: _Fit, factors: list[Param], *, seed: int,
@@ -341,11 +354,77 @@ class _Model:
         boot = [variances(pinv @ (fitted + rng.choice(residual, len(y))))
                 for _ in range(n_boot if usable and len(residual) else 0)]
         B = np.array(boot) if boot else np.full((0, len(usable)), np.nan)
-        rows = []
-        for j, p in enumerate(usable):
-            lo, hi = (np.percentile(B[:, j], [100 * ALPHA / 2, 100 * (1 - ALPHA / 2)]) if len(B)
-                      else (math.nan, math.nan))
-            first = float(np.mean(np.argmax(B, axis=1) == j)) if len(B) else math.nan
-            rows.append({"factor": p.name, "variance": point[j], "lo": float(lo), "hi": float(hi), "first_share": first})
-        table = pd.DataFrame(rows, columns=["factor", "variance", "lo", "hi", "first_share"])
-        return table.sort_values("variance", ascending=False, kind="stable").reset_index(drop=True), len(boot)
+        return _importance_table(usable, point, B), len(boot)
+
+    def level_means_table(self, p: Param, y: np.ndarray) -> ScreeningTable:
+        """``LEVEL_MEANS``: one factor on its own, over the design rows where it is active."""
+        from studies.report.modelled import holm_levels
+
+        r, ref, why = self.refs[p.name]
+        codes = self.codes[p.name]
+        labels = [lv.label for lv in self.levels[p.name]]
+        groups = [y[codes == i] for i in range(len(labels))]
+        rows, pvals, tests = [], [], []
+        for i, (label, x) in enumerate(zip(labels, groups)):
+            mean = float(x.mean()) if len(x) else math.nan
+            half = float(stats.t.ppf(1 - ALPHA / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))) if len(x) >= 2 \
+                else math.nan
+            rows.append({"level": label + (" (ref)" if i == r else ""), "trials": len(x), "mean": mean,
+                         "lo": mean - half, "hi": mean + half})
+            ref_x = groups[r]
+            if i == r or len(x) < 2 or len(ref_x) < 2:
+                tests.append((math.nan, math.nan, math.nan))
+                pvals.append(math.nan)
+                continue
+            va, vb = x.var(ddof=1) / len(x), ref_x.var(ddof=1) / len(ref_x)
+            se = math.sqrt(va + vb)
+            df = (va + vb) ** 2 / (va ** 2 / (len(x) - 1) + vb ** 2 / (len(ref_x) - 1)) if se > 0 else math.inf
+            delta = mean - float(ref_x.mean())
+            tests.append((delta, se, df))
+            pvals.append(float(2 * stats.t.sf(abs(delta) / se, df)) if se > 0 else (1.0 if delta == 0 else 0.0))
+        for row, (delta, se, df), level, p_raw, p_adj in zip(rows, tests, holm_levels(pvals, ALPHA), pvals, holm(pvals)):
+            q = stats.t.ppf(1 - level / 2, df) if not math.isnan(level) and not math.isnan(df) else math.nan
+            row.update({"delta": delta, "delta_lo": delta - q * se, "delta_hi": delta + q * se, "p": p_raw,
+                        "p_holm": p_adj,
+                        "sig": "" if math.isnan(p_adj) else "**" if p_adj < 0.01 else "*" if p_adj < ALPHA else ""})
+        return ScreeningTable(p.name, pd.DataFrame(rows, columns=TABLE_COLUMNS), ref, why, _scope(p), int(np.sum(codes >= 0)))
+
+    def level_means_importance(self, y: np.ndarray, factors: list[Param], *, seed: int,
+                               n_boot: int) -> tuple[pd.DataFrame, int]:
+        """``LEVEL_MEANS``: the variance of each factor's level means; a pairs bootstrap
+        of the design rows (no model to break here), a level a resample misses left out."""
+        usable = [p for p in factors if len({int(c) for c in self.codes[p.name] if c >= 0}) >= 2]
+
+        def variances(idx: np.ndarray) -> np.ndarray:
+            out = []
+            for p in usable:
+                codes, yy = self.codes[p.name][idx], y[idx]
+                means = [yy[codes == i].mean() for i in range(len(self.levels[p.name])) if np.any(codes == i)]
+                out.append(float(np.var(means)) if len(means) >= 2 else math.nan)
+            return np.array(out)
+
+        point = variances(np.arange(len(y)))
+        rng = np.random.default_rng(seed)
+        B = np.array([variances(rng.integers(0, len(y), len(y))) for _ in range(n_boot if usable else 0)])
+        return _importance_table(usable, point, B), len(B)
+
+
+def _importance_table(factors: list[Param], point: np.ndarray, boot: np.ndarray) -> pd.DataFrame:
+    """factor, variance, its 95% percentile interval over ``boot`` (one row per
+    resample) and the share of resamples ranking it first; largest first."""
+    rows = []
+    ranked = np.nan_to_num(boot, nan=-np.inf) if len(boot) else boot
+    for j, p in enumerate(factors):
+        col = boot[:, j][np.isfinite(boot[:, j])] if len(boot) else np.zeros(0)
+        lo, hi = np.percentile(col, [100 * ALPHA / 2, 100 * (1 - ALPHA / 2)]) if len(col) else (math.nan, math.nan)
+        first = float(np.mean(np.argmax(ranked, axis=1) == j)) if len(boot) else math.nan
+        rows.append({"factor": p.name, "variance": point[j], "lo": float(lo), "hi": float(hi), "first_share": first})
+    table = pd.DataFrame(rows, columns=["factor", "variance", "lo", "hi", "first_share"])
+    return table.sort_values("variance", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def _scope(p: Param) -> str:
+    if not p.when:
+        return "all design trials"
+    return "design trials where " + " and ".join(f"{dep} in {{{', '.join(map(str, allowed))}}}"
+                                                for dep, allowed in p.when.items())
