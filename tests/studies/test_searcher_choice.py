@@ -30,7 +30,8 @@ def _spec(*overrides: str, tmp_path: Path | None = None):
         return load_spec(BUNDLED_SPEC, smoke=True, overrides=list(overrides))
     (tmp_path / "space.yaml").write_text(CONTINUOUS_SPACE)
     return load_spec(BUNDLED_SPEC, smoke=True, search_space_path=tmp_path / "space.yaml",
-                     overrides=["ablation.factors=[lr]", "ablation.baseline={}", *overrides])
+                     overrides=["ablation.factors=[lr]", "ablation.baseline={}", "ablation.leave_one_out.sweep=[]",
+                                *overrides])
 
 
 def _suggestions(spec, run_dir: Path, n: int, *, with_trial_seed: bool = False) -> list[dict]:

@@ -78,9 +78,9 @@ def test_bundled_spec_loads():
     assert spec.search_space == "mdn_ramp" and spec.search_space_path == BUNDLED_SPACE
     assert [p.name for p in spec.params] == PARAM_NAMES
     assert spec.ablation.factors == PARAM_NAMES
-    assert spec.ablation.baseline == {"ramp_shape": "constant", "lr": 1e-3}
+    assert spec.ablation.baseline == {"ramp_shape": "constant", "lr": 1e-3, "ramp_start": 0.0, "ramp_length": 0.25}
     assert spec.ablation.confirm.enabled is True and spec.ablation.confirm.top_k == 2
-    assert spec.ablation.leave_one_out == LeaveOneOut(enabled=True, seeds=3)
+    assert spec.ablation.leave_one_out == LeaveOneOut(enabled=True, seeds=3, sweep=["ramp_shape"])
     assert spec.metric_scale == "ratio"
     smoke = load_spec(BUNDLED_SPEC, smoke=True)
     assert smoke.ablation.confirm.enabled is False and smoke.ablation.leave_one_out.enabled is False
@@ -638,7 +638,8 @@ def test_reference_point_is_inside_every_optuna_distribution():
 def test_bundled_reference_point():
     assert load_spec(BUNDLED_SPEC).reference_point() == {"ramp_shape": "constant", "lr": 1e-3}
     linear = load_spec(BUNDLED_SPEC, overrides=["ablation.baseline.ramp_shape=linear"]).reference_point()
-    assert linear == pytest.approx({"ramp_shape": "linear", "initial_weight": (0.01 * 0.5) ** 0.5, "ramp_start": 0.25,
+    # the spec's baselines where it has them (ramp_start 0, ramp_length 0.25), the centre of the range elsewhere
+    assert linear == pytest.approx({"ramp_shape": "linear", "initial_weight": (0.01 * 0.5) ** 0.5, "ramp_start": 0.0,
                                     "ramp_length": 0.25, "lr": 1e-3})
 
 
