@@ -86,8 +86,8 @@ def leave_one_out_claims(loo: LeaveOneOutResult | None, factor: str, *, metric: 
     for _, r in loo.table[loo.table["factor"] == factor].iterrows():
         if math.isnan(r["delta"]):
             continue
-        best_value = str(r["best has"]).split("=", 1)[-1]
-        variant_value = str(r["set to"]).split("=", 1)[-1]
+        best_value, variant_value = _distinct(loo.best_params.get(factor), str(r["best has"]).split("=", 1)[-1],
+                                              str(r["set to"]).split("=", 1)[-1])
         change = -r["delta"]                       # best minus variant
         where = f"{int(r['seeds'])} seeds, full budget, at the best config"
         numbers = (f"{change_text(change, r['variant mean'], scale)}, 95% CI [{fmt(-r['delta_hi'], 3)}, "
@@ -105,6 +105,20 @@ def leave_one_out_claims(loo: LeaveOneOutResult | None, factor: str, *, metric: 
             out.append(Claim("no_difference", **common,
                              text=f"{best_value} vs {variant_value}: no significant difference ({where}: {numbers})"))
     return out
+
+
+def _distinct(best: Any, best_text: str, variant_text: str) -> tuple[str, str]:
+    """The two settings as the answer names them: with more digits where the
+    table's three would print them alike (0.1 and 0.1000003)."""
+    if best_text != variant_text or not isinstance(best, (int, float)):
+        return best_text, variant_text
+    variant = _value_of(variant_text)
+    for digits in range(4, 13):
+        a = f"{best:.{digits}g}"
+        b = f"{variant:.{digits}g}" if isinstance(variant, float) else str(variant)
+        if a != b:
+            return a, b
+    return best_text, variant_text
 
 
 def _value_of(text: str) -> Any:

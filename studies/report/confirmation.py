@@ -63,8 +63,9 @@ def paired_comparison(x: pd.Series, base: pd.Series, mode: str) -> dict[str, Any
             out["p"] = float(stats.ttest_rel(x.loc[common], base.loc[common]).pvalue)
             half = float(stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / math.sqrt(len(diff)))
             out["delta_lo"], out["delta_hi"] = out["delta"] - half, out["delta"] + half
-        else:  # the same difference in every seed: no spread to test against
-            out["p"] = 0.0 if diff[0] != 0 else 1.0
+        else:  # the same difference in every seed: no spread to test against; one within float rounding is none
+            tie = abs(diff[0]) <= 1e-9 * max(1.0, float(np.abs(base.loc[common]).max()))
+            out["p"] = 1.0 if tie else 0.0
             out["delta_lo"] = out["delta_hi"] = out["delta"]
     return out
 

@@ -131,7 +131,8 @@ def _modelled_caption(t: ModelledTable, an: Analysis, metric: str, mode: str) ->
             f"all trials; `delta`: level minus the reference "
             f"{t.reference} ({t.reference_why}), its interval at the level Holm's procedure tests it at; `p`: "
             f"two-sided bootstrap p-value (0: no refit crossed 0, so p < 1/{m.n_boot}), `p_holm` Holm-corrected "
-            f"within the table; * p_holm < 0.05, ** p_holm < 0.01. `configs`: distinct configs at the level. "
+            f"within the table; a mark only at ** p_holm < 0.01 (modelled evidence gets the stricter level: its "
+            f"bootstrap covers the trials' noise, not the surrogate's own error). `configs`: distinct configs at the level. "
             f"Gates: a mark is given only when the surrogate's out-of-bag R² is at least {R2_MIN}, the study has at "
             f"least {MIN_CONFIGS} distinct configs, the level has {MIN_CONFIGS_PER_LEVEL}, the level and the reference were each sampled at least {MIN_CELL} time(s) with "
             "every level of each factor that matters (main effect at least 5% of the largest, in variance), and the "
@@ -143,7 +144,7 @@ def _interactions_caption(factor: str, an: Analysis, metric: str) -> str:
             f"({metric}, epoch {an.modelled.rung}) within one level (`given`) of another factor that matters, the rest "
             "of the declared space averaged as in the modelled tables (fANOVA's second order, said as differences). "
             "Bootstrap intervals at the level Holm tests them at, Holm-corrected over every such difference of "
-            f"{factor}; a mark only where the level and the reference were each sampled at least {MIN_CELL + 1} "
+            f"{factor}; ** p_holm < 0.01 (the modelled tables' level); a mark only where the level and the reference were each sampled at least {MIN_CELL + 1} "
             "times at that level of the other factor (`configs`, `ref_configs`).")
 
 

@@ -59,7 +59,9 @@ def test_each_sampler_is_built_from_the_spec(tmp_path, sampler, cls):
 def test_sampler_options_reach_optuna():
     tpe = build_sampler(_spec("search.n_startup_trials=7", "search.multivariate=true", "search.group=true"))
     assert (tpe._n_startup_trials, tpe._multivariate, tpe._group) == (7, True, True)
-    assert build_sampler(_spec())._n_startup_trials == 6           # the default: every one of 6 smoke trials is random
+    # the default: the reference point and a 3-row start design (half of the 6 smoke trials), then TPE
+    assert build_sampler(_spec())._n_startup_trials == 4
+    assert build_sampler(_spec("search.startup=random"))._n_startup_trials == 6   # a random start: all 6 smoke trials
     assert build_sampler(_spec())._multivariate is None            # Optuna's own default, as before
     assert build_sampler(_spec("search.sampler=gp", "search.n_startup_trials=3"))._n_startup_trials == 3
     assert build_sampler(_spec("search.sampler=qmc"))._scramble is True  # else the seed would not matter
@@ -103,8 +105,9 @@ def test_cmaes_trial_0_is_the_reference_point(tmp_path):
 
 def test_a_restored_searcher_does_not_enqueue_again(tmp_path):
     """Tuner.restore unpickles the searcher (tuner.pkl) instead of building it, so the
-    reference point is not put into the Optuna study a second time."""
-    spec = _spec()
+    reference point is not put into the Optuna study a second time (the design rows
+    of the default start: tests/studies/test_screening_design.py)."""
+    spec = _spec("search.startup=random")
     searcher = build_searcher(spec, tmp_path)
     study = searcher_study(searcher)
 
@@ -148,7 +151,7 @@ def test_a_restored_searcher_writes_to_the_study_file_it_is_given(tmp_path, monk
     not the one at the path it was pickled with."""
     from studies.optuna_bridge import STUDY_FILE_ENV
 
-    spec = _spec()
+    spec = _spec("search.startup=random")   # only the reference point enqueued
     first, moved = tmp_path / "first", tmp_path / "moved"
     first.mkdir()
     searcher = build_searcher(spec, first)
