@@ -108,9 +108,11 @@ def design_size(params: list[Param], bins: dict[str, list[float]], num_samples: 
     size under it that balances the most factors exactly."""
     counts = sorted((len(factor_levels(p, bins.get(p.name))) for p in params if p.declared), reverse=True)
     counts = [c for c in counts if c > 0]
-    cap = max(1, num_samples // 2)
+    cap = min(num_samples // 2, num_samples - 1)   # the reference point is trial 0; TPE keeps at least half
     if not counts:
         return DesignSize(0, 0, True, "no declared factors")
+    if cap < 1:
+        return DesignSize(0, 0, False, f"no room for a design in {num_samples} trial(s): the reference point first")
     pairs = counts[0] * (counts[1] if len(counts) > 1 else 1)
     wanted = max(pairs, 1 + sum(c - 1 for c in counts) + RESIDUAL_DF)
     lcm = math.lcm(*counts)

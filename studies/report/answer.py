@@ -90,7 +90,7 @@ def leave_one_out_claims(loo: LeaveOneOutResult | None, factor: str, *, metric: 
                                               str(r["set to"]).split("=", 1)[-1])
         change = -r["delta"]                       # best minus variant
         where = f"{int(r['seeds'])} seeds, full budget, at the best config"
-        numbers = (f"{change_text(change, r['variant mean'], scale)}, 95% CI [{fmt(-r['delta_hi'], 3)}, "
+        numbers = (f"{change_text(change, r['variant mean'], scale)}, 95% t-interval before Holm [{fmt(-r['delta_hi'], 3)}, "
                    f"{fmt(-r['delta_lo'], 3)}], best wins {r['best wins']}, p_holm {fmt_p(r['p_holm'])}")
         common: dict[str, Any] = dict(evidence="designed: leave-one-out", factor=factor, rung=max_epochs, level=best_value,
                       reference=variant_value, estimate=change, lo=-r["delta_hi"], hi=-r["delta_lo"],

@@ -198,3 +198,14 @@ def test_a_restored_searcher_does_not_enqueue_the_design_again(tmp_path):
     restored.save(str(tmp_path / "searcher.pkl"))
     restored.restore(str(tmp_path / "searcher.pkl"))
     assert waiting() == 5 and len(study.get_trials()) == 6
+
+
+def test_a_study_of_one_trial_has_no_design() -> None:
+    """``--num-samples 1``: the reference point is the study; a design row would be
+    enqueued and never run (a second Optuna trial left WAITING)."""
+    from studies.param import Param
+
+    params = [Param("x", "categorical", ("a", "b")), Param("lr", "float", log=True, low=1e-4, high=1e-1)]
+    assert design_size(params, {}, 1).n == 0
+    assert screening_design(params, {}, design_size(params, {}, 1).n, 0) == []
+    assert design_size(params, {}, 2).n == 1 and 1 <= design_size(params, {}, 6).n <= 3
