@@ -253,17 +253,10 @@ def _conditional_claims(an: Analysis, t: ModelledTable, *, mode: str, scale: str
     global comparison is withheld (an interaction, or not sampled across the
     other factor): the effect said conditionally, where it was measured."""
     table = f"tables/interactions_{t.factor}.md"
-    withheld = set(t.table.loc[t.table["withheld"] != "", "level"])
-    mine = [i for i in an.modelled.interactions if i.factor == t.factor]
     out = []
-    for inter in mine:
-        for _, r in inter.table[(inter.table["sig"] != "") & inter.table["level"].isin(withheld)].iterrows():
-            # Said within a level of ``other`` only where ``other`` is all that kept the global mark back: a gap
-            # or a sign change with a third factor is averaged over inside this cell too.
-            gaps = set(t.uncovered.get(r["level"], {})) | set(t.uncovered.get(t.reference, {}))
-            flips = {i.other for i in mine if r["level"] in i.flips}
-            if not (gaps | flips) or not (gaps | flips) <= {inter.other}:
-                continue
+    for inter in (i for i in an.modelled.interactions if i.factor == t.factor):
+        # the table keeps a mark only where the conditional difference may be claimed (modelled._keep_conditional_marks)
+        for _, r in inter.table[inter.table["sig"] != ""].iterrows():
             word = _direction(r["delta"], mode)
             out.append(Claim("difference", evidence="modelled", factor=t.factor, rung=an.modelled.rung,
                              level=r["level"], reference=t.reference, direction=word, estimate=r["delta"],

@@ -524,6 +524,7 @@ def modelled_tables(
         weak = table["sig"] == "*"   # modelled evidence is marked at the 1% level only (see MARK_LEVEL)
         table.loc[weak, "withheld"] = f"p_holm >= {MARK_LEVEL}: a modelled difference is marked only below it"
         table.loc[weak, "sig"] = ""
+        _keep_conditional_marks(inter, table, ref, uncovered, gate)
         tables.append(ModelledTable(f.name, table, ref, why, rung, n, _scope(f),
                                     {k: v for k, v in uncovered.items() if v}))
     return ModelledResult(tables, rung, n, repeats, n_boot, r2, gate=gate, log_scale=log_scale,
@@ -674,6 +675,33 @@ def _interactions(f: Param, ref: str, cells: list[tuple[Param, str, Param, str, 
                 flips.append(str(lv))
         out.append(Interaction(f.name, str(g_name), ref, part.drop(columns=["other"]).reset_index(drop=True), flips))
     return out
+
+
+def _keep_conditional_marks(interactions: list[Interaction], table: pd.DataFrame, ref: str,
+                            uncovered: dict[str, dict[str, list[str]]], gate: str) -> None:
+    """A conditional difference keeps its mark only where it says what the
+    global one cannot: the level's global mark was withheld, and only for the
+    other factor of this table (a gap in it, or a sign change with it). A gap
+    or sign change with a third factor is averaged over inside the cell too,
+    and a level whose global comparison stands needs no conditional one.
+    Every other row says why in ``withheld``."""
+    withheld = dict(zip(table["level"].str.removesuffix(" (ref)"), table["withheld"]))
+    for inter in interactions:
+        notes = []
+        for _, r in inter.table.iterrows():
+            level = r["level"]
+            gaps = set(uncovered.get(level, {})) | set(uncovered.get(ref, {}))
+            flips = {i.other for i in interactions if level in i.flips}
+            why = ""
+            if gate:
+                why = "surrogate not trusted (see the modelled tables)"
+            elif not withheld.get(level):
+                why = "the global comparison holds: see the modelled table"
+            elif not (gaps | flips) or not (gaps | flips) <= {inter.other}:
+                why = f"global mark withheld for more than {inter.other}: {withheld.get(level)}"
+            notes.append(why)
+        inter.table["withheld"] = notes
+        inter.table.loc[inter.table["withheld"] != "", "sig"] = ""
 
 
 def _disagrees(delta: float, raw: float) -> bool:

@@ -144,8 +144,10 @@ def _interactions_caption(factor: str, an: Analysis, metric: str) -> str:
             f"({metric}, epoch {an.modelled.rung}) within one level (`given`) of another factor that matters, the rest "
             "of the declared space averaged as in the modelled tables (fANOVA's second order, said as differences). "
             "Bootstrap intervals at the level Holm tests them at, Holm-corrected over every such difference of "
-            f"{factor}; ** p_holm < 0.01 (the modelled tables' level); a mark only where the level and the reference were each sampled at least {MIN_CELL + 1} "
-            "times at that level of the other factor (`configs`, `ref_configs`).")
+            f"{factor}; ** p_holm < 0.01 (the modelled tables' level); a mark only where the level's global mark was "
+            "withheld for this other factor alone (else `withheld` says why: the answer claims each mark here), "
+            f"and the level and the reference were each sampled at least {MIN_CELL} times at that level of the other "
+            "factor, in both halves of a bin (`configs`, `ref_configs`).")
 
 
 def _importance_caption(an: Analysis) -> str:
@@ -311,7 +313,7 @@ def _interactions_section(an: Analysis, metric: str, tables_dir: Path, written: 
         by_factor.setdefault(inter.factor, []).append(inter.table.assign(other=inter.other))
     for factor, parts in by_factor.items():
         table = pd.concat(parts)[["other", "given", "level", "delta", "delta_lo", "delta_hi", "p", "p_holm", "sig",
-                                  "configs", "ref_configs"]].reset_index(drop=True)
+                                  "configs", "ref_configs", "withheld"]].reset_index(drop=True)
         cap = _interactions_caption(factor, an, metric)
         written += _write_table(table, tables_dir / f"interactions_{factor}", cap)
         out += f"### {factor}, by level of another factor\n\n{cap}\n\n{_display(table).to_markdown(index=False)}\n\n"

@@ -83,6 +83,10 @@ def test_every_marked_row_is_in_the_answer(analysed) -> None:
     for t in an.modelled.tables:
         for _, r in t.table[t.table["sig"] != ""].iterrows():
             assert (t.factor, r["level"]) in said, (t.factor, r["level"])
+    conditional = {(c.factor, c.level, *c.condition.items()) for c in claims if c.kind == "difference" and c.condition}
+    for inter in an.modelled.interactions:
+        for _, r in inter.table[inter.table["sig"] != ""].iterrows():
+            assert (inter.factor, r["level"], (inter.other, r["given"])) in conditional, (inter.factor, r["level"])
 
 
 def test_ranking_only_when_separated_and_gated(analysed) -> None:
