@@ -285,9 +285,13 @@ def _screening_section(screening: Any, spec: Any, tables_dir: Path, written: lis
     for t in s.tables:
         cap = (f"**{t.factor}**, designed screening — {spec.metric} ({Direction(spec.mode).word} is better) at epoch "
                f"{s.rung} over the {s.n_at_rung} trials of the balanced start design ({s.n_design} rows, "
-               f"{s.n_found} measured; `search.startup: design`), {t.scope}: each level's least-squares mean from one "
-               "fit of every factor's main effects (treatment coding), 95% t-intervals from the residual variance "
-               f"({s.residual_df} df); `delta`: level minus the reference {t.reference} ({t.reference_why}), its "
+               f"{s.n_found} measured; `search.startup: design`), {t.scope}: "
+               + (f"each level's least-squares mean from one fit of every factor's main effects (treatment coding), "
+                  f"95% t-intervals from the residual variance ({s.residual_df} df); "
+                  if s.method == "main effects" else
+                  "each level's plain mean over the design trials at it (too few rows for a main-effects model), "
+                  "95% t-intervals, Welch t-tests; ")
+               + f"`delta`: level minus the reference {t.reference} ({t.reference_why}), its "
                "interval at the level Holm tests it at; two-sided t-test, Holm-corrected within the table; "
                "* p_holm < 0.05, ** p_holm < 0.01. Global over the declared space by design, at the first rung only.")
         written += _write_table(t.table, tables_dir / f"screening_{t.factor}", cap)
