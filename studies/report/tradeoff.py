@@ -21,7 +21,7 @@ import pandas as pd
 from studies.direction import Direction
 from studies.param import Param
 from studies.pareto import RESOLUTION, hypervolume, nondominated_ranks, reference_point, resolve_ties
-from studies.report.ablation import NOT_SAMPLED, level_labels
+from studies.report.ablation import NOT_SAMPLED, config_keys, level_labels
 from studies.report.trials import RunTrials
 
 REFERENCE_MARGIN = 0.1
@@ -59,17 +59,6 @@ def full_budget_values(run: RunTrials, metrics: list[str], max_epochs: int) -> p
     return last[["trial_id", *metrics]].dropna().reset_index(drop=True)
 
 
-def _key_of(v: Any) -> Any:
-    """One parameter value as a config key: numbers rounded to 12 digits (as
-    studies/report/modelled.py's merge_repeats), NaN/None (inactive) as None."""
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return None
-    try:
-        return round(float(v), 12)
-    except (TypeError, ValueError):
-        return str(v)
-
-
 def merge_repeated_configs(run: RunTrials, values: pd.DataFrame, metrics: list[str], *,
                            also: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The full-budget trials (``values``: trial_id and each metric), with their
@@ -93,8 +82,9 @@ def merge_repeated_configs(run: RunTrials, values: pd.DataFrame, metrics: list[s
     per_trial = values.join(trials[carried], on="trial_id")
     per_trial = per_trial.assign(_order=per_trial["trial_id"].map(order).fillna(len(order)))
     per_trial = per_trial.sort_values("_order", kind="stable").drop(columns="_order").reset_index(drop=True)
-    keys = [tuple(_key_of(r[p]) for p in params) if params and r["trial_id"] in order else ("trial", r["trial_id"])
-            for _, r in per_trial.iterrows()]
+    known = per_trial["trial_id"].isin(list(order))
+    keys = [k if params and ok else ("trial", t)
+            for k, ok, t in zip(config_keys(per_trial, params), known, per_trial["trial_id"])]
     key = pd.Series(keys, index=per_trial.index, dtype=object)
     per_trial["config"] = key.map(per_trial.groupby(key, sort=False)["trial_id"].first())
     grouped = per_trial.groupby("config", sort=False)
