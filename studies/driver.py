@@ -5,6 +5,7 @@ parses and dispatches; this runs."""
 from __future__ import annotations
 
 import importlib
+import os
 import shutil
 import sys
 import threading
@@ -189,7 +190,7 @@ def _run_study(options: RunOptions) -> int:
     with ExitStack() as held:
         held.enter_context(run_folder.driver_lock(ctx.folder.path))
         if options.resume:
-            _rebuild_missing_optuna_db(ctx)
+            _rebuild_optuna_db_if_needed(ctx)
         try:
             with launch(ctx, shutdown_later=held):   # Ray stops while the report is written
                 tune_ids = search(ctx)
@@ -293,13 +294,23 @@ def _check_optuna_db(folder: RunFolder, study: str) -> None:
                         "on disk stay readable by --report; start a new run")
 
 
-def _rebuild_missing_optuna_db(ctx: RunContext) -> None:
-    from studies.optuna_rebuild import rebuild_optuna_study
+def _rebuild_optuna_db_if_needed(ctx: RunContext) -> None:
+    """Rebuilt when missing, or when behind Tune's snapshot (see missing_from_db);
+    a file that is behind is kept beside it as ``optuna.db.behind``."""
+    from studies.optuna_rebuild import missing_from_db, rebuild_optuna_study
 
     db = ctx.folder.optuna_db
     if not db.exists():
         n = rebuild_optuna_study(ctx.folder.path, db, ctx.spec)
         print(f"note: {db} was missing: rebuilt from the {n} trials on disk (their parameters, epochs and states)")
+        return
+    missing = missing_from_db(ctx.folder.path, db, ctx.spec.name)
+    if missing:
+        aside = db.with_name(db.name + ".behind")
+        os.replace(db, aside)
+        n = rebuild_optuna_study(ctx.folder.path, db, ctx.spec)
+        print(f"note: {db} did not hold trials {', '.join(missing)} of Tune's last snapshot (saved before it): rebuilt "
+              f"from the {n} trials on disk; the old file is {aside}")
 
 
 def recorded_data(info: RunInfo, given: str | None, flag: str) -> str | None:

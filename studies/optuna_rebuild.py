@@ -102,6 +102,23 @@ def rebuild_optuna_study(run_dir: Path, db: Path, spec: StudySpec) -> int:
     return len(by_number)
 
 
+def missing_from_db(run_dir: Path, db: Path, study_name: str) -> list[str]:
+    """Tune trial ids of the run's newest snapshot that ``db`` does not hold.
+
+    A run in a bucket gets Tune's snapshot and ``optuna.db`` uploaded file by
+    file in Tune's background thread; a driver killed mid-upload leaves an
+    ``optuna.db`` from the snapshot before. The searcher restored from the
+    newer snapshot then tells its results to trials the file does not have,
+    and they are lost to Optuna (and to the sampler)."""
+    snapshot = tune_snapshot(run_dir)
+    if not snapshot:
+        return []
+    with quiet_optuna():
+        held = {t.user_attrs.get(TUNE_TRIAL_ID_ATTR)
+                for t in optuna.load_study(study_name=study_name, storage=sqlite_storage(str(db))).get_trials(deepcopy=False)}
+    return sorted(tid for tid in snapshot if tid not in held)
+
+
 def set_aside_stale_journal(db: Path) -> Path | None:
     """A SQLite journal beside a missing ``db`` belongs to the file that was moved
     away (``mv optuna.db optuna.db.damaged`` leaves it): SQLite would roll it back

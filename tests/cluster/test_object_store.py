@@ -237,8 +237,11 @@ def test_a_two_node_study_killed_then_resumed_from_the_bucket_on_an_empty_machin
     db.write_bytes(_read(s3, run + "optuna.db"))
     import optuna
 
-    states = [t.state.name for t in optuna.load_study(study_name="mdn_ramp", storage=f"sqlite:///{db}").trials]
-    assert "RUNNING" not in states and states.count("COMPLETE") >= 8, states
+    trials = optuna.load_study(study_name="mdn_ramp", storage=f"sqlite:///{db}").trials
+    states = [t.state.name for t in trials]
+    said = "\n".join(f"{t.number} {t.state.name} {t.user_attrs} {t.intermediate_values}" for t in trials)
+    assert "RUNNING" not in states and states.count("COMPLETE") >= 8, (
+        f"{said}\n{table[['trial_id', 'status', 'epochs']].to_string()}\n{resumed.stdout[-4000:]}")
 
 
 def test_an_unusable_bucket_is_one_line(s3, tmp_path: Path) -> None:

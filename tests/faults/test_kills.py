@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -250,16 +251,33 @@ def _optuna_record(db: Path, study: str) -> dict[int, tuple]:
             for t in loaded.get_trials()}
 
 
-def test_a_missing_optuna_db_is_rebuilt_from_the_trials_on_disk(tmp_path: Path, cache_dir: Path) -> None:
-    """Interrupted, optuna.db deleted, resumed: the study finishes, and Optuna's record
-    of every trial is what it was (numbers, parameters, states, values, every epoch)."""
+def _backup(db: Path, to: Path) -> None:
+    src, dst = sqlite3.connect(db), sqlite3.connect(to)
+    try:
+        src.backup(dst)
+    finally:
+        src.close()
+        dst.close()
+
+
+@pytest.mark.parametrize("damage", ["missing", "behind"])
+def test_an_optuna_db_missing_or_behind_is_rebuilt_from_the_trials_on_disk(tmp_path: Path, cache_dir: Path, damage: str) -> None:
+    """Interrupted, optuna.db deleted (or replaced by a copy from before the last
+    snapshot, as a kill mid-upload leaves in a bucket), resumed: the study finishes,
+    and Optuna's record of every trial is what it was (numbers, parameters, states,
+    values, every epoch)."""
     from studies.optuna_rebuild import rebuild_optuna_study
     from studies.spec import load_spec
 
     run_dir, base = _ranked_study(tmp_path, cache_dir, "{cpus_per_trial: 1}", "{sampler: tpe, seed: 5, n_startup_trials: 4}",
                                   "{max_epochs: 4, grace_period: 1, reduction_factor: 2, num_samples: 12, max_failures: 0}")
+    early = tmp_path / "early.db"
     proc = start_cli(base, cwd=tmp_path, TUNE_GLOBAL_CHECKPOINT_S="1")
     try:
+        if damage == "behind":
+            wait_for(lambda: proc.poll() is not None or len(_terminated_in_saved_state(run_dir)) >= 2, 300,
+                     "two finished trials in the saved experiment state")
+            _backup(run_dir / "optuna.db", early)
         wait_for(lambda: proc.poll() is not None or len(_terminated_in_saved_state(run_dir)) >= 5, 300,
                  "five finished trials in the saved experiment state")
         os.kill(proc.pid, signal.SIGINT)
@@ -271,11 +289,16 @@ def test_a_missing_optuna_db_is_rebuilt_from_the_trials_on_disk(tmp_path: Path, 
     before = _optuna_record(run_dir / "optuna.db", "ranked")
     finished_before = {n: r for n, r in before.items() if r[0] != "RUNNING"}
     assert 0 < len(finished_before) < 12, "the interrupt did not land mid-study: the test proves nothing"
-    (run_dir / "optuna.db").unlink()
+    if damage == "missing":
+        (run_dir / "optuna.db").unlink()
+    else:
+        assert len(_optuna_record(early, "ranked")) < len(before), "the early copy holds every trial: the test proves nothing"
+        os.replace(early, run_dir / "optuna.db")
 
     resumed = run_cli(*base, "--resume", cwd=tmp_path, timeout=300)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    assert "optuna.db was missing: rebuilt from the" in resumed.stdout
+    said = {"missing": "optuna.db was missing: rebuilt from the", "behind": "of Tune's last snapshot (saved before it): rebuilt"}
+    assert said[damage] in resumed.stdout, resumed.stdout[-3000:]
     after = _optuna_record(run_dir / "optuna.db", "ranked")
     assert {n: after[n] for n in finished_before} == finished_before
     kept = [r for r in after.values() if not r[5]]
