@@ -19,7 +19,8 @@ PLATFORM_KEYS = frozenset({"checkpoint_every", "cpus_per_trial", "confirm_label"
 def precision_context(precision: str, device: torch.device) -> torch.autocast:
     """``resources.precision``: bf16 runs the epochs under ``torch.autocast`` in
     bfloat16 on the trial's device (matmuls and convolutions in bf16, reductions
-    and the weights in float32; no loss scaling needed, unlike fp16); fp32 runs them as written."""
+    and the weights in float32; no loss scaling needed, unlike fp16); fp32 runs them as written,
+    on a CPU and a GPU alike. The one precision knob: no family config has a switch of its own."""
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
 

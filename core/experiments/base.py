@@ -3,14 +3,17 @@
 A family's experiment file keeps what is its own (the model, the loss, the
 metrics) readable top to bottom; the lifecycle around it comes from here: the
 seeded train/validation split, tensors over the data arrays Ray shares between
-trials, bfloat16 autocast on a GPU, the optimizer step, the per-epoch random
-streams that make a resumed trial repeat an uninterrupted one, and the state
-saved in a checkpoint.
+trials, the optimizer step, the per-epoch random streams that make a resumed
+trial repeat an uninterrupted one, and the state saved in a checkpoint.
+
+Precision is not a family's to decide: ``resources.precision`` alone says
+whether a trial's epochs run under autocast (``trainables._loop.precision_context``
+wraps them all). A family casts its model's outputs back with ``.float()``
+before the losses and metrics, which then start from float32 at either precision.
 """
 
 from __future__ import annotations
 
-import contextlib
 import math
 import warnings
 from dataclasses import asdict
@@ -86,14 +89,6 @@ def shared_tensor(array: np.ndarray, device: torch.device | str, dtype: torch.dt
         return torch.as_tensor(array, device=device, dtype=dtype)
 
 
-def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[Any]:
-    """bfloat16 autocast on a GPU when ``enabled``; nothing on a CPU. Losses and
-    metrics stay in float32: callers cast the outputs back with ``.float()``."""
-    if device.type == "cuda" and enabled:
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def optimizer_step(optimizer: torch.optim.Optimizer, loss: torch.Tensor, model: torch.nn.Module, grad_clip: float) -> None:
     """Backward, clip the gradient norm (``grad_clip`` > 0), step."""
     optimizer.zero_grad(set_to_none=True)
@@ -120,9 +115,6 @@ class TorchExperiment:
         self.config = config
         self.device = torch.device(device)
         torch.manual_seed(config.seed)
-
-    def autocast(self) -> contextlib.AbstractContextManager[Any]:
-        return autocast(self.device, bool(getattr(self.config, "amp", False)))
 
     def step(self, loss: torch.Tensor) -> None:
         optimizer_step(self.optimizer, loss, self.model, self.config.grad_clip)

@@ -62,7 +62,6 @@ class CvaeVideoConfig:
     lr: float = 5e-3
     batch_size: int = 8
     grad_clip: float = 1.0
-    amp: bool = True          # bfloat16 autocast on CUDA (ignored on CPU)
     seed: int = 0
     max_epochs: int = 15
     # KL annealing (core.schedules.kl_beta_epochs); the cycle is in epochs
@@ -153,8 +152,7 @@ class CvaeVideoExperiment(TorchExperiment):
         """Loss of (B, L, C, H, W) clips: per-frame MSE (pixel mean) and KL (mean
         over latent dimensions) summed over the L-1 predicted frames, averaged
         over clips; also the per-frame means of both terms."""
-        with self.autocast():
-            pred, mu, logvar = self.model.forward_clip(frames, pose_maps, teacher)
+        pred, mu, logvar = self.model.forward_clip(frames, pose_maps, teacher)
         pred, mu, logvar = pred.float(), mu.float(), logvar.float()
         mse = (pred - frames[:, 1:]).pow(2).flatten(2).mean(dim=2)          # (B, L-1)
         kl = gaussian_kl(mu.flatten(0, 1), logvar.flatten(0, 1)).unflatten(0, mse.shape) / mu[0, 0].numel()  # (B, L-1)
@@ -201,9 +199,8 @@ class CvaeVideoExperiment(TorchExperiment):
         for start in range(0, len(self.val_idx), c.val_batch_size):
             idx = self.val_idx[start : start + c.val_batch_size]
             frames, pose_maps = self.frames[idx], self.pose_maps[idx]                   # (B, T, ...)
-            with self.autocast():
-                generated = self.model.generate(frames[:, 0], pose_maps, generator=gen)  # (B, T, C, H, W)
-                _, mu, logvar = self.model.posterior_params(frames[:, 1:].flatten(0, 1), pose_maps[:, 1:].flatten(0, 1))
+            generated = self.model.generate(frames[:, 0], pose_maps, generator=gen)      # (B, T, C, H, W)
+            _, mu, logvar = self.model.posterior_params(frames[:, 1:].flatten(0, 1), pose_maps[:, 1:].flatten(0, 1))
             curve = psnr_per_frame(generated[:, 1:].float(), frames[:, 1:]) * len(idx)   # (T-1,) summed over clips
             curve_sum = curve if curve_sum is None else curve_sum + curve
             kl_sum += float(gaussian_kl(mu.float(), logvar.float()).sum()) / mu[0].numel()

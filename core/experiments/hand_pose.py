@@ -76,7 +76,6 @@ class HandPoseConfig:
     weight_decay: float = 0.0
     batch_size: int = 32
     grad_clip: float = 5.0
-    amp: bool = True                 # bfloat16 autocast on CUDA (ignored on CPU)
     seed: int = 0
     max_epochs: int = 15
 
@@ -200,8 +199,7 @@ class HandPoseExperiment(TorchExperiment):
             b = order[start : start + c.batch_size]
             if len(b) < 2:  # BatchNorm needs two samples
                 continue
-            with self.autocast():
-                pred = self.model(images[b], labels[b])
+            pred = self.model(images[b], labels[b])
             loss = (pred.float() - targets[b]).pow(2).mean()
             self.step(loss)
             total += float(loss.detach())
@@ -214,8 +212,7 @@ class HandPoseExperiment(TorchExperiment):
         self.model.eval()
         out = []
         for start in range(0, len(images), 256):
-            with self.autocast():
-                out.append(self.model(images[start : start + 256], labels[start : start + 256]).float())
+            out.append(self.model(images[start : start + 256], labels[start : start + 256]).float())
         return torch.cat(out)
 
     @torch.no_grad()

@@ -43,7 +43,6 @@ class MdnMotionConfig:
     weight_decay: float = 0.0
     batch_size: int = 32
     grad_clip: float = 1.0
-    amp: bool = True          # bfloat16 autocast on CUDA (ignored on CPU)
     seed: int = 0
     max_epochs: int = 20
     # MDN loss-weight schedule (fractions of max_epochs)
@@ -122,8 +121,8 @@ class MdnMotionExperiment(TorchExperiment):
         L = int(lengths.max())
         kp, emo = self.keypoints[idx, :L], self.emotion[idx, :L]                    # (B, L, 34), (B, L, 4)
         valid = torch.arange(L - 1, device=self.device)[None] < (lengths - 1)[:, None]  # (B, L-1)
-        with self.autocast():   # bfloat16 matmuls on a GPU; the MDN likelihood in float32
-            mixture, emo_pred = self.model(kp[:, :-1], emo[:, :-1])                 # predicts frame t+1
+        mixture, emo_pred = self.model(kp[:, :-1], emo[:, :-1])                     # predicts frame t+1
+        # bfloat16 under resources.precision bf16: the MDN likelihood in float32
         mixture = type(mixture)(mixture.logits.float(), mixture.mu.float(), mixture.log_sigma.float())
         emo_pred = emo_pred.float()                                                 # losses in float32
         terms = {
