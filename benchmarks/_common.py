@@ -67,7 +67,7 @@ def read_trials(run_dir: Path) -> list[TrialRecord]:
 def load_study(study: str, *, smoke: bool, overrides: list[str], cache_dir: Path = DEFAULT_CACHE) -> tuple[Any, dict[str, Any]]:
     """The validated spec and the family's data, exactly as the driver loads them."""
     from studies.driver import load_family_data
-    from studies.spec import load_spec, resolve_study_path
+    from studies.spec.study import load_spec, resolve_study_path
 
     spec = load_spec(resolve_study_path(study), smoke=smoke, overrides=overrides)
     return spec, load_family_data(spec, None, cache_dir)

@@ -6,7 +6,7 @@ objectives whose answer is known exactly (benchmarks/known_truth.py).
 For each objective, searcher and seed: a Ray-free TPE (or random) + ASHA
 study of the objective (``known_truth.simulate_study``), analysed by the
 report's own code (``studies.report.analysis.analyse``), and a leave-one-out
-designed stage planned by ``studies.designed.plan_designed`` and re-run over
+designed stage planned by ``studies.runs.designed.plan_designed`` and re-run over
 3 seeds (``known_truth.simulate_designed``). Per kind of evidence:
 
 - level order: Spearman correlation of the level values with the truth, for
@@ -47,13 +47,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import known_truth as kt  # noqa: E402
-from studies.designed import plan_designed  # noqa: E402
+
 from studies.report.ablation import values_at_epoch  # noqa: E402
 from studies.report.analysis import analyse, configs_at  # noqa: E402
 from studies.report.confirmation import leave_one_out  # noqa: E402
-from studies.report.modelled import _space_for_level, declared_levels  # noqa: E402
+from studies.report.modelled import _space_for_level
 from studies.report.space import sample_space  # noqa: E402
-from studies.spec import default_startup  # noqa: E402
+from studies.runs.designed import plan_designed  # noqa: E402
+from studies.spec.levels import declared_levels
+from studies.spec.study import default_startup  # noqa: E402
 
 MAX_EPOCHS, GRACE, RF = 18, 2, 3
 

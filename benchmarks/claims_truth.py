@@ -10,7 +10,7 @@ noise-free table) and seed: a Ray-free TPE + ASHA study
 (``known_truth.simulate_study``), the report's analysis
 (``studies.report.analysis.analyse``), a leave-one-out designed stage as
 benchmarks/analysis_truth.py's ``one_run`` makes it (planned by
-``studies.designed.plan_designed``, 3 seeds), then the answer's claims
+``studies.runs.designed.plan_designed``, 3 seeds), then the answer's claims
 (``studies.report.answer.answer_claims``), each marked true or false by
 ``score_claims``:
 
@@ -42,8 +42,9 @@ import math
 import re
 import sys
 import time
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import optuna
@@ -53,9 +54,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import known_truth as kt  # noqa: E402
-from studies.report.ablation import level_name  # noqa: E402
+
 from studies.report.claims import Claim  # noqa: E402
-from studies.report.modelled import declared_levels  # noqa: E402
+from studies.spec.levels import declared_levels, level_name
 
 MAX_EPOCHS, GRACE, RF = 18, 2, 3
 SCORED_KINDS = ("difference", "ranking")
@@ -299,10 +300,10 @@ SEARCHERS = {   # name -> (sampler, noise-free)
 def one_run(name: str, searcher: str, seed: int, n_trials: int) -> tuple[list[dict], dict]:
     """Simulate, analyse, run the leave-one-out, answer, score. Returns the
     scored claims and a summary of the run."""
-    from studies.designed import plan_designed
     from studies.report.analysis import analyse
     from studies.report.answer import answer_claims
     from studies.report.confirmation import leave_one_out
+    from studies.runs.designed import plan_designed
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     obj = {**kt.OBJECTIVES, **kt.HARD_OBJECTIVES}[name]()

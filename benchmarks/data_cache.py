@@ -37,7 +37,7 @@ def _best(fn, repeat: int = 3) -> float:
 
 
 def per_family() -> None:
-    from studies.spec import load_spec, resolve_study_path
+    from studies.spec.study import load_spec, resolve_study_path
 
     print("| family (study) | first load s (generate + write + read) | cached load s | write s | MB on disk "
           "| MB in memory | regenerate / cached load |")

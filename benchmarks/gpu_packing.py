@@ -7,7 +7,7 @@ one image family (``film_placement``: the hand_pose depth-image CNN).
 Needs CUDA; on a machine without it, it says so in one line and exits 0. About
 4-5 minutes on one GPU: each of the 12 settings runs ``2 x`` as many trials as
 fit at once (every trial to its full budget, no early stopping) through the
-platform's own Tuner (``studies.tuner.build_tuner``) in one Ray session.
+platform's own Tuner (``studies.tune.tuner.build_tuner``) in one Ray session.
 
 Per setting: trials per hour (trials / wall of ``Tuner.fit``), the mean and
 peak GPU utilisation and the peak memory used, sampled every 0.5 s with
@@ -123,8 +123,8 @@ def one_setting(study: str, fraction: float, precision: str, epochs: int, gpus: 
     from ray import tune
 
     from studies.driver import load_family_data
-    from studies.spec import load_spec, resolve_study_path
-    from studies.tuner import build_tuner, concurrency, fit, trial_resources
+    from studies.spec.study import load_spec, resolve_study_path
+    from studies.tune.tuner import build_tuner, concurrency, fit, trial_resources
 
     at_once = max(1, int(gpus / fraction + 1e-9))
     overrides = [f"resources.gpus_per_trial={fraction}", "resources.cpus_per_trial=1", f"resources.precision={precision}",

@@ -1,6 +1,6 @@
 """Synthetic objectives whose ablation answer is known exactly, and a fast,
 Ray-free simulation of a TPE + ASHA study that writes the same tables the
-report reads (``studies.report.trials.RunTrials``).
+report reads (``studies.runs.trials.RunTrials``).
 
 Why: TPE over-samples its favourite region, so a per-level mean over its trials
 is a local average, biased towards the good configs of each level. The report's
@@ -42,9 +42,10 @@ from __future__ import annotations
 import math
 import sys
 import zlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 import optuna
@@ -52,10 +53,10 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from studies.report.ablation import level_name  # noqa: E402
-from studies.param import Param  # noqa: E402
 from studies.report.space import sample_space  # noqa: E402
-from studies.report.trials import STATUS_COMPLETE, STATUS_PRUNED, RunTrials  # noqa: E402
+from studies.runs.trials import STATUS_COMPLETE, STATUS_PRUNED, RunTrials  # noqa: E402
+from studies.spec.levels import level_name
+from studies.spec.param import Param  # noqa: E402
 
 Level = Any                      # a categorical choice's level_name, or a (lo, hi) bin
 Values = Mapping[str, np.ndarray]
@@ -662,7 +663,7 @@ class AshaBracket:
 
 
 def _suggest(trial: optuna.Trial, factors: list[Param]) -> dict[str, Any]:
-    """Define-by-run as ``studies.search_space.DefineByRun``: in order, skipping inactive factors."""
+    """Define-by-run as ``studies.spec.search_space.DefineByRun``: in order, skipping inactive factors."""
     values: dict[str, Any] = {}
     for f in factors:
         if not f.active(values):
@@ -721,8 +722,8 @@ def simulate_study(obj: Objective, *, sampler: str = "tpe", n_trials: int = 180,
     with its last value. Trial i's noise comes from ``default_rng([seed, i])``, so
     TPE and random runs with the same seed share their noise draws. TPE's
     random startup trials: ``n_startup_trials``, else the platform's default
-    for a study of ``n_trials`` (studies.spec.default_startup)."""
-    from studies.spec import default_startup
+    for a study of ``n_trials`` (studies.spec.study.default_startup)."""
+    from studies.spec.study import default_startup
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     if sampler == "tpe":

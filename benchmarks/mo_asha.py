@@ -4,7 +4,7 @@
 
 Question: with the same sampler (Optuna's multi-objective TPE, ask/tell) and the
 same budget in trial-epochs, does the platform's ``MultiObjectiveASHA``
-(studies/mo_asha.py) reach a given hypervolume sooner than running every trial
+(studies/tune/mo_asha.py) reach a given hypervolume sooner than running every trial
 to the end? Ray-free and simulated, so that ten seeds of several hundred
 trials each take a few minutes: the real scheduler object decides stop/continue
 on stub ``ray.tune.experiment.Trial`` objects (as tests/studies/test_mo_asha.py
@@ -37,7 +37,7 @@ without the sampler's interaction with pruned trials). Each arm runs W workers;
 a trial is asked for when a worker frees up (TPESampler(seed=seed), Optuna's
 defaults: 10 random startup trials); a trial that reaches 27 epochs is told
 COMPLETE with its last reported pair, one MO-ASHA stopped is told PRUNED (as
-studies/optuna_bridge.py does). ASHA: grace 1, reduction factor 3, max_t 27,
+studies/tune/optuna_bridge.py does). ASHA: grace 1, reduction factor 3, max_t 27,
 one bracket (rungs 1, 3, 9, 27). Trial i of a seed draws its noise and speed
 from ``default_rng([seed, i])`` in every arm. An arm stops after BUDGET
 reported epochs (trials still running then are cut off, unfinished).
@@ -46,7 +46,7 @@ Measure: after each reported epoch, the hypervolume of the *noise-free*
 final(x) of every trial that has reached 27 epochs so far (the truth of the
 full-budget configs; the front is taken over them, so this is what a perfect
 final re-evaluation of the finished trials would show), against one fixed
-reference point for every arm and seed, (1.1, 1.1): ``studies.pareto.reference_point``
+reference point for every arm and seed, (1.1, 1.1): ``studies.spec.pareto.reference_point``
 of the true front (nadir (1, 1) plus 10% of its range). Reported as a percentage
 of the true front's hypervolume, 1.21 - pi/4 = 0.4246 (checked against the
 hypervolume of 20,001 points on the front). Targets: 60%, 70% and 80% of it
@@ -92,7 +92,7 @@ ARMS: dict[str, tuple[str, bool]] = {  # arm -> (sampler, MO-ASHA stops trials)
     "TPE, no early stopping": ("tpe", False),
     "random search, no stopping": ("random", False),
     "MO-ASHA + random search": ("random", True),
-    "MO-ASHA + TPE, full-budget good group": ("tpe_full", True),   # the platform's (studies/mo_tpe.py)
+    "MO-ASHA + TPE, full-budget good group": ("tpe_full", True),   # the platform's (studies/tune/mo_tpe.py)
 }
 TARGETS = (0.60, 0.70, 0.80)      # fractions of the true front's hypervolume (90% is rare within 2000 trial-epochs)
 MARKS = (500, 1000, 2000)         # budgets (trial-epochs) for the hypervolume columns
@@ -130,7 +130,7 @@ def decay(c: dict[str, Any]) -> float:
 
 
 def true_front_hv(reference: np.ndarray) -> float:
-    from studies.pareto import hypervolume
+    from studies.spec.pareto import hypervolume
 
     theta = np.linspace(0, math.pi / 2, 20_001)
     grid = np.column_stack([np.cos(theta), np.sin(theta)])
@@ -174,11 +174,11 @@ def simulate(arm: str, seed: int, budget: int, workers: int, reference: np.ndarr
     from optuna.trial import TrialState
     from ray.tune.experiment import Trial
 
-    from studies.mo_asha import MultiObjectiveASHA
-    from studies.pareto import hypervolume
+    from studies.spec.pareto import hypervolume
+    from studies.tune.mo_asha import MultiObjectiveASHA
 
     sampler_name, early_stopping = ARMS[arm]
-    from studies.mo_tpe import FullBudgetTPESampler
+    from studies.tune.mo_tpe import FullBudgetTPESampler
 
     sampler = (optuna.samplers.TPESampler(seed=seed) if sampler_name == "tpe"
                else FullBudgetTPESampler(seed=seed) if sampler_name == "tpe_full"
@@ -397,7 +397,7 @@ def main() -> None:
 
     import optuna
 
-    from studies.pareto import reference_point
+    from studies.spec.pareto import reference_point
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     print(machine())

@@ -114,9 +114,9 @@ def in_process(spec_path: Path, n: int, where: Path, window: int) -> dict:
     import optuna
     from zero_cost import value
 
-    from studies.search_space import define_by_run
-    from studies.spec import load_spec
-    from studies.tuner import build_sampler
+    from studies.spec.search_space import define_by_run
+    from studies.spec.study import load_spec
+    from studies.tune.tuner import build_sampler
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec = load_spec(spec_path, overrides=[f"budget.num_samples={n}"])
@@ -154,12 +154,12 @@ def platform(spec_path: Path, n: int, storage: Path, window: int, root: Path = R
             "status": info.get("status")}
 
 
-OURS = ("studies/progress.py", "studies/run_folder_callbacks.py", "studies/stall_guard.py", "studies/node_guard.py",
-        "studies/free_space.py", "studies/asha_state.py", "studies/tensorboard_logger.py", "studies/metric_check.py")
+OURS = ("studies/tune/progress.py", "studies/tune/run_folder_callbacks.py", "studies/tune/stall_guard.py", "studies/tune/node_guard.py",
+        "studies/runs/free_space.py", "studies/tune/asha_state.py", "studies/tune/tensorboard_logger.py", "studies/tune/metric_check.py")
 GROUPS = (  # (label, file path fragments); a part's time includes what it calls (the sampler reads the storage)
     ("TPE suggestion (Optuna samplers)", ("optuna/samplers/",)),
     ("Optuna storage (all of optuna/storages)", ("optuna/storages/",)),
-    ("our searcher bridge (suggest, tell, report)", ("studies/optuna_bridge.py",)),
+    ("our searcher bridge (suggest, tell, report)", ("studies/tune/optuna_bridge.py",)),
     ("Tune snapshot (experiment state, sync)", ("ray/tune/execution/experiment_state.py",)),
     ("Tune loggers (json, csv, TensorBoard)", ("ray/tune/logger/",)),
     ("ASHA", ("ray/tune/schedulers/",)),

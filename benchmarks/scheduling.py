@@ -48,7 +48,6 @@ def _overrides(epochs: int, sequences: int) -> list[str]:
 
 def _init_worker(overrides: list[str], cache_dir: str) -> None:
     import torch
-
     import torch._dynamo  # noqa: F401  (a fresh process's first optimizer imports it: 2-4 s, paid once per process)
 
     torch.set_num_threads(1)

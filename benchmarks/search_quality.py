@@ -4,7 +4,7 @@ search and against TPE without early stopping, at equal total trial-epochs.
     python benchmarks/search_quality.py [--reps 5] [--budget 16] [--plot FILE.png]
 
 Every arm trains the real ``mdn_ramp`` family (smoke size) through the
-platform's own trainable, searcher and scheduler (``studies.tuner``), in one
+platform's own trainable, searcher and scheduler (``studies.tune.tuner``), in one
 Ray session, with the same seeds per repetition. An arm is only spec
 overrides: ``search.sampler``, and for no early stopping ``budget.grace_period``
 = max_epochs (ASHA's one rung is then the end), so any sampler a spec can name
@@ -76,7 +76,7 @@ def _run_arm(arm: str, spec, data, budget_epochs: int, rep: int, root: Path, wor
     from ray import tune
     from ray.tune.stopper import Stopper
 
-    from studies.tuner import build_scheduler, build_searcher, make_trainable, run_config, trial_dirname
+    from studies.tune.tuner import build_scheduler, build_searcher, make_trainable, run_config, trial_dirname
 
     run_dir = root / f"{''.join(ch for ch in arm if ch.isalnum())}_{rep}"
     run_dir.mkdir(parents=True)
@@ -123,8 +123,8 @@ def main() -> None:
         return
     args.reps = args.reps or 5
 
-    from studies.ray_session import ray_session
-    from studies.spec import load_spec, resolve_study_path
+    from studies.spec.study import load_spec, resolve_study_path
+    from studies.tune.ray_session import ray_session
 
     print(machine())
     budget_epochs = args.budget * args.epochs
@@ -199,8 +199,8 @@ def simulate(obj, *, seed: int, n_trials: int, design: list[dict]):  # noqa: ANN
     import optuna
     import pandas as pd
 
-    from studies.report.trials import STATUS_COMPLETE, STATUS_PRUNED, RunTrials
-    from studies.spec import default_startup
+    from studies.runs.trials import STATUS_COMPLETE, STATUS_PRUNED, RunTrials
+    from studies.spec.study import default_startup
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     startup = 1 + len(design) if design else default_startup(n_trials)
@@ -248,7 +248,7 @@ def _known_truth_run(obj, seed: int, n_trials: int, start: str, truths: dict) ->
     from studies.report.analysis import configs_at
     from studies.report.modelled import modelled_tables
     from studies.report.screening import screening_tables
-    from studies.screening_design import design_size, screening_design
+    from studies.spec.screening_design import design_size, screening_design
 
     size = design_size(obj.factors, obj.bins, n_trials)
     design = screening_design(obj.factors, obj.bins, size.n, seed) if start == "design start" else []

@@ -6,7 +6,7 @@ loop over the same model and data.
 Two comparisons, both on one thread per trial:
 
 1. Every family, at its study's default size: seconds per epoch inside the
-   trainable (a one-trial Tune run through ``studies.tuner.make_trainable``:
+   trainable (a one-trial Tune run through ``studies.tune.tuner.make_trainable``:
    Ray actor, data from the object store, a report and a checkpoint every
    epoch; and again with only a report per epoch, no checkpoint) against the
    family's own ``train_epoch`` + ``evaluate`` called from a
@@ -58,7 +58,7 @@ def in_trainable(spec, data, epochs: int, storage: Path, checkpoint_every: int =
     """Seconds of each epoch inside the trainable, as Tune measured them."""
     from ray import tune
 
-    from studies.tuner import make_trainable
+    from studies.tune.tuner import make_trainable
 
     config = {**_config(spec, epochs), "checkpoint_every": checkpoint_every}
     tuner = tune.Tuner(make_trainable(spec, data), param_space=config,
@@ -77,7 +77,7 @@ def _config(spec, epochs: int) -> dict:  # noqa: ANN001
 def compare_families(families: list[str], epochs: int, reps: int, smoke: bool, cache_dir: Path) -> None:
     import torch._dynamo  # noqa: F401  (a fresh process pays this ~2-4 s import at its first optimizer; the plain side pays it here, once)
 
-    from studies.ray_session import ray_session
+    from studies.tune.ray_session import ray_session
 
     rows = []
     with ray_session(None, num_cpus=1), tempfile.TemporaryDirectory() as tmp:

@@ -114,8 +114,8 @@ def trial_folder(trial: Any) -> str | None:
 
 
 def run_mirror(trial: Any) -> Path | None:
-    """The local mirror (studies.remote_storage) of a trial's run folder in a bucket."""
-    from studies.remote_storage import mirror_of
+    """The local mirror (studies.runs.remote_storage) of a trial's run folder in a bucket."""
+    from studies.runs.remote_storage import mirror_of
 
     _, experiment, local = experiment_dirs(trial)
     return None if local else mirror_of(trial.storage.storage_filesystem.type_name, experiment)

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import NoReturn
 
 from studies.errors import EXIT_DISK_FULL, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USER_ERROR, DiskFull, Terminated, UserError
-from studies.remote_storage import RemoteStore, is_uri
-from studies.run_folder import RUN_FILE
-from studies.storage import DEFAULT_CACHE_DIR, check_run_name, resolve_storage, writable_folder
+from studies.runs.remote_storage import RemoteStore, is_uri
+from studies.runs.run_folder import RUN_FILE
+from studies.runs.storage import DEFAULT_CACHE_DIR, check_run_name, resolve_storage, writable_folder
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,7 +67,7 @@ def _cli_overrides(args: argparse.Namespace) -> list[str]:
 
 
 def _list_studies() -> None:
-    from studies.spec import known_studies, load_spec
+    from studies.spec.study import known_studies, load_spec
 
     for name, path in known_studies().items():
         try:
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from studies.spec import resolve_study_path
+    from studies.spec.study import resolve_study_path
 
     if args.list:
         _list_studies()
@@ -157,8 +157,8 @@ def list_runs_command(storage: Path, study: str) -> int:
     """--runs: one line per run, oldest first: state, start, stage times, trial counts."""
     import time
 
-    from studies import run_folder
     from studies.console import stage_summary
+    from studies.runs import run_folder
 
     runs = run_folder.list_runs(storage, study)
     if not runs:
@@ -177,7 +177,7 @@ def remote_store(storage: str | None, study: str) -> RemoteStore | None:
     its local mirror (what --runs lists, and how a new run's name is kept unique)."""
     if storage is None or not is_uri(storage):
         return None
-    from studies.run_folder import in_use
+    from studies.runs.run_folder import in_use
 
     remote = RemoteStore.from_uri(storage)
     remote.check_reachable()
@@ -193,8 +193,9 @@ def report_command(storage: Path, study: str, run: str | None, *, verbose: bool 
     (a run in a bucket: from its mirror, pulled first; the tables put back)."""
     import time
 
-    from studies import driver, run_folder
+    from studies import driver
     from studies.console import print_answer, print_files
+    from studies.runs import run_folder
 
     folder = run_folder.RunFolder(storage / study / run if run else run_folder.latest_run(storage, study))
     if not folder.exists():

@@ -8,12 +8,12 @@ import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from studies.run_folder import RunFolder, RunInfo
+from studies.runs.run_folder import RunFolder, RunInfo
 
 if TYPE_CHECKING:   # the report's imports (pandas, scipy, matplotlib) stay out of --runs
-    from studies.report.trials import RunTrials
     from studies.report.write import WrittenReport
-    from studies.spec import StudySpec
+    from studies.runs.trials import RunTrials
+    from studies.spec.study import StudySpec
 
 STAGE_NAMES = {"search": "search", "designed": "designed runs", "report": "report"}
 

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from core.config import ConfigError
 from core.data.hdf5 import DataFileError
-from studies import run_folder
 from studies.console import print_answer, print_files, print_summary
 from studies.errors import (
     EXIT_ALL_TRIALS_FAILED,
@@ -29,14 +28,15 @@ from studies.errors import (
     DiskFull,
     UserError,
 )
-from studies.free_space import disk_full_reason, low_space
-from studies.remote_storage import RemoteStore
-from studies.report.trials import STATUS_FAILED, RunTrials, TuneTrial, load_trials, read_tune_trials
-from studies.run_folder import Invocation, RunFolder, RunInfo
-from studies.run_signing import check_run_folder, sign_run_folder, signing_key
+from studies.runs import run_folder
+from studies.runs.free_space import disk_full_reason, low_space
+from studies.runs.remote_storage import RemoteStore
+from studies.runs.run_folder import Invocation, RunFolder, RunInfo
+from studies.runs.run_signing import check_run_folder, sign_run_folder, signing_key
+from studies.runs.storage import check_shared_storage
+from studies.runs.trials import STATUS_FAILED, RunTrials, TuneTrial, load_trials, read_tune_trials
 from studies.signals import StopSignal, sigterm_stops_cleanly
-from studies.spec import STUDIES_DIR, StudySpec, load_spec
-from studies.storage import check_shared_storage
+from studies.spec.study import STUDIES_DIR, StudySpec, load_spec
 
 if TYPE_CHECKING:
     from studies.report.write import WrittenReport
@@ -89,7 +89,7 @@ def load_family_data(spec: StudySpec, data_path: str | None, cache_dir: Path) ->
         config = family.config({**spec.config, "max_epochs": spec.budget.max_epochs})
         arrays = family.load_data(config, data_path=data_path, cache_dir=cache_dir)
         if family.shared is not None:
-            from studies.shared_cache import cached_shared
+            from studies.runs.shared_cache import cached_shared
 
             arrays = {**arrays, **cached_shared(family, config, arrays, data_path=data_path, cache_dir=cache_dir)}
         return arrays
@@ -131,7 +131,7 @@ def pull_run(remote: RemoteStore | None, run_dir: Path, *, to_read: bool = False
 
 
 def push_run(remote: RemoteStore | None, run_dir: Path, *, report_only: bool = False) -> None:
-    """The driver's own files of a mirrored run into the bucket (see studies.remote_storage)."""
+    """The driver's own files of a mirrored run into the bucket (see studies.runs.remote_storage)."""
     if remote is not None and (run_dir / run_folder.RUN_FILE).is_file():
         remote.push_own(run_dir, report_only=report_only)
 
@@ -254,7 +254,7 @@ def prepare(options: RunOptions) -> RunContext:
     if low is not None:
         raise DiskFull(f"{low}; free space, then run again")
     if options.address:
-        from studies.ray_session import check_address
+        from studies.tune.ray_session import check_address
 
         check_address(options.address)  # before anything is built or written
     if options.resume:
@@ -269,7 +269,7 @@ def prepare(options: RunOptions) -> RunContext:
     if spec.trainable and data_path:
         spec.config["data_path"] = data_path  # a user trainable reads its own file
     if spec.trainable:
-        from studies.tuner import import_trainable
+        from studies.tune.tuner import import_trainable
 
         import_trainable(spec.trainable)  # a typo fails here, before Ray starts
     created: list[Path] = []
@@ -297,7 +297,7 @@ def _check_optuna_db(folder: RunFolder, study: str) -> None:
 def _rebuild_optuna_db_if_needed(ctx: RunContext) -> None:
     """Rebuilt when missing, or when behind Tune's snapshot (see missing_from_db);
     a file that is behind is kept beside it as ``optuna.db.behind``."""
-    from studies.optuna_rebuild import missing_from_db, rebuild_optuna_study
+    from studies.runs.optuna_rebuild import missing_from_db, rebuild_optuna_study
 
     db = ctx.folder.optuna_db
     if not db.exists():
@@ -338,8 +338,8 @@ def recorded_data(info: RunInfo, given: str | None, flag: str) -> str | None:
 def launch(ctx: RunContext, *, shutdown_later: ExitStack | None = None) -> Iterator[None]:
     """Ray up (local or joined), the cluster checked against the spec's resources and storage.
     ``shutdown_later``: see ray_session."""
-    from studies.ray_session import machine_count, ray_session
-    from studies.tuner import concurrency
+    from studies.tune.ray_session import machine_count, ray_session
+    from studies.tune.tuner import concurrency
 
     ctx.started = time.time()
     o = ctx.options
@@ -376,8 +376,8 @@ def _import_in_background(*modules: str) -> None:
 
 def search(ctx: RunContext) -> set[str]:
     """The Tune experiment (new or restored); run.json before and after. Returns Tune's trial ids."""
-    from studies import tuner as tuner_mod
     from studies._compat import grid_trials
+    from studies.tune import tuner as tuner_mod
 
     spec, folder = ctx.spec, ctx.folder
     if ctx.options.resume:
@@ -412,7 +412,7 @@ def search(ctx: RunContext) -> set[str]:
     fit_s, wall = time.time() - fit_started, time.time() - ctx.started
     ctx.status = "finished" if not interrupted and len(tune_trials) >= b.num_samples else "interrupted"
     if interrupted and not ctx.stop.terminated:   # a guard's stop, or a Ctrl+C?
-        from studies.node_guard import live_cpus
+        from studies.tune.node_guard import live_cpus
 
         ctx.disk_full = low_space(folder.path)
         ctx.ray_lost = ctx.disk_full is None and live_cpus() <= 0
@@ -452,7 +452,7 @@ def _sign_last_snapshot(run_dir: Path, tune_trials: list[Any]) -> None:
 
 def reconcile(ctx: RunContext, tune_ids: set[str], tune_trials: list[TuneTrial]) -> None:
     """Leave no Optuna trial RUNNING once the study has finished (see reconcile_running_trials)."""
-    from studies.optuna_bridge import reconcile_running_trials
+    from studies.runs.optuna_store import reconcile_running_trials
 
     spec = ctx.spec
     outcomes = {t.trial_id: (t.values_for_optuna(spec.metrics), bool(t.error)) for t in tune_trials if t.trial_id in tune_ids}
@@ -472,7 +472,7 @@ def wants_designed(ctx: RunContext) -> bool:
 
 def designed(ctx: RunContext, *, confirm: bool | None = None) -> None:
     """The designed stage (confirmation and/or leave-one-out) in its own Tune experiment."""
-    from studies.confirm import run_confirmation
+    from studies.tune.designed_stage import run_confirmation
 
     assert ctx.trials is not None
     confirm = (ctx.options.confirm or ctx.spec.ablation.confirm.enabled) if confirm is None else confirm

@@ -5,7 +5,7 @@ errors still come through: only the lines named here are silenced.
 - Tune's new output engine prints a configuration box, "View detailed
   results here" and a TensorBoard hint into Ray's temp folder even at
   ``verbose=0``; its legacy engine (``RAY_AIR_NEW_OUTPUT=0``) prints nothing
-  at ``verbose=0``. ``studies.progress`` prints the lines instead.
+  at ``verbose=0``. ``studies.tune.progress`` prints the lines instead.
 - A fresh local Ray turns token authentication on by default and logs a
   warning saying so; that one line (only it) is filtered off Ray's logger.
   Setting ``RAY_AUTH_MODE=token`` ourselves would also hush it, but only

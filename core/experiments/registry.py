@@ -42,7 +42,7 @@ class DataDef:
     ``params`` maps each keyword of ``generate`` to the config field it comes
     from; those fields are the family's *data fields*. The data set is built
     once, before the trials, so a search over a data field would be silently
-    ignored (studies/spec.py refuses it).
+    ignored (studies/spec/study.py refuses it).
     """
 
     schema: Mapping[str, Any]                          # dataset name -> core.data.hdf5.Dataset

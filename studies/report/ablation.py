@@ -25,9 +25,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from studies.direction import Direction
-from studies.param import Param
-from studies.report.trials import RunTrials
+from studies.runs.trials import RunTrials, config_keys
+from studies.spec.direction import Direction
+from studies.spec.levels import bin_labels, declared_edges, level_name, nice_edges, outward
+from studies.spec.param import Param
 
 NOT_SAMPLED = "(not sampled)"
 ALPHA = 0.05
@@ -85,69 +86,6 @@ def choose_rung(run: RunTrials, metric: str, rungs: list[int], *, min_trials: in
     return (nonempty[0] if nonempty else rungs[0]), counts
 
 
-def level_name(value: Any) -> str:
-    """One spelling for a level, used for trial values, choices and baselines
-    alike (1.0, 1 and "1" all read as "1"; 1024.0 stays "1024")."""
-    if isinstance(value, (bool, np.bool_)):
-        return str(bool(value))
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)):
-        return f"{float(value):.6g}"
-    return str(value)
-
-
-def _nice_edges(edges: list[float]) -> list[float]:
-    """Round bin edges to the fewest significant digits (2..6) that keep them
-    distinct, so a narrow range (0.990..0.999) still gets its bins."""
-    for digits in range(2, 7):
-        rounded = [float(f"{e:.{digits}g}") for e in edges]
-        if len(set(rounded)) == len(set(edges)):
-            return rounded
-    return list(edges)
-
-
-def _outward(value: float, rounded: float, *, down: bool) -> float:
-    """A data extreme as an outer bin edge, rounded away from the data at the
-    precision of ``rounded`` (so the edge still holds the value)."""
-    if (rounded <= value) if down else (rounded >= value):
-        return rounded
-    if value == 0:
-        return 0.0
-    scale = 10.0 ** (math.floor(math.log10(abs(value))) - 1)
-    return (math.floor if down else math.ceil)(value / scale) * scale
-
-
-def declared_edges(info: Param, bins: list[float] | None = None, n_bins: int = 4) -> list[float]:
-    """The spec's bin edges, else ``n_bins`` equal-width bins of the declared
-    range on the factor's own scale (log for log factors), edges rounded."""
-    if bins:
-        return [float(b) for b in bins]
-    assert info.low is not None and info.high is not None   # without bins, only for declared factors
-    lo, hi = info.to_unit(np.array([info.low, info.high], dtype=float))
-    inner = info.from_unit(np.linspace(lo, hi, n_bins + 1)[1:-1]) if info.type != "int" else \
-        np.exp(np.linspace(lo, hi, n_bins + 1)[1:-1]) if info.log else np.linspace(lo, hi, n_bins + 1)[1:-1]
-    edges = [float(info.low), *_nice_edges([float(e) for e in inner]), float(info.high)]
-    return sorted(set(edges))
-
-
-def bin_labels(edges: list[float], log: bool = False) -> list[str]:
-    """``[lo, hi)`` labels, the last bin closed, every edge of a factor written
-    with the same precision (decimals on a linear scale, significant digits on
-    a log scale), so that 0.5 and 0.125 do not look like different kinds of number."""
-    def fmt(values: list[float]) -> list[str]:
-        for digits in range(1, 8):
-            if log:
-                out = [f"{v:.{digits}g}" for v in values]
-            else:
-                out = [f"{v:.{digits - 1}f}" for v in values]
-            if len(set(out)) == len(set(values)) and all(float(o) == float(f"{v:.6g}") or digits == 7 for o, v in zip(out, values)):
-                return out
-        return [level_name(v) for v in values]
-    names = fmt(edges)
-    return [f"[{lo}, {hi}{']' if i == len(edges) - 2 else ')'}" for i, (lo, hi) in enumerate(zip(names[:-1], names[1:]))]
-
-
 def level_labels(values: pd.Series, info: Param, edges: list[float] | None = None) -> pd.Series:
     """Map each trial's parameter value to a readable level (categorical as is,
     numbers binned: the spec's edges, else the declared range's bins, else
@@ -172,8 +110,8 @@ def level_labels(values: pd.Series, info: Param, edges: list[float] | None = Non
         q = np.quantile(np.log(x) if info.log else x, np.linspace(0, 1, n_bins + 1))
         q = np.exp(q) if info.log else q
         inner = sorted(set(float(e) for e in q[1:-1]))
-        edges = _nice_edges([float(x.min()), *inner, float(x.max())])
-        edges[0], edges[-1] = _outward(float(x.min()), edges[0], down=True), _outward(float(x.max()), edges[-1], down=False)
+        edges = nice_edges([float(x.min()), *inner, float(x.max())])
+        edges[0], edges[-1] = outward(float(x.min()), edges[0], down=True), outward(float(x.max()), edges[-1], down=False)
     edges = sorted(set(edges))
     cut = pd.cut(x, bins=edges, include_lowest=True, right=False)
     cut_last = pd.cut(x, bins=edges, include_lowest=True, right=True)
@@ -245,19 +183,6 @@ def reference_of_levels(info: Param, levels: list[str], baseline: dict[str, Any]
         if dep in baseline and baseline[dep] not in allowed:
             return sampled[0], f"{first}; the baseline {dep}={baseline[dep]} does not sample it"
     return sampled[0], f"{first} (the spec names no baseline for this factor)"
-
-
-def config_keys(trials: pd.DataFrame, params: list[str]) -> pd.Series:
-    """One hashable key per trial: trials with the same sampled values share it."""
-    def key(v: Any) -> Any:
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            return None
-        try:
-            return round(float(v), 12)
-        except (TypeError, ValueError):
-            return str(v)
-    return pd.Series([tuple(key(v) for v in row) for row in trials[params].itertuples(index=False)],
-                     index=trials.index, dtype=object)
 
 
 def _ci95(x: np.ndarray) -> float:

@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from studies.param import Param
 from studies.report.ablation import AblationResult, asha_rungs, build_ablation, values_at_epoch
 from studies.report.importance import param_importances, with_modelled
 from studies.report.modelled import ModelledResult, modelled_tables
-from studies.report.trials import RunTrials
+from studies.runs.trials import RunTrials
+from studies.spec.param import Param
 
 
 @dataclass

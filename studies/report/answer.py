@@ -16,12 +16,13 @@ from typing import Any
 
 import pandas as pd
 
-from studies.direction import Direction
 from studies.report.analysis import Analysis
 from studies.report.claims import Claim
-from studies.report.confirmation import BASELINE_LABEL, ConfirmationResult, LeaveOneOutResult
+from studies.report.confirmation import ConfirmationResult, LeaveOneOutResult
 from studies.report.modelled import R2_MIN, ModelledTable
-from studies.report.trials import STATUS_COMPLETE, RunTrials
+from studies.runs.designed import BASELINE_LABEL
+from studies.runs.trials import STATUS_COMPLETE, RunTrials
+from studies.spec.direction import Direction
 
 FIRST_SHARE = 0.95   # a ranking is claimed when its first factor is first in this share of the bootstrap refits
 

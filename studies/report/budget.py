@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from studies.report.trials import RESULT_FILE, RunTrials, read_results
-from studies.run_folder import RunFolder, RunInfo
+from studies.runs.run_folder import RunFolder, RunInfo
+from studies.runs.trials import RESULT_FILE, RunTrials, read_results
 
 
 def _trial_seconds(run_dir: Path, trial_dir: str) -> float:

@@ -17,13 +17,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from studies.direction import Direction
 from studies.report.ablation import holm
-from studies.report.trials import read_results
-from studies.run_folder import RunFolder
-
-BASELINE_LABEL = "baseline"
-LOO_PREFIX = "without:"
+from studies.runs.designed import BASELINE_LABEL, LOO_PREFIX  # noqa: F401  (the report's labels)
+from studies.runs.run_folder import RunFolder
+from studies.runs.trials import read_results
+from studies.spec.direction import Direction
 
 
 @dataclass
@@ -135,7 +133,7 @@ def load_leave_one_out(run_dir: Path, *, metric: str, mode: str) -> LeaveOneOutR
 
 
 def leave_one_out(candidates: dict, runs: pd.DataFrame, *, metric: str, mode: str) -> LeaveOneOutResult:
-    """The table from a designed-stage plan (studies.designed.plan_designed)
+    """The table from a designed-stage plan (studies.runs.designed.plan_designed)
     and its full-budget runs (config label, seed, metric)."""
     max_epochs = int(candidates["max_epochs"])
     best = next(c for c in candidates["configs"] if "loo_best" in c.get("roles", []))
@@ -209,7 +207,7 @@ def load_front_confirmation(run_dir: Path, *, metrics: list[str], modes: list[st
     the mean ± sd and the paired difference to the baseline (paired t-test,
     Holm over every config and objective of the table), and whether each
     config's means stay off every other confirmed config's dominance."""
-    from studies.pareto import nondominated_ranks
+    from studies.spec.pareto import nondominated_ranks
 
     loaded = _load_designed(run_dir, metrics)
     if loaded is None:

@@ -37,8 +37,8 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from studies.direction import Direction
-from studies.param import Param
+from studies.spec.direction import Direction
+from studies.spec.param import Param
 
 MIN_TRIALS = 6
 FANOVA_TREES = 32

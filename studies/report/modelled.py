@@ -36,10 +36,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from studies.direction import Direction
-from studies.param import Param
-from studies.report.ablation import bin_labels, declared_edges, holm, level_labels, level_name, reference_of_levels
+from studies.report.ablation import holm, level_labels, reference_of_levels
 from studies.report.space import sample_space
+from studies.spec.direction import Direction
+from studies.spec.levels import declared_levels
+from studies.spec.param import Param
 
 ALPHA = 0.05
 N_TREES = 64          # point estimate
@@ -294,18 +295,6 @@ def _same(a: Any, b: Any) -> bool:
 
 
 # ------------------------------------------------------------------ levels of a factor over the declared space
-
-def declared_levels(f: Param, bins: list[float] | None) -> list[tuple[str, dict[str, Any]]]:
-    """(label, how to draw it) per level: a choice, or a bin of the declared range."""
-    if f.type == "categorical":
-        return [(level_name(c), {"fixed": c}) for c in f.choices]
-    if f.type == "int":
-        assert f.low is not None and f.high is not None   # levels are only built for declared factors
-        if (f.high - f.low) <= 5 and not bins:
-            return [(level_name(int(v)), {"fixed": float(v)}) for v in range(int(f.low), int(f.high) + 1)]
-    edges = declared_edges(f, bins)
-    return [(label, {"within": (lo, hi)}) for label, lo, hi in zip(bin_labels(edges, f.log), edges[:-1], edges[1:])]
-
 
 def _space_for_levels(factors: list[Param], hows: dict[str, dict[str, Any]], n: int, seed: int) -> pd.DataFrame:
     """``n`` configs uniform over the space where every factor of ``hows`` is

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from studies.report.ablation import AblationResult, Param, level_labels, values_at_epoch
-from studies.report.trials import RunTrials
+from studies.runs.trials import RunTrials
 
 
 def _subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float], squeeze: bool = True) -> tuple[Figure, Any]:

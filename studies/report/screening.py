@@ -2,7 +2,7 @@
 first ASHA rung, analysed as the designed experiment they are (Ray-free).
 
 Why a separate table: the design's rows were laid out before any result was
-seen (studies/screening_design.py), every factor's levels equally often and
+seen (studies/spec/screening_design.py), every factor's levels equally often and
 every pair of factors as balanced as the size allows, so a level's effect is
 compared with every other factor averaged over the same declared space: a
 global claim, not one about the region TPE liked. All of them reach the first
@@ -56,10 +56,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from studies.param import Param
-from studies.report.ablation import config_keys, holm, level_name, reference_of_levels, values_at_epoch
-from studies.report.trials import RunTrials
-from studies.screening_design import Level, factor_levels
+from studies.report.ablation import holm, reference_of_levels, values_at_epoch
+from studies.runs.trials import RunTrials, config_keys
+from studies.spec.levels import level_name
+from studies.spec.param import Param
+from studies.spec.screening_design import Level, factor_levels
 
 ALPHA = 0.05
 N_BOOT = 200
@@ -137,7 +138,7 @@ def screening_tables(
 ) -> ScreeningResult | None:
     """The screening tables of ``factors`` (default: every declared parameter;
     the model always holds every one). ``design``: the rows the run enqueued
-    (``studies.screening_design.spec_design(spec)``). None when the run has no
+    (``studies.spec.screening_design.spec_design(spec)``). None when the run has no
     design trial with a value at ``rung``."""
     space = [p for p in params if p.declared]
     ids = design_trial_ids(run, space, design)

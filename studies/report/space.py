@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from studies.param import Param
+from studies.spec.param import Param
 
 
 def sample_space(factors: list[Param], n: int, rng: np.random.Generator,

@@ -10,7 +10,7 @@ run. ``tensorboard --logdir results/<study>`` shows them; filter runs with
 ``hparams/`` to see just these.
 
 So that each trial is one row of the HParams dashboard, not two, the tuner
-passes ``studies.tensorboard_logger.TBXScalarsCallback`` (Tune's logger without
+passes ``studies.tune.tensorboard_logger.TBXScalarsCallback`` (Tune's logger without
 its HParams session) in place of Tune's default one.
 
 Every session carries the same experiment record (every sampled parameter of
@@ -35,7 +35,7 @@ from tensorboard.compat.proto.summary_pb2 import Summary
 from tensorboard.plugins.hparams import summary_v2 as hp
 from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-from studies.report.trials import RunTrials
+from studies.runs.trials import RunTrials
 
 HPARAMS_DIR = "hparams"
 

@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from studies.direction import Direction
-from studies.param import Param
-from studies.pareto import RESOLUTION, hypervolume, nondominated_ranks, reference_point, resolve_ties
-from studies.report.ablation import NOT_SAMPLED, config_keys, level_labels
-from studies.report.trials import RunTrials
+from studies.report.ablation import NOT_SAMPLED, level_labels
+from studies.runs.trials import RunTrials, config_keys, full_budget_values, merge_repeated_configs  # noqa: F401
+from studies.spec.direction import Direction
+from studies.spec.param import Param
+from studies.spec.pareto import RESOLUTION, hypervolume, nondominated_ranks, reference_point, resolve_ties
 
 REFERENCE_MARGIN = 0.1
 
@@ -47,55 +47,6 @@ class TradeOff:
     def n_full_budget_trials(self) -> int:
         """Trials (repeats counted) that ran the full budget."""
         return len(self.trials) if self.trials is not None else len(self.points)
-
-
-def full_budget_values(run: RunTrials, metrics: list[str], max_epochs: int) -> pd.DataFrame:
-    """trial_id and each metric's value at the trial's epoch ``max_epochs``,
-    for the trials that reported every metric there."""
-    h = run.history
-    if h.empty or "epoch" not in h or not set(metrics) <= set(h.columns):
-        return pd.DataFrame(columns=["trial_id", *metrics])
-    last = h[h["epoch"] == max_epochs].drop_duplicates("trial_id", keep="last")
-    return last[["trial_id", *metrics]].dropna().reset_index(drop=True)
-
-
-def merge_repeated_configs(run: RunTrials, values: pd.DataFrame, metrics: list[str], *,
-                           also: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The full-budget trials (``values``: trial_id and each metric), with their
-    parameters, once per trial and once per distinct config.
-
-    TPE proposes a config it likes more than once, each time a separate trial; as
-    several front members such repeats would inflate every count of the front.
-    A config is its parameter values (every search-space parameter; an inactive
-    one is None; numbers rounded to 12 digits). Per config: ``trial_id`` its first
-    trial in the run's order (so the baseline, Optuna's trial 0, keeps its id),
-    ``trials_merged`` how many trials ran it, each metric the mean over them, with
-    differences below ``RESOLUTION`` of the metric's magnitude made ties.
-    A trial without parameters (none known, or not in the run's trial table) is
-    a config of its own. ``also``: more columns of the trial table to carry
-    (factors that are not search-space parameters); they do not make the key.
-    Returns (per trial, with a ``config`` column; per config)."""
-    trials = run.trials.drop_duplicates("trial_id").set_index("trial_id")
-    params = [p for p in run.params if p in trials.columns]
-    carried = params + [c for c in (also or []) if c in trials.columns and c not in params]
-    order = {t: i for i, t in enumerate(trials.index)}
-    per_trial = values.join(trials[carried], on="trial_id")
-    per_trial = per_trial.assign(_order=per_trial["trial_id"].map(order).fillna(len(order)))
-    per_trial = per_trial.sort_values("_order", kind="stable").drop(columns="_order").reset_index(drop=True)
-    known = per_trial["trial_id"].isin(list(order))
-    keys = [k if params and ok else ("trial", t)
-            for k, ok, t in zip(config_keys(per_trial, params), known, per_trial["trial_id"])]
-    key = pd.Series(keys, index=per_trial.index, dtype=object)
-    per_trial["config"] = key.map(per_trial.groupby(key, sort=False)["trial_id"].first())
-    grouped = per_trial.groupby("config", sort=False)
-    configs = grouped[carried].first() if carried else pd.DataFrame(index=grouped.size().index)
-    configs.insert(0, "trials_merged", grouped.size())
-    for m in metrics:
-        configs[m] = grouped[m].mean()
-    configs = configs[["trials_merged", *metrics, *carried]].rename_axis("trial_id").reset_index()
-    if len(configs):
-        configs[metrics] = resolve_ties(configs[metrics].to_numpy(dtype=float))
-    return per_trial, configs
 
 
 def dominates(a: np.ndarray, b: np.ndarray, modes: list[str]) -> bool:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from studies.direction import Direction
-from studies.report.trials import RunTrials
+from studies.runs.trials import RunTrials
+from studies.spec.direction import Direction
 
 
 def trials_table(run: RunTrials, *, metric: str, mode: str) -> pd.DataFrame:

@@ -19,7 +19,6 @@ from typing import Any
 
 import pandas as pd
 
-from studies.direction import Direction
 from studies.report import plots
 from studies.report.ablation import AblationResult, FactorTable, build_ablation
 from studies.report.analysis import Analysis, analyse
@@ -30,9 +29,10 @@ from studies.report.confirmation import load_confirmation, load_leave_one_out
 from studies.report.importance import FANOVA_MAX_TRIALS
 from studies.report.modelled import MIN_CELL, MIN_CONFIGS, MIN_CONFIGS_PER_LEVEL, R2_MIN, ModelledTable
 from studies.report.tensorboard_hparams import write_hparams
-from studies.report.trials import STATUS_COMPLETE, RunTrials
 from studies.report.trials_table import write_trials_table
-from studies.run_folder import RunFolder, RunInfo
+from studies.runs.run_folder import RunFolder, RunInfo
+from studies.runs.trials import STATUS_COMPLETE, RunTrials
+from studies.spec.direction import Direction
 
 CAPTION_STATS = ("Mean ± 95% t-interval; each level vs the reference level by a two-sided Mann-Whitney U test, "
                  "p-values Holm-corrected within the table; * p_holm < 0.05, ** p_holm < 0.01.")
@@ -264,7 +264,7 @@ def _screening(run: RunTrials, spec: Any, factors: list) -> Any:
     """The design trials of ``search.startup: design`` at the first ASHA rung, analysed as designed (or None)."""
     from studies.report.ablation import asha_rungs
     from studies.report.screening import screening_tables
-    from studies.screening_design import spec_design
+    from studies.spec.screening_design import spec_design
 
     design = spec_design(spec) if getattr(spec.search, "startup", None) == "design" else []
     if not design:
@@ -392,7 +392,7 @@ def _plots_of_the_trials(run_dir: Path, run: RunTrials, spec: Any, ab: AblationR
     return written
 
 
-# The driver's own threads that end by themselves: Ray's shutdown (studies.ray_session), which
+# The driver's own threads that end by themselves: Ray's shutdown (studies.tune.ray_session), which
 # overlaps the start of the report, and the imports made while Ray starts (studies.driver). The
 # report waits for them before it forks rather than give up its second process.
 ENDING_THREADS = ("ray-shutdown", "import-in-background")

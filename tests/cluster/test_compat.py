@@ -11,9 +11,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from studies import _compat
-from studies.spec import STUDIES_DIR, load_spec
-from studies.tuner import build_searcher
+from studies.spec.study import STUDIES_DIR, load_spec
+from studies.tune import _compat
+from studies.tune.tuner import build_searcher
 
 
 def test_searcher_internals(tmp_path: Path) -> None:

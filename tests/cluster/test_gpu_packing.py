@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from studies.spec import load_spec
-from studies.tuner import build_tuner, concurrency
+from studies.spec.study import load_spec
+from studies.tune.tuner import build_tuner, concurrency
 from tests.cluster.probe import GATE_NAME, Gate
 
 

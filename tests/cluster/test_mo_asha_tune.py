@@ -1,4 +1,4 @@
-"""studies/mo_asha.py in one small real Tune run (the session's Ray): Tune drives
+"""studies/tune/mo_asha.py in one small real Tune run (the session's Ray): Tune drives
 the scheduler, and every decision it made is replayed by the rule."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-from studies.mo_asha import MultiObjectiveASHA, promotes
-from studies.pareto import pareto_front_mask
+from studies.spec.pareto import pareto_front_mask
+from studies.tune.mo_asha import MultiObjectiveASHA, promotes
 
 
 def test_a_small_tune_run(ray_four_fake_gpus, tmp_path: Path) -> None:

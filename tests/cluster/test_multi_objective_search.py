@@ -15,7 +15,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from studies.optuna_bridge import TruthfulOptunaSearch, sqlite_storage
+from studies.runs.optuna_store import sqlite_storage
+from studies.tune.optuna_bridge import TruthfulOptunaSearch
 
 MAX_EPOCHS = 4
 METRICS, MODES = ["a", "b", "c"], ["max", "min", "max"]

@@ -231,7 +231,7 @@ def test_a_two_node_study_killed_then_resumed_from_the_bucket_on_an_empty_machin
     kept = table[table["status"] != "lost (driver killed)"]
     # Tune uploads a snapshot file by file in a background thread, so the kill can leave the trial
     # states and the generator's trial count from two snapshots; the resumed study still runs exactly
-    # num_samples trials (studies/search_generator.py).
+    # num_samples trials (studies/tune/search_generator.py).
     assert len(kept) == 8 and (kept["epochs"] == 5).all(), table[["trial_id", "status", "epochs"]].to_string()
     db = tmp_path / "optuna.db"
     db.write_bytes(_read(s3, run + "optuna.db"))

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from studies.report.trials import load_trials
+from studies.runs.trials import load_trials
 
 SCRIPT = Path(__file__).with_name("two_node_script.py")
 

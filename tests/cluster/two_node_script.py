@@ -14,8 +14,8 @@ sys.path.insert(0, str(REPO))
 import ray  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
-from studies.spec import load_spec  # noqa: E402
-from studies.tuner import build_tuner, concurrency  # noqa: E402
+from studies.spec.study import load_spec  # noqa: E402
+from studies.tune.tuner import build_tuner, concurrency  # noqa: E402
 from tests.cluster.probe import GATE_NAME, Gate  # noqa: E402
 
 

@@ -22,7 +22,7 @@ from core.config import ConfigError
 from core.data.hdf5 import validate_arrays
 from core.experiments.registry import FAMILY_MODULES, FamilyDef, family_names, get_family
 from core.training import run_epochs
-from studies.spec import load_spec, resolve_study_path
+from studies.spec.study import load_spec, resolve_study_path
 from trainables._loop import PLATFORM_KEYS
 
 FAMILIES = family_names()

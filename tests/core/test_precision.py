@@ -49,7 +49,7 @@ def test_the_epochs_compute_in_the_precision_asked(monkeypatch, precision: str |
 
 
 def test_the_spec_key_reaches_the_trial_config() -> None:
-    from studies.spec import STUDIES_DIR, load_spec
+    from studies.spec.study import STUDIES_DIR, load_spec
 
     spec = load_spec(STUDIES_DIR / "mdn_ramp.yaml", smoke=True, overrides=["resources.precision=bf16"])
     assert spec.trial_config()["precision"] == "bf16"

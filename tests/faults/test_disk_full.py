@@ -1,5 +1,5 @@
 """A real full disk: the run folder on a small tmpfs, filled from outside while
-the study runs (studies/free_space.py). Needs permission to mount a tmpfs
+the study runs (studies/runs/free_space.py). Needs permission to mount a tmpfs
 (root, as in CI); skipped, saying so, where there is none."""
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from studies.run_folder import ORPHANED_ATTR, SET_ASIDE_ATTR, TUNE_TRIAL_ID_ATTR
+from studies.runs.run_folder import ORPHANED_ATTR, SET_ASIDE_ATTR, TUNE_TRIAL_ID_ATTR
 from tests.conftest import REPO, RUN_PY, run_cli, start_cli, user_study, wait_for
 
 SLOW_SMOKE = ["--smoke", "--set", "config.num_sequences=96", "--num-cpus", "2"]
@@ -99,7 +99,7 @@ def _whole_snapshot(run_dir: Path) -> bool:
     copy (an empty searcher-state pickle, seen under load): that is a kill of another kind, in a
     window of milliseconds, not the one these tests are about."""
     from studies.errors import UserError
-    from studies.run_signing import check_run_folder, signing_key
+    from studies.runs.run_signing import check_run_folder, signing_key
 
     states = sorted(run_dir.glob("experiment_state-*.json"))
     if not states:
@@ -266,8 +266,8 @@ def test_an_optuna_db_missing_or_behind_is_rebuilt_from_the_trials_on_disk(tmp_p
     snapshot, as a kill mid-upload leaves in a bucket), resumed: the study finishes,
     and Optuna's record of every trial is what it was (numbers, parameters, states,
     values, every epoch)."""
-    from studies.optuna_rebuild import rebuild_optuna_study
-    from studies.spec import load_spec
+    from studies.runs.optuna_rebuild import rebuild_optuna_study
+    from studies.spec.study import load_spec
 
     run_dir, base = _ranked_study(tmp_path, cache_dir, "{cpus_per_trial: 1}", "{sampler: tpe, seed: 5, n_startup_trials: 4}",
                                   "{max_epochs: 4, grace_period: 1, reduction_factor: 2, num_samples: 12, max_failures: 0}")

@@ -17,7 +17,7 @@ import pandas as pd
 
 from core.data.hdf5 import write_hdf5
 from core.data.motion import generate_motion
-from studies import run_folder
+from studies.runs import run_folder
 from tests.conftest import REPO, run_cli, start_cli, user_study, wait_for
 
 STUDIES = REPO / "studies"
@@ -198,7 +198,7 @@ def test_optuna_db_locked_by_another_process_for_longer_than_sqlites_default(tmp
     default, and the searcher's next suggestion would end the study): the write waits."""
     import optuna
 
-    from studies.optuna_bridge import sqlite_storage
+    from studies.runs.optuna_store import sqlite_storage
 
     db = tmp_path / "optuna.db"
     study = optuna.create_study(study_name="s", storage=sqlite_storage(str(db)))

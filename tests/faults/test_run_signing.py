@@ -1,6 +1,6 @@
 """--resume unpickles a run folder (Tune's tuner.pkl, searcher and experiment
 state): it refuses files this user's key did not sign, and --report never
-unpickles anything (studies/run_signing.py)."""
+unpickles anything (studies/runs/run_signing.py)."""
 
 from __future__ import annotations
 

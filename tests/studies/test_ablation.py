@@ -25,7 +25,7 @@ from studies.report.ablation import (
 )
 from studies.report.analysis import analyse
 from studies.report.answer import answer_claims, answer_parts
-from studies.report.trials import STATUS_COMPLETE, STATUS_FAILED, STATUS_PRUNED, STATUS_RUNNING, RunTrials
+from studies.runs.trials import STATUS_COMPLETE, STATUS_FAILED, STATUS_PRUNED, STATUS_RUNNING, RunTrials
 
 MAX_EPOCHS, GRACE, RF = 18, 2, 3
 SHAPE = Param("shape", "categorical", ("a", "b", "c"))

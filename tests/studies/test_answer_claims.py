@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from studies.direction import Direction
 from studies.report.analysis import analyse
 from studies.report.answer import answer_claims, answer_parts
 from studies.report.claims import Claim
+from studies.spec.direction import Direction
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -141,9 +141,9 @@ def test_ratio_scale_marginals_stay_positive() -> None:
     scale, no marginal and no interval end falls below 0."""
     import pandas as pd
 
-    from studies.param import Param
     from studies.report.modelled import modelled_tables
     from studies.report.space import sample_space
+    from studies.spec.param import Param
 
     x = Param("x", "float", low=0.0, high=1.0)
     c = Param("c", "categorical", ("a", "b"))
@@ -162,8 +162,8 @@ def test_a_factor_that_acts_after_the_modelled_rung_is_said_to() -> None:
     whose effect is the same at both epochs gets no such caveat."""
     import pandas as pd
 
-    from studies.param import Param
-    from studies.report.trials import STATUS_COMPLETE, STATUS_PRUNED, RunTrials
+    from studies.runs.trials import STATUS_COMPLETE, STATUS_PRUNED, RunTrials
+    from studies.spec.param import Param
 
     late, early = Param("late", "categorical", ("a", "b")), Param("early", "categorical", ("x", "y"))
     rng = np.random.default_rng(0)

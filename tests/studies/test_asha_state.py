@@ -1,12 +1,12 @@
 """ASHA's rungs travel in Tune's callback state and come back into the
-scheduler Tune restores with them (studies/asha_state.py)."""
+scheduler Tune restores with them (studies/tune/asha_state.py)."""
 
 from __future__ import annotations
 
 import ray.cloudpickle as pickle
 from ray.tune.schedulers import ASHAScheduler
 
-from studies.asha_state import AshaRungs
+from studies.tune.asha_state import AshaRungs
 
 
 def _trial(trial_id: str) -> object:
@@ -35,7 +35,7 @@ def test_rungs_survive_the_pickle_tune_restores_from() -> None:
 def test_multi_objective_rungs_survive_it_too() -> None:
     from ray.tune.experiment import Trial
 
-    from studies.mo_asha import MultiObjectiveASHA
+    from studies.tune.mo_asha import MultiObjectiveASHA
 
     scheduler = MultiObjectiveASHA(time_attr="epoch", metrics=["loss", "speed"], modes=["min", "max"], max_t=4,
                                    grace_period=1, reduction_factor=2)

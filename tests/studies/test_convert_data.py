@@ -9,7 +9,7 @@ import pytest
 
 from core.data.hdf5 import load_hdf5
 from core.data.motion import SCHEMA, generate_motion
-from studies.convert_data import main
+from studies.tools.convert_data import main
 
 
 def test_npz_round_trip(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Designed evidence: what the designed stage runs (studies/designed.py) and
+"""Designed evidence: what the designed stage runs (studies/runs/designed.py) and
 the tables made from its runs (studies/report/confirmation.py): paired over
 seeds, Holm-corrected, leave-one-out differences with their intervals."""
 
@@ -13,10 +13,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from studies.designed import plan_designed
-from studies.param import Param
 from studies.report.confirmation import leave_one_out, load_confirmation, paired_comparison
-from studies.report.trials import STATUS_COMPLETE, STATUS_PRUNED, RunTrials
+from studies.runs.designed import plan_designed
+from studies.runs.trials import STATUS_COMPLETE, STATUS_PRUNED, RunTrials
+from studies.spec.param import Param
 
 SHAPE = Param("shape", "categorical", ("constant", "step", "linear"))
 START = Param("start", "float", low=0.0, high=0.5, when={"shape": ("step", "linear")})

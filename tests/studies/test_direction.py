@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from studies.direction import Direction
+from studies.spec.direction import Direction
 
 
 @pytest.mark.parametrize("mode, best, word, optuna", [("min", 1.0, "lower", "minimize"), ("max", 3.0, "higher", "maximize")])

@@ -1,8 +1,8 @@
-"""``python -m studies.hand_pose_grid``: a trained config's prediction grid, and one-line errors."""
+"""``python -m studies.tools.hand_pose_grid``: a trained config's prediction grid, and one-line errors."""
 
 from __future__ import annotations
 
-from studies.hand_pose_grid import main
+from studies.tools.hand_pose_grid import main
 
 TINY = ["num_sequences=8", "frames_per_sequence=4", "channels=4", "hidden=16", "pca_dim=8", "val_fraction=0.25"]
 

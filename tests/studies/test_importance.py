@@ -6,9 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from studies.param import Param
 from studies.report import importance
 from studies.report.importance import param_importances
+from studies.spec.param import Param
 
 SPACE = [Param("big", "categorical", ("a", "b", "c")), Param("small", "float", low=0.0, high=1.0),
          Param("null", "float", low=0.0, high=1.0)]

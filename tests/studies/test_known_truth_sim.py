@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from studies.report.ablation import asha_rungs, level_labels, values_at_epoch
-from studies.report.trials import STATUS_COMPLETE, STATUS_PRUNED
+from studies.runs.trials import STATUS_COMPLETE, STATUS_PRUNED
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "benchmarks"))

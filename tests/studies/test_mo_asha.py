@@ -1,4 +1,4 @@
-"""studies/mo_asha.py: Ray's ASHA decision for decision with one objective,
+"""studies/tune/mo_asha.py: Ray's ASHA decision for decision with one objective,
 the MO-ASHA rule by hand with two, rung state across a resume, and one small
 real Tune run."""
 
@@ -13,8 +13,8 @@ import pytest
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import ASHAScheduler
 
-from studies.mo_asha import MultiObjectiveASHA, promotes
-from studies.pareto import pareto_front_mask, pareto_order
+from studies.spec.pareto import pareto_front_mask, pareto_order
+from studies.tune.mo_asha import MultiObjectiveASHA, promotes
 
 REPO = Path(__file__).resolve().parents[2]
 

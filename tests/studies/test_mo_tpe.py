@@ -8,7 +8,7 @@ import optuna
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
-from studies.mo_tpe import FullBudgetTPESampler
+from studies.tune.mo_tpe import FullBudgetTPESampler
 
 
 def _study(sampler: optuna.samplers.BaseSampler) -> optuna.Study:

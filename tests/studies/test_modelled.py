@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from studies.param import Param
 from studies.report.ablation import holm
 from studies.report.modelled import (
     ALPHA,
@@ -23,6 +22,7 @@ from studies.report.modelled import (
     tail_p,
 )
 from studies.report.space import sample_space
+from studies.spec.param import Param
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 import known_truth as kt  # noqa: E402
@@ -250,8 +250,8 @@ def test_no_trial_at_the_rung_gives_no_table() -> None:
 
 def test_a_metric_constant_up_to_rounding_gets_no_mark() -> None:
     """A probe saturated at 0.25 reports 0.25 +- 1e-16: before, its 1e-13 'differences' were marked significant."""
-    from studies.param import Param
     from studies.report.modelled import compare_to_reference, modelled_tables
+    from studies.spec.param import Param
 
     rng = np.random.default_rng(0)
     f = Param("mode", "categorical", ("a", "b", "c"))

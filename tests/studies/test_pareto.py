@@ -1,4 +1,4 @@
-"""Known-truth checks of studies/pareto.py: fronts, crowding distances and
+"""Known-truth checks of studies/spec/pareto.py: fronts, crowding distances and
 hypervolumes computed by hand, and properties checked against brute force."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import itertools
 import numpy as np
 import pytest
 
-from studies.pareto import (
+from studies.spec.pareto import (
     RESOLUTION,
     as_minimised,
     crowding_distance,

@@ -14,10 +14,10 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import PathCollection
 
-from studies.param import Param
 from studies.report import plots
 from studies.report.ablation import _mark, build_ablation
-from studies.report.trials import STATUS_COMPLETE, RunTrials
+from studies.runs.trials import STATUS_COMPLETE, RunTrials
+from studies.spec.param import Param
 
 SHAPE = Param("shape", "categorical", ("a", "b", "c"))
 RUNG = 2

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 ray = pytest.importorskip("ray")
-from studies.progress import ProgressLines, Rungs, expected_remaining_epochs  # noqa: E402
+from studies.tune.progress import ProgressLines, Rungs, expected_remaining_epochs  # noqa: E402
 
 
 class _Tty(io.StringIO):

@@ -10,7 +10,7 @@ from contextlib import ExitStack
 
 import pytest
 
-from studies.ray_session import _shutdown_in_background
+from studies.tune.ray_session import _shutdown_in_background
 
 
 def test_the_stack_waits_for_the_shutdown_that_runs_meanwhile() -> None:
@@ -54,8 +54,8 @@ def test_the_report_waits_for_the_drivers_ending_threads_before_it_forks(tmp_pat
     import time
 
     from studies.driver import IMPORT_THREAD
-    from studies.ray_session import SHUTDOWN_THREAD
     from studies.report import write
+    from studies.tune.ray_session import SHUTDOWN_THREAD
 
     assert set(write.ENDING_THREADS) == {SHUTDOWN_THREAD, IMPORT_THREAD}
     ending = threading.Thread(target=time.sleep, args=(0.3,), name=SHUTDOWN_THREAD)

@@ -1,5 +1,5 @@
 """After a study: Optuna holds exactly the trials of the Tune experiment
-(studies.optuna_bridge.reconcile_running_trials), whatever a killed driver or a
+(studies.runs.optuna_store.reconcile_running_trials), whatever a killed driver or a
 full disk left behind."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from studies.optuna_bridge import reconcile_running_trials
-from studies.report.trials import optuna_view
-from studies.run_folder import ORPHANED_ATTR, TUNE_TRIAL_ID_ATTR
+from studies.runs.optuna_store import reconcile_running_trials
+from studies.runs.run_folder import ORPHANED_ATTR, TUNE_TRIAL_ID_ATTR
+from studies.runs.trials import optuna_view
 
 
 def _study(db: Path) -> optuna.Study:

@@ -1,4 +1,4 @@
-"""The mirror of a run folder in a bucket (studies/remote_storage.py), on pyarrow's
+"""The mirror of a run folder in a bucket (studies/runs/remote_storage.py), on pyarrow's
 local file system standing in for the bucket: what is pulled, what is pushed."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from studies.errors import UserError
-from studies.remote_storage import RemoteStore, own_files, stage_own_files
+from studies.runs.remote_storage import RemoteStore, own_files, stage_own_files
 
 
 @pytest.fixture()

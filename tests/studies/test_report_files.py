@@ -17,8 +17,8 @@ import pytest
 
 from studies import driver
 from studies.errors import UserError
-from studies.report.trials import STATUS_FAILED, load_trials
-from studies.spec import SEARCH_SPACES_DIR, STUDIES_DIR
+from studies.runs.trials import STATUS_FAILED, load_trials
+from studies.spec.study import SEARCH_SPACES_DIR, STUDIES_DIR
 
 MAX_EPOCHS, GRACE, RF = 18, 2, 3
 SHAPES = ["constant", "step", "linear", "exponential"]
@@ -133,7 +133,7 @@ CONFIRM_VALUES = {
 
 
 def write_confirmation(run_dir: Path) -> None:
-    """What studies.confirm.run_confirmation writes: candidates.json, then one Tune trial
+    """What studies.tune.designed_stage.run_confirmation writes: candidates.json, then one Tune trial
     folder per (config, seed) under <run>/confirm/."""
     folder = run_dir / "confirm"
     folder.mkdir()
@@ -565,7 +565,7 @@ def test_a_trial_retried_to_the_end_after_a_resume_is_complete_although_optuna_s
 
 
 def _tune_trial_id_attr() -> str:
-    from studies.run_folder import TUNE_TRIAL_ID_ATTR
+    from studies.runs.run_folder import TUNE_TRIAL_ID_ATTR
 
     return TUNE_TRIAL_ID_ATTR
 
@@ -612,7 +612,7 @@ def test_load_trials_with_optuna_db(optuna_run, monkeypatch: pytest.MonkeyPatch)
 
 def test_load_trials_does_not_need_ray(optuna_run, monkeypatch: pytest.MonkeyPatch) -> None:
     run_dir, epochs = optuna_run
-    monkeypatch.delitem(sys.modules, "studies.optuna_bridge", raising=False)
+    monkeypatch.delitem(sys.modules, "studies.tune.optuna_bridge", raising=False)
     for name in [m for m in sys.modules if m == "ray" or m.startswith("ray.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "ray", None)   # any `import ray...` now raises instead of importing Ray

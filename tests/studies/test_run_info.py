@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from studies import run_folder
-from studies.optuna_bridge import trial_seed
+from studies.runs import run_folder
+from studies.runs.optuna_store import trial_seed
 
 
 def _git(repo: Path, *args: str) -> None:

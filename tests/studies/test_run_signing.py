@@ -1,4 +1,4 @@
-"""Digests kept per file (studies/run_signing.py): the run folder's content and
+"""Digests kept per file (studies/runs/run_signing.py): the run folder's content and
 a staged copy on its way in both pass; anything else is refused."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from studies.errors import UserError
-from studies.run_signing import KEEP_DIGESTS, check_run_folder, sign_run_folder
+from studies.runs.run_signing import KEEP_DIGESTS, check_run_folder, sign_run_folder
 
 
 def test_a_snapshot_in_flight_passes_whichever_copy_is_on_disk(tmp_path: Path) -> None:
@@ -57,8 +57,8 @@ def test_unsigned_folder_says_so(tmp_path: Path) -> None:
 
 
 def test_the_key_is_made_once_whole_and_a_short_one_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from studies import run_signing
     from studies.errors import UserError
+    from studies.runs import run_signing
 
     monkeypatch.setattr(run_signing, "default_key_file", lambda: tmp_path / "keys" / "run-signing.key")
     key = run_signing.signing_key()
@@ -76,7 +76,7 @@ def test_drivers_making_the_key_at_once_agree_on_it(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    code = ("import sys; from pathlib import Path; from studies import run_signing; "
+    code = ("import sys; from pathlib import Path; from studies.runs import run_signing; "
             f"run_signing.default_key_file = lambda: Path({str(tmp_path / 'run-signing.key')!r}); "
             "print(run_signing.signing_key().hex())")
     repo = Path(__file__).resolve().parents[2]

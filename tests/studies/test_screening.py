@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from studies.report.screening import LEVEL_MEANS, MAIN_EFFECTS, TABLE_COLUMNS, design_trial_ids, screening_tables
-from studies.report.trials import RunTrials
-from studies.screening_design import design_size, screening_design
+from studies.runs.trials import RunTrials
+from studies.spec.screening_design import design_size, screening_design
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "benchmarks"))

@@ -1,4 +1,4 @@
-"""studies/screening_design.py: a balanced, space-filling start over the declared
+"""studies/spec/screening_design.py: a balanced, space-filling start over the declared
 space (levels and pairs balanced, `when` respected, deterministic), its size,
 the spec's `search.startup` / `search.design_trials`, and the rows reaching
 Optuna as trials 1..N after the reference point, once, even across a resume."""
@@ -18,11 +18,11 @@ from optuna.trial import TrialState
 
 from studies._compat import searcher_study
 from studies.errors import UserError
-from studies.param import Param
 from studies.report.ablation import level_labels
-from studies.screening_design import design_size, design_trials, factor_levels, screening_design, spec_design
-from studies.spec import STUDIES_DIR, load_spec
-from studies.tuner import OPTUNA_DB, build_sampler, build_searcher
+from studies.spec.param import Param
+from studies.spec.screening_design import design_size, design_trials, factor_levels, screening_design, spec_design
+from studies.spec.study import STUDIES_DIR, load_spec
+from studies.tune.tuner import OPTUNA_DB, build_sampler, build_searcher
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -75,7 +75,7 @@ def _pair_imbalance(rows: list[dict], obj: kt.Objective) -> float:
 def test_pairs_of_factors_are_balanced(monkeypatch):
     """Every pair of levels of every two factors appears, and the swaps bring the
     pair tables well closer to uniform than the balanced columns they start from."""
-    import studies.screening_design as sd
+    import studies.spec.screening_design as sd
 
     obj = kt.many_weak()
     design = _pair_imbalance(screening_design(obj.factors, obj.bins, 48, seed=0), obj)
@@ -203,7 +203,7 @@ def test_a_restored_searcher_does_not_enqueue_the_design_again(tmp_path):
 def test_a_study_of_one_trial_has_no_design() -> None:
     """``--num-samples 1``: the reference point is the study; a design row would be
     enqueued and never run (a second Optuna trial left WAITING)."""
-    from studies.param import Param
+    from studies.spec.param import Param
 
     params = [Param("x", "categorical", ("a", "b")), Param("lr", "float", log=True, low=1e-4, high=1e-1)]
     assert design_size(params, {}, 1).n == 0

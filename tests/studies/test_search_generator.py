@@ -10,7 +10,7 @@ import pytest
 from ray.tune.search import ConcurrencyLimiter, Searcher, SearchGenerator
 from ray.tune.search.search_generator import SearchGenerator as TuneSearchGenerator
 
-from studies.search_generator import TrialCountedGenerator, trials_in_snapshot
+from studies.tune.search_generator import TrialCountedGenerator, trials_in_snapshot
 
 
 class _Counting(Searcher):
@@ -79,8 +79,8 @@ def test_without_an_experiment_state_the_saved_count_stays(tmp_path: Path) -> No
 
 
 def test_the_tuner_uses_it(tmp_path: Path) -> None:
-    from studies.spec import STUDIES_DIR, load_spec
-    from studies.tuner import build_tuner
+    from studies.spec.study import STUDIES_DIR, load_spec
+    from studies.tune.tuner import build_tuner
 
     spec = load_spec(STUDIES_DIR / "mdn_ramp.yaml", smoke=True)
     (tmp_path / "r").mkdir()

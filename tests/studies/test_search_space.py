@@ -10,8 +10,8 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from studies.errors import UserError
-from studies.param import Param
-from studies.search_space import DefineByRun, define_by_run, load_search_space, parse_search_space
+from studies.spec.param import Param
+from studies.spec.search_space import DefineByRun, define_by_run, load_search_space, parse_search_space
 
 SRC = "spaces/my_space.yaml"
 REPO = Path(__file__).resolve().parents[2]

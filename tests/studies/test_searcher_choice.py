@@ -12,9 +12,10 @@ import ray.cloudpickle as cloudpickle
 from optuna.trial import TrialState
 
 from studies._compat import searcher_study
-from studies.optuna_bridge import TruthfulOptunaSearch, trial_seed
-from studies.spec import STUDIES_DIR, load_spec
-from studies.tuner import OPTUNA_DB, build_sampler, build_searcher
+from studies.runs.optuna_store import trial_seed
+from studies.spec.study import STUDIES_DIR, load_spec
+from studies.tune.optuna_bridge import TruthfulOptunaSearch
+from studies.tune.tuner import OPTUNA_DB, build_sampler, build_searcher
 from tests.conftest import run_cli
 
 BUNDLED_SPEC = STUDIES_DIR / "mdn_ramp.yaml"
@@ -149,7 +150,7 @@ def test_a_restored_searcher_writes_to_the_study_file_it_is_given(tmp_path, monk
     """A searcher pickled in one run folder and restored where the folder now is
     (moved, or mirrored from a bucket on another machine) tells the study there,
     not the one at the path it was pickled with."""
-    from studies.optuna_bridge import STUDY_FILE_ENV
+    from studies.tune.optuna_bridge import STUDY_FILE_ENV
 
     spec = _spec("search.startup=random")   # only the reference point enqueued
     first, moved = tmp_path / "first", tmp_path / "moved"
@@ -187,7 +188,8 @@ def test_the_searcher_writes_its_study_file_without_an_fsync_per_write(tmp_path,
     """SQLite's synchronous=OFF on every connection of the searcher's storage: as built,
     after Tune pickles and restores it, and on the study file a restore is pointed at.
     Other openers of the file (reconcile, rebuild, the report) keep SQLite's default (FULL)."""
-    from studies.optuna_bridge import SQLITE_LOCK_TIMEOUT_S, STUDY_FILE_ENV, sqlite_storage
+    from studies.runs.optuna_store import SQLITE_LOCK_TIMEOUT_S, sqlite_storage
+    from studies.tune.optuna_bridge import STUDY_FILE_ENV
 
     spec = _spec()
     searcher = build_searcher(spec, tmp_path)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from studies.shared_cache import cached_shared
+from studies.runs.shared_cache import cached_shared
 
 
 @dataclass

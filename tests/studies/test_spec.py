@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from studies.errors import UserError
-from studies.search_space import parse_search_space
-from studies.spec import (
+from studies.spec.search_space import parse_search_space
+from studies.spec.study import (
     SEARCH_SPACES_DIR,
     STUDIES_DIR,
     Ablation,

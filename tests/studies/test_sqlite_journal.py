@@ -12,8 +12,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from studies.optuna_rebuild import set_aside_stale_journal
-from studies.run_folder import check_optuna_study
+from studies.runs.optuna_rebuild import set_aside_stale_journal
+from studies.runs.run_folder import check_optuna_study
 
 # A write big enough to spill into the file before it commits, then a kill: a "hot" journal.
 KILLED_MID_WRITE = """

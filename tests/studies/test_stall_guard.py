@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from studies import stall_guard
+from studies.tune import stall_guard
 
 
 class _Trial:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("ray")
-from studies import run_folder_callbacks  # noqa: E402
 from studies.signals import stop_tune_cleanly  # noqa: E402
+from studies.tune import run_folder_callbacks  # noqa: E402
 
 
 @pytest.fixture

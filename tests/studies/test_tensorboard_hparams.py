@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from studies.report.tensorboard_hparams import write_hparams
-from studies.report.trials import RunTrials
+from studies.runs.trials import RunTrials
 
 
 def test_conditional_integer_choice_matches_its_discrete_domain(tmp_path: Path) -> None:
@@ -114,7 +114,7 @@ def test_tune_default_logger_shows_each_trial_twice(tmp_path: Path) -> None:
 def test_each_trial_is_one_hparams_row_with_its_epoch_curves_kept(tmp_path: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from studies.tensorboard_logger import TBXScalarsCallback
+    from studies.tune.tensorboard_logger import TBXScalarsCallback
 
     run_dir = _synthetic_run(tmp_path, TBXScalarsCallback())
     hparams, metrics, rows = _dashboard(tmp_path)
@@ -132,7 +132,7 @@ def test_dashboard_columns_do_not_depend_on_which_session_is_read_first(tmp_path
     """TensorBoard takes the columns from the first experiment record it meets; every
     session carries the same one, so a trial without a conditional parameter read
     first does not hide that column."""
-    from studies.tensorboard_logger import TBXScalarsCallback
+    from studies.tune.tensorboard_logger import TBXScalarsCallback
 
     _synthetic_run(tmp_path, TBXScalarsCallback())
     for first in "abc":
@@ -152,7 +152,7 @@ def test_tbx_scalars_callback_replaces_tunes_default_and_keeps_report_free_of_ra
     from ray.tune.logger import TBXLoggerCallback
     from ray.tune.utils.callback import _create_default_callbacks
 
-    from studies.tensorboard_logger import TBXScalarsCallback
+    from studies.tune.tensorboard_logger import TBXScalarsCallback
 
     callbacks = _create_default_callbacks([TBXScalarsCallback()])
     assert [type(c) for c in callbacks if isinstance(c, TBXLoggerCallback)] == [TBXScalarsCallback]

@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from studies.designed import plan_front_confirmation
-from studies.param import Param
-from studies.report.confirmation import BASELINE_LABEL, load_front_confirmation
-from studies.report.tradeoff import front_caption, front_table, full_budget_values, trade_off, tradeoff_sentences
-from studies.report.trials import RunTrials
-from studies.run_folder import RunFolder
+from studies.report.confirmation import load_front_confirmation
+from studies.report.tradeoff import front_caption, front_table, trade_off, tradeoff_sentences
+from studies.runs.designed import BASELINE_LABEL, plan_front_confirmation
+from studies.runs.run_folder import RunFolder
+from studies.runs.trials import RunTrials, full_budget_values
+from studies.spec.param import Param
 
 METRICS, MODES = ["error", "speed"], ["min", "max"]
 FACTORS = [Param("mode", "categorical", ("a", "b")), Param("x", "float", low=0.0, high=4.0)]

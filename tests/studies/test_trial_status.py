@@ -1,12 +1,12 @@
 """The status a trial gets in the tables when Optuna's record and Tune's
-snapshot disagree after a resume (studies/report/trials.py)."""
+snapshot disagree after a resume (studies/runs/trials.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from types import SimpleNamespace
 
-from studies.report.trials import STATUS_COMPLETE, STATUS_FAILED, STATUS_ORPHANED, STATUS_PRUNED, TuneTrial, _table
+from studies.runs.trials import STATUS_COMPLETE, STATUS_FAILED, STATUS_ORPHANED, STATUS_PRUNED, TuneTrial, _table
 
 
 def _row(tmp_path: Path, epochs: int, *, optuna_state: str, tune_status: str, metric: str = "loss", error: str = "") -> dict:

@@ -1,7 +1,7 @@
 """Convert plain arrays into a family's HDF5 schema, for ``--data``.
 
-    python -m studies.convert_data mdn_motion my_arrays.npz my_data.h5
-    python -m studies.convert_data au2blend my_folder/ my_data.h5
+    python -m studies.tools.convert_data mdn_motion my_arrays.npz my_data.h5
+    python -m studies.tools.convert_data au2blend my_folder/ my_data.h5
 
 The input is a ``.npz`` holding one array per dataset of the family's schema
 (names as in the README tables), or a folder with one ``<dataset>.npy`` or
@@ -61,7 +61,7 @@ def convert(family: str, source: Path, target: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m studies.convert_data", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m studies.tools.convert_data", description=__doc__.split("\n\n")[0])
     p.add_argument("family", help=f"one of {', '.join(family_names())}")
     p.add_argument("source", type=Path, help=".npz file, or a folder of <dataset>.npy / .csv files")
     p.add_argument("target", type=Path, help="the HDF5 file to write")

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 from ray.tune import Callback
 
-from studies.direction import Direction
+from studies.spec.direction import Direction
 
 
 @dataclass(frozen=True)

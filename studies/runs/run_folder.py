@@ -25,7 +25,7 @@ from studies.errors import UserError
 RUN_FILE = "run.json"
 SPEC_FILE, SEARCH_SPACE_FILE, OPTUNA_FILE = "spec.yaml", "search_space.yaml", "optuna.db"
 # The Optuna user attribute that holds a trial's Tune trial id (written by
-# studies.optuna_bridge, read by the Ray-free report code).
+# studies.tune.optuna_bridge, read by the Ray-free report code).
 TUNE_TRIAL_ID_ATTR = "tune_trial_id"
 # Set (True) on an Optuna trial that a killed driver asked for but Tune never recorded.
 ORPHANED_ATTR = "orphaned_by_driver_kill"
@@ -307,7 +307,7 @@ def git_commit(repo: Path) -> str | None:
     return out.stdout.strip() or None if out.returncode == 0 else None
 
 
-PLATFORM_ROOT = Path(__file__).resolve().parents[1]
+PLATFORM_ROOT = Path(__file__).resolve().parents[2]
 COMMIT_ENV = "RAYSTUDIES_GIT_COMMIT"  # for a copy without .git (a Ray job's working_dir): set by whoever shipped it
 DIRTY_ENV = "RAYSTUDIES_GIT_DIRTY"    # with it: 1 if that checkout had uncommitted changes, 0 if not
 

@@ -19,7 +19,7 @@ from typing import Any
 from ray.tune import Callback
 
 from studies._compat import kill_trial_actor, trial_folder
-from studies.report.trials import STALLED_FILE
+from studies.runs.trials import STALLED_FILE
 
 AUTO_FACTOR, AUTO_FLOOR_S = 20.0, 600.0
 

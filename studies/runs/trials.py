@@ -13,9 +13,10 @@ from typing import Any
 
 import pandas as pd
 
-from studies.direction import Direction
 from studies.errors import UserError
-from studies.run_folder import ORPHANED_ATTR, SET_ASIDE_ATTR, TUNE_TRIAL_ID_ATTR, RunFolder
+from studies.runs.run_folder import ORPHANED_ATTR, SET_ASIDE_ATTR, TUNE_TRIAL_ID_ATTR, RunFolder
+from studies.spec.direction import Direction
+from studies.spec.pareto import resolve_ties
 
 # How a trial ended, in words a reader of the table understands.
 STATUS_COMPLETE = "complete"
@@ -59,7 +60,7 @@ def read_results(trial_dir: Path) -> list[dict[str, Any]]:
     return rows
 
 
-STALLED_FILE = "stalled.txt"   # written by studies.stall_guard when it ends a trial that stopped reporting
+STALLED_FILE = "stalled.txt"   # written by studies.tune.stall_guard when it ends a trial that stopped reporting
 
 
 def _error_reason(trial_dir: Path) -> str:
@@ -230,7 +231,7 @@ def _table(tune_trials: list[TuneTrial], optuna_trials: dict[str, Any], *, metri
         finite = [v for v in values if math.isfinite(v)]
         epochs = max(t.by_epoch) if t.by_epoch else 0
         ot = optuna_trials.get(t.trial_id)
-        if epochs and not values and not t.error:   # stopped at its first result (studies.metric_check)
+        if epochs and not values and not t.error:   # stopped at its first result (studies.tune.metric_check)
             reported = sorted(k for k in t.by_epoch[min(t.by_epoch)] if k not in TUNE_KEYS)
             got = t.by_epoch[min(t.by_epoch)].get(metric)
             why = f"(it reported {got!r})" if got is not None else f"(it reported: {', '.join(reported) or 'nothing'})"
@@ -274,3 +275,65 @@ def load_trials(run_dir: Path, *, metric: str, mode: str, params: list[str], max
                        max_epochs=max_epochs, run_active=run_active, tune_status=tune_statuses(run_dir))
     run.unreadable = unreadable
     return run
+
+
+def config_keys(trials: pd.DataFrame, params: list[str]) -> pd.Series:
+    """One hashable key per trial: trials with the same sampled values share it."""
+    def key(v: Any) -> Any:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return None
+        try:
+            return round(float(v), 12)
+        except (TypeError, ValueError):
+            return str(v)
+    return pd.Series([tuple(key(v) for v in row) for row in trials[params].itertuples(index=False)],
+                     index=trials.index, dtype=object)
+
+
+def full_budget_values(run: RunTrials, metrics: list[str], max_epochs: int) -> pd.DataFrame:
+    """trial_id and each metric's value at the trial's epoch ``max_epochs``,
+    for the trials that reported every metric there."""
+    h = run.history
+    if h.empty or "epoch" not in h or not set(metrics) <= set(h.columns):
+        return pd.DataFrame(columns=["trial_id", *metrics])
+    last = h[h["epoch"] == max_epochs].drop_duplicates("trial_id", keep="last")
+    return last[["trial_id", *metrics]].dropna().reset_index(drop=True)
+
+
+def merge_repeated_configs(run: RunTrials, values: pd.DataFrame, metrics: list[str], *,
+                           also: list[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The full-budget trials (``values``: trial_id and each metric), with their
+    parameters, once per trial and once per distinct config.
+
+    TPE proposes a config it likes more than once, each time a separate trial; as
+    several front members such repeats would inflate every count of the front.
+    A config is its parameter values (every search-space parameter; an inactive
+    one is None; numbers rounded to 12 digits). Per config: ``trial_id`` its first
+    trial in the run's order (so the baseline, Optuna's trial 0, keeps its id),
+    ``trials_merged`` how many trials ran it, each metric the mean over them, with
+    differences below ``RESOLUTION`` of the metric's magnitude made ties.
+    A trial without parameters (none known, or not in the run's trial table) is
+    a config of its own. ``also``: more columns of the trial table to carry
+    (factors that are not search-space parameters); they do not make the key.
+    Returns (per trial, with a ``config`` column; per config)."""
+    trials = run.trials.drop_duplicates("trial_id").set_index("trial_id")
+    params = [p for p in run.params if p in trials.columns]
+    carried = params + [c for c in (also or []) if c in trials.columns and c not in params]
+    order = {t: i for i, t in enumerate(trials.index)}
+    per_trial = values.join(trials[carried], on="trial_id")
+    per_trial = per_trial.assign(_order=per_trial["trial_id"].map(order).fillna(len(order)))
+    per_trial = per_trial.sort_values("_order", kind="stable").drop(columns="_order").reset_index(drop=True)
+    known = per_trial["trial_id"].isin(list(order))
+    keys = [k if params and ok else ("trial", t)
+            for k, ok, t in zip(config_keys(per_trial, params), known, per_trial["trial_id"])]
+    key = pd.Series(keys, index=per_trial.index, dtype=object)
+    per_trial["config"] = key.map(per_trial.groupby(key, sort=False)["trial_id"].first())
+    grouped = per_trial.groupby("config", sort=False)
+    configs = grouped[carried].first() if carried else pd.DataFrame(index=grouped.size().index)
+    configs.insert(0, "trials_merged", grouped.size())
+    for m in metrics:
+        configs[m] = grouped[m].mean()
+    configs = configs[["trials_merged", *metrics, *carried]].rename_axis("trial_id").reset_index()
+    if len(configs):
+        configs[metrics] = resolve_ties(configs[metrics].to_numpy(dtype=float))
+    return per_trial, configs

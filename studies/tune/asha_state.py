@@ -27,7 +27,7 @@ class AshaRungs(Callback):
         self._scheduler = scheduler
 
     def get_state(self) -> dict[str, Any] | None:
-        if hasattr(self._scheduler, "get_rungs"):   # ours (studies.mo_asha) keeps its rungs as plain data itself
+        if hasattr(self._scheduler, "get_rungs"):   # ours (studies.tune.mo_asha) keeps its rungs as plain data itself
             return {"mo_asha_rungs": self._scheduler.get_rungs()}
         return {"asha_rungs": asha_rungs(self._scheduler)}
 

@@ -1,7 +1,7 @@
 """Multi-objective arithmetic: non-dominated sorting, crowding distance, hypervolume.
 
 Pure numpy (no Ray, no Optuna), shared by the multi-objective ASHA scheduler
-(studies/mo_asha.py) and by the reports.
+(studies/tune/mo_asha.py) and by the reports.
 
 Conventions: ``points`` is an ``(n, m)`` array (n points, m objectives), in
 the objectives' own units; ``modes`` says per objective whether it is

@@ -22,16 +22,16 @@ from pydantic.dataclasses import dataclass as schema_dataclass
 from core.config import ConfigError, config_from_dict
 from core.experiments.registry import FamilyDef, family_names, get_family
 from studies.errors import UserError
-from studies.param import Param
-from studies.schema import SECTION, Bool, Finite, Int, Str, validate_section
-from studies.search_space import load_search_space
-from studies.yaml_io import load_yaml, read_yaml_mapping
+from studies.spec.param import Param
+from studies.spec.schema import SECTION, Bool, Finite, Int, Str, validate_section
+from studies.spec.search_space import load_search_space
+from studies.spec.yaml_io import load_yaml, read_yaml_mapping
 
-STUDIES_DIR = Path(__file__).resolve().parent
+STUDIES_DIR = Path(__file__).resolve().parents[1]
 SEARCH_SPACES_DIR = STUDIES_DIR.parent / "search_spaces"
 
 
-# The sections of a spec, declared (studies/schema.py validates them and words the errors).
+# The sections of a spec, declared (studies/spec/schema.py validates them and words the errors).
 
 @schema_dataclass(config=SECTION)
 class Budget:
@@ -41,7 +41,7 @@ class Budget:
     num_samples: Int = 20
     checkpoint_every: Int = 5
     max_failures: Int = 2
-    report_timeout_s: Finite = 0.0   # 0: automatic (studies/stall_guard.py)
+    report_timeout_s: Finite = 0.0   # 0: automatic (studies/tune/stall_guard.py)
 
 
 PRECISIONS = ("fp32", "bf16")
@@ -104,7 +104,7 @@ class Search:
     ``startup`` (tpe, gp; None for the others): how the sampler's first trials
     after the reference point are chosen. ``random``: ``n_startup_trials``
     random ones, as Optuna does. ``design``: a balanced screening design
-    (studies/screening_design.py) of ``design_trials`` rows (None: its
+    (studies/spec/screening_design.py) of ``design_trials`` rows (None: its
     ``design_size``), enqueued as Optuna trials 1..N, after which the sampler
     takes over (its n_startup_trials is 1 + N; ``n_startup_trials`` is then
     unused). The report reads those trials as designed screening evidence

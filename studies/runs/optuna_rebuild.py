@@ -20,12 +20,12 @@ import optuna
 from optuna.trial import FixedTrial, TrialState, create_trial
 
 from studies.errors import UserError
-from studies.optuna_bridge import sqlite_storage, trial_seed
 from studies.quiet import quiet_optuna
-from studies.report.trials import TuneTrial, read_tune_trials, tune_snapshot
-from studies.run_folder import ORPHANED_ATTR, TUNE_TRIAL_ID_ATTR
-from studies.search_space import define_by_run
-from studies.spec import StudySpec
+from studies.runs.optuna_store import sqlite_storage, trial_seed
+from studies.runs.run_folder import ORPHANED_ATTR, TUNE_TRIAL_ID_ATTR
+from studies.runs.trials import TuneTrial, read_tune_trials, tune_snapshot
+from studies.spec.search_space import define_by_run
+from studies.spec.study import StudySpec
 
 # Tune statuses of trials it will go on with after a resume (Optuna: RUNNING).
 UNFINISHED = ("RUNNING", "PENDING", "PAUSED")

@@ -16,14 +16,14 @@ from typing import Any
 from ray import tune
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
-from studies.designed import plan_designed, plan_front_confirmation
-from studies.metric_check import LENIENT_METRICS_ENV, StopWithoutMetric
 from studies.quiet import environ, quiet_tune
-from studies.remote_storage import RemoteStore
-from studies.report.trials import RunTrials
-from studies.run_folder import RunFolder
-from studies.spec import StudySpec
-from studies.tuner import make_trainable, progress_callback, trial_dirname, tune_storage
+from studies.runs.designed import plan_designed, plan_front_confirmation
+from studies.runs.remote_storage import RemoteStore
+from studies.runs.run_folder import RunFolder
+from studies.runs.trials import RunTrials
+from studies.spec.study import StudySpec
+from studies.tune.metric_check import LENIENT_METRICS_ENV, StopWithoutMetric
+from studies.tune.tuner import make_trainable, progress_callback, trial_dirname, tune_storage
 
 
 def select_candidates(spec: StudySpec, run: RunTrials, *, confirm: bool = True) -> dict[str, Any]:

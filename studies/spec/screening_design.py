@@ -10,7 +10,7 @@ is estimable from those trials alone, nearly independently of the others
 (``studies.report.screening`` turns them into tables).
 
 The levels are the report's own: a categorical's choices, an int factor's
-values when it has at most 6 (``studies.report.modelled.declared_levels``),
+values when it has at most 6 (``studies.spec.levels.declared_levels``),
 else the bins of the declared range (``ablation.bins`` or four equal bins on
 the factor's scale). The rows are assigned level by level, factor by factor in
 file order: an orthogonal array of strength 2 (``scipy.stats.qmc.LatinHypercube``)
@@ -36,10 +36,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from scipy.stats import qmc
 
-from studies.param import Param
+from studies.spec.param import Param
 
 if TYPE_CHECKING:
-    from studies.spec import StudySpec
+    from studies.spec.study import StudySpec
 
 RESIDUAL_DF = 8          # rows beyond the main-effects model's parameters: its error variance needs them
 MAX_SWEEPS = 400         # improving swaps per factor (each the best of all n^2 swaps)
@@ -69,7 +69,7 @@ class DesignSize:
 def factor_levels(p: Param, bins: list[float] | None) -> list[Level]:
     """The report's levels of one factor (``declared_levels``), numeric bins that
     hold no value of an int / ``step`` grid left out."""
-    from studies.report.modelled import declared_levels
+    from studies.spec.levels import declared_levels
 
     out = []
     levels = declared_levels(p, bins)

@@ -1,5 +1,5 @@
 """What the designed stage runs: which configs, over how many seeds. Ray-free,
-so benchmarks and tests plan it exactly as a study does (studies.confirm runs it)."""
+so benchmarks and tests plan it exactly as a study does (studies.tune.designed_stage runs it)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ from typing import Any
 
 import pandas as pd
 
-from studies.direction import Direction
-from studies.report.confirmation import BASELINE_LABEL, LOO_PREFIX
-from studies.report.trials import STATUS_COMPLETE, RunTrials
+from studies.runs.trials import STATUS_COMPLETE, RunTrials, full_budget_values, merge_repeated_configs
+from studies.spec.direction import Direction
+
+# The designed stage's config labels, in its folder and tables.
+BASELINE_LABEL = "baseline"
+LOO_PREFIX = "without:"
 
 
 def active_params(params: list[Any], values: dict[str, Any]) -> dict[str, Any]:
@@ -149,8 +152,7 @@ def plan_front_confirmation(run: RunTrials, *, params: list[Any], metrics: list[
     the front first, then the most isolated members: spread along the front,
     not bunched at one end), and the baseline (``baseline``: every active
     parameter's baseline value, the search's trial 0), each over ``seeds`` seeds."""
-    from studies.pareto import nondominated_ranks, pareto_order
-    from studies.report.tradeoff import full_budget_values, merge_repeated_configs
+    from studies.spec.pareto import nondominated_ranks, pareto_order
 
     # one row per distinct config at the mean of its repeats (trial_id: its first trial)
     _, values = merge_repeated_configs(run, full_budget_values(run, metrics, max_epochs), metrics)

@@ -25,7 +25,7 @@ import numpy as np
 from ray.tune.experiment import Trial
 from ray.tune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
 
-from studies.pareto import as_minimised, pareto_front_mask, pareto_order, resolve_ties
+from studies.spec.pareto import as_minimised, pareto_front_mask, pareto_order, resolve_ties
 
 if TYPE_CHECKING:
     from ray.tune.execution.tune_controller import TuneController
@@ -44,7 +44,7 @@ def _as_list(value: str | Sequence[str]) -> list[str]:
 def _is_extreme(pool: np.ndarray, modes: list[str]) -> bool:
     """Is the pool's last row an end of its Pareto front: non-dominated, and holding
     the best value of some objective among the pool's finite rows (up to the
-    resolution of ``studies.pareto``)? An objective on which every finite row ties
+    resolution of ``studies.spec.pareto``)? An objective on which every finite row ties
     has no end: it makes no one extreme."""
     last = pool.shape[0] - 1
     if not pareto_front_mask(pool, modes)[last]:
@@ -142,14 +142,14 @@ class MultiObjectiveASHA(FIFOScheduler):
     already recorded at the rung by non-dominated sorting (Pareto fronts), ties
     within a front broken by the NSGA-II crowding distance (the more isolated
     point first; then the earlier recorded trial, so the newcomer loses exact
-    ties): ``studies.pareto.pareto_order``. The trial continues iff ``x`` is
+    ties): ``studies.spec.pareto.pareto_order``. The trial continues iff ``x`` is
     among the first ``ceil(|R ∪ {x}| / reduction_factor)`` of that order, or if
     ``x`` is an end of the front (non-dominated and best in one objective among
     ``R ∪ {x}``): the ends all have infinite crowding distance, and a tie rule
     must not stop the trial that is best in an objective (``promotes``). The
     first trial at a rung therefore always continues. A vector with a NaN ranks
     last. Values of an objective that differ by less than 1e-9 of its magnitude
-    are ties (``studies.pareto.RESOLUTION``). The paper's other tie-break is an epsilon-net (greedy farthest-point
+    are ties (``studies.spec.pareto.RESOLUTION``). The paper's other tie-break is an epsilon-net (greedy farthest-point
     selection within a front); the crowding distance is used here.
 
     With ``m == 1`` the rule is ASHA's own: continue iff the value is not worse

@@ -26,7 +26,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from studies.errors import UserError
-from studies.run_signing import SIGNATURES_FILE, merged_signatures
+from studies.runs.run_signing import SIGNATURES_FILE, merged_signatures
 
 # What the driver writes into a run folder (relative paths, POSIX); Tune owns the rest.
 # Never pushed: a pulled copy of one of Tune's files would overwrite its newer version.
@@ -108,7 +108,7 @@ class RemoteStore:
     @contextmanager
     def _bucket_errors(self, what: str) -> Iterator[None]:
         """An error of the bucket (network, credentials, permissions) as one line; a
-        full local disk stays what it is (studies.free_space words it)."""
+        full local disk stays what it is (studies.runs.free_space words it)."""
         try:
             yield
         except OSError as exc:

@@ -1,6 +1,6 @@
 """Tune callbacks that look after the run folder while a study runs: its
-signatures (studies/run_signing.py), its free space (studies/free_space.py)
-and, for a run in a bucket, the driver's own files put there (studies/remote_storage.py)."""
+signatures (studies/runs/run_signing.py), its free space (studies/runs/free_space.py)
+and, for a run in a bucket, the driver's own files put there (studies/runs/remote_storage.py)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from typing import Any
 from ray.tune import Callback
 
 from studies._compat import experiment_dirs, remote_run
-from studies.free_space import low_space
-from studies.remote_storage import stage_own_files
-from studies.run_signing import sign_run_folder, signing_key
+from studies.runs.free_space import low_space
+from studies.runs.remote_storage import stage_own_files
+from studies.runs.run_signing import sign_run_folder, signing_key
 from studies.signals import stop_tune_cleanly
 
 

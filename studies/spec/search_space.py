@@ -23,9 +23,9 @@ from typing import Any
 import optuna
 
 from studies.errors import UserError
-from studies.param import Param
-from studies.schema import CategoricalEntry, NumericEntry, parse_entry
-from studies.yaml_io import read_yaml_mapping
+from studies.spec.param import Param
+from studies.spec.schema import CategoricalEntry, NumericEntry, parse_entry
+from studies.spec.yaml_io import read_yaml_mapping
 
 
 def _parse_param(source: str, name: str, raw: Any, earlier: dict[str, Param]) -> Param:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from studies.run_folder import file_sha256
+from studies.runs.run_folder import file_sha256
 
 
 def shared_key(family: Any, config: Any, data_path: str | None) -> str:

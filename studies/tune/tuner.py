@@ -17,24 +17,25 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
 
 from studies._compat import fit_interrupted
-from studies.asha_state import AshaRungs
 from studies.errors import UserError
-from studies.metric_check import LENIENT_METRICS_ENV, StopWithoutMetric
-from studies.mo_asha import MultiObjectiveASHA
-from studies.mo_tpe import FullBudgetTPESampler
-from studies.node_guard import NodeGuard
-from studies.optuna_bridge import STUDY_FILE_ENV, TruthfulOptunaSearch, sqlite_storage
-from studies.progress import ProgressLines, Rungs
 from studies.quiet import environ, quiet_optuna, quiet_tune
-from studies.remote_storage import RemoteStore
-from studies.run_folder import OPTUNA_FILE, RunFolder
-from studies.run_folder_callbacks import BucketPush, FreeSpaceGuard, RunSigner
-from studies.screening_design import design_trials, spec_design
-from studies.search_generator import TrialCountedGenerator
-from studies.search_space import define_by_run
-from studies.spec import StudySpec
-from studies.stall_guard import StallGuard
-from studies.tensorboard_logger import TBXScalarsCallback
+from studies.runs.optuna_store import sqlite_storage
+from studies.runs.remote_storage import RemoteStore
+from studies.runs.run_folder import OPTUNA_FILE, RunFolder
+from studies.spec.screening_design import design_trials, spec_design
+from studies.spec.search_space import define_by_run
+from studies.spec.study import StudySpec
+from studies.tune.asha_state import AshaRungs
+from studies.tune.metric_check import LENIENT_METRICS_ENV, StopWithoutMetric
+from studies.tune.mo_asha import MultiObjectiveASHA
+from studies.tune.mo_tpe import FullBudgetTPESampler
+from studies.tune.node_guard import NodeGuard
+from studies.tune.optuna_bridge import STUDY_FILE_ENV, TruthfulOptunaSearch
+from studies.tune.progress import ProgressLines, Rungs
+from studies.tune.run_folder_callbacks import BucketPush, FreeSpaceGuard, RunSigner
+from studies.tune.search_generator import TrialCountedGenerator
+from studies.tune.stall_guard import StallGuard
+from studies.tune.tensorboard_logger import TBXScalarsCallback
 
 OPTUNA_DB = OPTUNA_FILE
 TIME_ATTR = "epoch"
@@ -114,7 +115,7 @@ def build_sampler(spec: StudySpec) -> optuna.samplers.BaseSampler:
         startup = 1 + design_trials(spec)
     if s.sampler == "tpe":
         extra: dict[str, Any] = {} if s.multivariate is None else {"multivariate": s.multivariate}  # None: Optuna's default
-        if spec.multi_objective:   # only full-budget trials may be TPE's "good" ones (studies.mo_tpe says why)
+        if spec.multi_objective:   # only full-budget trials may be TPE's "good" ones (studies.tune.mo_tpe says why)
             return FullBudgetTPESampler(seed=s.seed, n_startup_trials=startup, group=s.group, **extra)
         return samplers.TPESampler(seed=s.seed, n_startup_trials=startup, group=s.group, **extra)
     if s.sampler == "random":
@@ -157,7 +158,7 @@ def build_searcher(spec: StudySpec, run_dir: Path) -> TruthfulOptunaSearch:
 
 
 def build_scheduler(spec: StudySpec) -> ASHAScheduler | MultiObjectiveASHA:
-    """ASHA on the study's metric, or for several objectives multi-objective ASHA (studies.mo_asha)."""
+    """ASHA on the study's metric, or for several objectives multi-objective ASHA (studies.tune.mo_asha)."""
     b = spec.budget
     if spec.multi_objective:
         return MultiObjectiveASHA(time_attr=TIME_ATTR, metrics=spec.metrics, modes=spec.modes, max_t=b.max_epochs,
@@ -181,7 +182,7 @@ def run_config(spec: StudySpec, run_dir: Path, callbacks: list[Any], remote: Rem
         checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
         stop=StopWithoutMetric(spec.metrics if spec.multi_objective else spec.metric),
         callbacks=callbacks,
-        verbose=0,  # studies.progress prints plain lines instead of Tune's boxes
+        verbose=0,  # studies.tune.progress prints plain lines instead of Tune's boxes
     )
 
 
@@ -210,7 +211,7 @@ def build_tuner(spec: StudySpec, run_dir: Path, data: dict[str, Any] | None, *, 
             metric=None if spec.multi_objective else spec.metric,
             mode=None if spec.multi_objective else spec.mode,
             # Wrapped here as Tune would wrap it (max_concurrent_trials), in a generator whose trial
-            # count a resume takes from the trial states (studies.search_generator says why).
+            # count a resume takes from the trial states (studies.tune.search_generator says why).
             search_alg=TrialCountedGenerator(ConcurrencyLimiter(build_searcher(spec, run_dir), max_concurrent=max_concurrent)),
             scheduler=scheduler,
             num_samples=spec.budget.num_samples,

@@ -3,7 +3,7 @@
 Tune's own check (a TuneError that ends the whole study at the first such
 result) is switched off around the fit; instead this stopper ends just that
 trial at its first result without a number for the metric, and the trials
-table names the reason (studies.report.trials). The searcher records it as
+table names the reason (studies.runs.trials). The searcher records it as
 FAIL in Optuna, since it reported no value.
 """
 

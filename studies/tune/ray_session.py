@@ -138,7 +138,7 @@ def ray_session(address: str | None, *, num_cpus: int | None = None, num_gpus: i
         check_auth(address)
         try:
             ray.init(address=address, logging_level=logging.WARNING, logging_config=_worker_logging(),
-                     runtime_env=_code_runtime_env(Path(__file__).resolve().parents[1]))
+                     runtime_env=_code_runtime_env(Path(__file__).resolve().parents[2]))
         except (ConnectionError, RuntimeError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
             raise UserError(f"--address {address}: cannot join the Ray cluster ({first})") from None
@@ -147,7 +147,7 @@ def ray_session(address: str | None, *, num_cpus: int | None = None, num_gpus: i
         # importable in them even when it is not pip-installed.
         # The working directory too: a user's own trainable module is found there.
         paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-        wanted = [p for p in (str(Path(__file__).resolve().parents[1]), os.getcwd()) if p not in paths]
+        wanted = [p for p in (str(Path(__file__).resolve().parents[2]), os.getcwd()) if p not in paths]
         if wanted:
             scoped.enter_context(environ(PYTHONPATH=os.pathsep.join([*wanted, *paths])))
         try:

@@ -1,6 +1,6 @@
 """Train one hand_pose config briefly and save its prediction grid:
 
-    python -m studies.hand_pose_grid --epochs 12 --out grid.png [--set crop_method=bbox ...]
+    python -m studies.tools.hand_pose_grid --epochs 12 --out grid.png [--set crop_method=bbox ...]
 
 A quick look at what the model predicts, outside a study (no Ray).
 """
@@ -16,12 +16,12 @@ from core.experiments.hand_pose import save_prediction_grid
 from core.experiments.registry import get_family
 from core.training import run_epochs
 from studies.errors import UserError
-from studies.spec import parse_override
-from studies.storage import DEFAULT_CACHE_DIR
+from studies.runs.storage import DEFAULT_CACHE_DIR
+from studies.spec.study import parse_override
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m studies.hand_pose_grid", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m studies.tools.hand_pose_grid", description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--out", type=Path, default=Path("hand_pose_grid.png"))
     parser.add_argument("--cache-dir", type=Path, default=None, help="synthetic data cache (default: the CLI's)")

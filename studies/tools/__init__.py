@@ -1,0 +1,1 @@
+"""Command-line tools beside the study runner: data conversion, prediction grids."""
