@@ -8,7 +8,6 @@ import importlib
 import os
 import shutil
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from core.config import ConfigError
 from core.data.hdf5 import DataFileError
+from studies.background import ending_thread
 from studies.console import print_answer, print_files, print_summary
 from studies.errors import (
     EXIT_ALL_TRIALS_FAILED,
@@ -356,7 +356,6 @@ def launch(ctx: RunContext, *, shutdown_later: ExitStack | None = None) -> Itera
 
 # Tune's TensorBoard logger, then the report: neither imports Ray (tests/studies/test_report_files.py).
 IMPORTED_WHILE_RAY_STARTS = ("tensorboardX", "studies.report.write")
-IMPORT_THREAD = "import-in-background"   # the report waits for it before it forks (studies.report.write)
 
 
 def _import_in_background(*modules: str) -> None:
@@ -371,7 +370,7 @@ def _import_in_background(*modules: str) -> None:
             except BaseException:  # noqa: BLE001 (raised again, in the main thread, where it is used)
                 return
 
-    threading.Thread(target=load, name=IMPORT_THREAD).start()
+    ending_thread(load, "import-in-background")   # the report waits for it before it forks
 
 
 def search(ctx: RunContext) -> set[str]:

@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from studies.background import ending_threads, wait_for_ending_threads
 from studies.report import plots
 from studies.report.ablation import AblationResult, FactorTable, build_ablation
 from studies.report.analysis import Analysis, analyse
@@ -194,9 +195,9 @@ def write_report(run_dir: Path, run: RunTrials, *, spec: Any, info: RunInfo) -> 
                         reduction_factor=spec.budget.reduction_factor)
     confirmation = load_confirmation(run_dir, metric=spec.metric, mode=spec.mode)
     # The plots that need no surrogate render in a second process while the surrogate is fitted; while a
-    # run's Ray is still stopping (a thread, see ENDING_THREADS), only after the fit, beside the tables.
+    # run's Ray is still stopping (a thread, see studies.background), only after the fit, beside the tables.
     plots_of_the_trials = (_plots_of_the_trials, run_dir, run, spec, ab, factors, confirmation)
-    side = None if _ending_threads() else _in_background(*plots_of_the_trials)
+    side = None if ending_threads() else _in_background(*plots_of_the_trials)
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):  # one core here, one for the plots (or Ray's shutdown): BLAS threads would contend
@@ -392,23 +393,12 @@ def _plots_of_the_trials(run_dir: Path, run: RunTrials, spec: Any, ab: AblationR
     return written
 
 
-# The driver's own threads that end by themselves: Ray's shutdown (studies.tune.ray_session), which
-# overlaps the start of the report, and the imports made while Ray starts (studies.driver). The
-# report waits for them before it forks rather than give up its second process.
-ENDING_THREADS = ("ray-shutdown", "import-in-background")
-
-
-def _ending_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name in ENDING_THREADS and t is not threading.current_thread()]
-
-
 def _in_background(fn: Callable[..., list[Path]], *args: Any) -> Callable[[], list[Path]]:
     """Run ``fn`` in a forked process where fork is safe (Linux, and no other
     thread alive: a run's driver may still hold Ray's or torch's threads), else
     here and now; call the result to wait for it. An error in the child is
     raised here."""
-    for thread in _ending_threads():
-        thread.join()
+    wait_for_ending_threads()   # the driver's (studies.background): Ray's shutdown, the imports made while Ray started
     if sys.platform != "linux" or threading.active_count() > 1:
         result = fn(*args)
         return lambda: result

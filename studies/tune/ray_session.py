@@ -5,12 +5,12 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+from studies.background import ending_thread
 from studies.errors import UserError
 
 
@@ -168,9 +168,6 @@ def ray_session(address: str | None, *, num_cpus: int | None = None, num_gpus: i
                 _shutdown_in_background(ray.shutdown, shutdown_later)
 
 
-SHUTDOWN_THREAD = "ray-shutdown"   # the report waits for it before it forks (studies.report.write)
-
-
 def _shutdown_in_background(shutdown: Any, later: ExitStack) -> None:
     """Run ``shutdown`` in a thread; ``later`` joins it, and raises what it raised."""
     failed: list[BaseException] = []
@@ -181,8 +178,7 @@ def _shutdown_in_background(shutdown: Any, later: ExitStack) -> None:
         except BaseException as exc:  # raised again in the caller's thread
             failed.append(exc)
 
-    stopping = threading.Thread(target=stop, name=SHUTDOWN_THREAD)
-    stopping.start()
+    stopping = ending_thread(stop, "ray-shutdown")   # the report waits for it before it forks
 
     def join() -> None:
         stopping.join()

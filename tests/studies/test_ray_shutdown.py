@@ -50,16 +50,13 @@ def _pid_here(folder):
 def test_the_report_waits_for_the_drivers_ending_threads_before_it_forks(tmp_path) -> None:
     """The report forks its plotting process only with no other thread alive; Ray's
     shutdown thread and the import thread end by themselves, so it waits for them
-    (by name: the names must be the ones the driver gives its threads)."""
+    (both are started as studies.background.EndingThread)."""
     import time
 
-    from studies.driver import IMPORT_THREAD
+    from studies.background import ending_thread
     from studies.report import write
-    from studies.tune.ray_session import SHUTDOWN_THREAD
 
-    assert set(write.ENDING_THREADS) == {SHUTDOWN_THREAD, IMPORT_THREAD}
-    ending = threading.Thread(target=time.sleep, args=(0.3,), name=SHUTDOWN_THREAD)
-    ending.start()
+    ending = ending_thread(lambda: time.sleep(0.3), "ray-shutdown")
     others = [t for t in threading.enumerate() if t is not ending and t is not threading.main_thread()]
     wait = write._in_background(_pid_here, tmp_path)
     assert not ending.is_alive()   # waited for
