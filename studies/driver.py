@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -267,7 +267,7 @@ def prepare(options: RunOptions) -> RunContext:
         data_path = str(Path(options.data).resolve()) if options.data else None
     data = load_family_data(spec, data_path, options.cache_dir)   # validated before Ray starts
     if spec.trainable and data_path:
-        spec.config["data_path"] = data_path  # a user trainable reads its own file
+        spec = replace(spec, config={**spec.config, "data_path": data_path})  # a user trainable reads its own file
     if spec.trainable:
         from studies.tune.tuner import import_trainable
 
