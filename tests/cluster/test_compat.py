@@ -12,7 +12,7 @@ import optuna
 import pytest
 
 from studies.spec.study import STUDIES_DIR, load_spec
-from studies.tune import _compat
+from studies import _compat
 from studies.tune.tuner import build_searcher
 
 
