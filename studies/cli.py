@@ -29,9 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list", action="store_true", help="list every study, one line each")
     p.add_argument("--runs", action="store_true", help="list the runs of STUDY with their state")
     p.add_argument("--report", action="store_true", help="rebuild tables and plots of a run from disk (no Ray)")
-    p.add_argument("--confirm", action="store_true",
-                   help="re-run the top-k configs and the baseline over seeds at the full budget (after the search, "
-                        "or alone on an existing --run)")
+    p.add_argument("--designed", "--confirm", dest="designed", action="store_true",
+                   help="the designed stage with confirmation: re-run the top-k configs and the baseline over seeds at "
+                        "the full budget (after the search, or alone on an existing --run); --confirm is its old name")
     p.add_argument("--verbose", action="store_true", help="list every file written at the end (default: a count)")
     p.add_argument("--smoke", action="store_true", help="apply the spec's smoke overrides (tiny, quick)")
     p.add_argument("--run", metavar="RUN", help="run folder name (default: a timestamp; --resume/--report: the latest)")
@@ -145,11 +145,11 @@ def _dispatch(args: argparse.Namespace) -> int:
         study_path=study_path, smoke=args.smoke, overrides=_cli_overrides(args), storage=storage,
         run=args.run, resume=args.resume, address=address, data=args.data,
         cache_dir=cache_dir,
-        num_cpus=args.num_cpus, num_gpus=args.num_gpus, confirm=args.confirm, verbose=args.verbose,
+        num_cpus=args.num_cpus, num_gpus=args.num_gpus, designed=args.designed, verbose=args.verbose,
         trust_run_folder=args.trust_run_folder, remote=remote,
     )
-    if args.confirm and args.run and not args.resume and (storage / study_path.stem / args.run).exists():
-        return driver.confirm_existing_run(options)
+    if args.designed and args.run and not args.resume and (storage / study_path.stem / args.run).exists():
+        return driver.designed_on_existing_run(options)
     return driver.run_study(options)
 
 

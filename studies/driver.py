@@ -57,24 +57,24 @@ class RunOptions:
     data: str | None = None
     num_cpus: int | None = None
     num_gpus: int | None = None
-    confirm: bool = False
+    designed: bool = False   # --designed (old name --confirm): the designed stage with confirmation
     verbose: bool = False
     trust_run_folder: bool = False
     remote: RemoteStore | None = None   # --storage was a bucket URI; ``storage`` is then its local mirror
 
 
-# What --confirm on an existing run may change: the designed stage only (the search it builds on is done).
+# What --designed on an existing run may change: the designed stage only (the search it builds on is done).
 CONFIRM_OVERRIDABLE = ("ablation.",)
 
 
 def spec_of_run(run_dir: Path, *, for_training: bool = True, extra: list[str] | tuple[str, ...] = ()) -> StudySpec:
     """The spec exactly as the run used it: the copies in the run folder plus the
-    recorded smoke flag and overrides (the search's, then a later --confirm's,
+    recorded smoke flag and overrides (the search's, then a later --designed's,
     then ``extra``). ``for_training=False`` (reports) skips the family check,
     which imports torch."""
     folder = RunFolder(run_dir)
     info = folder.info()
-    overrides = [*info.invocation.overrides, *info.confirm_overrides, *extra]
+    overrides = [*info.invocation.overrides, *info.designed_overrides, *extra]
     return load_spec(folder.spec_copy, smoke=info.invocation.smoke, overrides=overrides,
                      search_space_path=folder.search_space_copy, name=info.study, check_family=for_training)
 
@@ -466,24 +466,22 @@ def reconcile(ctx: RunContext, tune_ids: set[str], tune_trials: list[TuneTrial])
 
 def wants_designed(ctx: RunContext) -> bool:
     loo = ctx.spec.ablation.leave_one_out
-    return ctx.options.confirm or ctx.spec.ablation.confirm.enabled or (loo is not None and loo.enabled)
+    return ctx.options.designed or ctx.spec.ablation.confirm.enabled or (loo is not None and loo.enabled)
 
 
 def designed(ctx: RunContext, *, confirm: bool | None = None) -> None:
     """The designed stage (confirmation and/or leave-one-out) in its own Tune experiment."""
-    from studies.tune.designed_stage import run_confirmation
+    from studies.tune.designed_stage import run_designed_stage
 
     assert ctx.trials is not None
-    confirm = (ctx.options.confirm or ctx.spec.ablation.confirm.enabled) if confirm is None else confirm
+    confirm = (ctx.options.designed or ctx.spec.ablation.confirm.enabled) if confirm is None else confirm
     started = time.time()
     remote = ctx.options.remote
-    run_confirmation(ctx.spec, ctx.folder.path, ctx.trials, ctx.data, max_concurrent=ctx.concurrent, confirm=confirm,
+    run_designed_stage(ctx.spec, ctx.folder.path, ctx.trials, ctx.data, max_concurrent=ctx.concurrent, confirm=confirm,
                      remote=remote)
     if remote is not None:
         remote.pull(*ctx.folder.designed.relative_to(remote.mirror).parts)
-    seconds = time.time() - started
-    ctx.folder.update(confirm_wall_s=seconds)
-    _add_stage_time(ctx.folder, "designed", seconds, replace=True)
+    _add_stage_time(ctx.folder, "designed", time.time() - started, replace=True)
 
 
 def report(ctx: RunContext) -> WrittenReport:
@@ -493,20 +491,20 @@ def report(ctx: RunContext) -> WrittenReport:
     return written
 
 
-def confirm_existing_run(options: RunOptions) -> int:
-    """--confirm on an existing run: the designed stage alone, then the report.
+def designed_on_existing_run(options: RunOptions) -> int:
+    """--designed on an existing run: the designed stage alone, then the report.
     Only ``ablation.*`` may be changed (and is recorded, so --report uses it too)."""
     assert options.run is not None
     folder = RunFolder(options.storage / options.study_path.stem / options.run)
     pull_run(options.remote, folder.path)
     refused = [o for o in options.overrides if not o.startswith(CONFIRM_OVERRIDABLE)]
     if refused:
-        raise UserError(f"--set {refused[0]}: --confirm on the existing run {options.run} can change only ablation.* "
+        raise UserError(f"--set {refused[0]}: --designed on the existing run {options.run} can change only ablation.* "
                         "(the search it confirms has already run); start a new run to change the rest")
     info = folder.info()
     if options.smoke != info.invocation.smoke:
         made = "a smoke run" if not options.smoke else "not a smoke run"
-        raise UserError(f"--smoke: run {options.run} was {made}; --confirm on it keeps the run's own setting "
+        raise UserError(f"--smoke: run {options.run} was {made}; --designed on it keeps the run's own setting "
                         f"({'add' if not options.smoke else 'drop'} --smoke)")
     spec = spec_of_run(folder.path, extra=options.overrides)  # validated here, before anything runs
     if info.status == "running":
@@ -515,15 +513,15 @@ def confirm_existing_run(options: RunOptions) -> int:
     if trials.trials.empty:
         raise UserError(f"{folder.path}: no trials to confirm")
     if folder.designed.exists():
-        raise UserError(f"{folder.designed}: a confirmation stage already exists for this run (delete that folder to redo it)")
-    data_path = recorded_data(info, options.data, "--confirm --run")
+        raise UserError(f"{folder.designed}: a designed stage already exists for this run (delete that folder to redo it)")
+    data_path = recorded_data(info, options.data, "--designed --run")
     data = load_family_data(spec, data_path, options.cache_dir)
     ctx = RunContext(options, spec, folder, data, status=info.status, trials=trials, data_path=data_path)
     with ExitStack() as held:
         held.enter_context(run_folder.driver_lock(folder.path))
         with launch(ctx, shutdown_later=held):   # Ray stops while the report is written
             if options.overrides:
-                folder.update(confirm_overrides=[*info.confirm_overrides, *options.overrides])
+                folder.update(designed_overrides=[*info.designed_overrides, *options.overrides])
             designed(ctx, confirm=True)
         written = report(ctx)
         push_run(options.remote, folder.path)

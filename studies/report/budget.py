@@ -56,8 +56,9 @@ def budget_table(run: RunTrials, run_dir: Path, info: RunInfo) -> pd.DataFrame:
     if designed is not None:
         runs, epochs, secs = designed
         rows.append(("designed runs (confirmation, leave-one-out)", runs, f"{epochs} trial-epochs, {secs / 60:.1f} min of trial time"))
-        if info.confirm_wall_s is not None:
-            rows.append(("designed stage wall time", f"{info.confirm_wall_s / 60:.1f} min", "full budget, no early stopping"))
+        designed_s = info.stages().get("designed")
+        if designed_s is not None:
+            rows.append(("designed stage wall time", f"{designed_s / 60:.1f} min", "full budget, no early stopping"))
         seconds += secs
         rows.append(("CPU-hours, all stages", f"{seconds * cpus / 3600:.3f}", "search + designed runs"))
     if gpus > 0:

@@ -73,18 +73,20 @@ class RunInfo:
     resumed: float | None = None
     trial_counts: dict[str, int] = field(default_factory=dict)
     stage_s: dict[str, float] = field(default_factory=dict)
-    confirm_wall_s: float | None = None
-    confirm_overrides: list[str] = field(default_factory=list)
+    confirm_wall_s: float | None = None   # a run from before stage_s: the designed stage's seconds
+    designed_overrides: list[str] = field(default_factory=list)
     data_sha256: str | None = None   # of the --data file when the run started; --resume checks it
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], source: Path) -> RunInfo:
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls)} | {"confirm_overrides"}
         unknown = sorted(set(raw) - known)
         if unknown or not isinstance(raw.get("study"), str) or not isinstance(raw.get("run"), str):
             what = f"unknown key {unknown[0]!r}" if unknown else "no study or run name"
             raise UserError(f"{source}: corrupt run file ({what})")
         values = dict(raw)
+        if "confirm_overrides" in values:   # a run from before the designed stage had one name
+            values["designed_overrides"] = values.pop("confirm_overrides")
         values["invocation"] = Invocation(**{k: v for k, v in (raw.get("invocation") or {}).items()
                                              if k in {f.name for f in fields(Invocation)}})
         return cls(**values)
@@ -132,8 +134,10 @@ class RunFolder:
 
     @property
     def designed(self) -> Path:
-        """The designed stage's own Tune experiment (confirmation, leave-one-out)."""
-        return self.path / "confirm"
+        """The designed stage's own Tune experiment (confirmation, leave-one-out);
+        ``confirm/`` in a run from before the stage had one name."""
+        old = self.path / "confirm"
+        return old if old.is_dir() and not (self.path / "designed").exists() else self.path / "designed"
 
     @property
     def candidates(self) -> Path:
@@ -185,7 +189,7 @@ def in_use(run_dir: Path) -> bool:
 @contextmanager
 def driver_lock(run_dir: Path, *, record: bool = True) -> Iterator[None]:
     """Hold an OS lock on the run folder for a driver's lifetime: a second driver
-    on the same folder (a second --resume, --confirm while it runs) would re-run
+    on the same folder (a second --resume, --designed while it runs) would re-run
     finished trials and add trials beyond num_samples. The kernel drops the
     lock when the process dies, however it dies, so a killed driver never
     leaves a stale one."""

@@ -14,7 +14,7 @@ from typing import Any
 _SURFACE = {
     "build_tuner": "studies.tune.tuner", "restore_tuner": "studies.tune.tuner", "fit": "studies.tune.tuner",
     "concurrency": "studies.tune.tuner", "import_trainable": "studies.tune.tuner",
-    "run_confirmation": "studies.tune.designed_stage",
+    "run_designed_stage": "studies.tune.designed_stage",
     "check_address": "studies.tune.ray_session", "machine_count": "studies.tune.ray_session",
 }
 __all__ = sorted(_SURFACE)

@@ -3,7 +3,7 @@ best config with one factor at a time at its baseline (leave-one-out), each
 at the full budget over the same seeds.
 
 A plain list of points in Tune (``BasicVariantGenerator``), FIFO scheduling,
-no early stopping; results land in ``<run>/confirm/`` as a Tune experiment of
+no early stopping; results land in ``<run>/designed/`` as a Tune experiment of
 their own, and ``studies.report.confirmation`` reads them.
 """
 
@@ -61,7 +61,7 @@ def designed_space(base: dict[str, Any], points: list[dict[str, Any]]) -> dict[s
     return space
 
 
-def run_confirmation(spec: StudySpec, run_dir: Path, run: RunTrials, data: dict[str, Any] | None, *, max_concurrent: int,
+def run_designed_stage(spec: StudySpec, run_dir: Path, run: RunTrials, data: dict[str, Any] | None, *, max_concurrent: int,
                      confirm: bool = True, remote: RemoteStore | None = None) -> Path:
     """The designed stage: confirmation and/or leave-one-out, one Tune experiment."""
     plan = select_candidates(spec, run, confirm=confirm)

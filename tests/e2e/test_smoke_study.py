@@ -218,16 +218,16 @@ def test_confirm_on_a_run_honours_ablation_overrides(smoke_run: tuple[Path, str,
     runs 1 top config + the baseline over 2 seeds, and --report later uses the same settings."""
     run_dir = smoke_run[0]
     copy = run_dir.parent / "smoke-copy"
-    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("confirm"))
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("designed"))
     proc = run_cli("mdn_ramp", "--smoke", "--confirm", "--run", "smoke-copy", "--storage", str(run_dir.parent.parent),
                    "--cache-dir", str(cache_dir), "--num-cpus", "2",
                    "--set", "ablation.confirm.top_k=1", "--set", "ablation.confirm.seeds=2")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    plan = json.loads((copy / "confirm" / "candidates.json").read_text())
+    plan = json.loads((copy / "designed" / "candidates.json").read_text())
     assert sorted(c["label"] for c in plan["configs"]) == ["baseline", "top1"]
     assert plan["seeds"] == 2 and len(plan["seed_values"]) == 2
     info = json.loads((copy / "run.json").read_text())
-    assert info["confirm_overrides"] == ["ablation.confirm.top_k=1", "ablation.confirm.seeds=2"]
+    assert info["designed_overrides"] == ["ablation.confirm.top_k=1", "ablation.confirm.seeds=2"]
     from studies.driver import spec_of_run
 
     spec = spec_of_run(copy, for_training=False)

@@ -120,7 +120,7 @@ def test_paired_and_unpaired_tests_disagree_and_the_paired_one_is_used():
 
 
 def _write_confirmation(run_dir: Path, values: dict[str, list[float]], seeds: list[int]) -> None:
-    folder = run_dir / "confirm"
+    folder = run_dir / "designed"
     folder.mkdir(parents=True)
     configs = [{"label": label, "params": {"shape": "linear"}, "trial_id": None, "roles": ["confirm"]} for label in values]
     (folder / "candidates.json").write_text(json.dumps({"configs": configs, "seeds": len(seeds), "max_epochs": 2,

@@ -133,9 +133,9 @@ CONFIRM_VALUES = {
 
 
 def write_confirmation(run_dir: Path) -> None:
-    """What studies.tune.designed_stage.run_confirmation writes: candidates.json, then one Tune trial
-    folder per (config, seed) under <run>/confirm/."""
-    folder = run_dir / "confirm"
+    """What studies.tune.designed_stage.run_designed_stage writes: candidates.json, then one Tune trial
+    folder per (config, seed) under <run>/designed/."""
+    folder = run_dir / "designed"
     folder.mkdir()
     configs = [
         {"label": "top1", "params": {"ramp_shape": "linear", "initial_weight": 0.1, "ramp_start": 0.2,
@@ -409,7 +409,7 @@ def test_confirmation_outputs(report) -> None:
     assert "## Confirmation" in text
     answer = text.split("\n\n")[1]
     assert "**Designed, confirmation**: top1" in answer and "better in 3/3 seeds" in answer
-    # The confirm/ folder holds no search trials.
+    # The designed/ folder holds no search trials.
     trials = pd.read_csv(run_dir / "tables" / "trials.csv")
     assert len(trials) == 6 * len(SHAPES) + 1
 

@@ -68,6 +68,23 @@ def test_run_info_reads_an_older_run_and_round_trips(tmp_path: Path) -> None:
     assert again == info and again.stages() == {"search": 90.0, "report": 5.0}
 
 
+def test_the_designed_stage_has_one_name_and_older_runs_still_read(tmp_path: Path) -> None:
+    """Folder designed/, run.json designed_overrides, flag --designed; a run from before
+    keeps its confirm/ folder and confirm_overrides, and --confirm still parses."""
+    from studies.cli import build_parser
+    from studies.runs.run_folder import RunFolder
+
+    assert RunFolder(tmp_path).designed == tmp_path / "designed"
+    (tmp_path / "confirm").mkdir()
+    assert RunFolder(tmp_path).designed == tmp_path / "confirm"
+    (tmp_path / "run.json").write_text('{"study": "s", "run": "r", "confirm_overrides": ["ablation.confirm.seeds=2"]}')
+    info = run_folder.read_run_info(tmp_path)
+    assert info.designed_overrides == ["ablation.confirm.seeds=2"] and "confirm_overrides" not in info.to_dict()
+    assert build_parser().parse_args(["mdn_ramp", "--confirm"]).designed
+    assert build_parser().parse_args(["mdn_ramp", "--designed"]).designed
+    assert not build_parser().parse_args(["mdn_ramp"]).designed
+
+
 def test_run_info_refuses_unknown_keys_in_the_file_and_in_updates(tmp_path: Path) -> None:
     (tmp_path / "run.json").write_text('{"study": "s", "run": "r", "statsu": "finished"}')
     with pytest.raises(run_folder.UserError, match=r"run.json: corrupt run file \(unknown key 'statsu'\)"):
