@@ -74,6 +74,14 @@ def asha_rungs(scheduler: Any) -> list[list[tuple[float, dict[str, float]]]]:
             for bracket in scheduler._brackets]
 
 
+def ray_bracket_milestones(min_t: int, max_t: int, reduction_factor: float, s: int = 0) -> list[float]:
+    """The milestones Ray's own ``_Bracket`` lays out for these arguments, ascending
+    (studies.spec.rungs computes the same without Ray; tests/studies/test_rungs.py compares)."""
+    from ray.tune.schedulers.async_hyperband import _Bracket
+
+    return sorted(milestone for milestone, _ in _Bracket(min_t, max_t, reduction_factor, s)._rungs)
+
+
 def set_asha_rungs(scheduler: Any, rungs: list[list[tuple[float, dict[str, float]]]]) -> None:
     """Put recorded rungs back (``asha_rungs``'s output) into a scheduler of the same shape."""
     shape = [[m for m, _ in bracket] for bracket in rungs]

@@ -29,6 +29,7 @@ from studies.runs.trials import RunTrials, config_keys
 from studies.spec.direction import Direction
 from studies.spec.levels import bin_labels, declared_edges, level_name, nice_edges, outward
 from studies.spec.param import Param
+from studies.spec.rungs import Rungs
 
 NOT_SAMPLED = "(not sampled)"
 ALPHA = 0.05
@@ -57,13 +58,9 @@ class AblationResult:
 
 
 def asha_rungs(max_epochs: int, grace_period: int, reduction_factor: float) -> list[int]:
-    """ASHA's milestones (grace * rf^k below max_t) and the full budget."""
-    out, r = [], float(grace_period)
-    while r < max_epochs:
-        out.append(int(round(r)))
-        r *= reduction_factor
-    out.append(max_epochs)
-    return sorted(set(out))
+    """The epochs the report tabulates: those at which Ray's ASHA decides
+    (``studies.spec.rungs.Rungs.epochs``, fractional factors included) and the full budget."""
+    return Rungs(grace_period, reduction_factor, max_epochs).report_epochs
 
 
 def values_at_epoch(run: RunTrials, metric: str, epoch: int) -> pd.Series:

@@ -26,6 +26,7 @@ from ray.tune.experiment import Trial
 from ray.tune.schedulers.trial_scheduler import FIFOScheduler, TrialScheduler
 
 from studies.spec.pareto import as_minimised, pareto_front_mask, pareto_order, resolve_ties
+from studies.spec.rungs import Rungs
 
 if TYPE_CHECKING:
     from ray.tune.execution.tune_controller import TuneController
@@ -78,14 +79,14 @@ class _Bracket:
     milestone first, exactly as Ray's ``_Bracket`` lays them out. Vectors are kept
     in the objectives' own units (plain floats), so the state reads as reported."""
 
-    def __init__(self, min_t: float, max_t: float, reduction_factor: float, s: int, modes: list[str],
+    def __init__(self, min_t: int, max_t: int, reduction_factor: float, s: int, modes: list[str],
                  stop_last_trials: bool = True) -> None:
         self.rf = reduction_factor
         self._modes = modes
-        # Ray's expression, float rounding included: the same rungs for the same arguments.
-        max_rungs = int(np.log(max_t / min_t) / np.log(self.rf) - s + 1)
+        # Ray's milestones, float rounding included (studies.spec.rungs, the one place they are computed):
+        # the same rungs for the same arguments, so the same decision epochs.
         self._rungs: list[tuple[float, dict[str, tuple[float, ...]]]] = [
-            (min_t * self.rf ** (k + s), {}) for k in reversed(range(max_rungs))
+            (milestone, {}) for milestone in reversed(Rungs(min_t, reduction_factor, max_t).bracket_milestones(s))
         ]
         self._stop_last_trials = stop_last_trials
 
@@ -132,7 +133,8 @@ class MultiObjectiveASHA(FIFOScheduler):
     """Asynchronous successive halving on several objectives at once (MO-ASHA).
 
     Rungs are ASHA's: milestones ``grace_period * reduction_factor**k`` up to
-    ``max_t``, exactly those of ``ASHAScheduler`` for the same arguments. As in
+    ``max_t``, exactly those of ``ASHAScheduler`` for the same arguments
+    (``studies.spec.rungs.Rungs``; decided at ``Rungs.epochs``). As in
     ASHA, a trial is judged once per rung, when it first reports a ``time_attr``
     at or past the rung's milestone, against the trials recorded there so far
     (asynchronously: nobody waits for the rung to fill), and then recorded there.

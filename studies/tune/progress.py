@@ -10,37 +10,26 @@ import math
 import statistics
 import sys
 import time
-from dataclasses import dataclass
 from typing import Any, TextIO
 
 from ray.tune import Callback
 
 from studies.spec.direction import Direction
+from studies.spec.rungs import Rungs
 
-
-@dataclass(frozen=True)
-class Rungs:
-    """ASHA's decision epochs (Ray's rule: grace * reduction**k below max_t)."""
-
-    grace_period: int
-    reduction_factor: float
-    max_epochs: int
-
-    def milestones(self) -> list[int]:
-        n = int(math.log(self.max_epochs / self.grace_period) / math.log(self.reduction_factor) + 1)
-        out = sorted({int(self.grace_period * self.reduction_factor ** k) for k in range(n)})
-        return [m for m in out if m < self.max_epochs]
+__all__ = ["ProgressLines", "Rungs", "expected_remaining_epochs"]
 
 
 def expected_remaining_epochs(epoch: int, max_epochs: int, rungs: Rungs | None,
                               survival: dict[int, float] | None = None) -> float:
     """Epochs a trial now at ``epoch`` is still expected to run: surely to its
-    next rung, then on past each rung with the chance ASHA promotes it
+    next rung (the epochs where Ray's ASHA may stop it, ``Rungs.stopping_epochs``),
+    then on past each rung with the chance ASHA promotes it
     (``survival[rung]`` where observed, else 1/reduction). Without rungs (no
     early stopping) every trial runs to ``max_epochs``."""
     if rungs is None:
         return float(max(0, max_epochs - epoch))
-    ahead = [m for m in rungs.milestones() if m > epoch] + [max_epochs]
+    ahead = [m for m in rungs.stopping_epochs if m > epoch] + [max_epochs]
     expected, reach, at = 0.0, 1.0, epoch
     for i, stop in enumerate(ahead):
         expected += reach * (stop - at)
@@ -109,7 +98,7 @@ class ProgressLines(Callback):
         epoch = int(result.get("epoch", result.get("training_iteration", 0)) or 0)
         previous = self.epoch_of.get(trial.trial_id, 0)
         if self.rungs is not None:
-            for m in self.rungs.milestones():
+            for m in self.rungs.stopping_epochs:
                 if previous == m and epoch > m:
                     self.passed[m] = self.passed.get(m, 0) + 1
                 if previous < m <= epoch:
@@ -160,8 +149,8 @@ class ProgressLines(Callback):
         self.busiest = max(self.busiest, len(running))
         if done < 1 or len(self.epoch_s) < 2 * self.workers:
             return None
-        survival = {m: self.passed.get(m, 0) / n for m, n in self.reached.items()
-                    if n >= 5 and self.rungs is not None and m in self.rungs.milestones()}
+        stops = self.rungs.stopping_epochs if self.rungs is not None else []
+        survival = {m: self.passed.get(m, 0) / n for m, n in self.reached.items() if n >= 5 and m in stops}
         ahead = [expected_remaining_epochs(self.epoch_of.get(t.trial_id, 0), self.max_epochs, self.rungs, survival)
                  for t in running]
         unstarted = max(0, self.num_samples - done - len(running))
