@@ -34,7 +34,7 @@ from studies.runs.remote_storage import RemoteStore
 from studies.runs.run_folder import Invocation, RunFolder, RunInfo
 from studies.runs.run_signing import check_run_folder, sign_run_folder, signing_key
 from studies.runs.storage import check_shared_storage
-from studies.runs.trials import STATUS_FAILED, RunTrials, TuneTrial, load_trials, read_tune_trials
+from studies.runs.trials import STATUS_FAILED, RunTrials, TuneTrial, has_tune_snapshot, load_trials, read_tune_trials
 from studies.signals import StopSignal, sigterm_stops_cleanly
 from studies.spec.study import STUDIES_DIR, StudySpec, load_spec
 
@@ -289,7 +289,7 @@ def _check_optuna_db(folder: RunFolder, study: str) -> None:
     db = folder.optuna_db
     if db.exists():
         run_folder.check_optuna_study(db, study)
-    elif not any(folder.path.glob("experiment_state-*.json")):
+    elif not has_tune_snapshot(folder.path):
         raise UserError(f"{db}: missing, and the run has no Tune snapshot to rebuild it from or resume; the trials "
                         "on disk stay readable by --report; start a new run")
 

@@ -20,7 +20,7 @@ from scipy import stats
 from studies.report.ablation import holm
 from studies.runs.designed import BASELINE_LABEL, LOO_PREFIX  # noqa: F401  (the report's labels)
 from studies.runs.run_folder import RunFolder
-from studies.runs.trials import read_results
+from studies.runs.trials import read_results, trial_params_files
 from studies.spec.direction import Direction
 
 
@@ -183,7 +183,7 @@ def _load_designed(run_dir: Path, metric: str | list[str]) -> tuple[dict, pd.Dat
     candidates = json.loads(cand_path.read_text())
     max_epochs = int(candidates["max_epochs"])
     rows = []
-    for trial_dir in sorted(folder.glob("*/params.json")):
+    for trial_dir in trial_params_files(folder):
         config = json.loads(trial_dir.read_text())
         row: dict[str, Any] = {"config": config.get("confirm_label", "?"), "seed": config.get("seed")}
         for m in metrics:

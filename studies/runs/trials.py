@@ -40,6 +40,8 @@ class RunTrials:
 
 
 RESULT_FILE = "result.json"
+PARAMS_FILE = "params.json"
+SNAPSHOT_GLOB = "experiment_state-*.json"   # Tune's experiment snapshots
 
 
 def read_results(trial_dir: Path) -> list[dict[str, Any]]:
@@ -144,13 +146,13 @@ def read_tune_trials(run_dir: Path, unreadable: list[str] | None = None) -> list
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: no such run folder")
     out = []
-    for trial_dir in sorted(p for p in run_dir.iterdir() if p.is_dir() and (p / "params.json").is_file()):
+    for trial_dir in sorted(p for p in run_dir.iterdir() if p.is_dir() and (p / PARAMS_FILE).is_file()):
         try:
-            config = json.loads((trial_dir / "params.json").read_text())
+            config = json.loads((trial_dir / PARAMS_FILE).read_text())
             if not isinstance(config, dict):
                 raise ValueError("not a JSON object")
         except (ValueError, OSError) as exc:
-            (unreadable if unreadable is not None else []).append(f"{trial_dir.name}/params.json: unreadable ({exc}); trial left out")
+            (unreadable if unreadable is not None else []).append(f"{trial_dir.name}/{PARAMS_FILE}: unreadable ({exc}); trial left out")
             continue
         results = read_results(trial_dir)
         by_epoch: dict[int, dict[str, Any]] = {}
@@ -167,7 +169,7 @@ def tune_snapshot(run_dir: Path) -> dict[str, dict[str, Any]]:
     Tune's own ``status`` (TERMINATED, ERROR, ...) and its ``config`` (a plain
     JSON dict, also for a trial whose folder does not exist yet); {} when there
     is no snapshot or it is unreadable."""
-    snapshots = sorted(run_dir.glob("experiment_state-*.json"))
+    snapshots = sorted(run_dir.glob(SNAPSHOT_GLOB))
     if not snapshots:
         return {}
     try:
@@ -337,3 +339,12 @@ def merge_repeated_configs(run: RunTrials, values: pd.DataFrame, metrics: list[s
     if len(configs):
         configs[metrics] = resolve_ties(configs[metrics].to_numpy(dtype=float))
     return per_trial, configs
+
+
+def has_tune_snapshot(run_dir: Path) -> bool:
+    return any(run_dir.glob(SNAPSHOT_GLOB))
+
+
+def trial_params_files(folder: Path) -> list[Path]:
+    """Each trial's params.json directly under ``folder`` (a run, or its designed stage)."""
+    return sorted(folder.glob(f"*/{PARAMS_FILE}"))
