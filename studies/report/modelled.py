@@ -416,16 +416,54 @@ def modelled_tables(
     X_cfg, y, repeats = merge_repeats(configs.loc[ok.index[ok]], values[ok].astype(float), list(configs.columns))
     log_scale = bool(log_scale and len(y) and np.all(y > 0))
     encode = Encoder(space)
-    X = encode(X_cfg)
     n = len(y)
     levels = {f.name: declared_levels(f, bins.get(f.name)) for f in space}
     labels = {f.name: level_labels(X_cfg[f.name], f, bins.get(f.name)) for f in space if f.name in X_cfg}
     halves = {f.name: _halves(X_cfg[f.name], f, levels[f.name]) for f in space
               if f.name in X_cfg and any("within" in how for _, how in levels[f.name])}
     cover = _Coverage(labels, halves, pd.Series(y, index=X_cfg.index))
+    plan, draws, blocks = _level_plan(space, levels, n_space, seed)
+    wanted = {f.name for f in factors}
+    if not any(f.name in wanted for f, _, _ in plan) or n < 4 or \
+            np.ptp(y) <= CONSTANT_TOLERANCE * max(1.0, float(np.max(np.abs(y)))):
+        # one value (up to float rounding): nothing to model, and any "difference" would be rounding
+        return ModelledResult([], rung, n, repeats, 0, math.nan, gate=_gate_text(n, math.nan, space, levels),
+                              log_scale=log_scale)
+    models, r2 = _fit_surrogates(encode(X_cfg), np.log(y) if log_scale else y, encode, seed=seed, n_boot=n_boot)
+    point, boot, rows = _marginals(models, encode(pd.concat(blocks, ignore_index=True)), [s for *_, s in plan],
+                                   log_scale)
+    gate = _gate_text(n, r2, space, levels)
+    cols_of = {f.name: [i for i, (g, _, _) in enumerate(plan) if g is f] for f in space}
+    spreads = {name: (float(np.var(point[cols])),
+                      np.var(np.column_stack([_centred(boot[:, i], point[i]) for i in cols]), axis=1))
+               for name, cols in cols_of.items() if cols}
+    material = _material(space, plan, cols_of, rows, spreads, labels, levels)
+    pairs, pair_point, pair_boot = (_pair_marginals(factors, material, space, levels, cols_of, models, encode, seed,
+                                                    log_scale, n_boot) if interactions else ([], np.zeros(0),
+                                                                                           np.zeros((n_boot, 0))))
+    tables, found = [], []
+    for f in factors:
+        cols = cols_of.get(f.name, [])
+        if not cols:
+            continue
+        mine = [j for j, (pf, *_rest) in enumerate(pairs) if pf is f]
+        table, inter = _factor_table(f, [plan[i][1] for i in cols], point[cols], boot[:, cols], baseline=baseline,
+                                     resolution=RESOLUTION * float(np.ptp(y)), log_scale=log_scale, labels=labels,
+                                     halves=halves, cover=cover, draws=draws, material=material, levels=levels,
+                                     pairs=([pairs[j] for j in mine], pair_point[mine], pair_boot[:, mine]), gate=gate,
+                                     rung=rung, n=n)
+        found += inter
+        tables.append(table)
+    return ModelledResult(tables, rung, n, repeats, n_boot, r2, gate=gate, log_scale=log_scale,
+                          importance=_importance({k: v for k, v in spreads.items() if k in wanted}),
+                          interactions=found)
 
-    # Every (factor, level) Monte-Carlo set of the space (tables only for ``factors``; the others' marginals say
-    # which factors matter), stacked so each forest predicts once.
+
+def _level_plan(space: list[Param], levels: dict[str, list], n_space: int, seed: int) -> tuple[
+        list[tuple[Param, str, slice]], dict[tuple[str, str], pd.DataFrame], list[pd.DataFrame]]:
+    """Every (factor, level) Monte-Carlo set of the space (tables only for the
+    study's factors; the others' marginals say which factors matter), stacked so
+    each forest predicts once: (factor, level, rows of the stack), the sets, the stack."""
     plan: list[tuple[Param, str, slice]] = []
     draws: dict[tuple[str, str], pd.DataFrame] = {}
     blocks, start = [], 0
@@ -436,89 +474,81 @@ def modelled_tables(
             blocks.append(frame)
             plan.append((f, label, slice(start, start + len(frame))))
             start += len(frame)
-    wanted = {f.name for f in factors}
-    if not any(f.name in wanted for f, _, _ in plan) or n < 4 or \
-            np.ptp(y) <= CONSTANT_TOLERANCE * max(1.0, float(np.max(np.abs(y)))):
-        # one value (up to float rounding): nothing to model, and any "difference" would be rounding
-        return ModelledResult([], rung, n, repeats, 0, math.nan, gate=_gate_text(n, math.nan, space, levels),
-                              log_scale=log_scale)
-    target = np.log(y) if log_scale else y
-    models, r2 = _fit_surrogates(X, target, encode, seed=seed, n_boot=n_boot)
-    point, boot, rows = _marginals(models, encode(pd.concat(blocks, ignore_index=True)), [s for *_, s in plan],
-                                   log_scale)
-    gate = _gate_text(n, r2, space, levels)
-    cols_of = {f.name: [i for i, (g, _, _) in enumerate(plan) if g is f] for f in space}
-    spreads = {name: (float(np.var(point[cols])),
-                      np.var(np.column_stack([_centred(boot[:, i], point[i]) for i in cols]), axis=1))
-               for name, cols in cols_of.items() if cols}
-    # Factors whose total effect (main effect and interactions: the variance over its levels of the prediction
-    # at one config, averaged over configs, as Sobol's total index) is at least MATERIAL of the largest: a level's
-    # marginal must have been measured across their levels, and its effect is crossed with them (interactions).
-    # Why total, not main: a factor whose effect flips sign with another has a small main effect and a large total.
+    return plan, draws, blocks
+
+
+def _material(space: list[Param], plan: list[tuple[Param, str, slice]], cols_of: dict[str, list[int]], rows: np.ndarray,
+              spreads: dict[str, tuple[float, np.ndarray]], labels: dict[str, pd.Series], levels: dict[str, list]) -> list[Param]:
+    """Factors whose total effect (main effect and interactions: the variance over
+    its levels of the prediction at one config, averaged over configs, as Sobol's
+    total index) is at least MATERIAL of the largest: a level's marginal must have
+    been measured across their levels, and its effect is crossed with them.
+    Why total, not main: a factor whose effect flips sign with another has a small
+    main effect and a large total. And every factor with a level sampled fewer
+    than MIN_CELL times: the surrogate cannot see an effect (or an interaction) of
+    a level it has (almost) no trials at, so it cannot tell that it does not matter."""
     total = {name: _total_effect([rows[plan[i][2]] for i in cols], spreads[name][0]) for name, cols in cols_of.items()
              if cols}
     largest = max(total.values())
-    # ... and every factor with a level sampled fewer than MIN_CELL times: the surrogate cannot see an effect (or
-    # an interaction) of a level it has (almost) no trials at, so it cannot tell that the factor does not matter.
     unseen = {f.name for f in space if f.name in labels
               and min(int((labels[f.name] == lv).sum()) for lv, _ in levels[f.name]) < MIN_CELL}
-    material = [f for f in space if total.get(f.name, 0.0) >= MATERIAL * largest > 0 or f.name in unseen]
+    return [f for f in space if total.get(f.name, 0.0) >= MATERIAL * largest > 0 or f.name in unseen]
 
+
+def _pair_marginals(factors: list[Param], material: list[Param], space: list[Param], levels: dict[str, list],
+                    cols_of: dict[str, list[int]], models: Any, encode: Encoder, seed: int, log_scale: bool,
+                    n_boot: int) -> tuple[list[tuple[Param, str, Param, str, slice]], np.ndarray, np.ndarray]:
+    """Each factor's level within each level of every material factor: the
+    (factor, level, other, other's level, rows) and their marginals."""
     pairs: list[tuple[Param, str, Param, str, slice]] = []
     pair_blocks, start = [], 0
-    if interactions:
-        for f in factors:
-            if f.name not in cols_of or len(levels[f.name]) > MAX_PAIR_LEVELS:
-                continue
-            for label, how in levels[f.name]:
-                for g in material:
-                    if g is f or len(levels[g.name]) > MAX_PAIR_LEVELS:
-                        continue
-                    for g_label, g_how in levels[g.name]:
-                        frame = _space_for_levels(space, {f.name: how, g.name: g_how}, N_PAIR_SPACE, seed + 104729)
-                        if len(frame) < N_PAIR_SPACE // 4:
-                            continue   # the two levels are (almost) never active together
-                        pair_blocks.append(frame)
-                        pairs.append((f, label, g, g_label, slice(start, start + len(frame))))
-                        start += len(frame)
-    if pairs:
-        pair_point, pair_boot, _ = _marginals(models, encode(pd.concat(pair_blocks, ignore_index=True)),
-                                              [s for *_, s in pairs], log_scale)
-    else:
-        pair_point, pair_boot = np.zeros(0), np.zeros((n_boot, 0))
-    tables, found = [], []
     for f in factors:
-        cols = cols_of.get(f.name, [])
-        if not cols:
+        if f.name not in cols_of or len(levels[f.name]) > MAX_PAIR_LEVELS:
             continue
-        f_labels = [plan[i][1] for i in cols]
-        table, ref, why = _level_table(f, f_labels, point[cols], boot[:, cols], baseline,
-                                       resolution=RESOLUTION * float(np.ptp(y)), ratio=log_scale)
-        counts = labels[f.name].value_counts() if f.name in labels else pd.Series(dtype=int)
-        table["configs"] = [int(counts.get(label, 0)) for label in f_labels]
-        uncovered = {label: _uncovered(f, label, draws[(f.name, label)], cover, material, levels) for label in f_labels}
-        # a level's (and the reference's) own bin: MIN_CELL configs in each half, since its marginal is the
-        # average over all of the bin, and the curve inside it rests on them
-        one_half = {label for label in f_labels if f.name in halves and not cover.covered(
-            pd.Series(True, index=labels[f.name].index), f.name, label, per_half=MIN_CELL)}
-        mine = [j for j, (pf, *_rest) in enumerate(pairs) if pf is f]
-        inter = _interactions(f, ref, [pairs[j] for j in mine], pair_point[mine], pair_boot[:, mine], cover, table,
-                              resolution=RESOLUTION * float(np.ptp(y)))
-        found += inter
-        disagree = {row["level"].removesuffix(" (ref)"): [g.name for g in material if g is not f and _disagrees(
-            row["delta"], cover.raw_difference(f.name, row["level"], ref, by=g.name))]
-            for _, row in table.iterrows() if row["level"] != ref and not row["level"].endswith("(ref)")}
-        table["withheld"] = _withheld(table, ref, uncovered, inter, gate, one_half, disagree)
-        table.loc[table["withheld"] != "", "sig"] = ""
-        weak = table["sig"] == "*"   # modelled evidence is marked at the 1% level only (see MARK_LEVEL)
-        table.loc[weak, "withheld"] = f"p_holm >= {MARK_LEVEL}: a modelled difference is marked only below it"
-        table.loc[weak, "sig"] = ""
-        _keep_conditional_marks(inter, table, ref, uncovered, gate)
-        tables.append(ModelledTable(f.name, table, ref, why, rung, n, _scope(f),
-                                    {k: v for k, v in uncovered.items() if v}))
-    return ModelledResult(tables, rung, n, repeats, n_boot, r2, gate=gate, log_scale=log_scale,
-                          importance=_importance({k: v for k, v in spreads.items() if k in wanted}),
-                          interactions=found)
+        for label, how in levels[f.name]:
+            for g in material:
+                if g is f or len(levels[g.name]) > MAX_PAIR_LEVELS:
+                    continue
+                for g_label, g_how in levels[g.name]:
+                    frame = _space_for_levels(space, {f.name: how, g.name: g_how}, N_PAIR_SPACE, seed + 104729)
+                    if len(frame) < N_PAIR_SPACE // 4:
+                        continue   # the two levels are (almost) never active together
+                    pair_blocks.append(frame)
+                    pairs.append((f, label, g, g_label, slice(start, start + len(frame))))
+                    start += len(frame)
+    if not pairs:
+        return pairs, np.zeros(0), np.zeros((n_boot, 0))
+    pair_point, pair_boot, _ = _marginals(models, encode(pd.concat(pair_blocks, ignore_index=True)),
+                                          [s for *_, s in pairs], log_scale)
+    return pairs, pair_point, pair_boot
+
+
+def _factor_table(f: Param, f_labels: list[str], point: np.ndarray, boot: np.ndarray, *, baseline: dict[str, Any],
+                  resolution: float, log_scale: bool, labels: dict[str, pd.Series], halves: dict[str, Any],
+                  cover: _Coverage, draws: dict[tuple[str, str], pd.DataFrame], material: list[Param],
+                  levels: dict[str, list], pairs: tuple[list, np.ndarray, np.ndarray], gate: str, rung: int,
+                  n: int) -> tuple[ModelledTable, list[Interaction]]:
+    """One factor's table with every gate applied, and its conditional differences."""
+    table, ref, why = _level_table(f, f_labels, point, boot, baseline, resolution=resolution, ratio=log_scale)
+    counts = labels[f.name].value_counts() if f.name in labels else pd.Series(dtype=int)
+    table["configs"] = [int(counts.get(label, 0)) for label in f_labels]
+    uncovered = {label: _uncovered(f, label, draws[(f.name, label)], cover, material, levels) for label in f_labels}
+    # a level's (and the reference's) own bin: MIN_CELL configs in each half, since its marginal is the
+    # average over all of the bin, and the curve inside it rests on them
+    one_half = {label for label in f_labels if f.name in halves and not cover.covered(
+        pd.Series(True, index=labels[f.name].index), f.name, label, per_half=MIN_CELL)}
+    mine, pair_point, pair_boot = pairs
+    inter = _interactions(f, ref, mine, pair_point, pair_boot, cover, table, resolution=resolution)
+    disagree = {row["level"].removesuffix(" (ref)"): [g.name for g in material if g is not f and _disagrees(
+        row["delta"], cover.raw_difference(f.name, row["level"], ref, by=g.name))]
+        for _, row in table.iterrows() if row["level"] != ref and not row["level"].endswith("(ref)")}
+    table["withheld"] = _withheld(table, ref, uncovered, inter, gate, one_half, disagree)
+    table.loc[table["withheld"] != "", "sig"] = ""
+    weak = table["sig"] == "*"   # modelled evidence is marked at the 1% level only (see MARK_LEVEL)
+    table.loc[weak, "withheld"] = f"p_holm >= {MARK_LEVEL}: a modelled difference is marked only below it"
+    table.loc[weak, "sig"] = ""
+    _keep_conditional_marks(inter, table, ref, uncovered, gate)
+    return ModelledTable(f.name, table, ref, why, rung, n, _scope(f), {k: v for k, v in uncovered.items() if v}), inter
 
 
 def _gate_text(n: int, r2: float, space: list[Param], levels: dict[str, list]) -> str:
