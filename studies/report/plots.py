@@ -278,24 +278,45 @@ def plot_per_frame(run: RunTrials, name: str, columns: list[str], best_ids: list
     return path, pd.DataFrame(rows)
 
 
+PARETO_PANEL_IN = 5.2   # one pair of objectives' panel, inches wide
+
+
 def plot_pareto(points: pd.DataFrame, metrics: list[str], modes: list[str], baseline_id: str | None, out: Path,
-                *, confirmed: pd.DataFrame | None = None) -> Path:
-    """Every pair of objectives: the full-budget trials (grey), the front (the
-    study's, over every objective: orange), the pair's own two-objective front as
-    a staircase, and the baseline (a black star). ``confirmed``: the confirmation
-    stage's mean per config (columns config and each metric), drawn as labelled
-    crosses."""
+                *, confirmed: pd.DataFrame | None = None, constant: list[str] | None = None) -> Path:
+    """Every pair of the objectives compared: the full-budget configs (grey), the
+    front (the study's, over every objective compared: orange), the pair's own
+    two-objective front as a staircase, and the baseline (a black star).
+    ``confirmed``: the confirmation stage's mean per config (columns config and
+    each metric), drawn as labelled crosses.
+
+    ``constant``: objectives the same in every full-budget trial (the report's
+    ``TradeOff.constant``; by default those constant over ``points``, see
+    ``constant_columns``). They get no panel of their own and are named with their
+    one value in the title; only when fewer than two objectives are compared is a
+    constant one drawn, as an axis with that one value as its only tick. Tick
+    labels never use an offset (``1e-13+1.666666667e-1``): the values are shown as
+    they are."""
     from itertools import combinations
 
-    pairs = list(combinations(range(len(metrics)), 2))
-    fig, axes = _subplots(1, len(pairs), figsize=(5.2 * len(pairs), 4.6), squeeze=False)
+    from studies.spec.pareto import constant_columns
+
+    if constant is None:
+        constant = [m for m, c in zip(metrics, constant_columns(points[metrics].to_numpy(dtype=float))) if c]
+    compared = [i for i, m in enumerate(metrics) if m not in constant]
+    if len(compared) >= 2:
+        pairs = list(combinations(compared, 2))
+    else:   # one objective compared (or none): drawn against a constant one, at its single value
+        first, second = (compared + [i for i in range(len(metrics)) if i not in compared])[:2]
+        pairs = [(first, second)]
+    width = PARETO_PANEL_IN * len(pairs)
+    fig, axes = _subplots(1, len(pairs), figsize=(width, 4.6), squeeze=False)
     for ax, (i, j) in zip(axes[0], pairs):
         x, y = metrics[i], metrics[j]
         rest = points[~points["front"]]
         front = points[points["front"]]
         ax.scatter(rest[x], rest[y], s=18, color="0.7", label="ran the full budget")
         ax.scatter(front[x], front[y], s=30, color="C1", edgecolor="k", lw=0.4, zorder=3,
-                   label="on the front (all objectives)")
+                   label="on the front" + (" (every objective compared)" if len(compared) > 2 else ""))
         pair = points[[x, y]].to_numpy(dtype=float)
         sx, sy = (1 if modes[i] == "min" else -1), (1 if modes[j] == "min" else -1)
         order = np.argsort(sx * pair[:, 0], kind="stable")
@@ -304,7 +325,7 @@ def plot_pareto(points: pd.DataFrame, metrics: list[str], modes: list[str], base
             if sy * pair[k, 1] < best:
                 best = sy * pair[k, 1]
                 stair.append(pair[k])
-        if stair:
+        if len(stair) > 1 and x not in constant and y not in constant:
             s = np.array(stair)
             ax.step(s[:, 0], s[:, 1], where="post", color="C1", lw=1, alpha=0.7, label="front of these two")
         if baseline_id is not None and (points["trial_id"] == baseline_id).any():
@@ -314,9 +335,21 @@ def plot_pareto(points: pd.DataFrame, metrics: list[str], modes: list[str], base
             ax.scatter(confirmed[x], confirmed[y], marker="x", s=50, color="C3", zorder=5, label="confirmed (mean over seeds)")
             for _, r in confirmed.iterrows():
                 ax.annotate(str(r["config"]), (r[x], r[y]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-        ax.set_xlabel(f"{x} ({'lower' if modes[i] == 'min' else 'higher'} is better)")
-        ax.set_ylabel(f"{y} ({'lower' if modes[j] == 'min' else 'higher'} is better)")
+        ax.ticklabel_format(axis="both", useOffset=False)
+        for axis, name, mode in ((ax.xaxis, x, modes[i]), (ax.yaxis, y, modes[j])):
+            label = f"{name} ({'lower' if mode == 'min' else 'higher'} is better)"
+            if name in constant:
+                value = float(points[name].iloc[0])
+                pad = 0.05 * (abs(value) or 1.0)
+                (ax.set_xlim if axis is ax.xaxis else ax.set_ylim)(value - pad, value + pad)
+                axis.set_ticks([value], [f"{value:.4g}"])
+                label = f"{name}: the same in every trial"
+            axis.set_label_text("\n".join(textwrap.wrap(label, 48)))
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
-    fig.suptitle("Trade-offs at the full budget (search trials: one seed each)", fontsize=10)
+    lines = ["Trade-offs at the full budget (search trials: one seed each)"]
+    if constant:
+        lines.append("Left out of the front, the same in every trial: "
+                     + ", ".join(f"{m}\u00a0=\u00a0{float(points[m].iloc[0]):.4g}" for m in constant))   # kept on one line
+    fig.suptitle(_wrap(lines, width_in=width, fontsize=10), fontsize=10)
     return _save(fig, out / "pareto.png")

@@ -32,6 +32,7 @@ import numpy as np
 __all__ = [
     "RESOLUTION",
     "as_minimised",
+    "constant_columns",
     "crowding_distance",
     "hypervolume",
     "nondominated_ranks",
@@ -95,6 +96,34 @@ def resolve_ties(points: np.ndarray | Sequence[Sequence[float]], rel: float = RE
     for j in range(arr.shape[1]):
         arr[:, j] = _resolve_column(arr[:, j], rel)
     return arr
+
+
+def constant_columns(points: np.ndarray | Sequence[Sequence[float]], rel: float = RESOLUTION) -> np.ndarray:
+    """Per objective: is it (nearly) constant over the rows, i.e. do all its values
+    tie under ``resolve_ties`` (sorted, no two neighbours further apart than ``rel``
+    times the objective's largest magnitude)? Needs at least two rows (one row says
+    nothing about variation: False); a column with a NaN is not constant.
+
+    Why this threshold: it is the one every comparison here already uses, so a
+    constant objective is exactly one that cannot decide dominance, crowding or an
+    order. It is relative to the objective's own magnitude, so units do not matter,
+    and at 1e-9 it sits some seven orders of magnitude above float64 rounding (an
+    accuracy of 1/6 averaged over batches differs in the 13th digit) and far below
+    any difference a trained model shows. Not a noise test: search trials have one
+    seed each, so there is no noise estimate per config, and an objective that moves
+    less than seed noise is still measured (the confirmation stage weighs noise).
+    An objective that is 0 in truth and carries absolute float noise (values of
+    about 1e-17) has no magnitude to be relative to and is not called constant.
+    """
+    arr = _points(points)
+    if arr.shape[0] < 2:
+        return np.zeros(arr.shape[1], dtype=bool)
+    resolved = resolve_ties(arr, rel)
+    out = np.zeros(arr.shape[1], dtype=bool)
+    for j in range(arr.shape[1]):
+        col = resolved[:, j]
+        out[j] = not np.isnan(col).any() and bool((col == col[0]).all())
+    return out
 
 
 def _prepared(points: np.ndarray | Sequence[Sequence[float]], modes: Sequence[str], resolution: float) -> np.ndarray:

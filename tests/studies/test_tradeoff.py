@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -108,7 +109,8 @@ def test_a_repeated_config_is_one_front_member_at_its_mean() -> None:
     assert "2 front config(s) beat it" in text
     assert "mode = a (3 of 3 front configs; 100% of its 3 full-budget configs)" in text
     ends = _sentence(text, "The front's ends")
-    assert "best error: mode=a, x=1: error 1, speed 1 (mean of 2 trials)" in ends and "best speed: mode=a, x=3" in ends
+    assert "trial t2, best error (mode=a, x=1): error 1, speed 1 (mean of 2 trials)" in ends
+    assert "trial t3, best speed (mode=a, x=3)" in ends and ends.count("trial ") == 2
     table = front_table(t, ["mode", "x"])
     assert list(table.columns[:3]) == ["trial_id", "baseline", "trials_merged"] and table["trials_merged"].sum() == 6
     caption = front_caption(t, 9)
@@ -122,7 +124,8 @@ def test_the_fronts_ends_never_repeat_one_config() -> None:
     t, text = _answer(run)
     assert list(t.front["trial_id"]) == ["t1"] and t.dominated_by == ["t1"]
     ends = _sentence(text, "The front's ends")
-    assert ends.count("mode=a, x=1") == 1 and "best error and speed: mode=a, x=1" in ends
+    assert ends.count("mode=a, x=1") == 1 and ends.count("trial t1") == 1
+    assert "trial t1, best error and speed (mode=a, x=1): error 0.5, speed 5" in ends
     assert "1 of the 3 distinct configs" in text and "1 front config(s) beat it" in text
     # the baseline's own repeats are merged too, and it keeps its id
     run = _run([("base", "b", 2.0, 0.4, 1.0, 9), ("t1", "a", 1.0, 0.5, 5.0, 9), ("baser", "b", 2.0, 0.6, 1.2, 9)])
@@ -134,20 +137,112 @@ def test_the_fronts_ends_never_repeat_one_config() -> None:
 
 def test_an_objective_constant_over_every_trial_is_a_tie_and_said_to_be() -> None:
     # speed is 0.5 up to float rounding (a probe that recognised nothing): only error decides, the front is t1
+    # (compared raw, t3's speed 0.5 + 3e-13 would put it on the front beside t1)
     run = _run([("base", "b", 2.0, 3.0, 0.5, 9), ("t1", "a", 2.0, 1.0, 0.5 - 1e-13, 9),
                 ("t2", "a", 1.0, 2.0, 0.5 + 2e-13, 9), ("t3", "a", 3.0, 4.0, 0.5 + 3e-13, 9)])
     t, text = _answer(run)
-    assert list(t.front["trial_id"]) == ["t1"] and t.constant == ["speed"]
+    assert list(t.front["trial_id"]) == ["t1"] and t.constant == ["speed"] and t.compared == ["error"]
     assert t.dominated_by == ["t1"]                      # better error, the same speed
-    assert "1 of the 4 distinct configs" in text
-    assert "speed was the same (0.5) in every one of the 4 trials" in text and "constant over every trial" in text
-    ends = _sentence(text, "The front's ends")
-    assert "best error: mode=a, x=2" in ends and "best speed" not in ends
+    # one objective compared: the front is its best config, and there is no hypervolume (nor a reference)
+    assert math.isnan(t.hypervolume) and np.isnan(t.reference).all()
+    assert "1 of the 4 distinct configs" in text and "the config(s) best in error (no trade-off, no hypervolume)" in text
+    assert ("speed is the same in every full-budget trial (0.5): left out of dominance and the hypervolume "
+            "(its values in the 4 trials differ by float rounding at most") in text
+    assert text.count("0.5") == 1 and "speed" not in text.replace("speed is the same", "").split("higher is better)")[1]
+    assert not re.search(r"\bnan\b", text + front_caption(t, 9))
+    assert "beat it in error" in text
+    ends = _sentence(text, "The front: ")
+    assert ends == "The front: trial t1, best error (mode=a, x=2): error 1, against the baseline error -67%"
+    assert list(front_table(t, ["mode", "x"]).columns) == ["trial_id", "baseline", "trials_merged", "error", "mode", "x"]
     # a genuine difference is kept: the same run with speeds 1e-6 apart has the trade-off front
     run = _run([("base", "b", 2.0, 3.0, 0.5, 9), ("t1", "a", 2.0, 1.0, 0.5 - 1e-6, 9),
                 ("t2", "a", 1.0, 2.0, 0.5 + 2e-6, 9), ("t3", "a", 3.0, 4.0, 0.5 + 3e-6, 9)])
     t, text = _answer(run)
     assert list(t.front["trial_id"]) == ["t1", "t2", "t3"] and t.constant == [] and "constant" not in text
+
+
+METRICS3, MODES3 = ["error", "speed", "probe"], ["min", "max", "max"]
+SIXTH = 1 / 6
+
+
+def _run3(rows: list[tuple[str, str, float, float, float, float]]) -> RunTrials:
+    """(trial_id, mode, x, error, speed, probe), every trial at the full budget (9 epochs), the same values at each."""
+    trials, history = [], []
+    for n, (tid, mode, x, err, speed, probe) in enumerate(rows):
+        trials.append({"trial_id": tid, "status": "complete", "epochs": 9, "mode": mode, "x": x, "optuna_number": n,
+                       "last_error": err})
+        history += [{"trial_id": tid, "epoch": e, "error": err, "speed": speed, "probe": probe} for e in range(1, 10)]
+    return RunTrials(pd.DataFrame(trials), pd.DataFrame(history), ["mode", "x"])
+
+
+# RUN's full-budget configs with a third objective, a probe that recognised nothing: 1/6 give or take 1e-13.
+# Compared raw, t4's probe (the highest) would put it on the front although t3 beats it in error and speed,
+# and the hypervolume would be a thin slab 1e-13 deep.
+RUN3 = _run3([
+    ("base", "b", 2.0, 3.0, 1.0, SIXTH),
+    ("t1", "a", 2.0, 2.0, 2.0, SIXTH - 1e-13),
+    ("t2", "a", 1.0, 1.0, 1.0, SIXTH + 1e-13),
+    ("t3", "a", 3.0, 4.0, 3.0, SIXTH - 2e-13),
+    ("t4", "b", 3.0, 5.0, 2.5, SIXTH + 3e-13),
+])
+
+
+def _answer3(run: RunTrials) -> tuple:
+    t = trade_off(run, metrics=METRICS3, modes=MODES3, factors=FACTORS, bins={}, max_epochs=9, baseline_trial="base")
+    return t, " ".join(tradeoff_sentences(t, ["mode", "x"], ["ratio"] * 3))
+
+
+def test_a_constant_objective_with_float_noise_is_left_out_of_dominance_and_the_hypervolume() -> None:
+    t, text = _answer3(RUN3)
+    assert t.constant == ["probe"] and t.compared == ["error", "speed"]
+    # the front, order, baseline verdict and hypervolume of the two objectives compared, exactly as for RUN
+    assert list(t.front["trial_id"]) == ["t2", "t1", "t3"] and t.dominated_by == ["t2", "t1"]
+    assert t.reference[:2] == pytest.approx([5.4, 0.8]) and math.isnan(t.reference[2])
+    by_hand = (5.4 - 1.0) * (1.0 - 0.8) + (5.4 - 2.0) * (2.0 - 1.0) + (5.4 - 4.0) * (3.0 - 2.0)   # 5.68
+    assert t.hypervolume == pytest.approx(by_hand)
+    # named once, with its value and why, and nowhere else: no 1e-13 change, no probe in the ends or the baseline
+    line = ("probe is the same in every full-budget trial (0.1667): left out of dominance and the hypervolume (its "
+            "values in the 5 trials differ by float rounding at most, less than 1e-09 of their magnitude, so it "
+            "separates no config).")
+    assert line in tradeoff_sentences(t, ["mode", "x"], ["ratio"] * 3)
+    assert text.count("probe") == 2 and text.count("0.1667") == 1         # the directions, and its one line
+    assert "e-13" not in text and "e-14" not in text and "hypervolume 5.68)" in text
+    assert "front config(s) beat it in every objective compared" in text
+    ends = _sentence(text, "The front's ends")
+    assert ends.count("trial ") == 2 and "trial t2, best error (" in ends and "trial t3, best speed (" in ends
+    caption = front_caption(t, 9)
+    assert "Hypervolume of the front 5.68 (over error and speed)" in caption and "probe = " not in caption
+    assert "reference point (error = 5.4, speed = 0.8)" in caption and caption.count("0.1667") == 1
+    assert "probe" not in front_table(t, ["mode", "x"]).columns
+
+
+def test_the_fronts_ends_name_each_config_once_with_every_objective_it_is_best_in() -> None:
+    # t1 is best in error and in probe, t3 in speed: two ends, t1's naming both
+    run = _run3([("base", "b", 2.0, 3.0, 1.0, 0.2), ("t1", "a", 2.0, 1.0, 2.0, 0.9), ("t2", "a", 1.0, 2.0, 2.5, 0.5),
+                 ("t3", "a", 3.0, 4.0, 3.0, 0.1)])
+    t, text = _answer3(run)
+    assert t.constant == [] and list(t.front["trial_id"]) == ["t1", "t2", "t3"]
+    ends = _sentence(text, "The front's ends")
+    assert ends.count("trial t1") == 1 and ends.count("trial t3") == 1 and "trial t2" not in ends
+    assert "trial t1, best error and probe (mode=a, x=2): error 1, speed 2, probe 0.9" in ends
+    assert "trial t3, best speed (mode=a, x=3)" in ends
+    # one config best in all three: one end
+    run = _run3([("base", "b", 2.0, 3.0, 1.0, 0.2), ("t1", "a", 2.0, 1.0, 4.0, 0.9), ("t2", "a", 1.0, 2.0, 2.5, 0.5)])
+    t, text = _answer3(run)
+    ends = _sentence(text, "The front's ends")
+    assert ends.startswith("The front's ends: trial t1, best error, speed and probe (mode=a, x=2)")
+    assert ends.count("trial ") == 1
+
+
+def test_every_objective_constant_is_no_front() -> None:
+    run = _run3([("base", "b", 2.0, 3.0, 1.0, SIXTH), ("t1", "a", 2.0, 3.0 + 1e-15, 1.0, SIXTH - 1e-13),
+                 ("t2", "a", 1.0, 3.0, 1.0 - 1e-15, SIXTH + 1e-13)])
+    t, text = _answer3(run)
+    assert t.constant == METRICS3 and t.compared == [] and math.isnan(t.hypervolume)
+    assert len(t.front) == 3 and t.dominated_by == []
+    assert "tie: every objective is the same in every one of them" in text
+    assert all(f"{m} is the same in every full-budget trial" in text for m in METRICS3)
+    assert "every config is listed" in front_caption(t, 9)
 
 
 def test_the_front_confirmation_plan_spreads_along_the_front() -> None:
