@@ -28,6 +28,7 @@ from studies.report.budget import budget_table
 from studies.report.claims import Claim
 from studies.report.confirmation import load_confirmation, load_leave_one_out
 from studies.report.importance import FANOVA_MAX_TRIALS
+from studies.report.latex import latex_table
 from studies.report.modelled import MIN_CELL, MIN_CONFIGS, MIN_CONFIGS_PER_LEVEL, R2_MIN, ModelledTable
 from studies.report.tensorboard_hparams import write_hparams
 from studies.report.trials_table import write_trials_table
@@ -101,7 +102,7 @@ def _write_table(table: pd.DataFrame, stem: Path, caption: str) -> list[Path]:
     md, csv, tex = stem.with_suffix(".md"), stem.with_suffix(".csv"), stem.with_suffix(".tex")
     table.to_csv(csv, index=False)
     md.write_text(f"{caption}\n\n{shown.to_markdown(index=False)}\n")
-    tex.write_text(shown.to_latex(index=False, caption=latex_text(caption), label=f"tab:{stem.name}", escape=True))
+    tex.write_text(latex_table(shown, caption, label=f"tab:{stem.name}"))
     return [md, csv, tex]
 
 
