@@ -12,6 +12,7 @@ cannot say, why, and which run would.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import pandas as pd
@@ -243,9 +244,8 @@ def modelled_factor_claims(an: Analysis, t: ModelledTable, *, mode: str, scale: 
     if not out:
         half = float((rows["delta_hi"] - rows["delta_lo"]).max() / 2) if len(rows) else math.nan
         out.append(Claim("no_difference", **base,
-                         text=f"no level differs significantly from {t.reference}{where} (Holm, 5%); this does not "
-                              f"show that it has no effect: differences up to about ±{fmt(half, 2)} are within the "
-                              "intervals"))
+                         text=f"no level differs significantly from {t.reference}{where} (Holm, 5%), which does "
+                              f"not show it has no effect: differences up to ±{fmt(half, 2)} are within the intervals"))
     return out
 
 
@@ -356,8 +356,8 @@ def _what_would_answer(factor: str, t: ModelledTable | None, an: Analysis, loo: 
         runs.append("more seeds for its leave-one-out row")
     if an.modelled.gate or t is None or (t.table["withheld"] != "").any():
         runs.append("more trials spread over the declared space (`search.startup: design`, or `search.sampler: random`)")
-    late = f"; the modelled evidence is at epoch {an.modelled.rung}, and an effect that acts later in training cannot show there"
-    return f"Not answered by the evidence so far{late}. What would answer it: " + "; or ".join(runs)
+    late = f"the modelled evidence is at epoch {an.modelled.rung}, where an effect that acts later cannot show"
+    return f"Not answered by the evidence so far: {late}. What would answer it: " + "; or ".join(runs)
 
 
 def answer_parts(claims: list[Claim], *, metric: str, mode: str, question: list[str] | None = None) -> list[str]:
@@ -367,11 +367,19 @@ def answer_parts(claims: list[Claim], *, metric: str, mode: str, question: list[
     parts = [f"({Direction(mode).word} {metric} is better)"]
     parts += [c.text for c in claims if c.kind == "note" and c.extra.get("banner")]
     factors = list(dict.fromkeys((question or []) + [c.factor for c in claims if c.factor]))
+    # The same reason and the same runs for several factors: said once, on its own line after them.
+    declined: dict[str, list[str]] = {}
+    for c in claims:
+        if c.kind == "declined" and c.evidence == "none" and c.factor:
+            declined.setdefault(_templated(c.text, c.factor), []).append(c.factor)
+    shared = {key: names for key, names in declined.items() if len(names) > 1}
     for factor in factors:
         mine = [c for c in claims if c.factor == factor and c.kind != "ranking"]
         if not mine:
             continue
-        groups = []
+        mine = [c for c in mine if not (c.kind == "declined" and c.evidence == "none"
+                                        and _templated(c.text, factor) in shared)]
+        groups = [] if mine else ["why, and what would answer it: the **Not answered yet** line below"]
         for evidence, label in (("designed: leave-one-out", "designed, leave-one-out"),
                                 ("designed: screening", "designed, screening"), ("modelled", "modelled"),
                                 ("observed", "caveat"), ("none", "")):
@@ -382,6 +390,11 @@ def answer_parts(claims: list[Claim], *, metric: str, mode: str, question: list[
                 groups.append(f"{head}: " + "; ".join(texts) if head else " ".join(texts))
         status = "answered" if any(c.kind == "difference" for c in mine) else "not answered"
         parts.append(f"**{factor}** ({status}) — " + ". ".join(groups) + ".")
+    for key, names in shared.items():
+        listed = ", ".join(f"**{n}**" for n in names)
+        parts.append(f"**Not answered yet** ({listed}): " + key.replace("{factor}", "each of them").replace(
+            "What would answer it", "What would answer them").replace("Not answered by the evidence so far: t", "T")
+            + ".")
     confirm = [c.text for c in claims if c.evidence == "designed: confirmation"]
     if confirm:
         parts.append("**Designed, confirmation**: " + "; ".join(confirm) + ".")
@@ -399,6 +412,10 @@ def answer_parts(claims: list[Claim], *, metric: str, mode: str, question: list[
     parts.append("Observed per-level means (tables below) are over the trials the searcher chose and are local "
                  "to its favourite region; they are not used for any claim above.")
     return parts
+
+
+def _templated(text: str, factor: str) -> str:
+    return re.sub(rf"(?<![\w]){re.escape(factor)}(?![\w])", "{factor}", text)
 
 
 def modelled_claims(an: Analysis, mode: str, metric: str, scale: str) -> list[str]:

@@ -12,13 +12,16 @@ the trials (percentiles), so it shows how much the curve itself could move.
 What it is not: TPE chose these trials one after another, learning from the
 earlier ones, so the curve is that of n trials drawn from the distribution
 this search ended up sampling, not what a fresh TPE search of n trials would
-find; and an ASHA-stopped trial counts with the best value it reached before
-it was stopped.
+find. Each trial counts with its value at the full budget (the value the
+study reports as its best) where enough trials ran it, else at the first ASHA
+rung, which every trial reached: values of one budget, never a stopped
+trial's early value beside a finished trial's last.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -97,12 +100,13 @@ def table_rows(eb: ExpectedBest) -> pd.DataFrame:
     return eb.curve[eb.curve["n"].isin(steps)].reset_index(drop=True)
 
 
-def caption(eb: ExpectedBest) -> str:
+def caption(eb: ExpectedBest, what: str) -> str:
+    """``what``: which value of each trial the curve is over (e.g. "at the full budget (18 epochs)")."""
     word = Direction(eb.mode).word
-    return (f"Expected best {eb.metric} ({word} is better) of a search of n trials, estimated from this run's "
-            f"{eb.n_trials} trials (each at the best value it reached), unbiased (Tang et al. 2020; the curve of "
-            f"Dodge et al. 2019); lo, hi: 95% bootstrap band over {N_BOOT} resamples of the trials. The trials are "
-            "those this search chose, so the curve is for n trials drawn like these, not a fresh search of n.")
+    return (f"Expected best {eb.metric} ({word} is better) of a search of n trials, {what}, estimated from this "
+            f"run's {eb.n_trials} such trials, unbiased (Tang et al. 2020; the curve of Dodge et al. 2019); lo, hi: 95% "
+            f"bootstrap band over {N_BOOT} resamples of the trials. The trials are those this search chose, so the "
+            "curve is for n trials drawn like these, not a fresh search of n.")
 
 
 def sentence(eb: ExpectedBest) -> str:
@@ -112,3 +116,22 @@ def sentence(eb: ExpectedBest) -> str:
     return (f"A search of {half} trials drawn like these would be expected to find {eb.metric} "
             f"{row['expected_best']:.4g} (95% band {row['lo']:.4g} to {row['hi']:.4g}); all {eb.n_trials} found "
             f"{eb.at(eb.n_trials):.4g}.")
+
+
+def plot_expected_best(eb: ExpectedBest, out: Path) -> Path:
+    """The curve with its band, and a mark at every trial count of the run's table."""
+    from studies.report.plots import _save, _subplots
+
+    fig, ax = _subplots(figsize=(6, 3.6))
+    c = eb.curve
+    ax.fill_between(c["n"], c["lo"], c["hi"], color="C0", alpha=0.2, label="95% bootstrap band")
+    ax.plot(c["n"], c["expected_best"], color="C0", marker="o" if len(c) <= 30 else None, ms=3,
+            label="expected best (unbiased)")
+    ax.set_xscale("log" if eb.n_trials > 30 else "linear")
+    ax.set_xlabel("trials in the search (n)")
+    ax.set_ylabel(f"expected best {eb.metric}")
+    ax.set_title(f"Expected best {eb.metric} of a search of n trials ({Direction(eb.mode).word} is better)", fontsize=10)
+    ax.ticklabel_format(axis="y", useOffset=False)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, out / "expected_best.png")

@@ -196,13 +196,16 @@ def plot_modelled(tables: list, metric: str, rung: int, out: Path, *, name: str 
             ax.annotate(d["sig"].iloc[i], (i, 1.0), xycoords=("data", "axes fraction"), ha="center", va="top",
                         fontsize=13, color="C3")
         ax.set_xticks(x, [lv.replace(" (ref)", "\n(ref)") for lv in d["level"]], rotation=20, fontsize=8)
-        ax.set_title(f"{t.factor}" + ("" if t.scope == "whole space" else f"\n({t.scope})"), fontsize=9)
+        ax.set_title(f"{t.factor}" + ("" if t.scope == "whole space" else "\n" + textwrap.fill(f"({t.scope})", 55)),
+                     fontsize=9)
         ax.set_ylabel(f"modelled {metric} @ epoch {rung}")
+        ax.ticklabel_format(axis="y", useOffset=False)
         ax.grid(axis="y", alpha=0.3)
     for ax in list(axes.flat)[len(tables):]:
         ax.axis("off")
-    fig.suptitle("Modelled marginals over the declared space (main effects + random forest; 95% bootstrap intervals; "
-                 "* Holm p<0.05 for the difference to the reference, tested on paired refits)", fontsize=10)
+    title = ("Modelled marginals over the declared space (main effects + random forest; 95% bootstrap intervals; "
+             "** Holm p < 0.01 for the difference to the reference, on paired refits, where the gates hold)")
+    fig.suptitle(_wrap([title], width_in=fig.get_figwidth(), fontsize=10), fontsize=10)
     return _save(fig, out / name)
 
 

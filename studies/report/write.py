@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import multiprocessing
-import re
 import sys
 import threading
 from collections.abc import Callable
@@ -20,15 +19,17 @@ from typing import Any
 import pandas as pd
 
 from studies.background import ending_threads, wait_for_ending_threads
-from studies.report import plots
+from studies.report import expected_best, plots
 from studies.report.ablation import AblationResult, FactorTable, build_ablation
 from studies.report.analysis import Analysis, analyse
 from studies.report.answer import answer_claims, answer_parts, modelled_claims
 from studies.report.budget import budget_table
 from studies.report.claims import Claim
 from studies.report.confirmation import load_confirmation, load_leave_one_out
+from studies.report.expected_best import expected_best_curve
 from studies.report.importance import FANOVA_MAX_TRIALS
 from studies.report.latex import latex_table
+from studies.report.methods import methods_paragraph
 from studies.report.modelled import MIN_CELL, MIN_CONFIGS, MIN_CONFIGS_PER_LEVEL, R2_MIN, ModelledTable
 from studies.report.tensorboard_hparams import write_hparams
 from studies.report.trials_table import write_trials_table
@@ -84,19 +85,6 @@ def _display(table: pd.DataFrame) -> pd.DataFrame:
     return d.fillna("").astype(str)
 
 
-_LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-                  "<": r"\textless{}", ">": r"\textgreater{}", "±": r"$\pm$"}
-_BOLD = re.compile(r"\*\*(?=\S)(.+?)(?<=\S)\*\*")
-
-
-def latex_text(markdown: str) -> str:
-    """A Markdown caption as LaTeX text: bold and code marks dropped, specials
-    escaped; a legend's literal ``*`` / ``**`` marks are kept."""
-    plain = _BOLD.sub(r"\1", markdown).replace("`", "")
-    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in plain)
-
-
 def _write_table(table: pd.DataFrame, stem: Path, caption: str) -> list[Path]:
     shown = _display(table)
     md, csv, tex = stem.with_suffix(".md"), stem.with_suffix(".csv"), stem.with_suffix(".tex")
@@ -141,6 +129,16 @@ def _modelled_caption(t: ModelledTable, an: Analysis, metric: str, mode: str) ->
             "level's effect does not change sign with another factor; `withheld` says which gate kept a mark back.")
 
 
+def _modelled_short(t: ModelledTable, an: Analysis, metric: str, mode: str) -> str:
+    m = an.modelled
+    gate = f"**No mark in this table: {m.gate}.** " if m.gate else ""
+    r2 = "not computed" if math.isnan(m.fit_r2) else f"{m.fit_r2:.3f}"
+    return (f"{gate}**{t.factor}**, modelled — global marginal of {metric} ({Direction(mode).word} is better) at "
+            f"epoch {m.rung}, averaged over the declared space, from a surrogate fitted to {m.n_configs} distinct "
+            f"configs (out-of-bag R² {r2}). Reference: {t.reference}. A mark only at ** p_holm < 0.01 and where the "
+            f"gates hold (`withheld` says why not). Full note: `tables/modelled_{t.factor}.md`.")
+
+
 def _interactions_caption(factor: str, an: Analysis, metric: str) -> str:
     return (f"**{factor}**, modelled, by level of another factor — each level of {factor} minus its reference "
             f"({metric}, epoch {an.modelled.rung}) within one level (`given`) of another factor that matters, the rest "
@@ -179,7 +177,8 @@ def write_report(run_dir: Path, run: RunTrials, *, spec: Any, info: RunInfo) -> 
     tables_dir, plots_dir = RunFolder(run_dir).tables, RunFolder(run_dir).plots
     tables_dir.mkdir(exist_ok=True)
     plots_dir.mkdir(exist_ok=True)
-    written = write_trials_table(run, tables_dir, metric=spec.metric, mode=spec.mode)
+    written = write_trials_table(run, tables_dir, metric=spec.metric, mode=spec.mode, metrics=list(spec.metrics),
+                                 modes=list(spec.modes))
     report = RunFolder(run_dir).report
     if run.trials.empty or run.history.empty:
         none_yet = f"No trial of run `{run_dir.name}` has reported an epoch."
@@ -233,11 +232,16 @@ def write_report(run_dir: Path, run: RunTrials, *, spec: Any, info: RunInfo) -> 
     plots_list = ["plots/modelled.png", "plots/factors.png", "plots/learning_curves.png", "plots/importance.png"]
     plots_list += (["plots/leave_one_out.png"] if has_loo else []) + (
         ["plots/confirmation.png"] if confirmation is not None and confirmation.summary is not None else [])
+    best_curve = _expected_best_section(run, spec, tables_dir, written)
+    plots_list += ["plots/expected_best.png"] if best_curve else []
+    methods = methods_paragraph(spec, info, run, an=an, budget=budget, confirmation=confirmation, loo=loo)
     report.write_text(
         header + designed + f"## Modelled marginals (search phase, epoch {an.rung})\n\n{modelled}" + interactions
         + f"## Observed (search phase, per factor's rung)\n\n{observed}"
         + f"## Parameter importance\n\n{imp_caption}\n\n{_display(an.importance).to_markdown(index=False)}\n\n"
+        + best_curve
         + f"## Budget\n\n{budget_caption}\n\n{_display(budget).to_markdown(index=False)}\n\n"
+        + f"## Methods\n\n{methods}\n\n"
         + "Plots: " + ", ".join(f"`{p}`" for p in plots_list) + ". All trials: `tables/trials.md`.\n")
     written.append(report)
 
@@ -252,14 +256,44 @@ def write_report(run_dir: Path, run: RunTrials, *, spec: Any, info: RunInfo) -> 
 
 
 def _header(spec: Any, run_name: str, status: str, run: RunTrials, ab: AblationResult, answer: list[str]) -> str:
-    """Title, the answer paragraph, what the run was, the evidence legend."""
+    """Title, the question, the short answer, what the run was, the evidence legend."""
     rung_counts = ", ".join(f"epoch {r}: {n}" for r, n in sorted(ab.rungs.items()))
     return (f"# {spec.name}: ablation report\n\n"
+            f"**Question.** {spec.description or '(no description in the spec)'}\n\n"
             f"{answer_block(answer)}\n\n"
             f"*Run `{run_name}` ({status}); {len(run.trials)} trials; trials reaching each rung: {rung_counts}. "
-            f"Question: {spec.description or '(no description in the spec)'}*\n\n"
+            "Tables: designed evidence first, then modelled, then observed; each caption here is short, and the full "
+            "note (method, gates) heads the table's own file in `tables/`; the methods are summed up at the end.*\n\n"
             + "".join(f"**Left out, unreadable:** {line}\n\n" for line in run.unreadable)
             + f"{EVIDENCE_LEGEND}\n\n")
+
+
+MIN_FULL_BUDGET_TRIALS = 5   # fewer: the curve over the first rung's values instead
+
+
+def _expected_best_section(run: RunTrials, spec: Any, tables_dir: Path, written: list[Path]) -> str:
+    """Expected best versus the number of trials (tables/expected_best.*, plots/expected_best.png), or ""."""
+    from studies.report.ablation import asha_rungs, values_at_epoch
+
+    b, metric = spec.budget, spec.metric
+    full = run.trials[run.trials["epochs"] >= b.max_epochs] if "epochs" in run.trials else run.trials.iloc[:0]
+    if len(full) >= MIN_FULL_BUDGET_TRIALS and f"last_{metric}" in full:
+        values = full[f"last_{metric}"].to_numpy(dtype=float)
+        what = f"each at its value at the full budget ({b.max_epochs} epochs; trials ASHA stopped earlier left out)"
+    else:
+        rung = asha_rungs(b.max_epochs, b.grace_period, b.reduction_factor)[0]
+        values = values_at_epoch(run, metric, rung).groupby(level=0).last().to_numpy(dtype=float)
+        what = (f"each at its value at epoch {rung}, the first ASHA rung, which every trial reached (fewer than "
+                f"{MIN_FULL_BUDGET_TRIALS} trials ran the full budget)")
+    eb = expected_best_curve(values, metric, spec.mode, seed=spec.seed)
+    if eb is None:
+        return ""
+    cap = expected_best.caption(eb, what)
+    rows = expected_best.table_rows(eb)
+    written += _write_table(rows, tables_dir / "expected_best", cap)
+    written.append(expected_best.plot_expected_best(eb, RunFolder(tables_dir.parent).plots))
+    return (f"## Expected best versus the number of trials\n\n{cap}\n\n{_display(rows).to_markdown(index=False)}\n\n"
+            f"{expected_best.sentence(eb)}\n\n")
 
 
 def _screening(run: RunTrials, spec: Any, factors: list) -> Any:
@@ -297,7 +331,11 @@ def _screening_section(screening: Any, spec: Any, tables_dir: Path, written: lis
                "interval at the level Holm tests it at; two-sided t-test, Holm-corrected within the table; "
                "* p_holm < 0.05, ** p_holm < 0.01. Global over the declared space by design, at the first rung only.")
         written += _write_table(t.table, tables_dir / f"screening_{t.factor}", cap)
-        out += f"### {t.factor}\n\n{cap}\n\n{_display(t.table).to_markdown(index=False)}\n\n"
+        short = (f"**{t.factor}**, designed screening — {spec.metric} ({Direction(spec.mode).word} is better) at "
+                 f"epoch {s.rung} over the {s.n_at_rung} trials of the balanced start design, {t.scope}; reference "
+                 f"{t.reference}; two-sided t-tests, Holm; * p_holm < 0.05, ** p_holm < 0.01. "
+                 f"Full note: `tables/screening_{t.factor}.md`.")
+        out += f"### {t.factor}\n\n{short}\n\n{_display(t.table).to_markdown(index=False)}\n\n"
     cap = (f"Screening importance at epoch {s.rung}: each factor's main-effect variance (its levels' least-squares "
            f"means, equally weighted) with a 95% interval from {s.n_boot} residual-bootstrap refits, and the share "
            "of refits ranking it first (`first_share`).")
@@ -322,7 +360,10 @@ def _interactions_section(an: Analysis, metric: str, tables_dir: Path, written: 
                                   "configs", "ref_configs", "withheld"]].reset_index(drop=True)
         cap = _interactions_caption(factor, an, metric)
         written += _write_table(table, tables_dir / f"interactions_{factor}", cap)
-        out += f"### {factor}, by level of another factor\n\n{cap}\n\n{_display(table).to_markdown(index=False)}\n\n"
+        short = (f"**{factor}**, modelled — each level minus the reference within one level (`given`) of another "
+                 f"factor that matters; ** p_holm < 0.01, Holm over all of {factor}'s differences. "
+                 f"Full note: `tables/interactions_{factor}.md`.")
+        out += f"### {factor}, by level of another factor\n\n{short}\n\n{_display(table).to_markdown(index=False)}\n\n"
     return out
 
 
@@ -349,7 +390,8 @@ def _modelled_section(an: Any, spec: Any, tables_dir: Path, written: list[Path])
     for t in an.modelled.tables:
         cap = _modelled_caption(t, an, spec.metric, spec.mode)
         written += _write_table(t.table, tables_dir / f"modelled_{t.factor}", cap)
-        modelled += f"### {t.factor}\n\n{cap}\n\n{_display(t.table).to_markdown(index=False)}\n\n"
+        modelled += (f"### {t.factor}\n\n{_modelled_short(t, an, spec.metric, spec.mode)}\n\n"
+                     f"{_display(t.table).to_markdown(index=False)}\n\n")
         long_m.append(t.table.assign(factor=t.factor, rung=t.rung, reference=t.reference))
     if not long_m:
         return f"Too few distinct configs at epoch {an.rung} to fit a surrogate.\n\n"
@@ -364,7 +406,11 @@ def _observed_section(ab: AblationResult, tables_dir: Path, written: list[Path])
     for ft in ab.tables:
         cap = _observed_caption(ft, ab)
         written += _write_table(ft.table, tables_dir / f"ablation_{ft.factor}", cap)
-        observed += f"### {ft.factor}\n\n{cap}\n\n{_display(ft.table).to_markdown(index=False)}\n\n"
+        short = (f"**{ft.factor}**, observed — {ab.metric} ({Direction(ab.mode).word} is better) at epoch {ft.rung} "
+                 f"({ft.at_rung} of {ab.n_trials} trials reached it), per level over the trials the searcher chose: "
+                 f"local, not global. Reference: {ft.reference}. Mean ± 95% t-interval; Mann-Whitney U against the "
+                 f"reference, Holm; * p_holm < 0.05, ** p_holm < 0.01. Full note: `tables/ablation_{ft.factor}.md`.")
+        observed += f"### {ft.factor}\n\n{short}\n\n{_display(ft.table).to_markdown(index=False)}\n\n"
         long_o.append(ft.table.assign(factor=ft.factor, rung=ft.rung, reference=ft.reference))
     pd.concat(long_o).to_csv(tables_dir / "ablation.csv", index=False)
     written.append(tables_dir / "ablation.csv")
@@ -450,6 +496,10 @@ def _write_tradeoff_report(run_dir: Path, run: RunTrials, spec: Any, info: RunIn
     per_objective, plotted = "", []
     with threadpool_limits(1):
         for metric, mode, scale in zip(spec.metrics, spec.modes, scales):
+            if metric in t.constant:   # nothing to explain: a model of it would fit float noise
+                per_objective += (f"## {metric} ({Direction(mode).word} is better)\n\n{to.constant_line(t, metric)} "
+                                  "No modelled marginals or importance: there is nothing to explain.\n\n")
+                continue
             an = analyse(run, factors, space=list(spec.params), metric=metric, mode=mode, baseline=a.baseline,
                          bins=a.bins, max_epochs=spec.budget.max_epochs, grace_period=spec.budget.grace_period,
                          reduction_factor=spec.budget.reduction_factor, seed=spec.seed, scale=scale)

@@ -165,7 +165,8 @@ def _outputs(run_dir: Path, factors: list[str]) -> list[str]:
              "tables/importance.md", "tables/importance.csv", "tables/importance.tex",
              "tables/budget.md", "tables/budget.csv", "tables/budget.tex",
              "plots/factors.png", "plots/learning_curves.png", "plots/modelled.png", "plots/importance.png",
-             "tables/modelled.csv"]
+             "tables/modelled.csv", "tables/expected_best.md", "tables/expected_best.csv", "tables/expected_best.tex",
+             "plots/expected_best.png"]
     names += [f"tables/modelled_{f}.{ext}" for f in factors for ext in ("md", "csv", "tex")]
     names += [f"tables/ablation_{f}.{ext}" for f in factors for ext in ("md", "csv", "tex")]
     return names
@@ -236,8 +237,12 @@ def test_ablation_md_opens_with_the_answer(report) -> None:
     lines = text.splitlines()
     assert lines[0] == "# mdn_ramp: ablation report"
     assert lines[1] == ""
-    assert lines[2] == "(lower val_mse is better)"
-    answer = text.split("\n\n")[1]
+    spec = driver.spec_of_run(run_dir)
+    assert lines[2] == f"**Question.** {spec.description}"   # the question first, then the short answer
+    assert lines[4] == "(lower val_mse is better)"
+    answer = text.split("\n\n")[2]
+    # a reader takes the answer in within a minute: a few hundred words, one line per claim group
+    assert len(answer.split()) < 420, len(answer.split())
     # Each claim names its evidence; the designed runs come first.
     assert answer.index("**Designed, confirmation**") < answer.index("**Importance**")
     assert "(epoch 2)" in answer          # the modelled rung: all 25 trials are there, 8 at epoch 6
@@ -257,8 +262,16 @@ def test_ablation_md_opens_with_the_answer(report) -> None:
     assert f"val_mse {best_full:.4g}" in answer and "at the full budget" in answer
     assert f"{trials['best_val_mse'].min():.4g}" not in answer.split("**Best search trial**")[1]
     assert "**ramp_shape** has the largest main effect" in answer
-    for section in ("## Confirmation (designed)", "## Modelled marginals", "## Observed", "## Parameter importance"):
-        assert section in text
+    order = ["## Confirmation (designed)", "## Modelled marginals", "## Observed", "## Parameter importance",
+             "## Expected best versus the number of trials", "## Budget", "## Methods"]
+    assert [text.index(s) for s in order] == sorted(text.index(s) for s in order)   # designed, modelled, observed, ...
+    methods = text.split("## Methods\n\n")[1]
+    assert methods.startswith("Configs were proposed by TPE") and "Designed runs:" in methods
+    # short captions here, the full note in each table's own file
+    for factor in FACTORS:
+        assert f"Full note: `tables/modelled_{factor}.md`" in text and f"Full note: `tables/ablation_{factor}.md`" in text
+        assert "as in fANOVA (Hutter et al., ICML 2014)" in (run_dir / "tables" / f"modelled_{factor}.md").read_text()
+    assert "as in fANOVA (Hutter et al., ICML 2014)" not in text.split("## Methods")[0]
     for factor in FACTORS:
         assert f"### {factor}" in text
 
@@ -407,7 +420,7 @@ def test_confirmation_outputs(report) -> None:
     assert r"\begin{tabular}" in (run_dir / "tables" / "confirmation.tex").read_text()
     text = (run_dir / "tables" / "ablation.md").read_text()
     assert "## Confirmation" in text
-    answer = text.split("\n\n")[1]
+    answer = text.split("\n\n")[2]
     assert "**Designed, confirmation**: top1" in answer and "better in 3/3 seeds" in answer
     # The designed/ folder holds no search trials.
     trials = pd.read_csv(run_dir / "tables" / "trials.csv")
