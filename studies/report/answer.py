@@ -339,7 +339,8 @@ def _factor_claims(factor: str, t: ModelledTable | None, an: Analysis, loo: Leav
             "which the modelled rung cannot judge")))
     answered = any(c.kind == "difference" for c in out)
     if not answered:
-        out.append(Claim("declined", "none", factor=factor, text=_what_would_answer(factor, t, an, loo)))
+        out.append(Claim("declined", "none", factor=factor, text=_what_would_answer(factor, t, an, loo),
+                         extra={"what_would_answer": True}))
     return out
 
 
@@ -370,14 +371,14 @@ def answer_parts(claims: list[Claim], *, metric: str, mode: str, question: list[
     # The same reason and the same runs for several factors: said once, on its own line after them.
     declined: dict[str, list[str]] = {}
     for c in claims:
-        if c.kind == "declined" and c.evidence == "none" and c.factor:
+        if c.kind == "declined" and c.extra.get("what_would_answer") and c.factor:
             declined.setdefault(_templated(c.text, c.factor), []).append(c.factor)
     shared = {key: names for key, names in declined.items() if len(names) > 1}
     for factor in factors:
         mine = [c for c in claims if c.factor == factor and c.kind != "ranking"]
         if not mine:
             continue
-        mine = [c for c in mine if not (c.kind == "declined" and c.evidence == "none"
+        mine = [c for c in mine if not (c.kind == "declined" and c.extra.get("what_would_answer")
                                         and _templated(c.text, factor) in shared)]
         groups = [] if mine else ["why, and what would answer it: the **Not answered yet** line below"]
         for evidence, label in (("designed: leave-one-out", "designed, leave-one-out"),
@@ -392,9 +393,9 @@ def answer_parts(claims: list[Claim], *, metric: str, mode: str, question: list[
         parts.append(f"**{factor}** ({status}) — " + ". ".join(groups) + ".")
     for key, names in shared.items():
         listed = ", ".join(f"**{n}**" for n in names)
-        parts.append(f"**Not answered yet** ({listed}): " + key.replace("{factor}", "each of them").replace(
-            "What would answer it", "What would answer them").replace("Not answered by the evidence so far: t", "T")
-            + ".")
+        why = key.replace("{factor}", "each of them").replace("What would answer it", "What would answer them")
+        why = why.removeprefix("Not answered by the evidence so far: ")
+        parts.append(f"**Not answered yet** ({listed}): {why[:1].upper()}{why[1:]}.")
     confirm = [c.text for c in claims if c.evidence == "designed: confirmation"]
     if confirm:
         parts.append("**Designed, confirmation**: " + "; ".join(confirm) + ".")

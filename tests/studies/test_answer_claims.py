@@ -220,3 +220,21 @@ def test_screening_claims_are_its_table_rows_and_true() -> None:
     for c in claims:
         if c.kind == "ranking" and c.evidence == "designed: screening":
             assert screening.importance.iloc[0]["first_share"] >= 0.95 and c.factor == "schedule"
+
+
+def test_a_reason_shared_by_several_factors_is_said_once_and_others_stay_on_their_line() -> None:
+    from studies.report.claims import Claim
+
+    why = "Not answered by the evidence so far: x. What would answer it: a baseline for {f} in `ablation.baseline`"
+    claims = [Claim("declined", "none", factor=f, text=why.format(f=f), extra={"what_would_answer": True})
+              for f in ("lr", "width")]
+    claims += [Claim("declined", "none", factor="depth", text=why.format(f="depth"), extra={"what_would_answer": True})]
+    parts = answer_parts(claims, metric="loss", mode="min", question=["lr", "width", "depth"])
+    shared = [p for p in parts if p.startswith("**Not answered yet**")]
+    assert shared == ["**Not answered yet** (**lr**, **width**, **depth**): X. What would answer them: a baseline for "
+                      "each of them in `ablation.baseline`."]
+    assert all("**Not answered yet** line below" in p for p in parts if p.startswith(("**lr**", "**width**", "**depth**")))
+    smoke = [Claim("declined", "none", factor=f, text="not answered: a smoke run") for f in ("lr", "width")]
+    parts = answer_parts(smoke, metric="loss", mode="min", question=["lr", "width"])
+    assert "- **lr** (not answered) — not answered: a smoke run." in [f"- {p}" for p in parts]
+    assert not any(p.startswith("**Not answered yet**") for p in parts)
