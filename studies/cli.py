@@ -48,7 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpus-per-trial", type=float, metavar="G", help="GPUs per trial; 0.25 packs four trials on a GPU")
     p.add_argument("--seed", type=int, help="study seed (Optuna's sampler and every trial)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a spec value, e.g. --set budget.max_epochs=10 --set config.lr=0.001 (repeatable)")
+                   help="override a spec value, e.g. --set budget.max_epochs=10 --set config.d_model=32 (repeatable; "
+                        "a searched parameter is pinned with --fix instead)")
+    p.add_argument("--fix", dest="fixed", action="append", default=[], metavar="NAME=VALUE",
+                   help="pin a search-space parameter for this run, e.g. --fix lr=3e-3: no longer searched, VALUE (within "
+                        "its declared range or choices) in every trial's config; recorded in run.json (repeatable)")
     p.add_argument("--data", metavar="FILE.h5", help="train on your own HDF5 file (the family's schema, see README)")
     p.add_argument("--cache-dir", metavar="PATH", help="where synthetic data sets are cached (default: ~/.cache/raystudies)")
     p.add_argument("--num-cpus", type=int, metavar="N", help="CPUs of the embedded local Ray (default: all)")
@@ -138,11 +142,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.runs:
         return list_runs_command(storage, study_path.stem)
     if args.report:
-        return report_command(storage, study_path.stem, args.run, verbose=args.verbose, remote=remote)
+        return report_command(storage, study_path.stem, args.run, verbose=args.verbose, remote=remote, fixed=args.fixed)
     from studies import driver  # the report's pandas, scipy and matplotlib: not for --list, --runs
 
     options = driver.RunOptions(
-        study_path=study_path, smoke=args.smoke, overrides=_cli_overrides(args), storage=storage,
+        study_path=study_path, smoke=args.smoke, overrides=_cli_overrides(args), fixed=args.fixed, storage=storage,
         run=args.run, resume=args.resume, address=address, data=args.data,
         cache_dir=cache_dir,
         num_cpus=args.num_cpus, num_gpus=args.num_gpus, designed=args.designed, verbose=args.verbose,
@@ -188,9 +192,10 @@ def remote_store(storage: str | None, study: str) -> RemoteStore | None:
 
 
 def report_command(storage: Path, study: str, run: str | None, *, verbose: bool = False,
-                   remote: RemoteStore | None = None) -> int:
+                   remote: RemoteStore | None = None, fixed: list[str] | tuple[str, ...] = ()) -> int:
     """--report: rebuild tables/ and plots/ from disk, Ray- and torch-free
-    (a run in a bucket: from its mirror, pulled first; the tables put back)."""
+    (a run in a bucket: from its mirror, pulled first; the tables put back).
+    The run's own --fix values apply; ``fixed`` (this command's) may only repeat them."""
     import time
 
     from studies import driver
@@ -201,6 +206,9 @@ def report_command(storage: Path, study: str, run: str | None, *, verbose: bool 
     if not folder.exists():
         raise UserError(f"{folder.path}: no such run (see `python studies/run.py {study} --runs`)")
     driver.pull_run(remote, folder.path, to_read=True)
+    from studies.spec.study import check_fixed_unchanged
+
+    check_fixed_unchanged(fixed, folder.info().invocation.fixed, folder.name, "--report")
     spec = driver.spec_of_run(folder.path, for_training=False)
     started = time.time()
     written = driver.write_outputs(folder.path, spec)

@@ -36,7 +36,7 @@ from studies.runs.run_signing import check_run_folder, sign_run_folder, signing_
 from studies.runs.storage import check_shared_storage
 from studies.runs.trials import STATUS_FAILED, RunTrials, TuneTrial, has_tune_snapshot, load_trials, read_tune_trials
 from studies.signals import StopSignal, sigterm_stops_cleanly
-from studies.spec.study import STUDIES_DIR, StudySpec, load_spec
+from studies.spec.study import STUDIES_DIR, StudySpec, check_fixed_unchanged, load_spec
 
 if TYPE_CHECKING:
     from studies.report.write import WrittenReport
@@ -51,6 +51,7 @@ class RunOptions:
     cache_dir: Path
     smoke: bool = False
     overrides: list[str] = field(default_factory=list)
+    fixed: list[str] = field(default_factory=list)   # --fix NAME=VALUE: search-space parameters pinned for the run
     run: str | None = None
     resume: bool = False
     address: str | None = None
@@ -69,14 +70,16 @@ CONFIRM_OVERRIDABLE = ("ablation.",)
 
 def spec_of_run(run_dir: Path, *, for_training: bool = True, extra: list[str] | tuple[str, ...] = ()) -> StudySpec:
     """The spec exactly as the run used it: the copies in the run folder plus the
-    recorded smoke flag and overrides (the search's, then a later --designed's,
-    then ``extra``). ``for_training=False`` (reports) skips the family check,
-    which imports torch."""
+    recorded smoke flag, overrides (the search's, then a later --designed's,
+    then ``extra``) and --fix values. ``for_training=False`` (reports) skips the
+    family check, which imports torch. A run from before ``--set config.X`` on a
+    searched X was refused reads as it ran (the searched value won)."""
     folder = RunFolder(run_dir)
     info = folder.info()
     overrides = [*info.invocation.overrides, *info.designed_overrides, *extra]
     return load_spec(folder.spec_copy, smoke=info.invocation.smoke, overrides=overrides,
-                     search_space_path=folder.search_space_copy, name=info.study, check_family=for_training)
+                     search_space_path=folder.search_space_copy, name=info.study, check_family=for_training,
+                     fixed=info.invocation.fixed, refuse_searched_config=False)
 
 
 def load_family_data(spec: StudySpec, data_path: str | None, cache_dir: Path) -> dict[str, Any] | None:
@@ -110,8 +113,9 @@ def _prepare_run_dir(options: RunOptions) -> tuple[Path, StudySpec]:
             given = " ".join([*(f"--set {o}" for o in options.overrides), *(["--smoke"] if options.smoke else [])])
             raise UserError(f"--resume continues {run_dir} with the spec and overrides recorded with it; {given} would "
                             "change it (start a new run for other settings)")
+        check_fixed_unchanged(options.fixed, run_folder.read_run_info(run_dir).invocation.fixed, run_dir.name, "--resume")
         return run_dir, spec_of_run(run_dir)
-    spec = load_spec(options.study_path, smoke=options.smoke, overrides=options.overrides)
+    spec = load_spec(options.study_path, smoke=options.smoke, overrides=options.overrides, fixed=options.fixed)
     if options.run and (options.storage / study / options.run).exists():
         raise UserError(f"{options.storage / study / options.run}: run folder already exists; continue it with "
                         f"--resume --run {options.run}, or pick another --run name")
@@ -425,7 +429,7 @@ def _new_run_info(ctx: RunContext) -> RunInfo:
     return RunInfo(
         study=spec.name, run=ctx.folder.name, status="running", started=ctx.started,
         invocation=Invocation(study_file=str(spec.path), smoke=o.smoke, overrides=list(o.overrides),
-                              data=ctx.data_path, address=o.address), data_sha256=ctx.data_sha256,
+                              fixed=list(o.fixed), data=ctx.data_path, address=o.address), data_sha256=ctx.data_sha256,
         metric=spec.metric, mode=spec.mode, max_epochs=spec.budget.max_epochs,
         num_samples=spec.budget.num_samples, params=[p.name for p in spec.params],
         resources={"cpus_per_trial": spec.resources.cpus_per_trial, "gpus_per_trial": spec.resources.gpus_per_trial},
@@ -506,6 +510,7 @@ def designed_on_existing_run(options: RunOptions) -> int:
         made = "a smoke run" if not options.smoke else "not a smoke run"
         raise UserError(f"--smoke: run {options.run} was {made}; --designed on it keeps the run's own setting "
                         f"({'add' if not options.smoke else 'drop'} --smoke)")
+    check_fixed_unchanged(options.fixed, info.invocation.fixed, options.run, "--designed --run")
     spec = spec_of_run(folder.path, extra=options.overrides)  # validated here, before anything runs
     if info.status == "running":
         raise UserError(f"{folder.path}: the run is still running; confirm it when it has finished")

@@ -37,11 +37,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 
-from core.config import ConfigError
+from core.config import AT_LEAST_ONE, DROPOUT, NON_NEGATIVE, OPEN_FRACTION, POSITIVE, Bound, ConfigError, check_bounds
 from core.data.au2blend import NUM_AUS, NUM_BLENDSHAPES, SCHEMA, check_au2blend_arrays, generate_au2blend
 from core.experiments.base import TorchExperiment, epoch_generator, random_split, seed_epoch, shared_tensor, shuffled
 from core.experiments.registry import DataDef, FamilyDef
@@ -79,25 +80,21 @@ class Au2BlendConfig:
     seed: int = 0
     max_epochs: int = 10
 
+    # Every numeric field's range, checked when a config is built (core.config.check_bounds).
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        "num_sequences": Bound(2), "min_length": Bound(2), "max_length": Bound(2), "delay": NON_NEGATIVE,
+        "noise": NON_NEGATIVE, "data_seed": NON_NEGATIVE, "val_fraction": OPEN_FRACTION, "hidden_size": AT_LEAST_ONE,
+        "num_layers": AT_LEAST_ONE, "dropout": DROPOUT, "attention_dim": AT_LEAST_ONE, "negrelu_weight": NON_NEGATIVE,
+        "max_train_length": NON_NEGATIVE, "lr": POSITIVE, "weight_decay": NON_NEGATIVE, "batch_size": AT_LEAST_ONE,
+        "grad_clip": NON_NEGATIVE, "seed": NON_NEGATIVE, "max_epochs": AT_LEAST_ONE,
+    }
+
     def __post_init__(self) -> None:
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ConfigError(f"`val_fraction` is {self.val_fraction}, expected 0 < val_fraction < 1")
-        if not 2 <= self.min_length <= self.max_length:
+        check_bounds(self, self.BOUNDS)   # num_sequences >= 2: one for validation
+        if self.min_length > self.max_length:
             raise ConfigError(f"`min_length` is {self.min_length}, expected 2 <= min_length <= max_length ({self.max_length})")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"`dropout` is {self.dropout}, expected 0 <= dropout < 1")
-        if self.max_train_length != 0 and self.max_train_length < 2:
+        if self.max_train_length == 1:
             raise ConfigError(f"`max_train_length` is {self.max_train_length}, expected 0 (whole sequences) or >= 2")
-        for name in ("negrelu_weight", "noise", "weight_decay", "grad_clip", "delay"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"`{name}` is {getattr(self, name)}, expected >= 0")
-        if not self.lr > 0:
-            raise ConfigError(f"`lr` is {self.lr}, expected > 0")
-        if self.num_sequences < 2:
-            raise ConfigError(f"`num_sequences` is {self.num_sequences}, expected >= 2 (one for validation)")
-        for name in ("hidden_size", "num_layers", "attention_dim", "batch_size", "max_epochs"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"`{name}` is {getattr(self, name)}, expected >= 1")
 
 
 class Au2BlendExperiment(TorchExperiment):

@@ -31,11 +31,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 
-from core.config import ConfigError
+from core.config import AT_LEAST_ONE, NON_NEGATIVE, OPEN_FRACTION, POSITIVE, PROBABILITY, Bound, ConfigError, check_bounds
 from core.data.video import SCHEMA, check_video_arrays, generate_video
 from core.experiments.base import EVAL_SEED_STRIDE, TorchExperiment, epoch_seed, random_split, seed_epoch, shared_tensor, shuffled
 from core.experiments.registry import DataDef, FamilyDef
@@ -79,40 +80,27 @@ class CvaeVideoConfig:
     # validation
     val_batch_size: int = 64
 
+    # Every numeric field's range, checked when a config is built (core.config.check_bounds).
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        "num_clips": Bound(2), "clip_length": Bound(2, 100), "frame_size": Bound(8), "channels": AT_LEAST_ONE,
+        "noise": NON_NEGATIVE, "motion_speed": POSITIVE, "data_seed": NON_NEGATIVE, "val_fraction": OPEN_FRACTION,
+        "width": Bound(2), "z_channels": AT_LEAST_ONE, "lr": POSITIVE, "batch_size": AT_LEAST_ONE,
+        "grad_clip": NON_NEGATIVE, "seed": NON_NEGATIVE, "max_epochs": AT_LEAST_ONE, "kl_anneal_cycle": POSITIVE,
+        "kl_anneal_ratio": Bound(0, 1, low_open=True), "tfr": PROBABILITY, "tfr_sde": NON_NEGATIVE,
+        "tfr_d_step": NON_NEGATIVE, "tfr_lower": PROBABILITY, "fast_train_epochs": NON_NEGATIVE,
+        "fast_train_frames": Bound(2), "val_batch_size": AT_LEAST_ONE,
+    }
+
     def __post_init__(self) -> None:
+        check_bounds(self, self.BOUNDS)   # clip_length <= 100: metric names have two digits
         if self.kl_anneal_type not in KL_ANNEAL_KINDS:
             raise ConfigError(f"`kl_anneal_type` is {self.kl_anneal_type!r}, expected one of {list(KL_ANNEAL_KINDS)}")
-        if not self.kl_anneal_cycle > 0:
-            raise ConfigError(f"`kl_anneal_cycle` is {self.kl_anneal_cycle}, expected > 0 (epochs)")
-        if not 0.0 < self.kl_anneal_ratio <= 1.0:
-            raise ConfigError(f"`kl_anneal_ratio` is {self.kl_anneal_ratio}, expected 0 < kl_anneal_ratio <= 1")
-        for name in ("tfr", "tfr_lower"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(f"`{name}` is {getattr(self, name)}, expected 0 <= {name} <= 1")
-        if self.tfr_d_step < 0:
-            raise ConfigError(f"`tfr_d_step` is {self.tfr_d_step}, expected >= 0")
-        if self.tfr_sde < 0 or self.fast_train_epochs < 0:
-            raise ConfigError(f"`tfr_sde` is {self.tfr_sde} and `fast_train_epochs` {self.fast_train_epochs}, expected both >= 0")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ConfigError(f"`val_fraction` is {self.val_fraction}, expected 0 < val_fraction < 1")
         if self.channels not in (1, 3):
             raise ConfigError(f"`channels` is {self.channels}, expected 1 or 3")
-        if self.frame_size < 8 or self.frame_size % 4:
+        if self.frame_size % 4:
             raise ConfigError(f"`frame_size` is {self.frame_size}, expected a multiple of 4, >= 8")
-        if self.width < 2 or self.width % 2:
+        if self.width % 2:
             raise ConfigError(f"`width` is {self.width}, expected an even number >= 2")
-        if self.noise < 0:
-            raise ConfigError(f"`noise` is {self.noise}, expected >= 0")
-        if self.motion_speed <= 0:
-            raise ConfigError(f"`motion_speed` is {self.motion_speed}, expected > 0")
-        for name in ("clip_length", "fast_train_frames"):
-            if getattr(self, name) < 2:
-                raise ConfigError(f"`{name}` is {getattr(self, name)}, expected >= 2")
-        if self.clip_length > 100:
-            raise ConfigError(f"`clip_length` is {self.clip_length}, expected <= 100 (metric names have two digits)")
-        for name in ("max_epochs", "batch_size", "val_batch_size", "num_clips", "z_channels"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"`{name}` is {getattr(self, name)}, expected >= 1")
 
 
 def psnr_metric_name(frame: int) -> str:

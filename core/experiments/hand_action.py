@@ -13,13 +13,13 @@ top-1 accuracy on validation sequences (``val_accuracy``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.config import ConfigError
+from core.config import AT_LEAST_ONE, DROPOUT, NON_NEGATIVE, OPEN_FRACTION, POSITIVE, Bound, ConfigError, check_bounds
 from core.data.hand import NUM_JOINTS, SEQUENCE_SCHEMA, check_sequence_arrays, generate_hand_actions, num_classes
 from core.experiments.base import TorchExperiment, random_split, seed_epoch, shared_tensor, shuffled
 from core.experiments.registry import DataDef, FamilyDef
@@ -54,23 +54,21 @@ class HandActionConfig:
     seed: int = 0
     max_epochs: int = 20
 
+    # Every numeric field's range, checked when a config is built (core.config.check_bounds).
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        "num_sequences": Bound(2), "min_length": Bound(2), "max_length": Bound(2), "joint_noise_mm": NON_NEGATIVE,
+        "data_seed": NON_NEGATIVE, "val_fraction": OPEN_FRACTION, "pca_dim": Bound(0, NUM_JOINTS * 3),
+        "hidden_size": AT_LEAST_ONE, "num_layers": AT_LEAST_ONE, "attention_dim": AT_LEAST_ONE, "dropout": DROPOUT,
+        "lr": POSITIVE, "weight_decay": NON_NEGATIVE, "batch_size": AT_LEAST_ONE, "grad_clip": NON_NEGATIVE,
+        "seed": NON_NEGATIVE, "max_epochs": AT_LEAST_ONE,
+    }
+
     def __post_init__(self) -> None:
+        check_bounds(self, self.BOUNDS)   # pca_dim 0: no PCA, the 63 joint coordinates
         if self.pooling not in POOLINGS:
             raise ConfigError(f"`pooling` is {self.pooling!r}, expected one of {list(POOLINGS)}")
-        if not 0 <= self.pca_dim <= NUM_JOINTS * 3:
-            raise ConfigError(f"`pca_dim` is {self.pca_dim}, expected 0 (no PCA) <= pca_dim <= {NUM_JOINTS * 3}")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ConfigError(f"`val_fraction` is {self.val_fraction}, expected 0 < val_fraction < 1")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"`dropout` is {self.dropout}, expected 0 <= dropout < 1")
-        if not 2 <= self.min_length <= self.max_length:
+        if self.min_length > self.max_length:
             raise ConfigError(f"`min_length` is {self.min_length}, expected 2 <= min_length <= max_length ({self.max_length})")
-        for name in ("max_epochs", "batch_size", "num_sequences", "hidden_size", "num_layers", "attention_dim"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"`{name}` is {getattr(self, name)}, expected >= 1")
-        for name in ("joint_noise_mm", "lr", "weight_decay", "grad_clip"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"`{name}` is {getattr(self, name)}, expected >= 0")
 
 
 def joint_features(joints: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

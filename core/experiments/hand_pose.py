@@ -19,12 +19,22 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from core.config import ConfigError
+from core.config import (
+    AT_LEAST_ONE,
+    DROPOUT,
+    NON_NEGATIVE,
+    OPEN_FRACTION,
+    POSITIVE,
+    PROBABILITY,
+    Bound,
+    ConfigError,
+    check_bounds,
+)
 from core.data.hand import BONES, NUM_JOINTS, SCHEMA, check_hand_arrays, generate_hand_depth, num_classes
 from core.data.hand_preprocess import (
     AUG_MODES,
@@ -79,7 +89,20 @@ class HandPoseConfig:
     seed: int = 0
     max_epochs: int = 15
 
+    # Every numeric field's range, checked when a config is built (core.config.check_bounds).
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        "num_sequences": Bound(2), "frames_per_sequence": AT_LEAST_ONE, "image_size": Bound(16),
+        "noise_mm": NON_NEGATIVE, "pixel_dropout": DROPOUT, "data_seed": NON_NEGATIVE, "val_fraction": OPEN_FRACTION,
+        "cube_size": POSITIVE, "bbox_padding": NON_NEGATIVE, "input_size": Bound(8), "aug_fraction": PROBABILITY,
+        "aug_rotation_deg": NON_NEGATIVE, "aug_translation_mm": NON_NEGATIVE, "aug_scale": NON_NEGATIVE,
+        "pca_aug_copies": AT_LEAST_ONE, "pca_dim": Bound(1, NUM_JOINTS * 3), "channels": AT_LEAST_ONE,
+        "hidden": AT_LEAST_ONE, "dropout": DROPOUT, "film_dim": AT_LEAST_ONE, "lr": POSITIVE,
+        "weight_decay": NON_NEGATIVE, "batch_size": AT_LEAST_ONE, "grad_clip": NON_NEGATIVE, "seed": NON_NEGATIVE,
+        "max_epochs": AT_LEAST_ONE,
+    }
+
     def __post_init__(self) -> None:
+        check_bounds(self, self.BOUNDS)
         if self.crop_method not in CROP_METHODS:
             raise ConfigError(f"`crop_method` is {self.crop_method!r}, expected one of {list(CROP_METHODS)}")
         for name in ("train_aug", "pca_aug"):
@@ -90,31 +113,8 @@ class HandPoseConfig:
         except ValueError:
             raise ConfigError(f"`film_blocks` is {self.film_blocks!r}, expected 'none' or comma-separated block "
                               f"indices in [0, {NUM_BLOCKS}) like '0,2'") from None
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ConfigError(f"`val_fraction` is {self.val_fraction}, expected 0 < val_fraction < 1")
-        if not 0.0 <= self.aug_fraction <= 1.0:
-            raise ConfigError(f"`aug_fraction` is {self.aug_fraction}, expected 0 <= aug_fraction <= 1")
-        if not 0.0 <= self.pixel_dropout < 1.0:
-            raise ConfigError(f"`pixel_dropout` is {self.pixel_dropout}, expected 0 <= pixel_dropout < 1")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"`dropout` is {self.dropout}, expected 0 <= dropout < 1")
-        if self.cube_size <= 0:
-            raise ConfigError(f"`cube_size` is {self.cube_size}, expected > 0 (mm)")
-        if self.bbox_padding < 0:
-            raise ConfigError(f"`bbox_padding` is {self.bbox_padding}, expected >= 0")
-        if self.input_size < 8 or self.input_size % 2**NUM_BLOCKS:
+        if self.input_size % 2**NUM_BLOCKS:
             raise ConfigError(f"`input_size` is {self.input_size}, expected a multiple of {2**NUM_BLOCKS} >= 8")
-        if not 1 <= self.pca_dim <= NUM_JOINTS * 3:
-            raise ConfigError(f"`pca_dim` is {self.pca_dim}, expected 1 <= pca_dim <= {NUM_JOINTS * 3}")
-        for name in ("max_epochs", "batch_size", "num_sequences", "frames_per_sequence", "channels", "hidden",
-                     "film_dim", "pca_aug_copies"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"`{name}` is {getattr(self, name)}, expected >= 1")
-        if self.image_size < 16:
-            raise ConfigError(f"`image_size` is {self.image_size}, expected >= 16")
-        for name in ("noise_mm", "aug_rotation_deg", "aug_translation_mm", "aug_scale", "lr", "weight_decay", "grad_clip"):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"`{name}` is {getattr(self, name)}, expected >= 0")
 
 
 def split_by_sequence(sequence: np.ndarray, val_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

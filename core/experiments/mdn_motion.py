@@ -9,11 +9,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 
-from core.config import ConfigError
+from core.config import (
+    AT_LEAST_ONE,
+    DROPOUT,
+    NON_NEGATIVE,
+    OPEN_FRACTION,
+    POSITIVE,
+    PROBABILITY,
+    Bound,
+    ConfigError,
+    check_bounds,
+)
 from core.data.motion import NUM_EMOTIONS, NUM_JOINTS, SCHEMA, check_motion_arrays, generate_motion
 from core.experiments.base import EVAL_SEED_STRIDE, TorchExperiment, epoch_seed, random_split, seed_epoch, shared_tensor, shuffled
 from core.experiments.registry import DataDef, FamilyDef
@@ -59,20 +70,29 @@ class MdnMotionConfig:
     gen_samples: int = 3
     gen_contexts: int = 8
 
+    # Every numeric field's range, checked when a config is built (core.config.check_bounds).
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        "num_sequences": Bound(2), "min_length": Bound(3), "max_length": Bound(3), "data_seed": NON_NEGATIVE,
+        "val_fraction": OPEN_FRACTION, "d_model": AT_LEAST_ONE, "n_heads": AT_LEAST_ONE, "n_layers": AT_LEAST_ONE,
+        "dim_feedforward": AT_LEAST_ONE, "dropout": DROPOUT, "n_components": AT_LEAST_ONE, "lr": POSITIVE,
+        "weight_decay": NON_NEGATIVE, "batch_size": AT_LEAST_ONE, "grad_clip": NON_NEGATIVE, "seed": NON_NEGATIVE,
+        "max_epochs": AT_LEAST_ONE, "initial_weight": NON_NEGATIVE, "ramp_start": PROBABILITY, "ramp_length": NON_NEGATIVE,
+        "sigma_start": POSITIVE, "sigma_end": POSITIVE, "gen_context": AT_LEAST_ONE, "gen_steps": AT_LEAST_ONE,
+        "gen_samples": AT_LEAST_ONE, "gen_contexts": AT_LEAST_ONE,
+    }
+
     def __post_init__(self) -> None:
+        check_bounds(self, self.BOUNDS)
         if self.ramp_shape not in RAMP_SHAPES:
             raise ConfigError(f"`ramp_shape` is {self.ramp_shape!r}, expected one of {list(RAMP_SHAPES)}")
         if self.sampling not in SAMPLING_MODES:
             raise ConfigError(f"`sampling` is {self.sampling!r}, expected one of {list(SAMPLING_MODES)}")
         if self.ramp_shape == "exponential" and self.initial_weight <= 0:
             raise ConfigError(f"`initial_weight` is {self.initial_weight}, an exponential ramp needs > 0")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ConfigError(f"`val_fraction` is {self.val_fraction}, expected 0 < val_fraction < 1")
+        if self.min_length > self.max_length:
+            raise ConfigError(f"`min_length` is {self.min_length}, expected 3 <= min_length <= max_length ({self.max_length})")
         if self.d_model % self.n_heads:
             raise ConfigError(f"`d_model` ({self.d_model}) must be divisible by `n_heads` ({self.n_heads})")
-        for name in ("max_epochs", "batch_size", "n_components", "gen_steps", "gen_context", "num_sequences"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"`{name}` is {getattr(self, name)}, expected >= 1")
 
 
 @torch.no_grad()

@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from core.config import ConfigError
+from core.config import AT_LEAST_ONE, DROPOUT, NON_NEGATIVE, OPEN_FRACTION, POSITIVE, Bound, ConfigError, check_bounds
 from core.data.motion import NUM_EMOTIONS, NUM_JOINTS
 from core.emotion_probe import EmotionProbe, emotion_consistency, sequence_windows
 from core.experiments.base import EVAL_SEED_STRIDE, epoch_seed, random_split, shared_tensor
@@ -82,23 +82,27 @@ class MdnSamplingConfig:
     seed: int = 0                # contexts and sampling noise
     max_epochs: int = 9
 
+    # Every numeric field's range, checked when a config is built (core.config.check_bounds).
+    BOUNDS: ClassVar[dict[str, Bound]] = {
+        "num_sequences": Bound(2), "min_length": Bound(3), "max_length": Bound(3), "data_seed": NON_NEGATIVE,
+        "val_fraction": OPEN_FRACTION, "d_model": AT_LEAST_ONE, "n_heads": AT_LEAST_ONE, "n_layers": AT_LEAST_ONE,
+        "dim_feedforward": AT_LEAST_ONE, "dropout": DROPOUT, "n_components": AT_LEAST_ONE,
+        "pretrain_epochs": AT_LEAST_ONE, "pretrain_lr": POSITIVE, "pretrain_batch_size": AT_LEAST_ONE,
+        "pretrain_seed": NON_NEGATIVE, "probe_window": Bound(3), "sigma_start": POSITIVE, "sigma_end": POSITIVE,
+        "gen_context": AT_LEAST_ONE, "gen_steps": Bound(4), "gen_samples": Bound(2),
+        "contexts_per_epoch": AT_LEAST_ONE, "seed": NON_NEGATIVE, "max_epochs": AT_LEAST_ONE,
+    }
+
     def __post_init__(self) -> None:
+        check_bounds(self, self.BOUNDS)   # gen_samples >= 2: diversity compares continuations
         if self.sampling not in SAMPLING_MODES:
             raise ConfigError(f"`sampling` is {self.sampling!r}, expected one of {list(SAMPLING_MODES)}")
         if self.sigma_schedule not in SIGMA_SHAPES:
             raise ConfigError(f"`sigma_schedule` is {self.sigma_schedule!r}, expected one of {list(SIGMA_SHAPES)}")
-        for name in ("sigma_start", "sigma_end", "pretrain_lr"):
-            if not getattr(self, name) > 0:
-                raise ConfigError(f"`{name}` is {getattr(self, name)}, expected > 0")
-        if not 0.0 < self.val_fraction < 1.0:
-            raise ConfigError(f"`val_fraction` is {self.val_fraction}, expected 0 < val_fraction < 1")
+        if self.min_length > self.max_length:
+            raise ConfigError(f"`min_length` is {self.min_length}, expected 3 <= min_length <= max_length ({self.max_length})")
         if self.d_model % self.n_heads:
             raise ConfigError(f"`d_model` ({self.d_model}) must be divisible by `n_heads` ({self.n_heads})")
-        for name, low in (("max_epochs", 1), ("pretrain_epochs", 1), ("pretrain_batch_size", 1), ("n_components", 1),
-                          ("num_sequences", 2), ("gen_context", 1), ("gen_samples", 2), ("contexts_per_epoch", 1),
-                          ("probe_window", 3), ("gen_steps", 4)):
-            if getattr(self, name) < low:
-                raise ConfigError(f"`{name}` is {getattr(self, name)}, expected >= {low}")
         if self.gen_steps < self.probe_window:
             raise ConfigError(f"`gen_steps` ({self.gen_steps}) must be >= `probe_window` ({self.probe_window}): "
                               "the probe scores windows of generated frames")

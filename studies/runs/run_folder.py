@@ -42,6 +42,7 @@ class Invocation:
     study_file: str = ""
     smoke: bool = False
     overrides: list[str] = field(default_factory=list)
+    fixed: list[str] = field(default_factory=list)   # --fix NAME=VALUE texts (absent in a run from before --fix)
     data: str | None = None
     address: str | None = None
 

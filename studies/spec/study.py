@@ -146,6 +146,8 @@ class StudySpec:
     metrics: list[str] = field(default_factory=list)
     modes: list[str] = field(default_factory=list)
     metric_scales: list[str] = field(default_factory=list)   # one per objective; metric_scale is the first
+    # Parameters pinned for this run (--fix NAME=VALUE): out of ``params``, their values in ``config``.
+    fixed: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.metrics = self.metrics or [self.metric]
@@ -256,6 +258,146 @@ def _apply_override(raw: dict[str, Any], parts: list[str], value: Any, text: str
         if not isinstance(node, dict):
             raise UserError(f"--set {text}: {p!r} is not a section")
     node[parts[-1]] = value
+
+
+def _shown(path: Path | None) -> str:
+    """A path as an error shows it: relative to the current folder when under it."""
+    if path is None:
+        return "the search space"
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def parse_fix(text: str) -> tuple[str, Any]:
+    """``lr=3e-3`` -> ("lr", 0.003): a ``--fix NAME=VALUE``, its value read as a YAML scalar (as --set's are)."""
+    import yaml
+
+    name, sep, raw = text.partition("=")
+    if not sep or not name.strip().isidentifier() or not raw.strip():
+        raise UserError(f"--fix {text}: expected NAME=VALUE with NAME a search-space parameter, e.g. --fix lr=3e-3")
+    try:
+        value = load_yaml(raw)
+    except yaml.YAMLError:
+        value = raw
+    return name.strip(), value
+
+
+def fixed_values(texts: Sequence[str]) -> dict[str, Any]:
+    """The ``--fix`` values by name (parsed, not yet checked against a search space): what --resume compares."""
+    return dict(parse_fix(text) for text in texts)
+
+
+def check_fixed_unchanged(given: Sequence[str], recorded: Sequence[str], run: str, flag: str) -> None:
+    """An existing run keeps the ``--fix`` values it was started with (run.json's
+    ``invocation.fixed``, applied again whenever its spec is read): ``given`` may
+    repeat them (all or some), not change or add to them (its trials so far were
+    searched without that)."""
+    was = fixed_values(recorded)
+    if any(name not in was or not _same_value(was[name], value) for name, value in fixed_values(given).items()):
+        started = "--fix " + " --fix ".join(recorded) if recorded else "nothing pinned (no --fix)"
+        raise UserError(f"--fix {' --fix '.join(given)}: run {run} was started with {started}; {flag} keeps those "
+                        "(drop --fix, or start a new run)")
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    """Equal as a search-space value: numbers by value (200 is 200.0), anything else (a boolean) by type too."""
+    numbers = (int, float)
+    if isinstance(a, numbers) and isinstance(b, numbers) and not isinstance(a, bool) and not isinstance(b, bool):
+        return a == b
+    return type(a) is type(b) and a == b
+
+
+def _fixed_value(p: Param, value: Any, text: str, space: str) -> Any:
+    """A ``--fix`` value checked against its parameter's declared domain; returned as the sampler would give it."""
+    raw = text.partition("=")[2].strip()
+    if p.type == "categorical":
+        match = [c for c in p.choices if _same_value(c, value)] or [c for c in p.choices if isinstance(c, str) and c == raw]
+        if not match:
+            raise UserError(f"--fix {text}: is {value!r}, expected one of {list(p.choices)} ({p.name}'s choices in {space})")
+        return match[0]
+    assert p.low is not None and p.high is not None   # a numeric parameter always has a range (search_space)
+    integer = p.type == "int"
+    number = (not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+              and (not integer or float(value).is_integer()))
+    if not number or not p.low <= value <= p.high:
+        kind = "an integer" if integer else "a number"
+        raise UserError(f"--fix {text}: is {value!r}, expected {kind} in [{p.low:g}, {p.high:g}] ({p.name}'s declared "
+                        f"range in {space})")
+    return int(value) if integer else float(value)
+
+
+def _apply_fixed(spec: StudySpec, texts: Sequence[str]) -> None:
+    """``--fix NAME=VALUE``: NAME leaves the search and VALUE goes into every trial's config.
+    A pinned parameter decides its dependants: a condition it meets is dropped from their
+    ``when``, one it fails makes them inactive in every trial (out of the search, as the
+    ones they in turn decide). Pinning a parameter whose condition then never holds is an error.
+    The ablation forgets what is no longer searched."""
+    space = _shown(spec.search_space_path)
+    params = {p.name: p for p in spec.params}
+    pinned: dict[str, Any] = {}
+    given: dict[str, str] = {}
+    for text in texts:
+        name, value = parse_fix(text)
+        if name in given:
+            raise UserError(f"--fix {text}: {name} is pinned twice (also --fix {given[name]}); give it once")
+        if name not in params:
+            raise UserError(f"--fix {text}: {name} is not a parameter of the search space {space} "
+                            f"(known: {', '.join(params)})")
+        pinned[name], given[name] = _fixed_value(params[name], value, text, space), text
+    kept: list[Param] = []
+    inactive: dict[str, str] = {}   # never active now -> the --fix that rules it out
+    for p in spec.params:
+        when: dict[str, tuple[Any, ...]] = {}
+        ruled_out: tuple[str, tuple[Any, ...], str] | None = None
+        for dep, allowed in p.when.items():
+            if dep in pinned and pinned[dep] not in allowed:
+                ruled_out = ruled_out or (dep, allowed, given[dep])
+            elif dep in inactive:
+                ruled_out = ruled_out or (dep, allowed, inactive[dep])
+            elif dep not in pinned:
+                when[dep] = allowed
+        if ruled_out is not None:
+            dep, allowed, why = ruled_out
+            if p.name in pinned:
+                values = " or ".join(str(a) for a in allowed)
+                raise UserError(f"--fix {given[p.name]}: {p.name} is searched only when {dep} is {values} ({space}), "
+                                f"which --fix {why} rules out; drop one of the two")
+            inactive[p.name] = why
+        elif p.name not in pinned:
+            kept.append(dataclasses.replace(p, when=when))
+    if not kept:
+        raise UserError(f"--fix {' --fix '.join(texts)}: leaves nothing to search in {space}; leave at least one "
+                        "parameter searched")
+    spec.params, spec.fixed = kept, pinned
+    spec.config = {**spec.config, **pinned}
+    gone = set(pinned) | set(inactive)
+    a = spec.ablation
+    a.factors = [f for f in a.factors if not (isinstance(f, str) and f in gone)]
+    a.baseline = {k: v for k, v in a.baseline.items() if k not in gone}
+    a.bins = {k: v for k, v in a.bins.items() if k not in gone}
+    if a.leave_one_out is not None:
+        a.leave_one_out.sweep = [n for n in a.leave_one_out.sweep if n not in gone]
+
+
+def _refuse_searched_config(spec: StudySpec, overrides: Sequence[str], fixed: Sequence[str]) -> None:
+    """``--set config.X`` for a searched X would be silently replaced by the searched
+    value in every trial: refused, naming ``--fix`` (the way to pin X for one run)."""
+    searched = {p.name for p in spec.params}
+    pins = {parse_fix(text)[0]: text for text in fixed}
+    for text in overrides:
+        parts, value = parse_override(text)
+        if parts[0] != "config":
+            continue
+        names = parts[1:2] if len(parts) > 1 else (list(value) if isinstance(value, dict) else [])
+        for name in names:
+            if name in pins:
+                raise UserError(f"--set {text}: {name} is pinned with --fix {pins[name]} as well; give its value once, "
+                                "with --fix")
+            if name in searched:
+                raise UserError(f"--set {text}: {name} is searched ({_shown(spec.search_space_path)}); pin it for this "
+                                f"run with --fix {name}=VALUE, or remove it from the search space")
 
 
 def _check_budget(source: str, b: Budget) -> None:
@@ -372,7 +514,9 @@ def _check_numeric_baseline(source: str, p: Param, value: Any) -> Any:
 
 
 def _check_family_values(spec: StudySpec) -> None:
-    """Every fixed value and every edge of every parameter must build a valid config."""
+    """Every fixed value (the spec's config and the --fix values, an error naming a
+    pinned field blamed on its --fix) and every edge of every parameter must build a
+    valid config."""
     base = {**spec.config, "max_epochs": spec.budget.max_epochs, "seed": spec.seed}
     try:
         family = spec.family_info
@@ -382,6 +526,9 @@ def _check_family_values(spec: StudySpec) -> None:
     try:
         config_from_dict(family.config_cls, base)
     except ConfigError as exc:
+        named = [f"{k}={v}" for k, v in spec.fixed.items() if f"`{k}`" in str(exc)]   # a ConfigError names its fields
+        if named:
+            raise UserError(f"--fix {' --fix '.join(named)}: not valid for family {family.name}: {exc}") from None
         raise UserError(f"{spec.path}: config: {exc}") from None
     fields = {f.name for f in dataclasses.fields(family.config_cls)}
     for p in spec.params:
@@ -541,12 +688,17 @@ def load_spec(
     search_space_path: Path | None = None,
     name: str | None = None,
     check_family: bool = True,
+    fixed: Sequence[str] = (),
+    refuse_searched_config: bool = True,
 ) -> StudySpec:
     """Read, merge (smoke, then overrides) and validate a spec and its search space.
     ``search_space_path`` and ``name`` replace the spec's own when re-reading the
     copies kept in a run folder. ``check_family=False`` skips building the family's
     config (which imports torch): for re-reading a run's copies only to report it,
-    since they were checked when the run started."""
+    since they were checked when the run started. ``fixed``: ``--fix NAME=VALUE``
+    texts, each pinning a search-space parameter for this run (see _apply_fixed).
+    ``refuse_searched_config=False`` lets an override set ``config.X`` for a searched
+    X (the searched value wins): for replaying a run recorded before that was refused."""
     source = str(path)
     raw = _read_merged(path, smoke, overrides)
     _check_what_runs(source, raw)
@@ -569,6 +721,10 @@ def load_spec(
     _check_resources(source, spec.resources)
     assert spec.search_space_path is not None
     spec.params = load_search_space(spec.search_space_path)
+    if refuse_searched_config:
+        _refuse_searched_config(spec, overrides, fixed)
+    if fixed:
+        _apply_fixed(spec, fixed)
     if check_family and spec.family:
         _check_family_values(spec)
     _check_ablation(spec)

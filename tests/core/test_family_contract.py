@@ -209,3 +209,20 @@ def test_each_family_trains_under_bf16_autocast(name):
     with precision_context("bf16", torch.device("cpu")):
         history = metrics_after(family, arrays_of(family), 2)
     assert len(history) == 2 and all(math.isfinite(v) for m in history for v in m.values())
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_every_numeric_config_field_declares_its_range(name):
+    """A family config's BOUNDS name every int and float field (core.config.Bound), so a
+    bad value from a spec, --set, --fix or a searched parameter fails when the config
+    is built, in one line (tests/core/test_config_bounds.py tries each bound)."""
+    family = get_family(name)
+    numeric = {f.name for f in dataclasses.fields(family.config_cls)
+               if isinstance(f.default, (int, float)) and not isinstance(f.default, bool)}
+    bounds = getattr(family.config_cls, "BOUNDS", {})
+    assert numeric - set(bounds) == set(), f"{name}: fields without a declared range"
+    assert set(bounds) <= numeric, f"{name}: BOUNDS names a field that is not a number"
+    study = load_spec(resolve_study_path(family.study))   # the bundled study's edges are inside every bound
+    for p in study.params:
+        if p.name in bounds and p.numeric:
+            assert bounds[p.name].admits(p.low) and bounds[p.name].admits(p.high), p.name

@@ -108,10 +108,10 @@ def test_smoke_merge_changes_budget_and_config():
 
 
 def test_overrides_apply_after_smoke():
-    spec = load_spec(BUNDLED_SPEC, smoke=True, overrides=["budget.num_samples=8", "config.lr=1e-3", "budget.max_epochs=5",
-                                                          "config.ramp_shape=exponential", "seed=7"])
+    spec = load_spec(BUNDLED_SPEC, smoke=True, overrides=["budget.num_samples=8", "config.weight_decay=1e-3",
+                                                          "budget.max_epochs=5", "config.sampling=random", "seed=7"])
     assert spec.budget.num_samples == 8 and spec.budget.max_epochs == 5
-    assert spec.config["lr"] == 0.001 and spec.config["ramp_shape"] == "exponential"
+    assert spec.config["weight_decay"] == 0.001 and spec.config["sampling"] == "random"
     assert spec.seed == 7 and spec.trial_config()["seed"] == 7
 
 
@@ -208,7 +208,10 @@ def test_parse_override_keeps_quoted_strings():
         ("budget.reduction_factor=1.5", "budget.reduction_factor", "expected >= 2"),
         ("budget.num_samples=0", "budget.num_samples", "1 <= num_samples"),
         ("config.nonexistent=1", "config", "unknown key(s) ['nonexistent'] for MdnMotionConfig"),
-        ("config.lr=fast", "config", "`lr` is 'fast'"),
+        ("config.weight_decay=fast", "config", "`weight_decay` is 'fast'"),
+        ("config.weight_decay=-0.1", "config", "`weight_decay` is -0.1, expected >= 0"),
+        ("config.dropout=1", "config", "`dropout` is 1.0, expected 0 <= dropout < 1"),
+        ("config.batch_size=0", "config", "`batch_size` is 0, expected >= 1"),
         ("config.d_model=30", "config", "`d_model` (30) must be divisible by `n_heads` (4)"),
         ("mode=maximize", "mode", "expected min or max, found 'maximize'"),
         ("mode=MIN", "mode", "expected min or max"),
@@ -693,3 +696,154 @@ def test_nsga2_and_what_several_objectives_refuse(tmp_path):
     with pytest.raises(UserError) as info:
         load_spec(path, overrides=["ablation.leave_one_out.seeds=3"])
     assert str(info.value).startswith(f"{path}: ablation.leave_one_out: a study with several objectives")
+
+
+# ---------------------------------------------------------------- --set config.X on a searched X; --fix
+
+SPACE_SHOWN = "search_spaces/mdn_ramp.yaml"   # the tests run from the repository root (tests/conftest.py's REPO)
+
+
+@pytest.fixture
+def at_repo_root(monkeypatch):
+    monkeypatch.chdir(STUDIES_DIR.parent)
+
+
+@pytest.mark.parametrize("override", ["config.lr=-1", "config.lr=1e-3", "config.ramp_length=0.2", "config={lr: 0.001}"])
+def test_set_config_of_a_searched_parameter_is_refused(at_repo_root, override):
+    name = "ramp_length" if "ramp_length" in override else "lr"
+    with pytest.raises(UserError) as info:
+        load_spec(BUNDLED_SPEC, overrides=[override])
+    assert str(info.value) == (f"--set {override}: {name} is searched ({SPACE_SHOWN}); pin it for this run with "
+                               f"--fix {name}=VALUE, or remove it from the search space")
+
+
+def test_set_config_of_a_pinned_parameter_is_refused(at_repo_root):
+    with pytest.raises(UserError) as info:
+        load_spec(BUNDLED_SPEC, overrides=["config.lr=1e-3"], fixed=["lr=2e-3"])
+    assert str(info.value) == "--set config.lr=1e-3: lr is pinned with --fix lr=2e-3 as well; give its value once, with --fix"
+
+
+def test_a_recorded_set_config_of_a_searched_parameter_still_reads():
+    """A run recorded before the refusal replays as it ran: the searched value wins over the config's."""
+    spec = load_spec(BUNDLED_SPEC, overrides=["config.lr=1e-3"], refuse_searched_config=False)
+    assert spec.config["lr"] == 1e-3 and "lr" in [p.name for p in spec.params]
+
+
+def test_fix_pins_a_parameter_for_the_run():
+    spec = load_spec(BUNDLED_SPEC, fixed=["lr=3e-3"])
+    assert [p.name for p in spec.params] == ["ramp_shape", "initial_weight", "ramp_start", "ramp_length"]
+    assert spec.fixed == {"lr": 3e-3} and spec.config["lr"] == 3e-3 and spec.trial_config()["lr"] == 3e-3
+    assert spec.ablation.factors == ["ramp_shape", "initial_weight", "ramp_start", "ramp_length"]
+    assert "lr" not in spec.ablation.baseline and "lr" not in spec.reference_point()
+    assert spec.to_dict()["fixed"] == {"lr": 3e-3}
+    assert load_spec(BUNDLED_SPEC).fixed == {}
+    # the value comes as the sampler would give it: a float for a float parameter, the choice itself for a categorical
+    assert load_spec(BUNDLED_SPEC, fixed=["lr=0.001"]).config["lr"] == 1e-3
+    assert type(load_spec(BUNDLED_SPEC, fixed=["lr=3e-3"]).config["lr"]) is float
+
+
+def test_fix_a_conditional_parent_decides_its_children():
+    linear = load_spec(BUNDLED_SPEC, fixed=["ramp_shape=linear"])
+    assert [(p.name, p.when) for p in linear.params] == [("initial_weight", {}), ("ramp_start", {}), ("ramp_length", {}),
+                                                         ("lr", {})]   # always active now
+    assert linear.config["ramp_shape"] == "linear" and linear.ablation.leave_one_out.sweep == []
+    assert "ramp_shape" not in linear.ablation.baseline and "ramp_shape" not in linear.reference_point()
+    step = load_spec(BUNDLED_SPEC, fixed=["ramp_shape=step"])
+    assert [p.name for p in step.params] == ["initial_weight", "ramp_start", "lr"]   # ramp_length: never active
+    assert "ramp_length" not in step.ablation.factors and "ramp_length" not in step.ablation.baseline
+    constant = load_spec(BUNDLED_SPEC, fixed=["ramp_shape=constant"])
+    assert [p.name for p in constant.params] == ["lr"] and constant.ablation.factors == ["lr"]
+    # a pinned child keeps its searched parent's condition out of the search: its value goes into every config
+    child = load_spec(BUNDLED_SPEC, fixed=["ramp_length=0.2"])
+    assert [p.name for p in child.params] == ["ramp_shape", "initial_weight", "ramp_start", "lr"]
+    assert child.config["ramp_length"] == 0.2 and child.params[1].when == {"ramp_shape": ("step", "linear", "exponential")}
+
+
+def test_fix_grandchildren_of_a_ruled_out_parent(tmp_path):
+    (tmp_path / "space.yaml").write_text(CONDITIONAL_SPACE)
+    loose = ["ablation.factors=[]", "ablation.baseline={}", "ablation.bins={}", "ablation.leave_one_out.sweep=[]"]
+
+    def pinned(*fixed):
+        return load_spec(BUNDLED_SPEC, check_family=False, search_space_path=tmp_path / "space.yaml", overrides=loose,
+                         fixed=list(fixed))
+
+    assert [p.name for p in pinned("kind=a").params] == ["lr", "n", "w", "k", "flag"]     # x, sub and y (under sub) out
+    c = pinned("kind=c")
+    assert [(p.name, p.when) for p in c.params][:3] == [("x", {}), ("sub", {}), ("y", {"sub": ("q",)})]
+    assert [(p.name, p.when) for p in pinned("kind=c", "sub=q").params][:2] == [("x", {}), ("y", {})]
+    with pytest.raises(UserError) as info:
+        pinned("kind=a", "y=3")
+    assert str(info.value) == (f"--fix y=3: y is searched only when sub is q ({tmp_path / 'space.yaml'}), which --fix "
+                               "kind=a rules out; drop one of the two")
+    config = pinned("w=0.3", "n=4", "flag=false").config
+    assert {k: config[k] for k in ("w", "n", "flag")} == {"w": 0.3, "n": 4, "flag": False}
+
+
+@pytest.mark.parametrize(
+    "fixed, message",
+    [
+        (["lr=5"], f"--fix lr=5: is 5, expected a number in [0.0003, 0.003] (lr's declared range in {SPACE_SHOWN})"),
+        (["lr=-1"], f"--fix lr=-1: is -1, expected a number in [0.0003, 0.003] (lr's declared range in {SPACE_SHOWN})"),
+        (["lr=fast"], f"--fix lr=fast: is 'fast', expected a number in [0.0003, 0.003] (lr's declared range in {SPACE_SHOWN})"),
+        (["lr=true"], f"--fix lr=true: is True, expected a number in [0.0003, 0.003] (lr's declared range in {SPACE_SHOWN})"),
+        (["ramp_shape=cubic"], "--fix ramp_shape=cubic: is 'cubic', expected one of ['constant', 'step', 'linear', "
+                               f"'exponential'] (ramp_shape's choices in {SPACE_SHOWN})"),
+        (["lrate=3e-3"], f"--fix lrate=3e-3: lrate is not a parameter of the search space {SPACE_SHOWN} (known: "
+                         "ramp_shape, initial_weight, ramp_start, ramp_length, lr)"),
+        (["lr"], "--fix lr: expected NAME=VALUE with NAME a search-space parameter, e.g. --fix lr=3e-3"),
+        (["lr="], "--fix lr=: expected NAME=VALUE with NAME a search-space parameter, e.g. --fix lr=3e-3"),
+        (["lr=1e-3", "lr=2e-3"], "--fix lr=2e-3: lr is pinned twice (also --fix lr=1e-3); give it once"),
+        (["ramp_shape=constant", "ramp_length=0.2"],
+         f"--fix ramp_length=0.2: ramp_length is searched only when ramp_shape is linear or exponential ({SPACE_SHOWN}), "
+         "which --fix ramp_shape=constant rules out; drop one of the two"),
+        (["ramp_shape=constant", "lr=1e-3"],
+         f"--fix ramp_shape=constant --fix lr=1e-3: leaves nothing to search in {SPACE_SHOWN}; leave at least one "
+         "parameter searched"),
+    ],
+)
+def test_bad_fix_is_one_line(at_repo_root, fixed, message):
+    with pytest.raises(UserError) as info:
+        load_spec(BUNDLED_SPEC, fixed=fixed)
+    assert str(info.value) == message
+
+
+def test_fix_int_and_categorical_values(tmp_path):
+    """An int parameter takes a whole number (2.0 is 2), a categorical its choice by value
+    (200 is 200.0) or by its text ("0" for a string choice)."""
+    crop = load_spec(known_studies()["crop_size"], fixed=["cube_size=200", "crop_method=bbox"])
+    assert crop.config["cube_size"] == 200.0 and type(crop.config["cube_size"]) is float
+    assert [p.name for p in crop.params] == ["bbox_padding", "lr"]
+    assert load_spec(known_studies()["film_placement"], fixed=["film_blocks=0"]).config["film_blocks"] == "0"
+    assert load_spec(known_studies()["augmentation"], fixed=["aug_random=false"]).config["aug_random"] is False
+    kl = load_spec(known_studies()["kl_cycle"], fixed=["kl_anneal_cycle=4.0"])
+    assert kl.config["kl_anneal_cycle"] == 4 and type(kl.config["kl_anneal_cycle"]) is int
+    with pytest.raises(UserError, match=r"^--fix kl_anneal_cycle=3.5: is 3.5, expected an integer in \[2, 8\]"):
+        load_spec(known_studies()["kl_cycle"], fixed=["kl_anneal_cycle=3.5"])
+
+
+def test_fix_values_are_checked_against_the_family(tmp_path):
+    """A --fix value inside its declared range that the family refuses names --fix, not the spec's config."""
+    space = _copy_space(tmp_path, lambda r: r.update(dropout={"type": "float", "low": 0.0, "high": 0.5}))
+    spec = load_spec(BUNDLED_SPEC, search_space_path=space, fixed=["dropout=0.25"])
+    assert spec.config["dropout"] == 0.25
+    path = _copy_spec(tmp_path, lambda r: r["config"].update(n_heads=3, d_model=48))
+    wide = _copy_space(tmp_path, lambda r: r.update(d_model={"type": "categorical", "choices": [48, 50]}), name="wide.yaml")
+    with pytest.raises(UserError) as info:
+        load_spec(path, search_space_path=wide, fixed=["d_model=50"])
+    assert str(info.value) == ("--fix d_model=50: not valid for family mdn_motion: `d_model` (50) must be divisible "
+                               "by `n_heads` (3)")
+
+
+def test_every_bundled_parameter_can_be_pinned_at_its_edges():
+    """Every bundled study: each parameter pinned at each edge (or choice) gives a valid spec, or the one
+    refusal there is (nothing left to search), so no search space holds a value its family refuses."""
+    for name, path in known_studies().items():
+        for smoke in (False, True):
+            for p in load_spec(path, smoke=smoke).params:
+                for value in p.probe_values():
+                    try:
+                        spec = load_spec(path, smoke=smoke, fixed=[f"{p.name}={value}"])
+                    except UserError as exc:
+                        assert "leaves nothing to search" in str(exc), (name, p.name, value, exc)
+                        continue
+                    assert spec.config[p.name] == value and p.name not in [q.name for q in spec.params]
