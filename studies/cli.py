@@ -79,7 +79,8 @@ def _list_studies() -> None:
             what = spec.family or spec.trainable
             first = re.split(r"(?<=[.?!])\s", spec.description.strip(), maxsplit=1)[0]
             first = first if len(first) <= 110 else first[:107] + "..."
-            print(f"{name:18s} {what:14s} {f'{spec.metric} ({spec.mode})':22s} {first}")
+            objectives = ", ".join(f"{m} ({d})" for m, d in zip(spec.metrics, spec.modes))
+            print(f"{name:18s} {what:14s} {objectives:22s} {first}")
         except UserError as exc:
             print(f"{name:18s} INVALID: {exc}")
 

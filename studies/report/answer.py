@@ -293,14 +293,19 @@ def importance_claims(an: Analysis) -> list[Claim]:
 def answer_claims(run: RunTrials, an: Analysis, *, metric: str, mode: str, scale: str,
                   confirmation: ConfirmationResult | None, loo: LeaveOneOutResult | None,
                   question: list[str] | None = None, smoke: bool = False,
-                  max_epochs: int | None = None, screening: Any = None) -> list[Claim]:
+                  max_epochs: int | None = None, screening: Any = None, fixed: dict[str, Any] | None = None) -> list[Claim]:
     """Every claim of the answer, in the order it is read. ``question``: the
-    factors the study asks about (default: every modelled factor)."""
+    factors the study asks about (default: every modelled factor); ``fixed``:
+    parameters pinned for this run with --fix (not searched, so not answered)."""
     claims: list[Claim] = []
     if smoke:
         claims.append(Claim("note", "none", extra={"banner": True}, text=(
             f"**Smoke run**: a tiny budget to check that the study runs ({len(run.trials)} trials), not to answer its "
             "question: nothing below is a finding, and no difference is marked significant.")))
+    if fixed:
+        pinned = ", ".join(f"{k} = {fmt(v, 4) if isinstance(v, float) else v}" for k, v in fixed.items())
+        claims.append(Claim("note", "none", extra={"banner": True}, text=(
+            f"**Pinned for this run** (`--fix`): {pinned}; not searched, so not answered.")))
     factors = question or [t.factor for t in an.modelled.tables]
     tables = {t.factor: t for t in an.modelled.tables}
     for factor in factors:

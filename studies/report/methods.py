@@ -27,6 +27,14 @@ def _version(package: str) -> str:
         return "?"
 
 
+def _pinned(spec: Any) -> str:
+    fixed = dict(getattr(spec, "fixed", {}) or {})
+    if not fixed:
+        return ""
+    return " (" + ", ".join(f"{k} fixed at {v:.4g}" if isinstance(v, float) else f"{k} fixed at {v}"
+                            for k, v in fixed.items()) + ", with --fix)"
+
+
 def _search(spec: Any, run: RunTrials) -> str:
     s, b = spec.search, spec.budget
     sampler = SAMPLER_NAMES.get(s.sampler, s.sampler)
@@ -42,7 +50,8 @@ def _search(spec: Any, run: RunTrials) -> str:
     ran = len(run.trials)
     asked = f" ({b.num_samples} asked for)" if ran != b.num_samples else ""
     text = (f"Configs were proposed by {sampler} in Optuna {_version('optuna')} through Ray Tune {_version('ray')} "
-            f"(seed {s.seed}; {order}) over {searched} searched parameter{'s' * (searched != 1)}: {ran} trials"
+            f"(seed {s.seed}; {order}) over {searched} searched parameter{'s' * (searched != 1)}{_pinned(spec)}: "
+            f"{ran} trials"
             f"{asked}. The reference config sets each parameter to the spec's baseline, else its first choice, "
             "else the centre of its range.")
     rungs = Rungs(b.grace_period, b.reduction_factor, b.max_epochs)

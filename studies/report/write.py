@@ -223,7 +223,8 @@ def write_report(run_dir: Path, run: RunTrials, *, spec: Any, info: RunInfo) -> 
     screening = _screening(run, spec, factors)
     claims = answer_claims(run, an, metric=spec.metric, mode=spec.mode, scale=scale, confirmation=confirmation, loo=loo,
                            question=question, smoke=bool(getattr(info.invocation, "smoke", False)),
-                           max_epochs=spec.budget.max_epochs, screening=screening)
+                           max_epochs=spec.budget.max_epochs, screening=screening,
+                           fixed=dict(getattr(spec, "fixed", {}) or {}))
     designed += _screening_section(screening, spec, tables_dir, written)
     answer = answer_parts(claims, metric=spec.metric, mode=spec.mode, question=question)
     interactions = _interactions_section(an, spec.metric, tables_dir, written)

@@ -111,3 +111,14 @@ def test_resume_and_designed_refuse_other_fixed_values(fixed_run: Path, cache_di
                                                          f"ramp_shape=linear --fix lr=2e-3; {flag} keeps those (drop "
                                                          "--fix, or start a new run)\n")
     assert (fixed_run / "run.json").read_text() == before
+
+
+def test_list_names_every_objective(capsys) -> None:  # noqa: ANN001
+    from studies.cli import main
+    from studies.spec.study import known_studies, load_spec
+
+    assert main(["--list"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.strip()}
+    for name, path in known_studies().items():
+        spec = load_spec(path)
+        assert ", ".join(f"{m} ({d})" for m, d in zip(spec.metrics, spec.modes)) in lines[name], name

@@ -45,3 +45,16 @@ def test_the_paragraph_says_the_runs_own_numbers(run: Path) -> None:
     assert "commit 0123456789ab with uncommitted changes" in text and "raystudies 0.9" in text
     assert "the family's bundled synthetic data" in text
     assert f"seed {spec.search.seed}; the reference config first, then a balanced screening design" in text and "TPE" in text
+
+
+def test_pinned_parameters_are_named_in_the_answer_and_the_methods(run: Path, tmp_path: Path) -> None:
+    import shutil
+    from dataclasses import replace
+
+    copy = tmp_path / "mdn_ramp" / "pinned"
+    shutil.copytree(run, copy)
+    spec = replace(driver.spec_of_run(copy), fixed={"lr": 0.002, "ramp_shape": "linear"})
+    driver.write_outputs(copy, spec)
+    text = (copy / "tables" / "ablation.md").read_text()
+    assert "- **Pinned for this run** (`--fix`): lr = 0.002, ramp_shape = linear; not searched, so not answered." in text
+    assert "(lr fixed at 0.002, ramp_shape fixed at linear, with --fix)" in text.split("## Methods")[1]
