@@ -156,6 +156,35 @@ def confirmation_claims(confirmation: ConfirmationResult | None, *, metric: str,
             out.append(Claim("no_difference", **common,
                              text=f"{r['config']} ({r['params']}) does not differ significantly from the baseline at "
                                   f"the full budget: {numbers}"))
+        if len(out) == 1:   # the best config: its secondary metrics, right after its own claim
+            out += _secondary_confirmation_claims(confirmation, r, b, scale=scale, max_epochs=max_epochs)
+    return out
+
+
+def _secondary_confirmation_claims(confirmation: ConfirmationResult, r: pd.Series, b: pd.Series, *, scale: str,
+                                   max_epochs: int | None) -> list[Claim]:
+    """One clause per secondary metric (the spec's ``report:``) the trials reported:
+    the config's paired difference to the baseline in it, marked only when Holm-significant
+    within that metric's column. A percent only where the study metric is on a ratio scale."""
+    out = []
+    for sec in confirmation.secondary:
+        m = sec.metric
+        delta = r.get(f"{m} delta", math.nan)
+        if not isinstance(delta, float) or math.isnan(delta):
+            continue
+        change = change_text(delta, b[f"{m} mean"], "ratio" if scale == "ratio" else "interval")
+        numbers = (f"{change}, 95% t-interval before Holm [{fmt(r[f'{m} delta_lo'], 3)}, {fmt(r[f'{m} delta_hi'], 3)}], "
+                   f"p_holm {fmt_p(r[f'{m} p_holm'])}")
+        common: dict[str, Any] = dict(evidence="designed: confirmation", factor=None, rung=max_epochs,
+                                      level=str(r["config"]), reference=BASELINE_LABEL, estimate=float(delta),
+                                      lo=float(r[f"{m} delta_lo"]), hi=float(r[f"{m} delta_hi"]),
+                                      table="tables/confirmation.md", extra={"params": r["params"], "metric": m})
+        if r[f"{m} sig"]:
+            word = _direction(delta, sec.mode)
+            out.append(Claim("difference", direction=word, mark=r[f"{m} sig"], **common,
+                             text=f"on {m}, {word}: {numbers} {r[f'{m} sig']}"))
+        else:
+            out.append(Claim("no_difference", **common, text=f"on {m}: {numbers}, no significant difference"))
     return out
 
 
@@ -420,6 +449,46 @@ def answer_parts(claims: list[Claim], *, metric: str, mode: str, question: list[
     return parts
 
 
+EVIDENCE_ORDER = ("designed: leave-one-out", "designed: screening", "modelled")
+
+
+def short_answer(claims: list[Claim], *, metric: str, mode: str, question: list[str] | None = None) -> list[str]:
+    """One line per factor of the question, from its strongest evidence only
+    (designed before modelled), the confirmation in one line, and nothing the
+    claims below do not say: a reader's first minute. Where other evidence about
+    the factor also has claims, the line says so, never which way it points."""
+    lines = [f"**Short answer** ({Direction(mode).word} {metric} is better; every claim, its evidence and what "
+             "would answer the rest: below)"]
+    if any(c.kind == "note" and c.extra.get("banner") and "Smoke run" in c.text for c in claims):
+        lines.append("- A smoke run: nothing here is a finding.")
+    factors = list(dict.fromkeys((question or []) + [c.factor for c in claims if c.factor and c.kind != "ranking"]))
+    for factor in factors:
+        mine = [c for c in claims if c.factor == factor and c.kind == "difference" and not c.condition]
+        kind = next((e for e in EVIDENCE_ORDER if any(c.evidence == e for c in mine)), None)
+        if kind is None:
+            conditional = any(c.factor == factor and c.kind == "difference" for c in claims)
+            lines.append(f"- **{factor}**: " + ("only within levels of another factor (below)." if conditional
+                                                 else "not answered (below: why, and what would answer it)."))
+            continue
+        said = [f"{c.level} is {c.direction} than {c.reference} ({c.estimate:+.3g} {c.mark})".replace(" )", ")")
+                for c in mine if c.evidence == kind]
+        others = sorted({c.evidence.removeprefix("designed: ") for c in claims if c.factor == factor
+                         and c.kind == "difference" and (c.evidence != kind or c.condition)})
+        tail = f"; {' and '.join(others)} evidence also has claims (below)" if others else ""
+        lines.append(f"- **{factor}** ({kind.replace(': ', ', ')}{_rung_of(mine, kind)}): " + "; ".join(said) + tail + ".")
+    confirmed = [c for c in claims if c.evidence == "designed: confirmation" and c.kind == "difference"]
+    if confirmed:
+        lines.append("- **Confirmed at the full budget over seeds** (designed): " + "; ".join(
+            f"{c.level} is {c.direction} than {c.reference} ({c.estimate:+.3g} {c.mark})".replace(" )", ")")
+            for c in confirmed) + ".")
+    return lines
+
+
+def _rung_of(mine: list[Claim], kind: str) -> str:
+    rung = next((c.rung for c in mine if c.evidence == kind and c.rung), None)
+    return f", epoch {rung}" if rung and kind != "designed: leave-one-out" else ""
+
+
 def _templated(text: str, factor: str) -> str:
     return re.sub(rf"(?<![\w]){re.escape(factor)}(?![\w])", "{factor}", text)
 
@@ -435,4 +504,4 @@ def modelled_claims(an: Analysis, mode: str, metric: str, scale: str) -> list[st
     return out
 
 
-__all__ = ["R2_MIN", "answer_claims", "answer_parts", "best_trial", "change_text", "fmt", "fmt_p", "modelled_claims"]
+__all__ = ["R2_MIN", "answer_claims", "answer_parts", "short_answer", "best_trial", "change_text", "fmt", "fmt_p", "modelled_claims"]

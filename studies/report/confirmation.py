@@ -3,13 +3,17 @@
 Confirmation: top-k configs and the baseline, mean ± std per config, each
 against the baseline by a paired t-test over seeds (same seeds, same data
 split), Holm-corrected. Leave-one-out: the best config against itself with
-one factor at its baseline, paired the same way: the table papers print."""
+one factor at its baseline, paired the same way: the table papers print.
+
+Secondary metrics (the spec's ``report:``, components of the study metric,
+say) get their own columns in both tables: per metric its mean and its paired
+difference, Holm-corrected within that metric's column only."""
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +26,7 @@ from studies.runs.designed import BASELINE_LABEL, LOO_PREFIX  # noqa: F401  (the
 from studies.runs.run_folder import RunFolder
 from studies.runs.trials import read_results, trial_params_files
 from studies.spec.direction import Direction
+from studies.spec.study import Secondary, report_of_run
 
 
 @dataclass
@@ -30,6 +35,8 @@ class ConfirmationResult:
     summary: pd.DataFrame | None  # one row per config
     caption: str
     sentence: str
+    secondary: list[Secondary] = field(default_factory=list)  # the report: metrics with columns in summary
+    missing: list[str] = field(default_factory=list)          # one line per report: metric the trials lack
 
 
 def _final_metric(trial_dir: Path, metric: str) -> tuple[float, int]:
@@ -74,10 +81,68 @@ class LeaveOneOutResult:
     caption: str
     skipped: dict                 # factor -> why it has no row
     best_params: dict
+    secondary: list[Secondary] = field(default_factory=list)  # the report: metrics with columns in table
+    missing: list[str] = field(default_factory=list)          # one line per report: metric the trials lack
 
 
-def load_confirmation(run_dir: Path, *, metric: str, mode: str) -> ConfirmationResult | None:
-    loaded = _load_designed(run_dir, metric)
+def secondary_of_run(run_dir: Path, mode: str) -> list[Secondary]:
+    """The ``report:`` metrics of a run, read from its spec copy as the run had it
+    (smoke block, overrides); none for a folder without a spec copy or run.json."""
+    folder = RunFolder(run_dir)
+    if not folder.spec_copy.is_file() or not folder.run_json.is_file():
+        return []
+    info = folder.info()
+    return report_of_run(folder.spec_copy, smoke=info.invocation.smoke, mode=mode,
+                         overrides=[*info.invocation.overrides, *info.designed_overrides])
+
+
+def _secondary_columns(runs: pd.DataFrame, rows: list[str], ref: str,
+                       report: list[Secondary]) -> tuple[dict[str, list[Any]], list[Secondary], list[str]]:
+    """Per ``report:`` metric the trials reported, one column each of: the mean
+    of each row's config over seeds, its paired difference to ``ref``'s config
+    (row minus ref) with a 95% t-interval, and that difference's paired t-test,
+    Holm-corrected over this metric's rows only (``<metric> p_holm``, ``<metric>
+    sig``). Also the metrics shown, and a line for each one the trials lack."""
+    cols: dict[str, list[Any]] = {}
+    shown: list[Secondary] = []
+    missing: list[str] = []
+    ours = runs[runs["config"].isin([*rows, ref])]
+    for sec in report:
+        m = sec.metric
+        if m not in ours or ours[m].isna().all():
+            missing.append(f"{m}: not reported by the trials")
+            continue
+        shown.append(sec)
+        base = ours[ours["config"] == ref].set_index("seed")[m].dropna()
+        means, deltas, los, his, pvals = [], [], [], [], []
+        for label in rows:
+            x = ours[ours["config"] == label].set_index("seed")[m].dropna()
+            cmp = paired_comparison(x, base, sec.mode) if label != ref else {}
+            means.append(float(x.mean()) if len(x) else math.nan)
+            deltas.append(cmp.get("delta", math.nan))
+            los.append(cmp.get("delta_lo", math.nan))
+            his.append(cmp.get("delta_hi", math.nan))
+            pvals.append(cmp.get("p", math.nan))
+        adjusted = holm(pvals)
+        cols.update({f"{m} mean": means, f"{m} delta": deltas, f"{m} delta_lo": los, f"{m} delta_hi": his,
+                     f"{m} p_holm": adjusted, f"{m} sig": [_mark(p) for p in adjusted]})
+    return cols, shown, missing
+
+
+def _secondary_caption(shown: list[Secondary], metric: str, against: str) -> str:
+    if not shown:
+        return ""
+    each = ", ".join(f"{s.metric} ({Direction(s.mode).word} is better)" for s in shown)
+    return (f" Secondary metrics (the spec's `report:`, shown, not optimised): {each}; per metric `mean` over seeds "
+            f"and `delta`, {against} in that metric, the mean of the paired differences over seeds with a 95% "
+            f"t-interval; its paired t-test is Holm-corrected within that metric's column, separately from {metric}'s.")
+
+
+def load_confirmation(run_dir: Path, *, metric: str, mode: str,
+                      report: list[Secondary] | None = None) -> ConfirmationResult | None:
+    """``report``: the secondary metrics (None: the run's spec copy's ``report:``)."""
+    report = secondary_of_run(run_dir, mode) if report is None else report
+    loaded = _load_designed(run_dir, [metric, *[s.metric for s in report if s.metric != metric]])
     if loaded is None:
         return None
     candidates, runs = loaded
@@ -111,6 +176,10 @@ def load_confirmation(run_dir: Path, *, metric: str, mode: str) -> ConfirmationR
     summary = pd.DataFrame(out)
     summary["p_holm"] = holm(pvals)
     summary["sig"] = [_mark(p) for p in summary["p_holm"]]
+    extra, shown, missing = _secondary_columns(runs, labels, baseline_label, report)
+    for col, values in extra.items():
+        summary[col] = values
+    caption += _secondary_caption(shown, metric, "config minus baseline")
     top = summary[summary["config"] != BASELINE_LABEL].dropna(subset=["mean"])
     sentence = "The confirmation stage has no finished top config yet."
     if not top.empty and len(base):
@@ -120,21 +189,26 @@ def load_confirmation(run_dir: Path, *, metric: str, mode: str) -> ConfirmationR
                     f"seeds; not the search trial's one-seed value) against the baseline's "
                     f"{base.mean():.4g} ± {(base.std(ddof=1) if len(base) > 1 else math.nan):.2g}, better in "
                     f"{first['wins']} seeds (paired t-test p = {first['p']:.3g}, Holm {first['p_holm']:.3g}).")
-    return ConfirmationResult(runs, summary, caption, sentence)
+    return ConfirmationResult(runs, summary, caption, sentence, shown, missing)
 
 
-def load_leave_one_out(run_dir: Path, *, metric: str, mode: str) -> LeaveOneOutResult | None:
+def load_leave_one_out(run_dir: Path, *, metric: str, mode: str,
+                       report: list[Secondary] | None = None) -> LeaveOneOutResult | None:
     """The leave-one-out table: per factor, the best config with that factor at
-    its baseline, minus the best config, paired over seeds."""
-    loaded = _load_designed(run_dir, metric)
+    its baseline, minus the best config, paired over seeds. ``report``: the
+    secondary metrics (None: the run's spec copy's ``report:``)."""
+    report = secondary_of_run(run_dir, mode) if report is None else report
+    loaded = _load_designed(run_dir, [metric, *[s.metric for s in report if s.metric != metric]])
     if loaded is None or not loaded[0].get("leave_one_out"):
         return None
-    return leave_one_out(*loaded, metric=metric, mode=mode)
+    return leave_one_out(*loaded, metric=metric, mode=mode, report=report)
 
 
-def leave_one_out(candidates: dict, runs: pd.DataFrame, *, metric: str, mode: str) -> LeaveOneOutResult:
+def leave_one_out(candidates: dict, runs: pd.DataFrame, *, metric: str, mode: str,
+                  report: list[Secondary] | None = None) -> LeaveOneOutResult:
     """The table from a designed-stage plan (studies.runs.designed.plan_designed)
-    and its full-budget runs (config label, seed, metric)."""
+    and its full-budget runs (config label, seed, metric, and each ``report``
+    metric)."""
     max_epochs = int(candidates["max_epochs"])
     best = next(c for c in candidates["configs"] if "loo_best" in c.get("roles", []))
     caption = (f"Leave-one-out ablation (designed evidence): the best search config, and the same config with one "
@@ -144,9 +218,10 @@ def leave_one_out(candidates: dict, runs: pd.DataFrame, *, metric: str, mode: st
                "mean of the paired differences over seeds with a 95% t-interval; `best wins`: seeds where the best "
                "config beat the variant; paired t-test, Holm-corrected over the table; * p_holm < 0.05, ** p_holm < 0.01.")
     best_x = runs[runs["config"] == best["label"]].set_index("seed")[metric]
-    rows, pvals = [], []
+    rows, pvals, labels = [], [], []
     for c in candidates["configs"]:
         for factor in c.get("factors", []):
+            labels.append(c["label"])
             x = runs[runs["config"] == c["label"]].set_index("seed")[metric]
             cmp = paired_comparison(x, best_x, mode)
             wins = "" if not cmp["n"] else f"{cmp['n'] - int(cmp['wins'].split('/')[0]) - _ties(x, best_x)}/{cmp['n']}"
@@ -158,12 +233,19 @@ def leave_one_out(candidates: dict, runs: pd.DataFrame, *, metric: str, mode: st
                          "best wins": wins, "p": cmp["p"]})
     table = pd.DataFrame(rows, columns=["factor", "set to", "best has", "seeds", "variant mean", "delta", "delta_lo",
                                         "delta_hi", "best wins", "p"])
+    shown: list[Secondary] = []
+    missing: list[str] = []
     if not table.empty:
         table["p_holm"] = holm(pvals)
         table["sig"] = [_mark(p) for p in table["p_holm"]]
+        extra, shown, missing = _secondary_columns(runs, labels, best["label"], report or [])
+        for col, values in extra.items():
+            table[col] = values
+        caption += _secondary_caption(shown, metric, "variant minus best")
         order = table["delta"].abs().sort_values(ascending=False).index
         table = table.loc[order].reset_index(drop=True)
-    return LeaveOneOutResult(table if len(best_x) else None, caption, candidates.get("loo_skipped", {}), best["params"])
+    return LeaveOneOutResult(table if len(best_x) else None, caption, candidates.get("loo_skipped", {}), best["params"],
+                             shown, missing)
 
 
 def _ties(x: pd.Series, base: pd.Series) -> int:

@@ -22,7 +22,7 @@ from studies.background import ending_threads, wait_for_ending_threads
 from studies.report import expected_best, plots
 from studies.report.ablation import AblationResult, FactorTable, build_ablation
 from studies.report.analysis import Analysis, analyse
-from studies.report.answer import answer_claims, answer_parts, modelled_claims
+from studies.report.answer import answer_claims, answer_parts, modelled_claims, short_answer
 from studies.report.budget import budget_table
 from studies.report.claims import Claim
 from studies.report.confirmation import load_confirmation, load_leave_one_out
@@ -228,7 +228,8 @@ def write_report(run_dir: Path, run: RunTrials, *, spec: Any, info: RunInfo) -> 
     designed += _screening_section(screening, spec, tables_dir, written)
     answer = answer_parts(claims, metric=spec.metric, mode=spec.mode, question=question)
     interactions = _interactions_section(an, spec.metric, tables_dir, written)
-    header = _header(spec, run_dir.name, info.status, run, ab, answer)
+    short = short_answer(claims, metric=spec.metric, mode=spec.mode, question=question)
+    header = _header(spec, run_dir.name, info.status, run, ab, answer, short)
     has_loo = loo is not None and loo.table is not None and not loo.table.empty
     plots_list = ["plots/modelled.png", "plots/factors.png", "plots/learning_curves.png", "plots/importance.png"]
     plots_list += (["plots/leave_one_out.png"] if has_loo else []) + (
@@ -256,12 +257,14 @@ def write_report(run_dir: Path, run: RunTrials, *, spec: Any, info: RunInfo) -> 
     return WrittenReport(written + side(), answer, report, list(run.unreadable), claims)
 
 
-def _header(spec: Any, run_name: str, status: str, run: RunTrials, ab: AblationResult, answer: list[str]) -> str:
+def _header(spec: Any, run_name: str, status: str, run: RunTrials, ab: AblationResult, answer: list[str],
+            short: list[str] | None = None) -> str:
     """Title, the question, the short answer, what the run was, the evidence legend."""
     rung_counts = ", ".join(f"epoch {r}: {n}" for r, n in sorted(ab.rungs.items()))
     return (f"# {spec.name}: ablation report\n\n"
             f"**Question.** {spec.description or '(no description in the spec)'}\n\n"
-            f"{answer_block(answer)}\n\n"
+            + ("\n".join(short) + "\n\n" if short else "")
+            + f"{answer_block(answer)}\n\n"
             f"*Run `{run_name}` ({status}); {len(run.trials)} trials; trials reaching each rung: {rung_counts}. "
             "Tables: designed evidence first, then modelled, then observed; each caption here is short, and the full "
             "note (method, gates) heads the table's own file in `tables/`; the methods are summed up at the end.*\n\n"
@@ -370,18 +373,42 @@ def _interactions_section(an: Analysis, metric: str, tables_dir: Path, written: 
 
 def _designed_sections(loo: Any, confirmation: Any, tables_dir: Path, written: list[Path]) -> str:
     """The leave-one-out and confirmation sections (Markdown); their tables are
-    written and appended to ``written``."""
+    written and appended to ``written``. A secondary metric's columns (the
+    spec's ``report:``) show as ``<metric> mean``, ``<metric> delta`` (with its
+    interval), ``<metric> p_holm``, ``<metric> sig``; one the trials lack, as a line."""
+
+    def shown(table: pd.DataFrame, secondary: list[Any]) -> pd.DataFrame:
+        d = _display(table)
+        for m in (s.metric for s in secondary):
+            d[f"{m} delta"] = [f"{_fmt_num(v)} [{_fmt_num(a, 3)}, {_fmt_num(b, 3)}]" if not math.isnan(v) else ""
+                               for v, a, b in zip(table[f"{m} delta"], table[f"{m} delta_lo"], table[f"{m} delta_hi"])]
+            d[f"{m} p_holm"] = table[f"{m} p_holm"].map(_fmt_p).fillna("")
+            d = d.drop(columns=[f"{m} delta_lo", f"{m} delta_hi"])
+        return d
+
+    def write(table: pd.DataFrame, secondary: list[Any], stem: Path, caption: str) -> str:
+        d = shown(table, secondary)
+        table.to_csv(stem.with_suffix(".csv"), index=False)
+        stem.with_suffix(".md").write_text(f"{caption}\n\n{d.to_markdown(index=False)}\n")
+        stem.with_suffix(".tex").write_text(latex_table(d, caption, label=f"tab:{stem.name}"))
+        written.extend([stem.with_suffix(".md"), stem.with_suffix(".csv"), stem.with_suffix(".tex")])
+        return d.to_markdown(index=False)
+
+    def notes(result: Any) -> str:
+        return "".join(f"\n{line}." for line in getattr(result, "missing", []))
+
     designed = ""
     if loo is not None:
         skipped = "".join(f"\n- {f}: no row, {why}." for f, why in loo.skipped.items())
         if loo.table is not None and not loo.table.empty:
-            written += _write_table(loo.table, tables_dir / "leave_one_out", loo.caption)
-            designed += f"## Leave-one-out (designed)\n\n{loo.caption}\n\n{_display(loo.table).to_markdown(index=False)}\n{skipped}\n\n"
+            md = write(loo.table, getattr(loo, "secondary", []), tables_dir / "leave_one_out", loo.caption)
+            designed += f"## Leave-one-out (designed)\n\n{loo.caption}\n\n{md}\n{skipped}{notes(loo)}\n\n"
         else:
             designed += f"## Leave-one-out (designed)\n\nNo leave-one-out run has finished yet.{skipped}\n\n"
     if confirmation is not None and confirmation.summary is not None:
-        written += _write_table(confirmation.summary, tables_dir / "confirmation", confirmation.caption)
-        designed += f"## Confirmation (designed)\n\n{confirmation.caption}\n\n{_display(confirmation.summary).to_markdown(index=False)}\n\n"
+        md = write(confirmation.summary, getattr(confirmation, "secondary", []), tables_dir / "confirmation",
+                   confirmation.caption)
+        designed += f"## Confirmation (designed)\n\n{confirmation.caption}\n\n{md}\n{notes(confirmation)}\n\n"
     return designed
 
 

@@ -122,6 +122,15 @@ class Search:
     design_trials: int | None = None     # startup: design only; None: design_size(...)
 
 
+@dataclass(frozen=True)
+class Secondary:
+    """A metric the designed tables and the answer show beside the study's own
+    (``report:`` in the spec): its name and which direction is better."""
+
+    metric: str
+    mode: str
+
+
 @dataclass
 class StudySpec:
     name: str
@@ -148,6 +157,9 @@ class StudySpec:
     metric_scales: list[str] = field(default_factory=list)   # one per objective; metric_scale is the first
     # Parameters pinned for this run (--fix NAME=VALUE): out of ``params``, their values in ``config``.
     fixed: dict[str, Any] = field(default_factory=dict)
+    # ``report:``: secondary metrics (components of the study metric, say) shown beside it in the designed
+    # tables and the answer; never optimised.
+    report: list[Secondary] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.metrics = self.metrics or [self.metric]
@@ -187,7 +199,7 @@ class StudySpec:
 
 
 _TOP_KEYS = {"family", "trainable", "description", "metric", "mode", "metric_scale", "search_space", "seed",
-             "budget", "resources", "config", "ablation", "search", "smoke"}
+             "budget", "resources", "config", "ablation", "search", "report", "smoke"}
 
 
 def _centre(p: Param) -> Any:
@@ -655,6 +667,49 @@ def objectives(source: str, metric: Any, mode: Any) -> tuple[list[str], list[str
     return metrics, modes
 
 
+REPORT_FORM = "a list of metric names, or of {metric: NAME, mode: min|max}"
+
+
+def report_metrics(source: str, raw: Any, metrics: list[str], modes: list[str]) -> list[Secondary]:
+    """``report: [val_kp_mse, {metric: val_acc, mode: max}]``: secondary metrics
+    for the designed tables and the answer. A bare name takes the study's mode
+    (its first objective's); none may be a study metric or be named twice."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        raise UserError(f"{source}: report: is {raw!r}, expected {REPORT_FORM}")
+    out: list[Secondary] = []
+    for i, item in enumerate(raw):
+        where = f"{source}: report[{i}]"
+        if isinstance(item, dict):
+            unknown = sorted(str(k) for k in item if k not in ("metric", "mode"))
+            if unknown:
+                raise UserError(f"{where}.{unknown[0]}: unknown key (expected metric and, optionally, mode)")
+            name, mode = item.get("metric"), item.get("mode", modes[0])
+            if not isinstance(name, str) or not name:
+                raise UserError(f"{where}.metric: is {name!r}, expected the name of a reported metric")
+            if mode not in ("min", "max"):
+                raise UserError(f"{where}.mode: is {mode!r}, expected min or max")
+        elif isinstance(item, str) and item:
+            name, mode = item, modes[0]
+        else:
+            raise UserError(f"{where}: is {item!r}, expected a metric name or {{metric: NAME, mode: min|max}}")
+        if name in metrics:
+            raise UserError(f"{where}: {name} is the study's metric; report: lists other metrics to show beside it")
+        if any(s.metric == name for s in out):
+            raise UserError(f"{where}: {name} is named twice; name each metric once")
+        out.append(Secondary(name, mode))
+    return out
+
+
+def report_of_run(spec_copy: Path, *, smoke: bool, overrides: Sequence[str], mode: str) -> list[Secondary]:
+    """A run's ``report:`` metrics from its spec copy (smoke block and overrides
+    merged in as the run had them), without reading its search space or family."""
+    raw = _read_merged(spec_copy, smoke, overrides)
+    metrics, modes = objectives(str(spec_copy), raw.get("metric"), raw.get("mode", mode))
+    return report_metrics(str(spec_copy), raw.get("report"), metrics, modes)
+
+
 def _parse_ablation(source: str, raw: Any) -> Ablation:
     """The ablation section; its two sub-sections are validated on their own, so an
     error names ablation.confirm or ablation.leave_one_out."""
@@ -715,6 +770,7 @@ def load_spec(
         metric_scale=metric_scales(source, raw.get("metric_scale", "interval"), metrics)[0],
         metric_scales=metric_scales(source, raw.get("metric_scale", "interval"), metrics),
         search_space_path=_search_space_file(path, ss_name, search_space_path),
+        report=report_metrics(source, raw.get("report"), metrics, modes),
     )
     _check_budget(source, spec.budget)
     spec.search = _parse_search(source, raw.get("search"), seed=seed, num_samples=spec.budget.num_samples)

@@ -847,3 +847,41 @@ def test_every_bundled_parameter_can_be_pinned_at_its_edges():
                         assert "leaves nothing to search" in str(exc), (name, p.name, value, exc)
                         continue
                     assert spec.config[p.name] == value and p.name not in [q.name for q in spec.params]
+
+
+# --------------------------------------------------------------- report: secondary metrics (issue 32, item 4)
+
+def test_report_names_secondary_metrics_and_their_directions(tmp_path):
+    from studies.spec.study import Secondary
+
+    assert load_spec(BUNDLED_SPEC).report == [Secondary("val_kp_mse", "min"), Secondary("val_emotion_mse", "min"),
+                                              Secondary("val_nll", "min")]
+    path = _copy_spec(tmp_path, lambda r: r.update(report=["val_kp_mse", {"metric": "val_acc", "mode": "max"},
+                                                            {"metric": "val_nll"}]))
+    assert load_spec(path).report == [Secondary("val_kp_mse", "min"), Secondary("val_acc", "max"),
+                                      Secondary("val_nll", "min")]
+    assert load_spec(_copy_spec(tmp_path, lambda r: r.pop("report"), name="none.yaml")).report == []
+    assert load_spec(BUNDLED_SPEC, overrides=["report=[val_nll]"]).report == [Secondary("val_nll", "min")]
+
+
+@pytest.mark.parametrize(
+    "report, message",
+    [
+        ("val_kp_mse", "report: is 'val_kp_mse', expected a list of metric names, or of {metric: NAME, mode: min|max}"),
+        ([3], "report[0]: is 3, expected a metric name or {metric: NAME, mode: min|max}"),
+        (["val_kp_mse", ""], "report[1]: is '', expected a metric name or {metric: NAME, mode: min|max}"),
+        ([{"metric": "val_acc", "mode": "up"}], "report[0].mode: is 'up', expected min or max"),
+        ([{"mode": "max"}], "report[0].metric: is None, expected the name of a reported metric"),
+        ([{"metric": "val_acc", "direction": "max"}], "report[0].direction: unknown key (expected metric and, "
+                                                      "optionally, mode)"),
+        (["val_kp_mse", "val_nll", "val_kp_mse"], "report[2]: val_kp_mse is named twice; name each metric once"),
+        (["val_nll", {"metric": "val_nll", "mode": "max"}], "report[1]: val_nll is named twice; name each metric once"),
+        (["val_mse"], "report[0]: val_mse is the study's metric; report: lists other metrics to show beside it"),
+    ],
+)
+def test_bad_report_is_one_line_naming_the_file_and_key(tmp_path, report, message):
+    path = _copy_spec(tmp_path, lambda r: r.update(report=report))
+    with pytest.raises(UserError) as info:
+        load_spec(path, check_family=False)
+    assert str(info.value) == f"{path}: {message}"
+    assert "\n" not in str(info.value)
