@@ -479,8 +479,8 @@ def short_answer(claims: list[Claim], *, metric: str, mode: str, question: list[
     confirmed = [c for c in claims if c.evidence == "designed: confirmation" and c.kind == "difference"]
     if confirmed:
         lines.append("- **Confirmed at the full budget over seeds** (designed): " + "; ".join(
-            f"{c.level} is {c.direction} than {c.reference} ({c.estimate:+.3g} {c.mark})".replace(" )", ")")
-            for c in confirmed) + ".")
+            f"{c.level} is {c.direction} than {c.reference}" + (f" on {c.extra['metric']}" if c.extra.get("metric") else "")
+            + f" ({c.estimate:+.3g} {c.mark})".replace(" )", ")") for c in confirmed) + ".")
     return lines
 
 

@@ -38,7 +38,8 @@ def test_run_folder_has_everything(smoke_run: tuple[Path, str, str]) -> None:
     assert set(info["stage_s"]) == {"search", "designed", "report"}
     report = (run_dir / "tables" / "ablation.md").read_text()
     assert report.startswith("# mdn_ramp: ablation report\n\n**Question.** ")
-    answer = report.split("\n\n")[2]
+    assert report.split("\n\n")[2].splitlines()[1] == "- A smoke run: nothing here is a finding."
+    answer = report.split("\n\n")[3]
     assert answer.startswith("(lower val_mse is better)\n- **Smoke run**")
     for factor in ("ramp_shape", "initial_weight", "ramp_start", "ramp_length", "lr"):   # a line per question factor
         assert f"- **{factor}** (not answered) — not answered: a smoke run" in answer, factor
@@ -166,7 +167,7 @@ def test_console_ends_with_the_answer_and_its_path(smoke_run: tuple[Path, str, s
     start = next(i for i, ln in enumerate(lines) if "(list them with --verbose)" in ln)
     assert "wrote " not in "\n".join(lines[start + 1:])                   # no file list without --verbose
     printed = " ".join(" ".join(lines[start + 1:-1]).split())
-    answer = (run_dir / "tables" / "ablation.md").read_text().split("\n\n")[2]
+    answer = (run_dir / "tables" / "ablation.md").read_text().split("\n\n")[3]
     assert printed == " ".join(answer.split())                             # the report's own answer, word for word
     took = next(ln for ln in lines if ln.startswith("mdn_ramp finished in "))
     assert "search " in took and "designed runs " in took and "report " in took
@@ -182,7 +183,7 @@ def test_every_best_is_optunas(smoke_run: tuple[Path, str, str]) -> None:
     assert summary and float(summary.group(1)) == pytest.approx(best, rel=1e-4)
     progress = re.findall(r"best val_mse at 4 epochs=([0-9.e-]+)", stdout)
     assert progress and float(progress[-1]) == pytest.approx(best, rel=1e-3)
-    answer = (run_dir / "tables" / "ablation.md").read_text().split("\n\n")[2]
+    answer = (run_dir / "tables" / "ablation.md").read_text().split("\n\n")[3]
     in_answer = re.search(r"\*\*Best search trial\*\* at the full budget .*?: val_mse ([0-9.e-]+)", answer)
     assert in_answer and float(in_answer.group(1)) == pytest.approx(best, rel=1e-3)
 

@@ -239,9 +239,15 @@ def test_ablation_md_opens_with_the_answer(report) -> None:
     assert lines[1] == ""
     spec = driver.spec_of_run(run_dir)
     assert lines[2] == f"**Question.** {spec.description}"   # the question first, then the short answer
-    assert lines[4] == "(lower val_mse is better)"
-    answer = text.split("\n\n")[2]
-    # a reader takes the answer in within a minute: a few hundred words, one line per claim group
+    short = text.split("\n\n")[2]
+    # a reader takes the short answer in within a minute: one line per factor, from its strongest evidence
+    assert short.startswith("**Short answer** (lower val_mse is better;") and len(short.split()) < 150, short
+    assert "- **ramp_shape** (modelled, epoch 2): linear is better than constant (-0.304 **)." in short
+    for factor in FACTORS[1:]:
+        assert f"- **{factor}**: not answered (below: why, and what would answer it)." in short
+    assert "- **Confirmed at the full budget over seeds** (designed): top1 is better than baseline (-0.29 **)." in short
+    answer = text.split("\n\n")[3]
+    assert answer.splitlines()[0] == "(lower val_mse is better)"
     assert len(answer.split()) < 420, len(answer.split())
     # Each claim names its evidence; the designed runs come first.
     assert answer.index("**Designed, confirmation**") < answer.index("**Importance**")
@@ -420,7 +426,7 @@ def test_confirmation_outputs(report) -> None:
     assert r"\begin{tabular}" in (run_dir / "tables" / "confirmation.tex").read_text()
     text = (run_dir / "tables" / "ablation.md").read_text()
     assert "## Confirmation" in text
-    answer = text.split("\n\n")[2]
+    answer = text.split("\n\n")[3]
     assert "**Designed, confirmation**: top1" in answer and "better in 3/3 seeds" in answer
     # The designed/ folder holds no search trials.
     trials = pd.read_csv(run_dir / "tables" / "trials.csv")
