@@ -193,7 +193,7 @@ def write_report(run_dir: Path, run: RunTrials, *, spec: Any, info: RunInfo) -> 
     ab = build_ablation(run, metric=spec.metric, mode=spec.mode, factors=factors, baseline=a.baseline, bins=a.bins,
                         max_epochs=spec.budget.max_epochs, grace_period=spec.budget.grace_period,
                         reduction_factor=spec.budget.reduction_factor)
-    confirmation = load_confirmation(run_dir, metric=spec.metric, mode=spec.mode)
+    confirmation = load_confirmation(run_dir, metric=spec.metric, mode=spec.mode, report=list(getattr(spec, "report", [])))
     # The plots that need no surrogate render in a second process while the surrogate is fitted; while a
     # run's Ray is still stopping (a thread, see studies.background), only after the fit, beside the tables.
     plots_of_the_trials = (_plots_of_the_trials, run_dir, run, spec, ab, factors, confirmation)
@@ -208,7 +208,7 @@ def write_report(run_dir: Path, run: RunTrials, *, spec: Any, info: RunInfo) -> 
     if side is None:
         side = _in_background(*plots_of_the_trials)
     scale = getattr(spec, "metric_scale", "interval")
-    loo = load_leave_one_out(run_dir, metric=spec.metric, mode=spec.mode)
+    loo = load_leave_one_out(run_dir, metric=spec.metric, mode=spec.mode, report=list(getattr(spec, "report", [])))
     budget = budget_table(run, run_dir, info)
 
     designed = _designed_sections(loo, confirmation, tables_dir, written)
