@@ -94,7 +94,8 @@ def _worker_logging() -> Any:
 
 
 # Never shipped to workers: run data, environments, version control.
-_CODE_EXCLUDES = ["results/", ".git/", ".venv/", ".ci-venv/", "**/__pycache__/", "*.h5", ".cache/"]
+_CODE_EXCLUDES = ["results/", ".git/", ".venv/", ".ci-venv/", "**/__pycache__/", "*.h5", ".cache/", ".mypy_cache/",
+                  ".ruff_cache/", ".pytest_cache/", ".benchmarks/"]   # tool caches: not code, often tens of MB
 
 
 def _code_runtime_env(root: Path) -> dict | None:
