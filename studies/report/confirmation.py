@@ -22,7 +22,7 @@ import pandas as pd
 from scipy import stats
 
 from studies.report.ablation import holm
-from studies.runs.designed import BASELINE_LABEL, LOO_PREFIX  # noqa: F401  (the report's labels)
+from studies.runs.designed import BASELINE_LABEL
 from studies.runs.run_folder import RunFolder
 from studies.runs.trials import read_results, trial_params_files
 from studies.spec.direction import Direction

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from studies.report.ablation import NOT_SAMPLED, level_labels
-from studies.runs.trials import RunTrials, config_keys, full_budget_values, merge_repeated_configs  # noqa: F401
+from studies.runs.trials import RunTrials, full_budget_values, merge_repeated_configs
 from studies.spec.direction import Direction
 from studies.spec.param import Param
 from studies.spec.pareto import RESOLUTION, constant_columns, hypervolume, nondominated_ranks, reference_point

@@ -194,15 +194,20 @@ def _own_copies(run_dir: Path, *, report_only: bool = False) -> Iterator[tuple[P
             rel = path.relative_to(run_dir).as_posix()
             if path.name == "optuna.db":
                 copy = Path(tmp) / "optuna.db"
-                src, dst = sqlite3.connect(path), sqlite3.connect(copy)
-                try:
-                    src.backup(dst)
-                finally:
-                    src.close()
-                    dst.close()
+                copy_sqlite(path, copy)
                 yield copy, rel
             else:
                 yield path, rel
+
+
+def copy_sqlite(src: Path, dst: Path) -> None:
+    """A consistent copy of a SQLite file through SQLite's backup API, even while another process writes to it."""
+    source, target = sqlite3.connect(src), sqlite3.connect(dst)
+    try:
+        source.backup(target)
+    finally:
+        source.close()
+        target.close()
 
 
 def _upload(fs: Any, path: Path, dest: str) -> None:

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +15,7 @@ import optuna
 import pandas as pd
 import pytest
 
+from studies.runs.remote_storage import copy_sqlite
 from studies.runs.run_folder import ORPHANED_ATTR, SET_ASIDE_ATTR, TUNE_TRIAL_ID_ATTR
 from tests.conftest import REPO, RUN_PY, run_cli, start_cli, user_study, wait_for
 
@@ -251,15 +251,6 @@ def _optuna_record(db: Path, study: str) -> dict[int, tuple]:
             for t in loaded.get_trials()}
 
 
-def _backup(db: Path, to: Path) -> None:
-    src, dst = sqlite3.connect(db), sqlite3.connect(to)
-    try:
-        src.backup(dst)
-    finally:
-        src.close()
-        dst.close()
-
-
 @pytest.mark.parametrize("damage", ["missing", "behind"])
 def test_an_optuna_db_missing_or_behind_is_rebuilt_from_the_trials_on_disk(tmp_path: Path, cache_dir: Path, damage: str) -> None:
     """Interrupted, optuna.db deleted (or replaced by a copy from before the last
@@ -277,7 +268,7 @@ def test_an_optuna_db_missing_or_behind_is_rebuilt_from_the_trials_on_disk(tmp_p
         if damage == "behind":
             wait_for(lambda: proc.poll() is not None or len(_terminated_in_saved_state(run_dir)) >= 2, 300,
                      "two finished trials in the saved experiment state")
-            _backup(run_dir / "optuna.db", early)
+            copy_sqlite(run_dir / "optuna.db", early)
         wait_for(lambda: proc.poll() is not None or len(_terminated_in_saved_state(run_dir)) >= 5, 300,
                  "five finished trials in the saved experiment state")
         os.kill(proc.pid, signal.SIGINT)
