@@ -38,6 +38,7 @@ import pandas as pd
 
 from studies.report.ablation import holm, level_labels, reference_of_levels
 from studies.report.space import sample_space
+from studies.report.trials_test import level_contrasts
 from studies.spec.direction import Direction
 from studies.spec.levels import declared_levels
 from studies.spec.param import Param
@@ -421,7 +422,8 @@ def modelled_tables(
     labels = {f.name: level_labels(X_cfg[f.name], f, bins.get(f.name)) for f in space if f.name in X_cfg}
     halves = {f.name: _halves(X_cfg[f.name], f, levels[f.name]) for f in space
               if f.name in X_cfg and any("within" in how for _, how in levels[f.name])}
-    cover = _Coverage(labels, halves, pd.Series(y, index=X_cfg.index))
+    cover = _Coverage(labels, halves, pd.Series(y, index=X_cfg.index),
+                      fitted=pd.Series(np.log(y) if log_scale else y, index=X_cfg.index))
     plan, draws, blocks = _level_plan(space, levels, n_space, seed)
     wanted = {f.name for f in factors}
     if not any(f.name in wanted for f, _, _ in plan) or n < 4 or \
@@ -454,6 +456,9 @@ def modelled_tables(
                                      rung=rung, n=n)
         found += inter
         tables.append(table)
+    _require_trials_support(tables, cover)
+    for t in tables:   # after the trials' test: a conditional mark depends on why the global one was withheld
+        _keep_conditional_marks([i for i in found if i.factor == t.factor], t.table, t.reference, t.uncovered, gate)
     return ModelledResult(tables, rung, n, repeats, n_boot, r2, gate=gate, log_scale=log_scale,
                           importance=_importance({k: v for k, v in spreads.items() if k in wanted}),
                           interactions=found)
@@ -547,8 +552,23 @@ def _factor_table(f: Param, f_labels: list[str], point: np.ndarray, boot: np.nda
     weak = table["sig"] == "*"   # modelled evidence is marked at the 1% level only (see MARK_LEVEL)
     table.loc[weak, "withheld"] = f"p_holm >= {MARK_LEVEL}: a modelled difference is marked only below it"
     table.loc[weak, "sig"] = ""
-    _keep_conditional_marks(inter, table, ref, uncovered, gate)
     return ModelledTable(f.name, table, ref, why, rung, n, _scope(f), {k: v for k, v in uncovered.items() if v}), inter
+
+
+def _require_trials_support(tables: list[ModelledTable], cover: _Coverage) -> None:
+    """A marked row keeps its mark only where the trials' own least-squares
+    test supports it (see ``trials_test``), with Holm over every comparison of
+    every table (the answer claims from all of them at once); otherwise it says why."""
+    rows = [(t, i) for t in tables for i in t.table.index
+            if not str(t.table.at[i, "level"]).endswith("(ref)") and np.isfinite(t.table.at[i, "delta"])]
+    if not any(t.table.at[i, "sig"] for t, i in rows):
+        return
+    why = cover.unsupported([(t.factor, str(t.table.at[i, "level"]), t.reference, float(t.table.at[i, "delta"]), None)
+                             for t, i in rows], family="every comparison of the modelled tables")
+    for (t, i), w in zip(rows, why):
+        if w and t.table.at[i, "sig"]:
+            t.table.at[i, "sig"] = ""
+            t.table.at[i, "withheld"] = w
 
 
 def _gate_text(n: int, r2: float, space: list[Param], levels: dict[str, list]) -> str:
@@ -570,8 +590,43 @@ class _Coverage:
     marginal averages over all of it, and under TPE the trials of a bin often
     sit at one end, where the surrogate's curve says nothing about the other."""
 
-    def __init__(self, labels: dict[str, pd.Series], halves: dict[str, pd.Series], y: pd.Series):
+    def __init__(self, labels: dict[str, pd.Series], halves: dict[str, pd.Series], y: pd.Series,
+                 fitted: pd.Series | None = None):
         self.labels, self.halves, self.y = labels, halves, y
+        self.fitted = y if fitted is None else fitted   # the metric on the scale the surrogate fits
+
+    def unsupported(self, rows: list[tuple[str, str, str, float, tuple[str, str] | None]], *,
+                    family: str) -> list[str]:
+        """Per (factor, level, reference, the surrogate's delta, None or the
+        (other factor, its level) the comparison is within): why the trials' own
+        least-squares test (``trials_test``) does not support it, or "" where it
+        does: same sign, and p_holm < ALPHA with Holm over every row given (pass
+        one family at once, named by ``family``: the answer's claims)."""
+        groups: dict[tuple[str, tuple[str, str] | None], list[int]] = {}
+        for k, (f, _, _, _, cell) in enumerate(rows):
+            groups.setdefault((f, cell), []).append(k)
+        tests: list[tuple[float, float]] = [(math.nan, math.nan)] * len(rows)
+        for (f, cell), ks in groups.items():   # one fit per factor and cell, every pair of it tested on it
+            within = None if cell is None else self.labels[cell[0]] == cell[1]
+            pairs = [(rows[k][1].removesuffix(" (ref)"), rows[k][2]) for k in ks]
+            for k, result in zip(ks, level_contrasts(self.labels, self.fitted, f, pairs, within, self.halves.get(f),
+                                                     tuple(self.labels))):
+                tests[k] = result
+        p_holm = holm([p for _, p in tests]) if tests else []
+        out = []
+        for (*_, delta, _within), (estimate, p), ph in zip(rows, tests, p_holm):
+            if math.isnan(p):
+                out.append("the trials' own least-squares test cannot estimate it (too few trials, a cell with "
+                           "another factor's level or one half of a bin not sampled)")
+            elif estimate * delta <= 0:
+                out.append("the trials' own least-squares test (every factor's levels and their cells "
+                           "with the tested one) points the other way")
+            elif not ph < ALPHA:
+                out.append(f"the trials' own least-squares test (every factor's levels and their cells "
+                           f"with the tested one; Holm over {family}) does not find it (p_holm {ph:.2g})")
+            else:
+                out.append("")
+        return out
 
     def raw_difference(self, f: str, level: str, ref: str, within: pd.Series | None = None,
                        by: str | None = None) -> float:
@@ -682,6 +737,10 @@ def _interactions(f: Param, ref: str, cells: list[tuple[Param, str, Param, str, 
                for _, r in frame.iterrows()]
     frame.loc[against, "sig"] = ""
     frame.loc[frame["sig"] == "*", "sig"] = ""   # marked at MARK_LEVEL only, as the tables
+    if (frame["sig"] != "").any():   # and only where the trials of the cell support it (Holm over every row)
+        why = cover.unsupported([(f.name, r["level"], ref, float(r["delta"]), (r["other"], r["given"]))
+                                 for _, r in frame.iterrows()], family="this factor's conditional comparisons")
+        frame.loc[[w != "" for w in why], "sig"] = ""
     out = []
     global_sig = dict(zip(table["level"].str.removesuffix(" (ref)"), zip(table["sig"], table["delta"])))
     for g_name, part in frame.groupby("other", sort=False):
