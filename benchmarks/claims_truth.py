@@ -184,6 +184,8 @@ def score_claims(obj: kt.Objective, claims: Iterable[Claim], *, rung_truth_fn: R
             row["truth"] = dominant[0]
             row["correct"] = c.factor == dominant[0]
             row["why"] = f"true order {dominant[:3]}"
+        elif c.kind == "difference" and c.extra.get("metric"):
+            row["why"] = f"a claim on a secondary metric ({c.extra['metric']}), which the objective has no truth for"
         elif c.kind == "difference":
             _score_difference(obj, c, row, rung_truth_fn, full_budget_f)
         else:

@@ -106,6 +106,32 @@ def leave_one_out_claims(loo: LeaveOneOutResult | None, factor: str, *, metric: 
         else:
             out.append(Claim("no_difference", **common,
                              text=f"{best_value} vs {variant_value}: no significant difference ({where}: {numbers})"))
+        out += _secondary_loo_claims(loo, r, common, scale=scale)
+    return out
+
+
+def _secondary_loo_claims(loo: LeaveOneOutResult, r: pd.Series, common: dict[str, Any], *, scale: str) -> list[Claim]:
+    """One clause per secondary metric (the spec's ``report:``) of a leave-one-out
+    row: the best config's setting against the variant's in that metric (best
+    minus variant), marked only when Holm-significant within that metric's column."""
+    out = []
+    for sec in loo.secondary:
+        m = sec.metric
+        delta = r.get(f"{m} delta", math.nan)         # variant minus best
+        if not isinstance(delta, float) or math.isnan(delta):
+            continue
+        change = -delta
+        numbers = (f"{change_text(change, r[f'{m} mean'], 'ratio' if scale == 'ratio' else 'interval')}, 95% "
+                   f"t-interval before Holm [{fmt(-r[f'{m} delta_hi'], 3)}, {fmt(-r[f'{m} delta_lo'], 3)}], "
+                   f"p_holm {fmt_p(r[f'{m} p_holm'])}")
+        mine: dict[str, Any] = {**common, "estimate": change, "lo": -float(r[f"{m} delta_hi"]),
+                                "hi": -float(r[f"{m} delta_lo"]), "extra": {**common["extra"], "metric": m}}
+        if r[f"{m} sig"]:
+            word = _direction(change, sec.mode)
+            out.append(Claim("difference", direction=word, mark=r[f"{m} sig"], **mine,
+                             text=f"on {m}, {common['level']} is {word}: {numbers} {r[f'{m} sig']}"))
+        else:
+            out.append(Claim("no_difference", **mine, text=f"on {m}: {numbers}, no significant difference"))
     return out
 
 
@@ -423,7 +449,7 @@ def answer_parts(claims: list[Claim], *, metric: str, mode: str, question: list[
                 rung = next((c.rung for c in mine if c.evidence == evidence), None)
                 head = f"{label} (epoch {rung})" if label in ("modelled", "designed, screening") else label
                 groups.append(f"{head}: " + "; ".join(texts) if head else " ".join(texts))
-        status = "answered" if any(c.kind == "difference" for c in mine) else "not answered"
+        status = "answered" if any(c.kind == "difference" and not c.extra.get("metric") for c in mine) else "not answered"
         parts.append(f"**{factor}** ({status}) — " + ". ".join(groups) + ".")
     for key, names in shared.items():
         listed = ", ".join(f"**{n}**" for n in names)
@@ -463,10 +489,12 @@ def short_answer(claims: list[Claim], *, metric: str, mode: str, question: list[
         lines.append("- A smoke run: nothing here is a finding.")
     factors = list(dict.fromkeys((question or []) + [c.factor for c in claims if c.factor and c.kind != "ranking"]))
     for factor in factors:
-        mine = [c for c in claims if c.factor == factor and c.kind == "difference" and not c.condition]
+        # the study metric's claims (a secondary metric's are in the full answer)
+        mine = [c for c in claims if c.factor == factor and c.kind == "difference" and not c.condition
+                and not c.extra.get("metric")]
         kind = next((e for e in EVIDENCE_ORDER if any(c.evidence == e for c in mine)), None)
         if kind is None:
-            conditional = any(c.factor == factor and c.kind == "difference" for c in claims)
+            conditional = any(c.factor == factor and c.kind == "difference" and c.condition for c in claims)
             lines.append(f"- **{factor}**: " + ("only within levels of another factor (below)." if conditional
                                                  else "not answered (below: why, and what would answer it)."))
             continue

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import run_cli
+from tests.studies.test_latex import compile_problems, needs_pdflatex
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +45,16 @@ def test_run_folder_has_everything(smoke_run: tuple[Path, str, str]) -> None:
     for factor in ("ramp_shape", "initial_weight", "ramp_start", "ramp_length", "lr"):   # a line per question factor
         assert f"- **{factor}** (not answered) — not answered: a smoke run" in answer, factor
     assert not re.search(r" \*{1,2}\)|significant\b(?! )", answer.replace("no difference is marked significant", ""))
+
+
+@needs_pdflatex
+def test_every_latex_table_compiles(smoke_run: tuple[Path, str, str], tmp_path: Path) -> None:
+    """Every .tex the smoke wrote (designed stage included), each in a minimal
+    article with the packages its header names: no error, no overfull box."""
+    tables = sorted((smoke_run[0] / "tables").glob("*.tex"))
+    assert any(t.name == "confirmation.tex" for t in tables), [t.name for t in tables]
+    problems = {t.name: p for t in tables if (p := compile_problems(t, tmp_path))}
+    assert not problems, problems
 
 
 def test_trials_table(smoke_run: tuple[Path, str, str]) -> None:

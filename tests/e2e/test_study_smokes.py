@@ -29,6 +29,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import run_cli
+from tests.studies.test_latex import compile_problems, needs_pdflatex
 
 RUN = "smoke-e2e"
 STATUSES = {"complete", "stopped by ASHA"}
@@ -158,6 +159,16 @@ def test_trials_table(smoke: SmokeRun) -> None:
 
 def test_report_is_written(smoke: SmokeRun) -> None:
     assert smoke.report.startswith(f"# {smoke.study}: {smoke.smoke.report}")
+
+
+@needs_pdflatex
+def test_every_latex_table_compiles(smoke: SmokeRun, tmp_path: Path) -> None:
+    """Every .tex the study's smoke wrote, in a minimal article with the packages
+    its header names: no error, no overfull box, no float too large."""
+    tables = sorted((smoke.run_dir / "tables").glob("*.tex"))
+    assert tables
+    problems = {t.name: p for t in tables if (p := compile_problems(t, tmp_path))}
+    assert not problems, problems
 
 
 def test_study_checks(smoke: SmokeRun) -> None:

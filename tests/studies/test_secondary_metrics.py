@@ -15,7 +15,7 @@ from scipy import stats
 
 from studies import driver
 from studies.report.ablation import holm
-from studies.report.answer import confirmation_claims
+from studies.report.answer import confirmation_claims, leave_one_out_claims, short_answer
 from studies.report.confirmation import leave_one_out, load_confirmation
 from studies.runs.run_folder import RunFolder
 from studies.spec.study import Secondary
@@ -146,6 +146,36 @@ def test_leave_one_out_gets_the_secondary_columns_and_the_missing_line() -> None
     plain = leave_one_out(plan, runs, metric="loss", mode="min")
     pd.testing.assert_frame_equal(res.table[plain.table.columns], plain.table)
     assert "variant minus best in that metric" in res.caption and "separately from loss's" in res.caption
+
+
+def test_the_leave_one_out_answer_has_a_clause_per_secondary_metric() -> None:
+    """shape: the best's linear beats constant on loss and on acc (acc: best minus variant +0.0967, marked);
+    lr: no difference in either. The clause says best minus variant in each metric; the short answer and
+    the factor's status stay on the study metric."""
+    configs = [{"label": "best", "params": {"shape": "linear", "lr": 0.001}, "roles": ["loo_best"]},
+               {"label": "loo_shape", "params": {"shape": "constant", "lr": 0.001}, "factors": ["shape"]},
+               {"label": "loo_lr", "params": {"shape": "linear", "lr": 0.003}, "factors": ["lr"]}]
+    loss = {"best": [1.0, 1.1, 0.9], "loo_shape": [1.01, 1.12, 0.9], "loo_lr": [1.01, 1.12, 0.9]}
+    acc = {"best": [0.80, 0.82, 0.84], "loo_shape": [0.70, 0.73, 0.74], "loo_lr": [0.80, 0.82, 0.84]}
+    runs = pd.DataFrame([{"config": c, "seed": s, "loss": loss[c][i], "acc": acc[c][i], "epochs": 18}
+                         for c in loss for i, s in enumerate((0, 1, 2))])
+    res = leave_one_out({"configs": configs, "loo_seeds": 3, "max_epochs": 18}, runs, metric="loss", mode="min",
+                        report=[Secondary("acc", "max")])
+    shape = leave_one_out_claims(res, "shape", metric="loss", mode="min", scale="interval", max_epochs=18)
+    assert [c.kind for c in shape] == ["no_difference", "difference"]
+    acc_claim = shape[1]
+    t = res.table.set_index("factor")
+    assert (acc_claim.level, acc_claim.reference, acc_claim.direction, acc_claim.extra["metric"]) == (
+        "linear", "constant", "better", "acc")
+    assert acc_claim.estimate == pytest.approx(0.29 / 3) and acc_claim.mark == t.loc["shape", "acc sig"] != ""
+    assert acc_claim.lo == pytest.approx(-t.loc["shape", "acc delta_hi"])
+    assert acc_claim.text.startswith("on acc, linear is better: +0.0967, 95% t-interval before Holm [")
+    lr = leave_one_out_claims(res, "lr", metric="loss", mode="min", scale="interval", max_epochs=18)
+    assert [c.kind for c in lr] == ["no_difference", "no_difference"]
+    assert lr[1].text.startswith("on acc: ") and lr[1].text.endswith("no significant difference")
+    # the short answer is about the study metric: a secondary metric's difference does not answer the factor
+    line = next(x for x in short_answer(shape, metric="loss", mode="min", question=["shape"]) if "**shape**" in x)
+    assert "not answered" in line
 
 
 # --------------------------------------------------------------- the written report
