@@ -289,8 +289,6 @@ def load_front_confirmation(run_dir: Path, *, metrics: list[str], modes: list[st
     the mean ± sd and the paired difference to the baseline (paired t-test,
     Holm over every config and objective of the table), and whether each
     config's means stay off every other confirmed config's dominance."""
-    from studies.spec.pareto import nondominated_ranks
-
     loaded = _load_designed(run_dir, metrics)
     if loaded is None:
         return None
@@ -298,25 +296,36 @@ def load_front_confirmation(run_dir: Path, *, metrics: list[str], modes: list[st
     if not candidates.get("front"):
         return None
     configs = candidates["configs"]
-    labels = [c["label"] for c in configs]
+    caption = _front_caption(candidates)
+    runs = runs[runs["config"].isin([c["label"] for c in configs])]
+    if runs.empty:
+        return FrontConfirmation(runs, None, None, caption, "The confirmation stage has not finished any run yet.")
+    summary = _front_summary(runs, configs, metrics, modes)
+    means = summary[["config", *[f"{m} mean" for m in metrics]]].rename(columns={f"{m} mean": m for m in metrics})
+    summary = _with_on_front(summary, means, metrics, modes)
+    return FrontConfirmation(runs, summary, means, caption, _front_sentence(summary, metrics, modes, candidates))
+
+
+def _front_caption(candidates: dict) -> str:
+    return (f"Confirmation of the front (designed evidence): front configs of the search (spread along it by "
+            f"crowding distance) and the baseline, each re-run for the full {candidates['max_epochs']} epochs over "
+            f"the same {candidates['seeds']} seeds, no early stopping. Per objective: mean ± sd over seeds, and the "
+            "paired difference to the baseline (config minus baseline) with a paired t-test over seeds, "
+            "Holm-corrected over every config and objective of the table; * p_holm < 0.05, ** p_holm < 0.01. "
+            "`on_front`: no other confirmed config's means beat this one's in every objective.")
+
+
+def _front_summary(runs: pd.DataFrame, configs: list[dict], metrics: list[str], modes: list[str]) -> pd.DataFrame:
+    """One row per config: per objective mean, sd, and the paired difference to the baseline, Holm over the table."""
     params = {c["label"]: c["params"] for c in configs}
     # The baseline may be a front config itself: then it ran once, under the front label (its alias: baseline).
     base_label = next((c["label"] for c in configs if c["label"] == BASELINE_LABEL or BASELINE_LABEL in c.get("aliases", [])),
                       BASELINE_LABEL)
-    caption = (f"Confirmation of the front (designed evidence): front configs of the search (spread along it by "
-               f"crowding distance) and the baseline, each re-run for the full {candidates['max_epochs']} epochs over "
-               f"the same {candidates['seeds']} seeds, no early stopping. Per objective: mean ± sd over seeds, and the "
-               "paired difference to the baseline (config minus baseline) with a paired t-test over seeds, "
-               "Holm-corrected over every config and objective of the table; * p_holm < 0.05, ** p_holm < 0.01. "
-               "`on_front`: no other confirmed config's means beat this one's in every objective.")
-    runs = runs[runs["config"].isin(labels)]
-    if runs.empty:
-        return FrontConfirmation(runs, None, None, caption, "The confirmation stage has not finished any run yet.")
     base = runs[runs["config"] == base_label].set_index("seed")
     rows: list[dict[str, Any]] = []
     pvals: list[float] = []
     where: list[tuple[int, str]] = []
-    for label in labels:
+    for label in (c["label"] for c in configs):
         x = runs[runs["config"] == label].set_index("seed")
         shown = label if label != base_label or label == BASELINE_LABEL else f"{label} = {BASELINE_LABEL}"
         row: dict[str, Any] = {"config": shown, "params": _params_text(params[label]), "seeds": len(x)}
@@ -331,7 +340,12 @@ def load_front_confirmation(run_dir: Path, *, metrics: list[str], modes: list[st
             else:
                 row[f"{metric} delta"], row[f"{metric} p"] = math.nan, math.nan
         rows.append(row)
-    summary = pd.DataFrame(rows)
+    return _with_holm(pd.DataFrame(rows), where, pvals, metrics)
+
+
+def _with_holm(summary: pd.DataFrame, where: list[tuple[int, str]], pvals: list[float],
+               metrics: list[str]) -> pd.DataFrame:
+    """``p_holm`` and ``sig`` per objective, Holm over every comparison ``where`` names; the columns in table order."""
     for (i, metric), p in zip(where, holm(pvals)):
         summary.loc[i, f"{metric} p_holm"] = p
         summary.loc[i, f"{metric} sig"] = _mark(p)
@@ -339,14 +353,18 @@ def load_front_confirmation(run_dir: Path, *, metrics: list[str], modes: list[st
         for col, empty in ((f"{metric} p_holm", math.nan), (f"{metric} sig", "")):
             if col not in summary:
                 summary[col] = empty
-    summary = summary[["config", "params", "seeds", *[f"{m} {c}" for m in metrics
-                                                      for c in ("mean", "sd", "delta", "p", "p_holm", "sig")]]]
-    means = summary[["config", *[f"{m} mean" for m in metrics]]].rename(columns={f"{m} mean": m for m in metrics})
+    return summary[["config", "params", "seeds", *[f"{m} {c}" for m in metrics
+                                                   for c in ("mean", "sd", "delta", "p", "p_holm", "sig")]]]
+
+
+def _with_on_front(summary: pd.DataFrame, means: pd.DataFrame, metrics: list[str], modes: list[str]) -> pd.DataFrame:
+    from studies.spec.pareto import nondominated_ranks
+
     finite = means[metrics].notna().all(axis=1)
     summary["on_front"] = False
     if finite.any():
         summary.loc[finite, "on_front"] = nondominated_ranks(means.loc[finite, metrics].to_numpy(dtype=float), modes) == 0
-    return FrontConfirmation(runs, summary, means, caption, _front_sentence(summary, metrics, modes, candidates))
+    return summary
 
 
 def _front_sentence(summary: pd.DataFrame, metrics: list[str], modes: list[str], candidates: dict) -> str:

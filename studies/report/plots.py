@@ -299,55 +299,21 @@ def plot_pareto(points: pd.DataFrame, metrics: list[str], modes: list[str], base
     constant one drawn, as an axis with that one value as its only tick. Tick
     labels never use an offset (``1e-13+1.666666667e-1``): the values are shown as
     they are."""
-    from itertools import combinations
-
     from studies.spec.pareto import constant_columns
 
     if constant is None:
         constant = [m for m, c in zip(metrics, constant_columns(points[metrics].to_numpy(dtype=float))) if c]
     compared = [i for i, m in enumerate(metrics) if m not in constant]
-    if len(compared) >= 2:
-        pairs = list(combinations(compared, 2))
-    else:   # one objective compared (or none): drawn against a constant one, at its single value
-        first, second = (compared + [i for i in range(len(metrics)) if i not in compared])[:2]
-        pairs = [(first, second)]
+    pairs = _pareto_pairs(len(metrics), compared)
     width = PARETO_PANEL_IN * len(pairs)
     fig, axes = _subplots(1, len(pairs), figsize=(width, 4.6), squeeze=False)
     for ax, (i, j) in zip(axes[0], pairs):
-        x, y = metrics[i], metrics[j]
-        rest = points[~points["front"]]
-        front = points[points["front"]]
-        ax.scatter(rest[x], rest[y], s=18, color="0.7", label="ran the full budget")
-        ax.scatter(front[x], front[y], s=30, color="C1", edgecolor="k", lw=0.4, zorder=3,
-                   label="on the front" + (" (every objective compared)" if len(compared) > 2 else ""))
-        pair = points[[x, y]].to_numpy(dtype=float)
-        sx, sy = (1 if modes[i] == "min" else -1), (1 if modes[j] == "min" else -1)
-        order = np.argsort(sx * pair[:, 0], kind="stable")
-        stair, best = [], math.inf
-        for k in order:
-            if sy * pair[k, 1] < best:
-                best = sy * pair[k, 1]
-                stair.append(pair[k])
-        if len(stair) > 1 and x not in constant and y not in constant:
-            s = np.array(stair)
-            ax.step(s[:, 0], s[:, 1], where="post", color="C1", lw=1, alpha=0.7, label="front of these two")
-        if baseline_id is not None and (points["trial_id"] == baseline_id).any():
-            b = points[points["trial_id"] == baseline_id].iloc[0]
-            ax.scatter([b[x]], [b[y]], marker="*", s=160, color="k", zorder=4, label="baseline")
-        if confirmed is not None and not confirmed.empty:
-            ax.scatter(confirmed[x], confirmed[y], marker="x", s=50, color="C3", zorder=5, label="confirmed (mean over seeds)")
-            for _, r in confirmed.iterrows():
-                ax.annotate(str(r["config"]), (r[x], r[y]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        _draw_points(ax, points, metrics[i], metrics[j], every_objective=len(compared) > 2)
+        if metrics[i] not in constant and metrics[j] not in constant:
+            _draw_pair_front(ax, points[[metrics[i], metrics[j]]].to_numpy(dtype=float), modes[i], modes[j])
+        _draw_baseline_and_confirmed(ax, points, metrics[i], metrics[j], baseline_id, confirmed)
         ax.ticklabel_format(axis="both", useOffset=False)
-        for axis, name, mode in ((ax.xaxis, x, modes[i]), (ax.yaxis, y, modes[j])):
-            label = f"{name} ({'lower' if mode == 'min' else 'higher'} is better)"
-            if name in constant:
-                value = float(points[name].iloc[0])
-                pad = 0.05 * (abs(value) or 1.0)
-                (ax.set_xlim if axis is ax.xaxis else ax.set_ylim)(value - pad, value + pad)
-                axis.set_ticks([value], [f"{value:.4g}"])
-                label = f"{name}: the same in every trial"
-            axis.set_label_text("\n".join(textwrap.wrap(label, 48)))
+        _label_pareto_axes(ax, points, (metrics[i], modes[i]), (metrics[j], modes[j]), constant)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=7)
     lines = ["Trade-offs at the full budget (search trials: one seed each)"]
@@ -356,3 +322,61 @@ def plot_pareto(points: pd.DataFrame, metrics: list[str], modes: list[str], base
                      + ", ".join(f"{m}\u00a0=\u00a0{float(points[m].iloc[0]):.4g}" for m in constant))   # kept on one line
     fig.suptitle(_wrap(lines, width_in=width, fontsize=10), fontsize=10)
     return _save(fig, out / "pareto.png")
+
+
+def _pareto_pairs(n_metrics: int, compared: list[int]) -> list[tuple[int, int]]:
+    """Every pair of the compared objectives; with fewer than two compared, the one
+    (or the first) drawn against a constant one, at its single value."""
+    from itertools import combinations
+
+    if len(compared) >= 2:
+        return list(combinations(compared, 2))
+    first, second = (compared + [i for i in range(n_metrics) if i not in compared])[:2]
+    return [(first, second)]
+
+
+def _draw_points(ax: Axes, points: pd.DataFrame, x: str, y: str, *, every_objective: bool) -> None:
+    rest = points[~points["front"]]
+    front = points[points["front"]]
+    ax.scatter(rest[x], rest[y], s=18, color="0.7", label="ran the full budget")
+    ax.scatter(front[x], front[y], s=30, color="C1", edgecolor="k", lw=0.4, zorder=3,
+               label="on the front" + (" (every objective compared)" if every_objective else ""))
+
+
+def _draw_pair_front(ax: Axes, pair: np.ndarray, mode_x: str, mode_y: str) -> None:
+    """The two objectives' own front, as a staircase through the points no other beats in both."""
+    sx, sy = (1 if mode_x == "min" else -1), (1 if mode_y == "min" else -1)
+    order = np.argsort(sx * pair[:, 0], kind="stable")
+    stair, best = [], math.inf
+    for k in order:
+        if sy * pair[k, 1] < best:
+            best = sy * pair[k, 1]
+            stair.append(pair[k])
+    if len(stair) > 1:
+        s = np.array(stair)
+        ax.step(s[:, 0], s[:, 1], where="post", color="C1", lw=1, alpha=0.7, label="front of these two")
+
+
+def _draw_baseline_and_confirmed(ax: Axes, points: pd.DataFrame, x: str, y: str, baseline_id: str | None,
+                                 confirmed: pd.DataFrame | None) -> None:
+    if baseline_id is not None and (points["trial_id"] == baseline_id).any():
+        b = points[points["trial_id"] == baseline_id].iloc[0]
+        ax.scatter([b[x]], [b[y]], marker="*", s=160, color="k", zorder=4, label="baseline")
+    if confirmed is not None and not confirmed.empty:
+        ax.scatter(confirmed[x], confirmed[y], marker="x", s=50, color="C3", zorder=5, label="confirmed (mean over seeds)")
+        for _, r in confirmed.iterrows():
+            ax.annotate(str(r["config"]), (r[x], r[y]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+
+
+def _label_pareto_axes(ax: Axes, points: pd.DataFrame, x: tuple[str, str], y: tuple[str, str],
+                       constant: list[str]) -> None:
+    """Each axis named with its direction; a constant objective's axis held at its one value, its only tick."""
+    for axis, (name, mode) in ((ax.xaxis, x), (ax.yaxis, y)):
+        label = f"{name} ({'lower' if mode == 'min' else 'higher'} is better)"
+        if name in constant:
+            value = float(points[name].iloc[0])
+            pad = 0.05 * (abs(value) or 1.0)
+            (ax.set_xlim if axis is ax.xaxis else ax.set_ylim)(value - pad, value + pad)
+            axis.set_ticks([value], [f"{value:.4g}"])
+            label = f"{name}: the same in every trial"
+        axis.set_label_text("\n".join(textwrap.wrap(label, 48)))

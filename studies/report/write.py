@@ -44,6 +44,7 @@ EVIDENCE_LEGEND = (
     "seeds (leave-one-out, confirmation). **Modelled**: a surrogate fitted on every trial at one rung, averaged over "
     "the declared space (global marginals, as fANOVA). **Observed**: per-level means over the trials the searcher "
     "chose, which over-sample its favourite region (local, not global).")
+BUDGET_CAPTION = "Budget: what the study cost, what ASHA's early stopping saved, and what the designed runs cost."
 
 
 def _fmt_num(v: Any, digits: int = 4) -> str:
@@ -174,22 +175,71 @@ class WrittenReport:
 
 
 def write_report(run_dir: Path, run: RunTrials, *, spec: Any, info: RunInfo) -> WrittenReport:
-    tables_dir, plots_dir = RunFolder(run_dir).tables, RunFolder(run_dir).plots
-    tables_dir.mkdir(exist_ok=True)
-    plots_dir.mkdir(exist_ok=True)
-    written = write_trials_table(run, tables_dir, metric=spec.metric, mode=spec.mode, metrics=list(spec.metrics),
+    folder = RunFolder(run_dir)
+    folder.tables.mkdir(exist_ok=True)
+    folder.plots.mkdir(exist_ok=True)
+    written = write_trials_table(run, folder.tables, metric=spec.metric, mode=spec.mode, metrics=list(spec.metrics),
                                  modes=list(spec.modes))
-    report = RunFolder(run_dir).report
     if run.trials.empty or run.history.empty:
         none_yet = f"No trial of run `{run_dir.name}` has reported an epoch."
-        report.write_text(f"# {spec.name}: no results yet\n\n{none_yet}\n")
-        return WrittenReport(written + [report], [none_yet], report, list(run.unreadable))
-    a = spec.ablation
-    names = set(a.factors) or {p.name for p in spec.params}
-    space = list(spec.params)
-    factors = [f for f in space if f.name in names]
+        folder.report.write_text(f"# {spec.name}: no results yet\n\n{none_yet}\n")
+        return WrittenReport(written + [folder.report], [none_yet], folder.report, list(run.unreadable))
+    names = set(spec.ablation.factors) or {p.name for p in spec.params}
+    factors = [f for f in spec.params if f.name in names]
     if getattr(spec, "multi_objective", False):
         return _write_tradeoff_report(run_dir, run, spec, info, factors, written)
+    return _write_ablation_report(run_dir, run, spec, info, factors, written)
+
+
+def _write_ablation_report(run_dir: Path, run: RunTrials, spec: Any, info: RunInfo, factors: list,
+                           written: list[Path]) -> WrittenReport:
+    """The report of a study with one objective: designed, modelled and observed evidence per factor."""
+    folder = RunFolder(run_dir)
+    tables_dir, report = folder.tables, folder.report
+    ab, confirmation, an, side = _analyse_beside_the_plots(run_dir, run, spec, factors)
+    loo = load_leave_one_out(run_dir, metric=spec.metric, mode=spec.mode, report=list(getattr(spec, "report", [])))
+    budget = budget_table(run, run_dir, info)
+
+    designed = _designed_sections(loo, confirmation, tables_dir, written)
+    modelled = _modelled_section(an, spec, tables_dir, written)
+    observed = _observed_section(ab, tables_dir, written)
+    imp_caption = _importance_caption(an)
+    written += _write_table(an.importance, tables_dir / "importance", imp_caption)
+    written += _write_table(budget, tables_dir / "budget", BUDGET_CAPTION)
+
+    question = [f.name for f in factors]
+    screening = _screening(run, spec, factors)
+    claims = answer_claims(run, an, metric=spec.metric, mode=spec.mode, scale=getattr(spec, "metric_scale", "interval"),
+                           confirmation=confirmation, loo=loo, question=question,
+                           smoke=bool(getattr(info.invocation, "smoke", False)), max_epochs=spec.budget.max_epochs,
+                           screening=screening, fixed=dict(getattr(spec, "fixed", {}) or {}))
+    designed += _screening_section(screening, spec, tables_dir, written)
+    answer = answer_parts(claims, metric=spec.metric, mode=spec.mode, question=question)
+    interactions = _interactions_section(an, spec.metric, tables_dir, written)
+    short = short_answer(claims, metric=spec.metric, mode=spec.mode, question=question)
+    header = _header(spec, run_dir.name, info.status, run, ab, answer, short)
+    loo_table = loo.table if loo is not None and loo.table is not None and not loo.table.empty else None
+    best_curve = _expected_best_section(run, spec, tables_dir, written)
+    plots_list = _ablation_plots_named(loo_table is not None, confirmation, best_curve)
+    methods = methods_paragraph(spec, info, run, an=an, budget=budget, confirmation=confirmation, loo=loo)
+    report.write_text(
+        header + designed + f"## Modelled marginals (search phase, epoch {an.rung})\n\n{modelled}" + interactions
+        + f"## Observed (search phase, per factor's rung)\n\n{observed}"
+        + f"## Parameter importance\n\n{imp_caption}\n\n{_display(an.importance).to_markdown(index=False)}\n\n"
+        + best_curve
+        + f"## Budget\n\n{BUDGET_CAPTION}\n\n{_display(budget).to_markdown(index=False)}\n\n"
+        + f"## Methods\n\n{methods}\n\n"
+        + "Plots: " + ", ".join(f"`{p}`" for p in plots_list) + ". All trials: `tables/trials.md`.\n")
+    written.append(report)
+    written += _plots_of_the_analysis(an, loo_table, spec.metric, folder.plots)
+    return WrittenReport(written + side(), answer, report, list(run.unreadable), claims)
+
+
+def _analyse_beside_the_plots(run_dir: Path, run: RunTrials, spec: Any,
+                              factors: list) -> tuple[AblationResult, Any, Analysis, Callable[[], list[Path]]]:
+    """The observed tables, the confirmation, and the analysis (surrogate, importance); the plots of the
+    trials alone start in the background, to be waited for by calling the last element."""
+    a = spec.ablation
     ab = build_ablation(run, metric=spec.metric, mode=spec.mode, factors=factors, baseline=a.baseline, bins=a.bins,
                         max_epochs=spec.budget.max_epochs, grace_period=spec.budget.grace_period,
                         reduction_factor=spec.budget.reduction_factor)
@@ -201,60 +251,34 @@ def write_report(run_dir: Path, run: RunTrials, *, spec: Any, info: RunInfo) -> 
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):  # one core here, one for the plots (or Ray's shutdown): BLAS threads would contend
-        an = analyse(run, factors, space=space, metric=spec.metric, mode=spec.mode, baseline=a.baseline, bins=a.bins,
-                     max_epochs=spec.budget.max_epochs, grace_period=spec.budget.grace_period,
+        an = analyse(run, factors, space=list(spec.params), metric=spec.metric, mode=spec.mode, baseline=a.baseline,
+                     bins=a.bins, max_epochs=spec.budget.max_epochs, grace_period=spec.budget.grace_period,
                      reduction_factor=spec.budget.reduction_factor, seed=spec.seed, observed=ab,
                      scale=getattr(spec, "metric_scale", "interval"))
     if side is None:
         side = _in_background(*plots_of_the_trials)
-    scale = getattr(spec, "metric_scale", "interval")
-    loo = load_leave_one_out(run_dir, metric=spec.metric, mode=spec.mode, report=list(getattr(spec, "report", [])))
-    budget = budget_table(run, run_dir, info)
+    return ab, confirmation, an, side
 
-    designed = _designed_sections(loo, confirmation, tables_dir, written)
-    modelled = _modelled_section(an, spec, tables_dir, written)
-    observed = _observed_section(ab, tables_dir, written)
-    imp_caption = _importance_caption(an)
-    written += _write_table(an.importance, tables_dir / "importance", imp_caption)
-    budget_caption = "Budget: what the study cost, what ASHA's early stopping saved, and what the designed runs cost."
-    written += _write_table(budget, tables_dir / "budget", budget_caption)
 
-    question = [f.name for f in factors]
-    screening = _screening(run, spec, factors)
-    claims = answer_claims(run, an, metric=spec.metric, mode=spec.mode, scale=scale, confirmation=confirmation, loo=loo,
-                           question=question, smoke=bool(getattr(info.invocation, "smoke", False)),
-                           max_epochs=spec.budget.max_epochs, screening=screening,
-                           fixed=dict(getattr(spec, "fixed", {}) or {}))
-    designed += _screening_section(screening, spec, tables_dir, written)
-    answer = answer_parts(claims, metric=spec.metric, mode=spec.mode, question=question)
-    interactions = _interactions_section(an, spec.metric, tables_dir, written)
-    short = short_answer(claims, metric=spec.metric, mode=spec.mode, question=question)
-    header = _header(spec, run_dir.name, info.status, run, ab, answer, short)
-    has_loo = loo is not None and loo.table is not None and not loo.table.empty
+def _ablation_plots_named(has_loo: bool, confirmation: Any, best_curve: str) -> list[str]:
+    """The plots the report's last line names, in the order it names them."""
     plots_list = ["plots/modelled.png", "plots/factors.png", "plots/learning_curves.png", "plots/importance.png"]
     plots_list += (["plots/leave_one_out.png"] if has_loo else []) + (
         ["plots/confirmation.png"] if confirmation is not None and confirmation.summary is not None else [])
-    best_curve = _expected_best_section(run, spec, tables_dir, written)
     plots_list += ["plots/expected_best.png"] if best_curve else []
-    methods = methods_paragraph(spec, info, run, an=an, budget=budget, confirmation=confirmation, loo=loo)
-    report.write_text(
-        header + designed + f"## Modelled marginals (search phase, epoch {an.rung})\n\n{modelled}" + interactions
-        + f"## Observed (search phase, per factor's rung)\n\n{observed}"
-        + f"## Parameter importance\n\n{imp_caption}\n\n{_display(an.importance).to_markdown(index=False)}\n\n"
-        + best_curve
-        + f"## Budget\n\n{budget_caption}\n\n{_display(budget).to_markdown(index=False)}\n\n"
-        + f"## Methods\n\n{methods}\n\n"
-        + "Plots: " + ", ".join(f"`{p}`" for p in plots_list) + ". All trials: `tables/trials.md`.\n")
-    written.append(report)
+    return plots_list
 
+
+def _plots_of_the_analysis(an: Analysis, loo_table: pd.DataFrame | None, metric: str, plots_dir: Path) -> list[Path]:
+    """The plots drawn from the analysis (modelled marginals, importance) and the leave-one-out table."""
+    written = []
     if an.modelled.tables:
-        written.append(plots.plot_modelled(an.modelled.tables, spec.metric, an.rung, plots_dir))
+        written.append(plots.plot_modelled(an.modelled.tables, metric, an.rung, plots_dir))
     if an.importance[["modelled_share", "fanova_share", "ped_anova"]].notna().any().any():
         written.append(plots.plot_importances(an.importance, plots_dir, an.rung))
-    if has_loo:
-        assert loo is not None and loo.table is not None
-        written.append(plots.plot_leave_one_out(loo.table, spec.metric, plots_dir))
-    return WrittenReport(written + side(), answer, report, list(run.unreadable), claims)
+    if loo_table is not None:
+        written.append(plots.plot_leave_one_out(loo_table, metric, plots_dir))
+    return written
 
 
 def _header(spec: Any, run_name: str, status: str, run: RunTrials, ab: AblationResult, answer: list[str],
@@ -497,76 +521,96 @@ def _write_tradeoff_report(run_dir: Path, run: RunTrials, spec: Any, info: RunIn
     from studies.report.confirmation import load_front_confirmation
 
     folder = RunFolder(run_dir)
-    tables_dir, plots_dir, a = folder.tables, folder.plots, spec.ablation
-    params = [p.name for p in spec.params]
     baseline_id = _baseline_trial(run)
-    t = to.trade_off(run, metrics=spec.metrics, modes=spec.modes, factors=factors, bins=a.bins,
+    t = to.trade_off(run, metrics=spec.metrics, modes=spec.modes, factors=factors, bins=spec.ablation.bins,
                      max_epochs=spec.budget.max_epochs, baseline_trial=baseline_id)
-    scales = list(spec.metric_scales)
-    answer = to.tradeoff_sentences(t, params, scales)
-    sections = ""
-    front_cap = to.front_caption(t, spec.budget.max_epochs)
-    front = to.front_table(t, params)
-    written += _write_table(front, tables_dir / "pareto_front", front_cap)
-    sections += f"## Pareto front (search phase, full budget)\n\n{front_cap}\n\n{_display(front).to_markdown(index=False)}\n\n"
-    written += _write_table(t.shares, tables_dir / "pareto_levels", to.SHARES_CAPTION)
-    sections += f"### Levels on the front\n\n{to.SHARES_CAPTION}\n\n{_display(t.shares).to_markdown(index=False)}\n\n"
-
+    answer = to.tradeoff_sentences(t, [p.name for p in spec.params], list(spec.metric_scales))
+    sections = _front_sections(t, spec, folder.tables, written)
     confirmation = load_front_confirmation(run_dir, metrics=spec.metrics, modes=spec.modes)
     if confirmation is not None and confirmation.summary is not None:
-        written += _write_table(confirmation.summary, tables_dir / "confirmation", confirmation.caption)
+        written += _write_table(confirmation.summary, folder.tables / "confirmation", confirmation.caption)
         sections += (f"## Confirmation of the front (designed)\n\n{confirmation.caption}\n\n"
                      f"{_display(confirmation.summary).to_markdown(index=False)}\n\n")
         answer.insert(1, f"**Designed, confirmation**: {confirmation.sentence}")
+    per_objective, plotted = _objective_sections(run, spec, factors, t, folder, written, answer)
+    if confirmation is None:
+        answer.append("No designed runs were made: the front comes from single-seed search trials.")
+    budget = budget_table(run, run_dir, info)
+    written += _write_table(budget, folder.tables / "budget", BUDGET_CAPTION)
+    confirmed = confirmation.means if confirmation is not None else None
+    if len(t.points):
+        written.append(plots.plot_pareto(t.points, spec.metrics, spec.modes, baseline_id, folder.plots,
+                                         confirmed=confirmed))
+        plotted.insert(0, "`plots/pareto.png`")
+    folder.report.write_text(_tradeoff_markdown(spec, run_dir.name, info.status, run, answer,
+                                                sections + per_objective, budget, plotted))
+    written.append(folder.report)
+    return WrittenReport(written, answer, folder.report, list(run.unreadable))
 
+
+def _front_sections(t: Any, spec: Any, tables_dir: Path, written: list[Path]) -> str:
+    """The Pareto front of the search and the levels it is made of (tables/pareto_front.*, pareto_levels.*)."""
+    from studies.report import tradeoff as to
+
+    front_cap = to.front_caption(t, spec.budget.max_epochs)
+    front = to.front_table(t, [p.name for p in spec.params])
+    written += _write_table(front, tables_dir / "pareto_front", front_cap)
+    written += _write_table(t.shares, tables_dir / "pareto_levels", to.SHARES_CAPTION)
+    return (f"## Pareto front (search phase, full budget)\n\n{front_cap}\n\n{_display(front).to_markdown(index=False)}\n\n"
+            f"### Levels on the front\n\n{to.SHARES_CAPTION}\n\n{_display(t.shares).to_markdown(index=False)}\n\n")
+
+
+def _objective_sections(run: RunTrials, spec: Any, factors: list, t: Any, folder: RunFolder, written: list[Path],
+                        answer: list[str]) -> tuple[str, list[str]]:
+    """Per objective, its modelled marginals and importance (tables/<metric>/) and its modelled plot; each
+    modelled objective's claims are appended to ``answer``. Returns the sections and the plots they drew."""
     from threadpoolctl import threadpool_limits
 
+    from studies.report import tradeoff as to
+
+    a, b = spec.ablation, spec.budget
     per_objective, plotted = "", []
     with threadpool_limits(1):
-        for metric, mode, scale in zip(spec.metrics, spec.modes, scales):
+        for metric, mode, scale in zip(spec.metrics, spec.modes, list(spec.metric_scales)):
             if metric in t.constant:   # nothing to explain: a model of it would fit float noise
                 per_objective += (f"## {metric} ({Direction(mode).word} is better)\n\n{to.constant_line(t, metric)} "
                                   "No modelled marginals or importance: there is nothing to explain.\n\n")
                 continue
             an = analyse(run, factors, space=list(spec.params), metric=metric, mode=mode, baseline=a.baseline,
-                         bins=a.bins, max_epochs=spec.budget.max_epochs, grace_period=spec.budget.grace_period,
-                         reduction_factor=spec.budget.reduction_factor, seed=spec.seed, scale=scale)
-            objective_dir = tables_dir / metric
-            objective_dir.mkdir(exist_ok=True)
-            per_objective += f"## {metric} ({Direction(mode).word} is better): modelled marginals at epoch {an.rung}\n\n"
-            shown_spec = _ObjectiveView(metric, mode)
-            per_objective += _modelled_section(an, shown_spec, objective_dir, written)
-            imp_caption = _importance_caption(an)
-            written += _write_table(an.importance, objective_dir / "importance", imp_caption)
-            per_objective += f"### Parameter importance for {metric}\n\n{imp_caption}\n\n{_display(an.importance).to_markdown(index=False)}\n\n"
+                         bins=a.bins, max_epochs=b.max_epochs, grace_period=b.grace_period,
+                         reduction_factor=b.reduction_factor, seed=spec.seed, scale=scale)
+            per_objective += _objective_section(an, metric, mode, folder.tables / metric, written)
             if an.modelled.tables:
                 claims = "; ".join(modelled_claims(an, mode, metric, scale))
                 answer.append(f"**Modelled, {metric}** (surrogate marginals over the declared space at epoch "
                               f"{an.rung}, {Direction(mode).word} is better): {claims}.")
-                written.append(plots.plot_modelled(an.modelled.tables, metric, an.rung, plots_dir,
+                written.append(plots.plot_modelled(an.modelled.tables, metric, an.rung, folder.plots,
                                                    name=f"modelled_{metric}.png"))
                 plotted.append(f"`plots/modelled_{metric}.png`")
-    if confirmation is None:
-        answer.append("No designed runs were made: the front comes from single-seed search trials.")
-    budget = budget_table(run, run_dir, info)
-    budget_caption = "Budget: what the study cost, what ASHA's early stopping saved, and what the designed runs cost."
-    written += _write_table(budget, tables_dir / "budget", budget_caption)
-    confirmed = confirmation.means if confirmation is not None else None
-    if len(t.points):
-        written.append(plots.plot_pareto(t.points, spec.metrics, spec.modes, baseline_id, plots_dir, confirmed=confirmed))
+    return per_objective, plotted
+
+
+def _objective_section(an: Analysis, metric: str, mode: str, objective_dir: Path, written: list[Path]) -> str:
+    """One objective's modelled marginals and importance, written under ``objective_dir``."""
+    objective_dir.mkdir(exist_ok=True)
+    out = f"## {metric} ({Direction(mode).word} is better): modelled marginals at epoch {an.rung}\n\n"
+    out += _modelled_section(an, _ObjectiveView(metric, mode), objective_dir, written)
+    imp_caption = _importance_caption(an)
+    written += _write_table(an.importance, objective_dir / "importance", imp_caption)
+    return out + f"### Parameter importance for {metric}\n\n{imp_caption}\n\n{_display(an.importance).to_markdown(index=False)}\n\n"
+
+
+def _tradeoff_markdown(spec: Any, run_name: str, status: str, run: RunTrials, answer: list[str], sections: str,
+                       budget: pd.DataFrame, plotted: list[str]) -> str:
     rung_counts = ", ".join(f"epoch {e}: {n}" for e, n in sorted(run.history.groupby("epoch")["trial_id"].nunique().items()))
-    report = folder.report
-    report.write_text(
-        f"# {spec.name}: trade-off report\n\n{' '.join(answer)}\n\n"
-        f"*Run `{run_dir.name}` ({info.status}); {len(run.trials)} trials; trials reaching each epoch: {rung_counts}. "
-        f"Question: {spec.description or '(no description in the spec)'}*\n\n"
-        + "".join(f"**Left out, unreadable:** {line}\n\n" for line in run.unreadable)
-        + f"{EVIDENCE_LEGEND}\n\n" + sections + per_objective
-        + f"## Budget\n\n{budget_caption}\n\n{_display(budget).to_markdown(index=False)}\n\n"
-        + "Plots: " + ", ".join((["`plots/pareto.png`"] if len(t.points) else []) + plotted)
-        + ". All trials: `tables/trials.md`; per objective: `tables/<metric>/`.\n")
-    written.append(report)
-    return WrittenReport(written, answer, report, list(run.unreadable))
+    return (f"# {spec.name}: trade-off report\n\n{' '.join(answer)}\n\n"
+            f"*Run `{run_name}` ({status}); {len(run.trials)} trials; trials reaching each epoch: {rung_counts}. "
+            f"Question: {spec.description or '(no description in the spec)'}*\n\n"
+            + "".join(f"**Left out, unreadable:** {line}\n\n" for line in run.unreadable)
+            + f"{EVIDENCE_LEGEND}\n\n" + sections
+            + f"## Budget\n\n{BUDGET_CAPTION}\n\n{_display(budget).to_markdown(index=False)}\n\n"
+            + "Plots: " + ", ".join(plotted)
+            + ". All trials: `tables/trials.md`; per objective: `tables/<metric>/`.\n")
 
 
 @dataclass(frozen=True)
