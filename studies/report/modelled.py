@@ -36,9 +36,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from studies.report.ablation import holm, level_labels, reference_of_levels
+from studies.report.ablation import NOT_SAMPLED, holm, level_labels, reference_of_levels
 from studies.report.space import sample_space
-from studies.report.trials_test import level_contrasts
+from studies.report.trials_test import level_contrasts, off_design
 from studies.spec.direction import Direction
 from studies.spec.levels import declared_levels
 from studies.spec.param import Param
@@ -386,22 +386,10 @@ def _key_of(v: Any) -> Any:
         return str(v)
 
 
-def modelled_tables(
-    configs: pd.DataFrame,
-    values: pd.Series,
-    factors: list[Param],
-    *,
-    space: list[Param] | None = None,
-    baseline: dict[str, Any],
-    bins: dict[str, list[float]],
-    mode: str,
-    rung: int,
-    seed: int = 0,
-    n_boot: int = N_BOOT,
-    n_space: int = N_SPACE,
-    log_scale: bool = False,
-    interactions: bool = True,
-) -> ModelledResult:
+def modelled_tables(configs: pd.DataFrame, values: pd.Series, factors: list[Param], *, space: list[Param] | None = None,
+                    baseline: dict[str, Any], bins: dict[str, list[float]], mode: str, rung: int, seed: int = 0,
+                    n_boot: int = N_BOOT, n_space: int = N_SPACE, log_scale: bool = False,
+                    interactions: bool = True) -> ModelledResult:
     """One table per factor in ``factors``. ``configs``: one row per trial at
     the rung (columns: every parameter of ``space``), ``values``: the metric
     at the rung, same index. ``space``: every declared parameter (the
@@ -419,15 +407,11 @@ def modelled_tables(
     encode = Encoder(space)
     n = len(y)
     levels = {f.name: declared_levels(f, bins.get(f.name)) for f in space}
-    labels = {f.name: level_labels(X_cfg[f.name], f, bins.get(f.name)) for f in space if f.name in X_cfg}
-    halves = {f.name: _halves(X_cfg[f.name], f, levels[f.name]) for f in space
-              if f.name in X_cfg and any("within" in how for _, how in levels[f.name])}
-    cover = _Coverage(labels, halves, pd.Series(y, index=X_cfg.index),
-                      fitted=pd.Series(np.log(y) if log_scale else y, index=X_cfg.index))
+    cover = _coverage_of(X_cfg, y, space, levels, bins, log_scale)
+    labels, halves = cover.labels, cover.halves
     plan, draws, blocks = _level_plan(space, levels, n_space, seed)
     wanted = {f.name for f in factors}
-    if not any(f.name in wanted for f, _, _ in plan) or n < 4 or \
-            np.ptp(y) <= CONSTANT_TOLERANCE * max(1.0, float(np.max(np.abs(y)))):
+    if not any(f.name in wanted for f, _, _ in plan) or n < 4 or np.ptp(y) <= CONSTANT_TOLERANCE * max(1.0, float(np.max(np.abs(y)))):
         # one value (up to float rounding): nothing to model, and any "difference" would be rounding
         return ModelledResult([], rung, n, repeats, 0, math.nan, gate=_gate_text(n, math.nan, space, levels),
                               log_scale=log_scale)
@@ -436,18 +420,13 @@ def modelled_tables(
                                    log_scale)
     gate = _gate_text(n, r2, space, levels)
     cols_of = {f.name: [i for i, (g, _, _) in enumerate(plan) if g is f] for f in space}
-    spreads = {name: (float(np.var(point[cols])),
-                      np.var(np.column_stack([_centred(boot[:, i], point[i]) for i in cols]), axis=1))
-               for name, cols in cols_of.items() if cols}
+    spreads = _spreads(cols_of, point, boot)
     material = _material(space, plan, cols_of, rows, spreads, labels, levels)
-    pairs, pair_point, pair_boot = (_pair_marginals(factors, material, space, levels, cols_of, models, encode, seed,
-                                                    log_scale, n_boot) if interactions else ([], np.zeros(0),
-                                                                                           np.zeros((n_boot, 0))))
+    pairs, pair_point, pair_boot = _pair_marginals(factors, material if interactions else [], space, levels, cols_of,
+                                                   models, encode, seed, log_scale, n_boot)
     tables, found = [], []
-    for f in factors:
-        cols = cols_of.get(f.name, [])
-        if not cols:
-            continue
+    for f in (f for f in factors if cols_of.get(f.name)):
+        cols = cols_of[f.name]
         mine = [j for j, (pf, *_rest) in enumerate(pairs) if pf is f]
         table, inter = _factor_table(f, [plan[i][1] for i in cols], point[cols], boot[:, cols], baseline=baseline,
                                      resolution=RESOLUTION * float(np.ptp(y)), log_scale=log_scale, labels=labels,
@@ -456,12 +435,37 @@ def modelled_tables(
                                      rung=rung, n=n)
         found += inter
         tables.append(table)
-    _require_trials_support(tables, cover)
-    for t in tables:   # after the trials' test: a conditional mark depends on why the global one was withheld
-        _keep_conditional_marks([i for i in found if i.factor == t.factor], t.table, t.reference, t.uncovered, gate)
+    _last_gates(tables, found, cover, gate)
     return ModelledResult(tables, rung, n, repeats, n_boot, r2, gate=gate, log_scale=log_scale,
                           importance=_importance({k: v for k, v in spreads.items() if k in wanted}),
                           interactions=found)
+
+
+def _coverage_of(X_cfg: pd.DataFrame, y: np.ndarray, space: list[Param], levels: dict[str, list],
+                 bins: dict[str, list[float]], log_scale: bool) -> _Coverage:
+    """Each trial's level of every factor (and half of its bin), with the metric as observed and as fitted."""
+    labels = {f.name: level_labels(X_cfg[f.name], f, bins.get(f.name)) for f in space if f.name in X_cfg}
+    halves = {f.name: _halves(X_cfg[f.name], f, levels[f.name]) for f in space
+              if f.name in X_cfg and any("within" in how for _, how in levels[f.name])}
+    return _Coverage(labels, halves, pd.Series(y, index=X_cfg.index),
+                     fitted=pd.Series(np.log(y) if log_scale else y, index=X_cfg.index),
+                     declared={f.name: [label for label, _ in levels[f.name]] for f in space})
+
+
+def _spreads(cols_of: dict[str, list[int]], point: np.ndarray, boot: np.ndarray) -> dict[str, tuple[float, np.ndarray]]:
+    """Per factor: the variance of its levels' marginals, and that variance in each bootstrap refit."""
+    return {name: (float(np.var(point[cols])),
+                   np.var(np.column_stack([_centred(boot[:, i], point[i]) for i in cols]), axis=1))
+            for name, cols in cols_of.items() if cols}
+
+
+def _last_gates(tables: list[ModelledTable], found: list[Interaction], cover: _Coverage, gate: str) -> None:
+    """The gates over all tables at once: the trials' own test (Holm over every
+    table), then which conditional marks may stand (they depend on why the
+    global one was withheld, so they come after it)."""
+    _require_trials_support(tables, cover)
+    for t in tables:
+        _keep_conditional_marks([i for i in found if i.factor == t.factor], t.table, t.reference, t.uncovered, gate)
 
 
 def _level_plan(space: list[Param], levels: dict[str, list], n_space: int, seed: int) -> tuple[
@@ -591,9 +595,17 @@ class _Coverage:
     sit at one end, where the surrogate's curve says nothing about the other."""
 
     def __init__(self, labels: dict[str, pd.Series], halves: dict[str, pd.Series], y: pd.Series,
-                 fitted: pd.Series | None = None):
+                 fitted: pd.Series | None = None, declared: dict[str, list[str]] | None = None):
         self.labels, self.halves, self.y = labels, halves, y
         self.fitted = y if fitted is None else fitted   # the metric on the scale the surrogate fits
+        self.declared = declared or {}                  # each factor's declared levels (labels)
+
+    def crossed(self, f: str, within: pd.Series | None) -> tuple[str, ...]:
+        """The factors whose trials (``within``) depart from the declared design
+        given ``f``'s level (``trials_test.off_design``): the trials' test crosses them with ``f``."""
+        mask = within if within is not None else pd.Series(True, index=self.y.index)
+        return tuple(g for g in self.labels if g != f and g in self.declared
+                     and off_design(self.labels[f][mask], self.labels[g][mask], self.declared[g], NOT_SAMPLED))
 
     def unsupported(self, rows: list[tuple[str, str, str, float, tuple[str, str] | None]], *,
                     family: str) -> list[str]:
@@ -610,7 +622,7 @@ class _Coverage:
             within = None if cell is None else self.labels[cell[0]] == cell[1]
             pairs = [(rows[k][1].removesuffix(" (ref)"), rows[k][2]) for k in ks]
             for k, result in zip(ks, level_contrasts(self.labels, self.fitted, f, pairs, within, self.halves.get(f),
-                                                     tuple(self.labels))):
+                                                     self.crossed(f, within))):
                 tests[k] = result
         p_holm = holm([p for _, p in tests]) if tests else []
         out = []
@@ -619,11 +631,12 @@ class _Coverage:
                 out.append("the trials' own least-squares test cannot estimate it (too few trials, a cell with "
                            "another factor's level or one half of a bin not sampled)")
             elif estimate * delta <= 0:
-                out.append("the trials' own least-squares test (every factor's levels and their cells "
-                           "with the tested one) points the other way")
+                out.append("the trials' own least-squares test (every factor's levels; crossed with the tested "
+                           "one where the trials depart from the declared design) points the other way")
             elif not ph < ALPHA:
-                out.append(f"the trials' own least-squares test (every factor's levels and their cells "
-                           f"with the tested one; Holm over {family}) does not find it (p_holm {ph:.2g})")
+                out.append(f"the trials' own least-squares test (every factor's levels; crossed with the tested "
+                           f"one where the trials depart from the declared design; Holm over {family}) does not "
+                           f"find it (p_holm {ph:.2g})")
             else:
                 out.append("")
         return out

@@ -26,7 +26,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from studies.report.ablation import NOT_SAMPLED
+
+INACTIVE = NOT_SAMPLED  # a trial's level of a factor that its when-rule switched off
 MIN_RESIDUAL_DF = 5     # fewer residual degrees of freedom: the variance estimate is too rough to test with
+OFF_DESIGN_P = 0.01     # a factor is crossed with the tested one when its trials depart from the declared design at this level
 
 
 def level_contrasts(labels: dict[str, pd.Series], y: pd.Series, factor: str,
@@ -48,71 +52,137 @@ def level_contrasts(labels: dict[str, pd.Series], y: pd.Series, factor: str,
     over the declared space is; a cell never sampled leaves it without an
     estimate (a searcher that paired each level with a different partner
     cannot say which of the two acted)."""
+    none = [(math.nan, math.nan)] * len(pairs)
     mask = within if within is not None else pd.Series(True, index=y.index)
     rows = mask[mask].index
     if factor not in labels or not len(rows):
-        return [(math.nan, math.nan)] * len(pairs)
-    columns: list[np.ndarray] = [np.ones(len(rows))]
-    names: list[tuple[str, str]] = [("", "")]
-    present_of: dict[str, list[str]] = {}
-    for name, lab in labels.items():
-        values = lab.loc[rows].astype(str)
-        present = list(dict.fromkeys(values))
-        if len(present) < 2:
-            continue
-        present_of[name] = present
-        keep = present if name == factor else present[1:]   # the factor: every level, the contrast picks two
-        for level in keep:
-            columns.append((values == level).to_numpy(dtype=float))
-            names.append((name, level))
-    mine = labels[factor].loc[rows].astype(str)
-    for other in (g for g in crossed if g != factor and g in present_of):
-        values = labels[other].loc[rows].astype(str)
-        for level in present_of.get(factor, []):
-            for level_g in present_of[other][1:]:
-                columns.append(((mine == level) & (values == level_g)).to_numpy(dtype=float))
-                names.append((f"{factor}:{other}", f"{level}:{level_g}"))
-    X = np.column_stack(columns)
-    target = y.loc[rows].to_numpy(dtype=float)
+        return none
+    design = _Design(labels, rows, factor, crossed)
     weights, one_half = _half_weights(labels[factor].loc[rows].astype(str), None if halves is None else halves.loc[rows])
-    root = np.sqrt(weights)
-    Xw = X * root[:, None]
-    pinv = np.linalg.pinv(Xw)          # (X'WX)^+ X'W^(1/2)
-    beta = pinv @ (target * root)
-    rank = int(np.linalg.matrix_rank(Xw))
-    if len(target) - rank < MIN_RESIDUAL_DF:
-        return [(math.nan, math.nan)] * len(pairs)
-    df = len(target) - rank
-    resid = (target - X @ beta) * root
-    leverage = np.einsum("ij,ji->i", Xw, pinv)
-    alone = leverage > 1 - 1e-8        # a trial that alone fixes a coefficient (a level sampled once): its error is unknown
-    scaled = pinv * np.where(alone, 0.0, resid / np.where(alone, 1.0, 1 - leverage))   # HC3
-    cov = scaled @ scaled.T
-    where = {key: i for i, key in enumerate(names)}
+    fit = _WeightedFit(design.X, y.loc[rows].to_numpy(dtype=float), weights)
+    if fit.df < MIN_RESIDUAL_DF:
+        return none
     out = []
     for level, ref in pairs:
-        i, r = where.get((factor, level)), where.get((factor, ref))
-        if i is None or r is None or level in one_half or ref in one_half:
-            out.append((math.nan, math.nan))
-            continue
-        c = np.zeros(len(names))
-        c[i], c[r] = 1.0, -1.0
-        for other in (g for g in crossed if g != factor and g in present_of):
-            k = len(present_of[other])
-            for level_g in present_of[other][1:]:
-                for lv, sign in ((level, 1.0), (ref, -1.0)):
-                    j = where.get((f"{factor}:{other}", f"{lv}:{level_g}"))
-                    if j is not None:
-                        c[j] += sign / k
-        if not np.allclose(c @ pinv @ Xw, c, atol=1e-8) or np.any(np.abs(c @ pinv[:, alone]) > 1e-8):
-            # not estimable (the data cannot tell it apart), or resting on a trial whose error is unknown
-            out.append((math.nan, math.nan))
-            continue
-        estimate = float(c @ beta)
-        se = math.sqrt(max(float(c @ cov @ c), 0.0))
-        p = 0.0 if se == 0.0 and estimate != 0.0 else 1.0 if se == 0.0 else float(2 * stats.t.sf(abs(estimate) / se, df))
-        out.append((estimate, p))
+        c = None if level in one_half or ref in one_half else design.contrast(level, ref)
+        out.append((math.nan, math.nan) if c is None else fit.test(c))
     return out
+
+
+def off_design(tested: pd.Series, other: pd.Series, declared: list[str], inactive: str) -> bool:
+    """Whether the trials' levels of ``other``, within each level of ``tested``,
+    depart from the declared design (``declared``: its levels, equally likely
+    there; trials where it is ``inactive`` left out): a chi-square test of the
+    cell counts against each tested level's count spread over ``declared``,
+    p < OFF_DESIGN_P. Random search passes it; a searcher that concentrates
+    on a level, or pairs the tested factor's levels with different partners,
+    does not, and then the additive fit's difference is local to where the
+    searcher went, so the two factors are crossed."""
+    active = (other != inactive) & other.isin(declared)
+    if len(declared) < 2 or not active.any():
+        return False
+    counts = pd.crosstab(tested[active], other[active]).reindex(columns=declared, fill_value=0).to_numpy(dtype=float)
+    expected = counts.sum(axis=1, keepdims=True) / len(declared)
+    statistic = float(np.sum((counts - expected) ** 2 / expected))
+    df = counts.shape[0] * (len(declared) - 1)
+    return bool(stats.chi2.sf(statistic, df) < OFF_DESIGN_P)
+
+
+class _Design:
+    """The model matrix: an intercept, every level of ``factor``, every other
+    factor's levels but its first, and the cells of ``factor`` with each
+    ``crossed`` factor's levels but its first (treatment coding).
+
+    A level's mean is taken over the declared design, as the surrogate's
+    marginal is: each other factor at its levels with equal weight where it is
+    active, and inactive (``INACTIVE``) as often as it is among that level's
+    trials. That keeps a factor that is active only under some levels of the
+    tested one (a conditional child) out of the difference instead of making
+    it inestimable."""
+
+    def __init__(self, labels: dict[str, pd.Series], rows: pd.Index, factor: str, crossed: tuple[str, ...]):
+        self.factor = factor
+        columns: list[np.ndarray] = [np.ones(len(rows))]
+        names: list[tuple[str, str]] = [("", "")]
+        self.present: dict[str, list[str]] = {}
+        self.values = {name: lab.loc[rows].astype(str) for name, lab in labels.items()}
+        for name, values in self.values.items():
+            present = list(dict.fromkeys(values))
+            if len(present) < 2:
+                continue
+            self.present[name] = present
+            for level in present if name == factor else present[1:]:   # the factor: every level, a contrast picks two
+                columns.append((values == level).to_numpy(dtype=float))
+                names.append((name, level))
+        mine = self.values[factor]
+        # a child active under some of the factor's levels only has no cell with the others: never crossed
+        self.crossed = [g for g in crossed if g != factor and g in self.present
+                        and not any((self.values[g][mine == lv] == INACTIVE).all() for lv in self.present.get(factor, []))]
+        for other in self.crossed:
+            for level in self.present.get(factor, []):
+                for level_g in self.present[other][1:]:
+                    columns.append(((mine == level) & (self.values[other] == level_g)).to_numpy(dtype=float))
+                    names.append((f"{factor}:{other}", f"{level}:{level_g}"))
+        self.X = np.column_stack(columns)
+        self.where = {key: i for i, key in enumerate(names)}
+
+    def contrast(self, level: str, ref: str) -> np.ndarray | None:
+        """The mean at ``level`` minus at ``ref`` over the declared design (see
+        the class), crossed factors' cells averaged with equal weight; None if
+        either level is absent."""
+        if (self.factor, level) not in self.where or (self.factor, ref) not in self.where:
+            return None
+        return self._mean_of(level) - self._mean_of(ref)
+
+    def _mean_of(self, level: str) -> np.ndarray:
+        m = np.zeros(self.X.shape[1])
+        m[0] = 1.0
+        m[self.where[(self.factor, level)]] = 1.0
+        at = self.values[self.factor] == level
+        for other, present in self.present.items():
+            if other == self.factor:
+                continue
+            active = [lv for lv in present if lv != INACTIVE]
+            share = float((self.values[other][at] != INACTIVE).mean()) if at.any() else 0.0
+            for lv in present:
+                j = self.where.get((other, lv))
+                if j is not None:      # the first present level is the reference: no column
+                    m[j] += (1.0 - share) if lv == INACTIVE else share / len(active)
+        for other in self.crossed:
+            k = len(self.present[other])
+            for level_g in self.present[other][1:]:
+                j = self.where.get((f"{self.factor}:{other}", f"{level}:{level_g}"))
+                if j is not None:
+                    m[j] += 1.0 / k
+        return m
+
+
+class _WeightedFit:
+    """Weighted least squares with the HC3 sandwich covariance."""
+
+    def __init__(self, X: np.ndarray, target: np.ndarray, weights: np.ndarray):
+        root = np.sqrt(weights)
+        self.Xw = X * root[:, None]
+        self.pinv = np.linalg.pinv(self.Xw)          # (X'WX)^+ X'W^(1/2)
+        self.beta = self.pinv @ (target * root)
+        self.df = len(target) - int(np.linalg.matrix_rank(self.Xw))
+        resid = (target - X @ self.beta) * root
+        leverage = np.einsum("ij,ji->i", self.Xw, self.pinv)
+        # a trial that alone fixes a coefficient (a level sampled once): its error is unknown
+        self.alone = leverage > 1 - 1e-8
+        scaled = self.pinv * np.where(self.alone, 0.0, resid / np.where(self.alone, 1.0, 1 - leverage))   # HC3
+        self.cov = scaled @ scaled.T
+
+    def test(self, c: np.ndarray) -> tuple[float, float]:
+        """c'beta and its two-sided t-test p-value; (nan, nan) where c'beta is not
+        estimable (the data cannot tell it apart) or rests on a trial whose error is unknown."""
+        if not np.allclose(c @ self.pinv @ self.Xw, c, atol=1e-8) or np.any(np.abs(c @ self.pinv[:, self.alone]) > 1e-8):
+            return math.nan, math.nan
+        estimate = float(c @ self.beta)
+        se = math.sqrt(max(float(c @ self.cov @ c), 0.0))
+        if se == 0.0:
+            return estimate, 0.0 if estimate != 0.0 else 1.0
+        return estimate, float(2 * stats.t.sf(abs(estimate) / se, self.df))
 
 
 def _half_weights(levels: pd.Series, halves: pd.Series | None) -> tuple[np.ndarray, set[str]]:
