@@ -7,7 +7,7 @@ same budget in trial-epochs, does the platform's ``MultiObjectiveASHA``
 (studies/tune/mo_asha.py) reach a given hypervolume sooner than running every trial
 to the end? Ray-free and simulated, so that ten seeds of several hundred
 trials each take a few minutes: the real scheduler object decides stop/continue
-on stub ``ray.tune.experiment.Trial`` objects (as tests/studies/test_mo_asha.py
+on stub ``ray.tune.experiment.Trial`` objects (as tests/studies/tune/test_mo_asha.py
 drives it), W asynchronous workers are simulated with an event queue.
 
 Objective (both minimised): a DTLZ2-shaped pair of 4 parameters,

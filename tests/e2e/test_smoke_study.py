@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import run_cli
-from tests.studies.test_latex import compile_problems, needs_pdflatex
+from tests.studies.report.test_latex import compile_problems, needs_pdflatex
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import run_cli
-from tests.studies.test_latex import compile_problems, needs_pdflatex
+from tests.studies.report.test_latex import compile_problems, needs_pdflatex
 
 RUN = "smoke-e2e"
 STATUSES = {"complete", "stopped by ASHA"}

@@ -1,7 +1,7 @@
 """A trial that stops reporting (a real hang in the trainable) is ended after
 budget.report_timeout_s and failed with that reason; the rest of the study goes
 on (studies/tune/stall_guard.py; the retry of a stalled trial is in
-tests/studies/test_stall_guard.py). The limit leaves room for a worker's start
+tests/studies/tune/test_stall_guard.py). The limit leaves room for a worker's start
 on a loaded machine: the clock runs from when the trial is RUNNING."""
 
 from __future__ import annotations

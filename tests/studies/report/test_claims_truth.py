@@ -10,7 +10,7 @@ import pytest
 
 from studies.report.claims import Claim
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "benchmarks"))
 import claims_truth as ct  # noqa: E402
 import known_truth as kt  # noqa: E402

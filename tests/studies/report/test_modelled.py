@@ -24,7 +24,7 @@ from studies.report.modelled import (
 from studies.report.space import sample_space
 from studies.spec.param import Param
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
 import known_truth as kt  # noqa: E402
 from analysis_truth import rung_truth  # noqa: E402
 

@@ -14,7 +14,7 @@ from studies.spec.param import Param
 from studies.spec.search_space import DefineByRun, define_by_run, load_search_space, parse_search_space
 
 SRC = "spaces/my_space.yaml"
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.parametrize(

@@ -216,7 +216,7 @@ def _in_a_fresh_interpreter(code: str) -> str:
     import subprocess
 
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                          cwd=Path(__file__).resolve().parents[2])
+                          cwd=Path(__file__).resolve().parents[3])
     assert proc.returncode == 0, proc.stderr[-2000:]
     return proc.stdout
 

@@ -82,7 +82,7 @@ def test_asha_milestones_are_rays() -> None:
     for grace, eta, max_t in [(2, 3, 18), (1, 3, 4), (1, 2, 10), (3, 4, 100), (1, 3, 9)]:
         asha = ASHAScheduler(time_attr="epoch", max_t=max_t, grace_period=grace, reduction_factor=eta, metric="x", mode="min")
         rays = sorted(r[0] for r in asha._brackets[0]._rungs)
-        assert Rungs(grace, eta, max_t).milestones == rays   # fractional factors: tests/studies/test_rungs.py
+        assert Rungs(grace, eta, max_t).milestones == rays   # fractional factors: tests/studies/spec/test_rungs.py
         assert Rungs(grace, eta, max_t).stopping_epochs == [m for m in rays if m < max_t]
 
 

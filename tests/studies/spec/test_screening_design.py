@@ -24,7 +24,7 @@ from studies.spec.screening_design import design_size, design_trials, factor_lev
 from studies.spec.study import STUDIES_DIR, load_spec
 from studies.tune.tuner import OPTUNA_DB, build_sampler, build_searcher
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "benchmarks"))
 import known_truth as kt  # noqa: E402
 

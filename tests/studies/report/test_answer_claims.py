@@ -20,7 +20,7 @@ from studies.report.answer import answer_claims, answer_parts
 from studies.report.claims import Claim
 from studies.spec.direction import Direction
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import known_truth as kt  # noqa: E402
 from analysis_truth import rung_truth  # noqa: E402

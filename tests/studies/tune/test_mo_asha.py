@@ -16,7 +16,7 @@ from ray.tune.schedulers import ASHAScheduler
 from studies.spec.pareto import pareto_front_mask, pareto_order
 from studies.tune.mo_asha import MultiObjectiveASHA, promotes
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _trial(trial_id: str) -> Trial:

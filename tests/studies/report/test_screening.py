@@ -16,7 +16,7 @@ from studies.report.screening import LEVEL_MEANS, MAIN_EFFECTS, TABLE_COLUMNS, d
 from studies.runs.trials import RunTrials
 from studies.spec.screening_design import design_size, screening_design
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "benchmarks"))
 import known_truth as kt  # noqa: E402
 from analysis_truth import rung_truth  # noqa: E402

@@ -79,7 +79,7 @@ def test_drivers_making_the_key_at_once_agree_on_it(tmp_path: Path) -> None:
     code = ("import sys; from pathlib import Path; from studies.runs import run_signing; "
             f"run_signing.default_key_file = lambda: Path({str(tmp_path / 'run-signing.key')!r}); "
             "print(run_signing.signing_key().hex())")
-    repo = Path(__file__).resolve().parents[2]
+    repo = Path(__file__).resolve().parents[3]
     procs = [subprocess.Popen([sys.executable, "-c", code], cwd=repo, stdout=subprocess.PIPE, text=True) for _ in range(8)]
     keys = {p.communicate(timeout=60)[0].strip() for p in procs}
     assert len(keys) == 1 and len(keys.pop()) == 64

@@ -37,7 +37,7 @@ def test_set_config_of_a_searched_parameter_is_one_line_and_writes_nothing(tmp_p
 )
 def test_bad_fix_and_invalid_config_values_are_one_line(tmp_path: Path, args: list[str], line: str) -> None:
     proc = run_cli("mdn_ramp", "--smoke", *args, "--storage", str(tmp_path / "results"), timeout=120)
-    spec = Path(__file__).resolve().parents[2] / "studies" / "mdn_ramp.yaml"
+    spec = Path(__file__).resolve().parents[3] / "studies" / "mdn_ramp.yaml"
     assert (proc.returncode, proc.stderr) == (2, line.format(spec=spec) + "\n")
     assert list(tmp_path.iterdir()) == []
 

@@ -12,7 +12,7 @@ from studies.report.budget import budget_table
 from studies.report.confirmation import load_confirmation
 from studies.report.methods import methods_paragraph
 from studies.runs.run_folder import RunFolder
-from tests.studies.test_report_files import CONFIRM_SEEDS, GRACE, MAX_EPOCHS, RF, write_confirmation, write_run_folder
+from tests.studies.report.test_report_files import CONFIRM_SEEDS, GRACE, MAX_EPOCHS, RF, write_confirmation, write_run_folder
 
 
 @pytest.fixture(scope="module")

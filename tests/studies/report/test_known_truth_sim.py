@@ -16,7 +16,7 @@ import pytest
 from studies.report.ablation import asha_rungs, level_labels, values_at_epoch
 from studies.runs.trials import STATUS_COMPLETE, STATUS_PRUNED
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(REPO / "benchmarks"))
 import known_truth as kt  # noqa: E402
 from analysis_truth import oracle_levels, rung_truth  # noqa: E402

@@ -16,7 +16,7 @@ from core.training import NonFiniteLossError
 from trainables import _tune_api
 from trainables.api import experiment_trainable
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_importing_the_api_imports_neither_torch_nor_ray():

@@ -107,7 +107,7 @@ def test_cmaes_trial_0_is_the_reference_point(tmp_path):
 def test_a_restored_searcher_does_not_enqueue_again(tmp_path):
     """Tuner.restore unpickles the searcher (tuner.pkl) instead of building it, so the
     reference point is not put into the Optuna study a second time (the design rows
-    of the default start: tests/studies/test_screening_design.py)."""
+    of the default start: tests/studies/spec/test_screening_design.py)."""
     spec = _spec("search.startup=random")
     searcher = build_searcher(spec, tmp_path)
     study = searcher_study(searcher)

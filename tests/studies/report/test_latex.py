@@ -22,7 +22,7 @@ from studies.runs.designed import plan_designed, plan_front_confirmation
 from studies.runs.run_folder import RunFolder
 from studies.spec.screening_design import spec_design
 from studies.spec.study import SEARCH_SPACES_DIR, STUDIES_DIR
-from tests.studies.test_report_files import GRACE, MAX_EPOCHS, SHAPE_EFFECT, write_run_folder, write_run_json
+from tests.studies.report.test_report_files import GRACE, MAX_EPOCHS, SHAPE_EFFECT, write_run_folder, write_run_json
 
 PDFLATEX = shutil.which("pdflatex")
 needs_pdflatex = pytest.mark.skipif(

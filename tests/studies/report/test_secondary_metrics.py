@@ -19,8 +19,8 @@ from studies.report.answer import confirmation_claims, leave_one_out_claims, sho
 from studies.report.confirmation import leave_one_out, load_confirmation
 from studies.runs.run_folder import RunFolder
 from studies.spec.study import Secondary
-from tests.studies.test_latex import compile_problems, needs_pdflatex
-from tests.studies.test_report_files import CONFIRM_SEEDS, CONFIRM_VALUES, write_confirmation, write_run_folder
+from tests.studies.report.test_latex import compile_problems, needs_pdflatex
+from tests.studies.report.test_report_files import CONFIRM_SEEDS, CONFIRM_VALUES, write_confirmation, write_run_folder
 
 # Final val_kp_mse per config and seed. top1 - baseline: -0.10, -0.09, -0.09 (mean -0.09333, 19% of 0.5);
 # top2 - baseline: 0, +0.01, -0.01 (mean 0, p = 1).
