@@ -1,6 +1,6 @@
 """Every use of a private Ray Tune or Optuna API, in one place.
 
-Each is something the public API does not offer (yet); tests/studies/
+Each is something the public API does not offer (yet); tests/cluster/
 test_compat.py exercises every function here against the installed versions,
 so an upgrade that moves one fails there, by name, not somewhere in a study.
 pyproject.toml pins Ray and Optuna to the minor versions CI tests.
@@ -76,7 +76,7 @@ def asha_rungs(scheduler: Any) -> list[list[tuple[float, dict[str, float]]]]:
 
 def ray_bracket_milestones(min_t: int, max_t: int, reduction_factor: float, s: int = 0) -> list[float]:
     """The milestones Ray's own ``_Bracket`` lays out for these arguments, ascending
-    (studies.spec.rungs computes the same without Ray; tests/studies/test_rungs.py compares)."""
+    (studies.spec.rungs computes the same without Ray; tests/studies/spec/test_rungs.py compares)."""
     from ray.tune.schedulers.async_hyperband import _Bracket
 
     return sorted(milestone for milestone, _ in _Bracket(min_t, max_t, reduction_factor, s)._rungs)

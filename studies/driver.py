@@ -358,7 +358,7 @@ def launch(ctx: RunContext, *, shutdown_later: ExitStack | None = None) -> Itera
         yield
 
 
-# Tune's TensorBoard logger, then the report: neither imports Ray (tests/studies/test_report_files.py).
+# Tune's TensorBoard logger, then the report: neither imports Ray (tests/studies/report/test_report_files.py).
 IMPORTED_WHILE_RAY_STARTS = ("tensorboardX", "studies.report.write")
 
 

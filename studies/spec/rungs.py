@@ -13,7 +13,7 @@ decided at ``max_t``; a milestone past ``max_t`` never is.
 
 ``Rungs`` is the one place these epochs come from: the progress lines
 (studies.tune.progress), the report (studies.report) and MO-ASHA
-(studies.tune.mo_asha) all read it; tests/studies/test_rungs.py checks it
+(studies.tune.mo_asha) all read it; tests/studies/spec/test_rungs.py checks it
 against Ray's own scheduler. No Ray here (tests/test_layout.py).
 """
 
