@@ -678,6 +678,10 @@ def report_metrics(source: str, raw: Any, metrics: list[str], modes: list[str]) 
         return []
     if not isinstance(raw, list):
         raise UserError(f"{source}: report: is {raw!r}, expected {REPORT_FORM}")
+    if len(metrics) > 1 and raw:
+        raise UserError(f"{source}: report: secondary metrics are shown by the ablation report of a study with one "
+                        f"metric; this study has {len(metrics)} ({', '.join(metrics)}) and its trade-off report "
+                        "shows each of them: add the metric to metric: (and mode:), or drop report:")
     out: list[Secondary] = []
     for i, item in enumerate(raw):
         where = f"{source}: report[{i}]"

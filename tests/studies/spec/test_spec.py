@@ -649,6 +649,7 @@ def test_bundled_reference_point():
 def _two_objectives(raw: dict) -> None:
     raw.update(metric=["val_mse", "gen_diversity"], mode=["min", "max"])
     raw["ablation"].pop("leave_one_out")
+    raw.pop("report")   # secondary metrics: a one-metric study's (test_report_on_a_trade_off_study_is_refused_not_ignored)
 
 
 def test_several_objectives(tmp_path):
@@ -862,6 +863,17 @@ def test_report_names_secondary_metrics_and_their_directions(tmp_path):
                                       Secondary("val_nll", "min")]
     assert load_spec(_copy_spec(tmp_path, lambda r: r.pop("report"), name="none.yaml")).report == []
     assert load_spec(BUNDLED_SPEC, overrides=["report=[val_nll]"]).report == [Secondary("val_nll", "min")]
+
+
+def test_report_on_a_trade_off_study_is_refused_not_ignored(tmp_path):
+    """The trade-off report has no designed tables for secondary metrics: a report: key there would be ignored."""
+    path = _copy_spec(tmp_path, lambda r: r.update(metric=["val_mse", "val_nll"], mode=["min", "min"],
+                                                    metric_scale=["ratio", "interval"], report=["val_kp_mse"]))
+    with pytest.raises(UserError) as info:
+        load_spec(path, check_family=False)
+    assert str(info.value) == (f"{path}: report: secondary metrics are shown by the ablation report of a study with one "
+                               "metric; this study has 2 (val_mse, val_nll) and its trade-off report shows each of them: "
+                               "add the metric to metric: (and mode:), or drop report:")
 
 
 @pytest.mark.parametrize(
