@@ -126,8 +126,10 @@ def _modelled_caption(t: ModelledTable, an: Analysis, metric: str, mode: str) ->
             f"bootstrap covers the trials' noise, not the surrogate's own error). `configs`: distinct configs at the level. "
             f"Gates: a mark is given only when the surrogate's out-of-bag R² is at least {R2_MIN}, the study has at "
             f"least {MIN_CONFIGS} distinct configs, the level has {MIN_CONFIGS_PER_LEVEL}, the level and the reference were each sampled at least {MIN_CELL} time(s) with "
-            "every level of each factor that matters (main effect at least 5% of the largest, in variance), and the "
-            "level's effect does not change sign with another factor; `withheld` says which gate kept a mark back.")
+            "every level of each factor that matters (main effect at least 5% of the largest, in variance), the "
+            "level's effect does not change sign with another factor, and the trials' own least-squares test agrees "
+            "(every factor's levels, crossed with the tested one where the trials leave the declared design; same "
+            "sign, p_holm < 0.05 with Holm over every modelled table); `withheld` says which gate kept a mark back.")
 
 
 def _modelled_short(t: ModelledTable, an: Analysis, metric: str, mode: str) -> str:
@@ -147,8 +149,9 @@ def _interactions_caption(factor: str, an: Analysis, metric: str) -> str:
             "Bootstrap intervals at the level Holm tests them at, Holm-corrected over every such difference of "
             f"{factor}; ** p_holm < 0.01 (the modelled tables' level); a mark only where the level's global mark was "
             "withheld for this other factor alone (else `withheld` says why: the answer claims each mark here), "
-            f"and the level and the reference were each sampled at least {MIN_CELL} times at that level of the other "
-            "factor, in both halves of a bin (`configs`, `ref_configs`).")
+            f"the level and the reference were each sampled at least {MIN_CELL} times at that level of the other "
+            "factor, in both halves of a bin (`configs`, `ref_configs`), and the trials of that level agree in a "
+            "least-squares test (same sign, p_holm < 0.05 over every such difference of the factor).")
 
 
 def _importance_caption(an: Analysis) -> str:
