@@ -24,6 +24,7 @@ from studies.report.modelled import R2_MIN, ModelledTable
 from studies.runs.designed import BASELINE_LABEL
 from studies.runs.trials import STATUS_COMPLETE, RunTrials
 from studies.spec.direction import Direction
+from studies.spec.study import Secondary
 
 FIRST_SHARE = 0.95   # a ranking is claimed when its first factor is first in this share of the bootstrap refits
 
@@ -106,30 +107,33 @@ def leave_one_out_claims(loo: LeaveOneOutResult | None, factor: str, *, metric: 
         else:
             out.append(Claim("no_difference", **common,
                              text=f"{best_value} vs {variant_value}: no significant difference ({where}: {numbers})"))
-        out += _secondary_loo_claims(loo, r, common, scale=scale)
+        # best minus variant, as the claim above reads it
+        out += _secondary_claims(loo.secondary, r, r, common, scale=scale, sign=-1.0, subject=f"{best_value} is ")
     return out
 
 
-def _secondary_loo_claims(loo: LeaveOneOutResult, r: pd.Series, common: dict[str, Any], *, scale: str) -> list[Claim]:
-    """One clause per secondary metric (the spec's ``report:``) of a leave-one-out
-    row: the best config's setting against the variant's in that metric (best
-    minus variant), marked only when Holm-significant within that metric's column."""
+def _secondary_claims(secondary: list[Secondary], r: pd.Series, base: pd.Series, common: dict[str, Any], *,
+                      scale: str, sign: float = 1.0, subject: str = "") -> list[Claim]:
+    """One clause per secondary metric (the spec's ``report:``) of a designed
+    table's row ``r``: its paired difference in that metric times ``sign`` (the
+    way the claim reads it), against ``base``'s mean, with the t-interval and
+    Holm within that metric's column; marked only when significant there. A
+    percent only where the study metric is on a ratio scale."""
     out = []
-    for sec in loo.secondary:
+    for sec in secondary:
         m = sec.metric
-        delta = r.get(f"{m} delta", math.nan)         # variant minus best
+        delta = r.get(f"{m} delta", math.nan)
         if not isinstance(delta, float) or math.isnan(delta):
             continue
-        change = -delta
-        numbers = (f"{change_text(change, r[f'{m} mean'], 'ratio' if scale == 'ratio' else 'interval')}, 95% "
-                   f"t-interval before Holm [{fmt(-r[f'{m} delta_hi'], 3)}, {fmt(-r[f'{m} delta_lo'], 3)}], "
-                   f"p_holm {fmt_p(r[f'{m} p_holm'])}")
-        mine: dict[str, Any] = {**common, "estimate": change, "lo": -float(r[f"{m} delta_hi"]),
-                                "hi": -float(r[f"{m} delta_lo"]), "extra": {**common["extra"], "metric": m}}
+        change = sign * delta
+        lo, hi = sorted((sign * float(r[f"{m} delta_lo"]), sign * float(r[f"{m} delta_hi"])))
+        numbers = (f"{change_text(change, base[f'{m} mean'], 'ratio' if scale == 'ratio' else 'interval')}, 95% "
+                   f"t-interval before Holm [{fmt(lo, 3)}, {fmt(hi, 3)}], p_holm {fmt_p(r[f'{m} p_holm'])}")
+        mine: dict[str, Any] = {**common, "estimate": change, "lo": lo, "hi": hi, "extra": {**common["extra"], "metric": m}}
         if r[f"{m} sig"]:
             word = _direction(change, sec.mode)
             out.append(Claim("difference", direction=word, mark=r[f"{m} sig"], **mine,
-                             text=f"on {m}, {common['level']} is {word}: {numbers} {r[f'{m} sig']}"))
+                             text=f"on {m}, {subject}{word}: {numbers} {r[f'{m} sig']}"))
         else:
             out.append(Claim("no_difference", **mine, text=f"on {m}: {numbers}, no significant difference"))
     return out
@@ -183,34 +187,7 @@ def confirmation_claims(confirmation: ConfirmationResult | None, *, metric: str,
                              text=f"{r['config']} ({r['params']}) does not differ significantly from the baseline at "
                                   f"the full budget: {numbers}"))
         if len(out) == 1:   # the best config: its secondary metrics, right after its own claim
-            out += _secondary_confirmation_claims(confirmation, r, b, scale=scale, max_epochs=max_epochs)
-    return out
-
-
-def _secondary_confirmation_claims(confirmation: ConfirmationResult, r: pd.Series, b: pd.Series, *, scale: str,
-                                   max_epochs: int | None) -> list[Claim]:
-    """One clause per secondary metric (the spec's ``report:``) the trials reported:
-    the config's paired difference to the baseline in it, marked only when Holm-significant
-    within that metric's column. A percent only where the study metric is on a ratio scale."""
-    out = []
-    for sec in confirmation.secondary:
-        m = sec.metric
-        delta = r.get(f"{m} delta", math.nan)
-        if not isinstance(delta, float) or math.isnan(delta):
-            continue
-        change = change_text(delta, b[f"{m} mean"], "ratio" if scale == "ratio" else "interval")
-        numbers = (f"{change}, 95% t-interval before Holm [{fmt(r[f'{m} delta_lo'], 3)}, {fmt(r[f'{m} delta_hi'], 3)}], "
-                   f"p_holm {fmt_p(r[f'{m} p_holm'])}")
-        common: dict[str, Any] = dict(evidence="designed: confirmation", factor=None, rung=max_epochs,
-                                      level=str(r["config"]), reference=BASELINE_LABEL, estimate=float(delta),
-                                      lo=float(r[f"{m} delta_lo"]), hi=float(r[f"{m} delta_hi"]),
-                                      table="tables/confirmation.md", extra={"params": r["params"], "metric": m})
-        if r[f"{m} sig"]:
-            word = _direction(delta, sec.mode)
-            out.append(Claim("difference", direction=word, mark=r[f"{m} sig"], **common,
-                             text=f"on {m}, {word}: {numbers} {r[f'{m} sig']}"))
-        else:
-            out.append(Claim("no_difference", **common, text=f"on {m}: {numbers}, no significant difference"))
+            out += _secondary_claims(confirmation.secondary, r, b, common, scale=scale)
     return out
 
 
