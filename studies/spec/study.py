@@ -28,6 +28,12 @@ from studies.spec.search_space import load_search_space
 from studies.spec.yaml_io import load_yaml, read_yaml_mapping
 
 STUDIES_DIR = Path(__file__).resolve().parents[1]
+
+# Seeds (the spec's ``seed`` and ``search.seed``) are below this. numpy's legacy seeding, Optuna's samplers
+# and scikit-learn's forests take seeds below 2**32, and the study derives further seeds from these by
+# adding offsets (the designed stage's ``seed + 1000 + i``, the report's ``seed + 104729``, ...): half
+# the range is left for them.
+SEED_LIMIT = 2**31
 SEARCH_SPACES_DIR = STUDIES_DIR.parent / "search_spaces"
 
 
@@ -464,6 +470,9 @@ def _parse_search(source: str, raw: Any, *, seed: int, num_samples: int) -> Sear
         v = given.get(key)
         if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
             raise UserError(f"{source}: search.{key}: is {v!r}, expected an integer >= 0")
+    if given.get("seed") is not None and given["seed"] >= SEED_LIMIT:
+        raise UserError(f"{source}: search.seed: is {given['seed']}, expected an integer below 2**31 ({SEED_LIMIT}; "
+                        "seeds derived from it must stay below numpy's 2**32)")
     for key in ("multivariate", "group"):
         v = given.get(key)
         if v is not None and not isinstance(v, bool):
@@ -536,12 +545,13 @@ def _check_family_values(spec: StudySpec) -> None:
         raise UserError(f"{spec.path}: family: {spec.family} cannot be loaded ({exc.__class__.__name__}: {exc})") from None
     assert family is not None
     try:
-        config_from_dict(family.config_cls, base)
+        config: Any = config_from_dict(family.config_cls, base)
     except ConfigError as exc:
         named = [f"{k}={v}" for k, v in spec.fixed.items() if f"`{k}`" in str(exc)]   # a ConfigError names its fields
         if named:
             raise UserError(f"--fix {' --fix '.join(named)}: not valid for family {family.name}: {exc}") from None
         raise UserError(f"{spec.path}: config: {exc}") from None
+    _check_family_metrics(spec, family, config)
     fields = {f.name for f in dataclasses.fields(family.config_cls)}
     for p in spec.params:
         if p.name not in fields:
@@ -557,6 +567,21 @@ def _check_family_values(spec: StudySpec) -> None:
                 config_from_dict(family.config_cls, {**base, p.name: value})
             except ConfigError as exc:
                 raise UserError(f"{spec.search_space_path}: {p.name}: value {value!r} is not valid for family {family.name}: {exc}") from None
+
+
+def _check_family_metrics(spec: StudySpec, family: FamilyDef, config: Any) -> None:
+    """The study's metrics and ``report:`` metrics must be ones the family reports with
+    this config (``FamilyDef.metrics``, where the family declares them; a family that
+    does not is checked when its trials report, as a user's trainable is)."""
+    declared = getattr(family, "metrics", None)
+    if declared is None:
+        return
+    reported = list(declared(config)) if callable(declared) else list(declared)
+    wanted = [("metric", m) for m in spec.metrics] + [(f"report[{i}]", s.metric) for i, s in enumerate(spec.report)]
+    for key, name in wanted:
+        if name not in reported:
+            raise UserError(f"{spec.path}: {key}: {name!r} is not a metric family {family.name} reports with this "
+                            f"config (it reports: {', '.join(reported)})")
 
 
 def _check_ablation(spec: StudySpec) -> None:
@@ -632,11 +657,26 @@ def _check_what_runs(source: str, raw: dict[str, Any]) -> None:
         raise UserError(f"{source}: trainable: expected 'package.module:function', found {trainable!r}")
     metrics, _ = objectives(source, raw.get("metric"), raw.get("mode"))
     seed = raw.get("seed", 0)
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise UserError(f"{source}: seed: expected a non-negative integer, found {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < SEED_LIMIT:
+        raise UserError(f"{source}: seed: expected a non-negative integer below 2**31 ({SEED_LIMIT}; "
+                        f"seeds derived from it must stay below numpy's 2**32), found {seed!r}")
     if not isinstance(raw.get("config") or {}, dict):
         raise UserError(f"{source}: config: expected a mapping of fixed trial settings")
+    _check_finite(source, "config", raw.get("config") or {})
     metric_scales(source, raw.get("metric_scale", "interval"), metrics)
+
+
+def _check_finite(source: str, where: str, value: Any) -> None:
+    """No NaN or infinity anywhere in a config value (a trial cannot train on one, and
+    a family's range checks do not see it: every comparison with NaN is false)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise UserError(f"{source}: {where}: is {value!r}, expected a finite number")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_finite(source, f"{where}.{key}", item)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_finite(source, f"{where}[{i}]", item)
 
 
 def metric_scales(source: str, given: Any, metrics: list[str]) -> list[str]:

@@ -68,6 +68,11 @@ def world(tmp_path: Path) -> dict[str, Path]:
     (tmp_path / "a_file").write_text("not a folder")
     (tmp_path / "dup_space.yaml").write_text("bs: {type: categorical, choices: [1, 1.0, 2]}\n")
     (tmp_path / "dup_choices.yaml").write_text(spec.replace("search_space: mdn_ramp", "search_space: dup_space.yaml"))
+    (tmp_path / "never_space.yaml").write_text(space + "ramp_end: {type: float, low: 0.5, high: 1.0, "
+                                               "when: {ramp_shape: [constant], ramp_length: [0.2]}}\n")
+    (tmp_path / "never_active.yaml").write_text(spec.replace("search_space: mdn_ramp", "search_space: never_space.yaml"))
+    (tmp_path / "many_space.yaml").write_text(f"bs: {{type: categorical, choices: {list(range(10001))}}}\n")
+    (tmp_path / "many_choices.yaml").write_text(spec.replace("search_space: mdn_ramp", "search_space: many_space.yaml"))
     (tmp_path / "syntax_pkg").mkdir()
     (tmp_path / "syntax_pkg" / "__init__.py").write_text("")
     (tmp_path / "syntax_pkg" / "bad.py").write_text("def train(config):\n    return (\n")
@@ -115,6 +120,14 @@ CASES = [
     ("--set bad config key", ["mdn_ramp", "--set", "config.n_head=2"], "config: unknown key(s) ['n_head']"),
     ("--set bad choice", ["mdn_ramp", "--set", "config.sampling=beam"], "`sampling` is 'beam'"),
     ("--set negative seed", ["mdn_ramp", "--set", "seed=-1"], "seed: expected a non-negative integer"),
+    ("--set seed too big", ["mdn_ramp", "--set", "seed=4294967296"],
+     "mdn_ramp.yaml: seed: expected a non-negative integer below 2**31 (2147483648; seeds derived from it must stay "
+     "below numpy's 2**32), found 4294967296"),
+    ("--set NaN config", ["mdn_ramp", "--set", "config.grad_clip=.nan"], "config.grad_clip: is nan, expected a finite number"),
+    ("when that never holds", ["{tmp}/never_active.yaml"],
+     "never_space.yaml: ramp_end.when: ramp_shape in ['constant'] and ramp_length in [0.2] never hold in the same trial "
+     "(ramp_length is active only when ramp_shape is in ['linear', 'exponential']), so ramp_end can never be active"),
+    ("10,001 categorical choices", ["{tmp}/many_choices.yaml"], "many_space.yaml: bs.choices: has 10001 choices, expected at most "),
     ("--num-samples 0", ["mdn_ramp", "--num-samples", "0"], "--num-samples: is 0"),
     ("--cpus-per-trial 0", ["mdn_ramp", "--cpus-per-trial", "0"], "resources.cpus_per_trial: is 0"),
     ("--gpus-per-trial 1.5", ["mdn_ramp", "--gpus-per-trial", "1.5"], "resources.gpus_per_trial: is 1.5"),
