@@ -208,7 +208,7 @@ def _run_study(options: RunOptions) -> int:
                     ctx.status = "failed"
                     ctx.folder.update(status="failed")
                 if ctx.status == "finished" and wants_designed(ctx) and not ctx.trials.trials.empty:
-                    designed(ctx)
+                    designed(ctx)   # a stop signal leaves it "interrupted", for --resume to continue
         except BaseException:
             # A bucket keeps the last snapshot: its optuna.db and Tune's trial states are of one moment,
             # which pushing this mirror's newer optuna.db now would break.
@@ -228,11 +228,19 @@ def _every_trial_failed(trials: RunTrials) -> bool:
     return not df.empty and bool((df["status"] == STATUS_FAILED).all())
 
 
+def continue_command(ctx: RunContext) -> str:
+    """The command that continues this run, with the --storage it was run with
+    (none for the default results/ folder) and its bucket's URI for a mirrored one."""
+    spec, o = ctx.spec, ctx.options
+    study = spec.path if spec.path.parent != STUDIES_DIR else spec.name
+    default = o.remote is None and o.storage.resolve() == (STUDIES_DIR.parent / "results").resolve()
+    storage = "" if default else f" --storage {shown_path(o, o.storage)}"
+    return f"python studies/run.py {study} --resume --run {ctx.folder.name}{storage}"
+
+
 def _exit_code(ctx: RunContext) -> int:
     """0, or what a script around the CLI needs to know (README: "Exit codes"), with its one line."""
-    spec = ctx.spec
-    resume = (f"`python studies/run.py {spec.path if spec.path.parent != STUDIES_DIR else spec.name} --resume "
-              f"--run {ctx.folder.name}`")
+    resume = f"`{continue_command(ctx)}`"
     if ctx.disk_full is not None and ctx.status == "interrupted":
         print(f"error: {ctx.disk_full}: the study stopped cleanly; free space, then {resume}", file=sys.stderr)
         return EXIT_DISK_FULL
@@ -469,23 +477,31 @@ def reconcile(ctx: RunContext, tune_ids: set[str], tune_trials: list[TuneTrial])
 
 
 def wants_designed(ctx: RunContext) -> bool:
+    """Asked for (the flag, the spec), or started before: a stopped designed stage continues."""
     loo = ctx.spec.ablation.leave_one_out
-    return ctx.options.designed or ctx.spec.ablation.confirm.enabled or (loo is not None and loo.enabled)
+    return (ctx.options.designed or ctx.spec.ablation.confirm.enabled or (loo is not None and loo.enabled)
+            or ctx.folder.candidates.is_file())
 
 
-def designed(ctx: RunContext, *, confirm: bool | None = None) -> None:
-    """The designed stage (confirmation and/or leave-one-out) in its own Tune experiment."""
+def designed(ctx: RunContext, *, confirm: bool | None = None) -> bool:
+    """The designed stage (confirmation and/or leave-one-out) in its own Tune
+    experiment; run.json says "running" while it runs. Returns whether a stop
+    signal interrupted it (the run is then "interrupted"; --resume continues it)."""
     from studies.tune.designed_stage import run_designed_stage
 
     assert ctx.trials is not None
     confirm = (ctx.options.designed or ctx.spec.ablation.confirm.enabled) if confirm is None else confirm
-    started = time.time()
+    started, before = time.time(), ctx.status
     remote = ctx.options.remote
-    run_designed_stage(ctx.spec, ctx.folder.path, ctx.trials, ctx.data, max_concurrent=ctx.concurrent, confirm=confirm,
-                     remote=remote)
+    ctx.folder.update(status="running")
+    interrupted = run_designed_stage(ctx.spec, ctx.folder.path, ctx.trials, ctx.data, max_concurrent=ctx.concurrent,
+                                     confirm=confirm, remote=remote)
     if remote is not None:
         remote.pull(*ctx.folder.designed.relative_to(remote.mirror).parts)
-    _add_stage_time(ctx.folder, "designed", time.time() - started, replace=True)
+    ctx.status = "interrupted" if interrupted else before
+    _add_stage_time(ctx.folder, "designed", time.time() - started)   # a continued stage adds to its time
+    ctx.folder.update(status=ctx.status)
+    return interrupted
 
 
 def report(ctx: RunContext) -> WrittenReport:
@@ -518,7 +534,7 @@ def designed_on_existing_run(options: RunOptions) -> int:
     if trials.trials.empty:
         raise UserError(f"{folder.path}: no trials to confirm")
     if folder.designed.exists():
-        raise UserError(f"{folder.designed}: a designed stage already exists for this run (delete that folder to redo it)")
+        raise UserError(_designed_exists(folder, options))
     data_path = recorded_data(info, options.data, "--designed --run")
     data = load_family_data(spec, data_path, options.cache_dir)
     ctx = RunContext(options, spec, folder, data, status=info.status, trials=trials, data_path=data_path)
@@ -527,12 +543,26 @@ def designed_on_existing_run(options: RunOptions) -> int:
         with launch(ctx, shutdown_later=held):   # Ray stops while the report is written
             if options.overrides:
                 folder.update(designed_overrides=[*info.designed_overrides, *options.overrides])
-            designed(ctx, confirm=True)
+            interrupted = designed(ctx, confirm=True)
         written = report(ctx)
         push_run(options.remote, folder.path)
     print_files(written.files, folder.path, verbose=options.verbose)
     print_answer(written)
-    return 0
+    return _exit_code(ctx) if interrupted else 0
+
+
+def _designed_exists(folder: RunFolder, options: RunOptions) -> str:
+    """Why --designed on a run refuses a stage that is there: done, or to be continued by --resume."""
+    from studies.runs.designed_record import complete_runs, planned_pairs, read_plan
+
+    plan = read_plan(folder)
+    if plan is not None and "seed_values" in plan:
+        done = complete_runs(folder.designed, (), int(plan["max_epochs"]))
+        left = len(set(planned_pairs(plan)) - {(str(c), int(s)) for c, s in zip(done["config"], done["seed"])})
+        if left:
+            return (f"{folder.designed}: this run's designed stage was stopped with {left} of its runs not done; "
+                    f"continue it with --resume --run {options.run}")
+    return f"{folder.designed}: a designed stage already exists for this run (delete that folder to redo it)"
 
 
 def read_trials(folder: RunFolder, spec: StudySpec, *, run_active: bool = False,

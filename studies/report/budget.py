@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from studies.runs.designed_record import interrupted_runs, read_runs
 from studies.runs.run_folder import RunFolder, RunInfo
-from studies.runs.trials import RESULT_FILE, RunTrials, read_results
+from studies.runs.trials import RunTrials, read_results
 
 
 def _trial_seconds(run_dir: Path, trial_dir: str) -> float:
@@ -20,17 +21,20 @@ def _trial_seconds(run_dir: Path, trial_dir: str) -> float:
     return last
 
 
-def _designed_cost(run_dir: Path) -> tuple[int, int, float] | None:
-    folder = RunFolder(run_dir).designed
-    if not folder.is_dir():
+def _designed_cost(run_dir: Path, max_epochs: int) -> tuple[int, int, float, int] | None:
+    """The designed stage's runs at the full budget; the epochs and trial time
+    of every run, those a stopped stage left unfinished included; how many of
+    those there were (in ``designed/``, or set aside when it continued)."""
+    folder = RunFolder(run_dir)
+    if not folder.designed.is_dir():
         return None
-    runs, epochs, secs = 0, 0, 0.0
-    for result in folder.glob(f"*/{RESULT_FILE}"):
-        last_epoch = max([int(r.get("epoch", 0)) for r in read_results(result.parent)] or [0])
-        runs += 1
-        epochs += last_epoch
-        secs += _trial_seconds(run_dir, str(result.parent.relative_to(run_dir)))
-    return runs, epochs, secs
+    runs, set_aside = read_runs(folder.designed), interrupted_runs(folder)
+    epochs = int(runs["epochs"].sum()) + int(set_aside["epochs"].sum())
+    secs = sum(_trial_seconds(folder.designed, d) for d in runs["trial_dir"])
+    secs += sum(_trial_seconds(folder.designed_interrupted, d) for d in set_aside["trial_dir"])
+    full = int((runs["epochs"] >= max_epochs).sum())
+    unfinished = int(((runs["epochs"] > 0) & (runs["epochs"] < max_epochs)).sum()) + len(set_aside)
+    return full, epochs, secs, unfinished
 
 
 def budget_table(run: RunTrials, run_dir: Path, info: RunInfo) -> pd.DataFrame:
@@ -52,10 +56,12 @@ def budget_table(run: RunTrials, run_dir: Path, info: RunInfo) -> pd.DataFrame:
         ("wall time", f"{info.wall_s / 60:.1f} min", f"up to {info.max_concurrent or '?'} trials at once"),
         ("CPU-hours", f"{seconds * cpus / 3600:.3f}", f"{cpus:g} CPU per trial"),
     ]
-    designed = _designed_cost(run_dir)
+    designed = _designed_cost(run_dir, max_epochs)
     if designed is not None:
-        runs, epochs, secs = designed
-        rows.append(("designed runs (confirmation, leave-one-out)", runs, f"{epochs} trial-epochs, {secs / 60:.1f} min of trial time"))
+        runs, epochs, secs, unfinished = designed
+        again = f"; and {unfinished} run(s) a stop left unfinished, their epochs counted" if unfinished else ""
+        rows.append(("designed runs at the full budget (confirmation, leave-one-out)", runs,
+                     f"{epochs} trial-epochs, {secs / 60:.1f} min of trial time{again}"))
         designed_s = info.stages().get("designed")
         if designed_s is not None:
             rows.append(("designed stage wall time", f"{designed_s / 60:.1f} min", "full budget, no early stopping"))

@@ -11,7 +11,6 @@ difference, Holm-corrected within that metric's column only."""
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +22,8 @@ from scipy import stats
 
 from studies.report.ablation import holm
 from studies.runs.designed import BASELINE_LABEL
+from studies.runs.designed_record import complete_runs, read_plan
 from studies.runs.run_folder import RunFolder
-from studies.runs.trials import read_results, trial_params_files
 from studies.spec.direction import Direction
 from studies.spec.study import Secondary, report_of_run
 
@@ -37,15 +36,6 @@ class ConfirmationResult:
     sentence: str
     secondary: list[Secondary] = field(default_factory=list)  # the report: metrics with columns in summary
     missing: list[str] = field(default_factory=list)          # one line per report: metric the trials lack
-
-
-def _final_metric(trial_dir: Path, metric: str) -> tuple[float, int]:
-    """A designed run's ``metric`` at its last epoch, and that epoch."""
-    value, epochs = math.nan, 0
-    for r in read_results(trial_dir):
-        if "epoch" in r and int(r["epoch"]) >= epochs:
-            epochs, value = int(r["epoch"]), float(r.get(metric, math.nan))
-    return value, epochs
 
 
 def _params_text(params: dict) -> str:
@@ -258,21 +248,15 @@ def _mark(p: float) -> str:
 
 
 def _load_designed(run_dir: Path, metric: str | list[str]) -> tuple[dict, pd.DataFrame] | None:
-    folder, cand_path = RunFolder(run_dir).designed, RunFolder(run_dir).candidates
-    if not cand_path.is_file():
+    """The stage's plan and its runs at the full budget (a (label, seed) that
+    ran twice is refused, see studies.runs.designed_record)."""
+    folder = RunFolder(run_dir)
+    plan = read_plan(folder)
+    if plan is None:
         return None
     metrics = metric if isinstance(metric, list) else [metric]
-    candidates = json.loads(cand_path.read_text())
-    max_epochs = int(candidates["max_epochs"])
-    rows = []
-    for trial_dir in trial_params_files(folder):
-        config = json.loads(trial_dir.read_text())
-        row: dict[str, Any] = {"config": config.get("confirm_label", "?"), "seed": config.get("seed")}
-        for m in metrics:
-            row[m], row["epochs"] = _final_metric(trial_dir.parent, m)
-        rows.append(row)
-    runs = pd.DataFrame(rows, columns=["config", "seed", *metrics, "epochs"])
-    return candidates, runs[runs["epochs"] >= max_epochs]
+    runs = complete_runs(folder.designed, metrics, int(plan["max_epochs"]))
+    return plan, runs[["config", "seed", *metrics, "epochs"]].reset_index(drop=True)
 
 
 @dataclass

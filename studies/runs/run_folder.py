@@ -142,7 +142,14 @@ class RunFolder:
 
     @property
     def candidates(self) -> Path:
+        """The designed stage's plan: its configs and seeds (studies.runs.designed)."""
         return self.designed / "candidates.json"
+
+    @property
+    def designed_interrupted(self) -> Path:
+        """Runs a stopped designed stage left unfinished, kept out of its tables
+        (the stage re-runs them when it continues)."""
+        return self.designed / "interrupted"
 
     @property
     def tables(self) -> Path:

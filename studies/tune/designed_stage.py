@@ -16,8 +16,10 @@ from typing import Any
 from ray import tune
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
+from studies._compat import fit_interrupted
 from studies.quiet import environ, quiet_tune
 from studies.runs.designed import plan_designed, plan_front_confirmation
+from studies.runs.designed_record import continue_stage, planned_pairs, read_plan
 from studies.runs.remote_storage import RemoteStore
 from studies.runs.run_folder import RunFolder
 from studies.runs.trials import RunTrials
@@ -61,26 +63,42 @@ def designed_space(base: dict[str, Any], points: list[dict[str, Any]]) -> dict[s
     return space
 
 
-def run_designed_stage(spec: StudySpec, run_dir: Path, run: RunTrials, data: dict[str, Any] | None, *, max_concurrent: int,
-                     confirm: bool = True, remote: RemoteStore | None = None) -> Path:
-    """The designed stage: confirmation and/or leave-one-out, one Tune experiment."""
+def _plan(spec: StudySpec, folder: RunFolder, run: RunTrials, confirm: bool) -> dict[str, Any]:
+    """The stage's plan: the one it was started with, when it continues (the
+    same configs and seeds, whatever the search's table says now); else a new
+    one, written before anything runs."""
+    plan = read_plan(folder)
+    if plan is not None:
+        return plan
     plan = select_candidates(spec, run, confirm=confirm)
-    candidates = plan["configs"]
-    n_seeds = max([c["seeds"] for c in candidates] or [0])
-    seeds = [spec.seed + 1000 + i for i in range(n_seeds)]
-    paths = RunFolder(run_dir)
-    folder = paths.designed
-    folder.mkdir(parents=True, exist_ok=True)
-    paths.candidates.write_text(json.dumps(
-        {**plan, "seeds": spec.ablation.confirm.seeds, "seed_values": seeds, "max_epochs": spec.budget.max_epochs},
-        indent=2, default=str))
+    n_seeds = max([c["seeds"] for c in plan["configs"]] or [0])
+    plan = {**plan, "seeds": spec.ablation.confirm.seeds, "seed_values": [spec.seed + 1000 + i for i in range(n_seeds)],
+            "max_epochs": spec.budget.max_epochs}
+    folder.designed.mkdir(parents=True, exist_ok=True)
+    folder.candidates.write_text(json.dumps(plan, indent=2, default=str))
+    return plan
+
+
+def run_designed_stage(spec: StudySpec, run_dir: Path, run: RunTrials, data: dict[str, Any] | None, *, max_concurrent: int,
+                       confirm: bool = True, remote: RemoteStore | None = None) -> bool:
+    """The designed stage: confirmation and/or leave-one-out, one Tune experiment;
+    a stage that was stopped continues with the (label, seed) pairs not done.
+    Returns whether a stop signal interrupted it."""
+    folder = RunFolder(run_dir)
+    plan = _plan(spec, folder, run, confirm)
+    done = continue_stage(folder, int(plan["max_epochs"]), set_aside=remote is None)
+    params = {c["label"]: c["params"] for c in plan["configs"]}
     fill = _placeholders(spec)
     # Every point names every parameter (Tune's points must), inactive ones at their fixed value.
-    points = [{**fill, **c["params"], "seed": s, "trial_seed": s, "confirm_label": c["label"]}
-              for c in candidates for s in seeds[:c["seeds"]]]
-    what = " + ".join(w for w, on in (("confirmation", confirm), ("leave-one-out", plan["leave_one_out"])) if on)
-    print(f"{what}: {len(candidates)} configs over up to {len(seeds)} seeds = {len(points)} runs of "
-          f"{spec.budget.max_epochs} epochs", flush=True)
+    planned = planned_pairs(plan)
+    points = [{**fill, **params[label], "seed": s, "trial_seed": s, "confirm_label": label}
+              for label, s in planned if (label, s) not in done]
+    what = " + ".join(w for w, on in (("confirmation", plan["confirm"]), ("leave-one-out", plan["leave_one_out"])) if on)
+    print(f"{what}: {len(plan['configs'])} configs over up to {len(plan['seed_values'])} seeds = {len(planned)} runs of "
+          f"{plan['max_epochs']} epochs" + (f"; {len(planned) - len(points)} done before, {len(points)} to run"
+                                            if done else ""), flush=True)
+    if not points:
+        return False
     tuner = tune.Tuner(
         make_trainable(spec, data),
         param_space=designed_space(spec.trial_config(), points),
@@ -91,12 +109,13 @@ def run_designed_stage(spec: StudySpec, run_dir: Path, run: RunTrials, data: dic
             reuse_actors=True, trial_dirname_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(
-            name=folder.name, **tune_storage(run_dir, remote), verbose=0, stop=StopWithoutMetric(spec.metrics if spec.multi_objective else spec.metric),
+            name=folder.designed.name, **tune_storage(run_dir, remote), verbose=0,
+            stop=StopWithoutMetric(spec.metrics if spec.multi_objective else spec.metric),
             failure_config=tune.FailureConfig(max_failures=spec.budget.max_failures),
             callbacks=[progress_callback(spec, workers=max_concurrent, early_stopping=False, num_samples=len(points),
                                          show_best=False)],
         ),
     )
     with quiet_tune(), environ(**LENIENT_METRICS_ENV):
-        tuner.fit()
-    return folder
+        _, interrupted = fit_interrupted(tuner.fit)
+    return interrupted

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -13,8 +14,11 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from studies.errors import UserError
 from studies.report.confirmation import leave_one_out, load_confirmation, paired_comparison
 from studies.runs.designed import plan_designed
+from studies.runs.designed_record import continue_stage
+from studies.runs.run_folder import RunFolder
 from studies.runs.trials import STATUS_COMPLETE, STATUS_PRUNED, RunTrials
 from studies.spec.param import Param
 
@@ -186,3 +190,27 @@ def test_a_swept_factor_gets_a_variant_per_choice_and_its_rows_in_the_table():
     table = leave_one_out({**plan, "max_epochs": 18}, runs, metric="loss", mode="min").table
     assert table is not None
     assert sorted(table.loc[table["factor"] == "shape", "set to"]) == [f"shape={s}" for s in shapes]
+
+
+def test_a_config_seed_that_ran_twice_is_refused_not_pooled(tmp_path: Path):
+    """Two runs of one seed counted as two seeds is pseudo-replication: the report refuses it, naming both folders."""
+    _write_confirmation(tmp_path, {"top1": [0.1, 0.2], "baseline": [0.3, 0.4]}, [1, 2])
+    twin = tmp_path / "designed" / "trial_twin"
+    shutil.copytree(tmp_path / "designed" / "trial_0", twin)
+    with pytest.raises(UserError, match=r"config top1 with seed 1 ran to the end more than once \(trial_0, trial_twin\)"):
+        load_confirmation(tmp_path, metric="loss", mode="min")
+    shutil.rmtree(twin)
+    assert load_confirmation(tmp_path, metric="loss", mode="min").summary.set_index("config").loc["top1", "seeds"] == 2
+
+
+def test_a_stage_that_continues_keeps_done_runs_and_sets_unfinished_ones_aside(tmp_path: Path):
+    _write_confirmation(tmp_path, {"top1": [0.1, 0.2], "baseline": [0.3, 0.4]}, [1, 2])
+    cut = tmp_path / "designed" / "trial_3"   # baseline, seed 2: stopped after epoch 1
+    (cut / "result.json").write_text(json.dumps({"epoch": 1, "loss": 0.4}) + "\n")
+    folder = RunFolder(tmp_path)
+    done = continue_stage(folder, max_epochs=2)
+    assert done == {("top1", 1), ("top1", 2), ("baseline", 1)}
+    assert not cut.exists() and (folder.designed_interrupted / "trial_3" / "result.json").is_file()
+    assert continue_stage(folder, max_epochs=2) == done   # nothing more to set aside
+    runs = load_confirmation(tmp_path, metric="loss", mode="min").runs
+    assert sorted(zip(runs["config"], runs["seed"])) == [("baseline", 1), ("top1", 1), ("top1", 2)]
