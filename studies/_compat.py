@@ -135,6 +135,38 @@ def remote_run(trial: Any) -> tuple[Any, str, Path] | None:
     return None if mirror is None else (trial.storage.storage_filesystem, trial.storage.experiment_fs_path, mirror)
 
 
+def tuner_search_alg(tuner: Any) -> Any | None:
+    """The search algorithm a (restored) Tuner will fit with: the one unpickled from
+    ``tuner.pkl`` (None in Ray Client mode, where the Tuner lives in another process)."""
+    local = getattr(tuner, "_local_tuner", None)
+    return None if local is None else local._tune_config.search_alg
+
+
+def repoint_experiment_storage(experiment: Any, experiment_path: str, filesystem: Any | None) -> None:
+    """Point a restored ``Experiment`` (the one a SearchGenerator makes new trials
+    from, unpickled from ``search_gen_state-*.json`` with the storage of the
+    machine and folder that wrote it) at the experiment folder being resumed.
+    Done as TuneController._restore_trials does it for the restored trials (a copy
+    of the storage with the file system, storage path and experiment name
+    replaced, same session timestamp), which Tune does not do for the generator's
+    experiment: without it, a copied run's new trials write into the original."""
+    import copy
+    import posixpath
+
+    from ray.train._internal.storage import StorageContext, _FilesystemSyncer, get_fs_and_path
+
+    fs, fs_path = get_fs_and_path(experiment_path, filesystem)
+    parent, name = posixpath.split(Path(fs_path).as_posix().rstrip("/"))
+    old: StorageContext = experiment.storage
+    new = copy.copy(old)
+    new.storage_filesystem, new.storage_fs_path, new.experiment_dir_name = fs, parent, name
+    new.custom_fs_provided = filesystem is not None
+    new.syncer = _FilesystemSyncer(storage_filesystem=fs, sync_period=old.sync_config.sync_period,
+                                   sync_timeout=old.sync_config.sync_timeout)
+    experiment.storage = new
+    experiment.spec["storage"] = new   # the dict each new trial is made from holds it too
+
+
 def kill_trial_actor(trial: Any) -> None:
     """Kill the worker running ``trial``; Tune sees a failed worker and retries
     the trial from its checkpoint (or fails it after ``max_failures``)."""

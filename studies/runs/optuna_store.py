@@ -8,6 +8,7 @@ leaves no trial RUNNING once a study has finished.
 from __future__ import annotations
 
 import math
+import os
 from typing import Any
 
 import numpy as np
@@ -29,12 +30,25 @@ def trial_seed(study_seed: int, trial_number: int) -> int:
 SQLITE_LOCK_TIMEOUT_S = 60
 
 
+# The optuna.db of the run folder being resumed, as this machine sees it: set by
+# studies.tune.tuner around Tuner.restore and Tuner.fit. Tune pickles the
+# searcher with its storage (into tuner.pkl and each searcher-state-*.pkl), and
+# a pickled storage holds the absolute URL of the folder where the run started:
+# gone when the folder moved or the run is resumed from a bucket on another
+# machine, and the *wrong* study (the original's) when the folder was copied.
+STUDY_FILE_ENV = "RAYSTUDIES_OPTUNA_DB"
+
+
+def sqlite_url(path: str) -> str:
+    return f"sqlite:///{path}"
+
+
 def sqlite_storage(path: str, *, fsync: bool = True) -> optuna.storages.RDBStorage:
     """A SQLite study file; optuna-dashboard opens the same URL. Writes wait for a
     lock held elsewhere (up to SQLITE_LOCK_TIMEOUT_S) instead of failing the study.
     ``fsync=False``: the live searcher's storage (UnsyncedSQLiteStorage)."""
     kind = optuna.storages.RDBStorage if fsync else UnsyncedSQLiteStorage
-    return kind(f"sqlite:///{path}", engine_kwargs={"connect_args": {"timeout": SQLITE_LOCK_TIMEOUT_S}})
+    return kind(sqlite_url(path), engine_kwargs={"connect_args": {"timeout": SQLITE_LOCK_TIMEOUT_S}})
 
 
 def _synchronous_off(dbapi_connection: Any, _record: Any) -> None:
@@ -56,13 +70,22 @@ class UnsyncedSQLiteStorage(optuna.storages.RDBStorage):
     records) is not fsynced either, and a damaged ``optuna.db`` is refused on
     ``--resume`` and rebuilt from the trial folders once moved aside (README,
     "Faults and resumption"). Kept across pickling: Tune pickles the searcher
-    with its storage into the experiment snapshot."""
+    with its storage into the experiment snapshot.
+
+    Unpickled while ``STUDY_FILE_ENV`` names a study file, it opens that file
+    instead of the one it was pickled with: the one place where a resumed run's
+    searcher, the study it holds and that study's open trials (all sharing
+    this object) are re-pointed at the run folder being resumed, before
+    SQLAlchemy opens anything (the old path may not exist, or be another run)."""
 
     def __init__(self, url: str, **kwargs: Any) -> None:
         super().__init__(url, **kwargs)
         self._unsynced()
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        moved = os.environ.get(STUDY_FILE_ENV)
+        if moved:
+            state = {**state, "url": sqlite_url(moved)}
         super().__setstate__(state)
         self._unsynced()
 

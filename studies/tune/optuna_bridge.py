@@ -35,17 +35,12 @@ from studies._compat import (
     searcher_trials,
     study_storage_url,
 )
-from studies.runs.optuna_store import sqlite_storage, trial_seed
+from studies.runs.optuna_store import STUDY_FILE_ENV, sqlite_storage, sqlite_url, trial_seed
 from studies.runs.run_folder import TUNE_TRIAL_ID_ATTR
 
 logger = logging.getLogger(__name__)
 
-
-# Set by the driver around Tuner.fit: the optuna.db of the run folder as this
-# machine sees it. A restored searcher holds the path it was pickled with: the
-# run folder where the run started, gone when the folder moved or the run is
-# resumed on another machine (a run in a bucket).
-STUDY_FILE_ENV = "RAYSTUDIES_OPTUNA_DB"
+__all__ = ["STUDY_FILE_ENV", "TruthfulOptunaSearch"]
 
 
 class TruthfulOptunaSearch(OptunaSearch):
@@ -65,9 +60,12 @@ class TruthfulOptunaSearch(OptunaSearch):
         self._follow_study_file()
 
     def _follow_study_file(self) -> None:
+        """The study in the file ``STUDY_FILE_ENV`` names. A searcher whose storage is
+        ours (UnsyncedSQLiteStorage) already opened that file while it was unpickled;
+        this moves one pickled with Optuna's own RDBStorage (a run from before that)."""
         path = os.environ.get(STUDY_FILE_ENV)
         study = searcher_study(self)
-        if path and study_storage_url(study) != f"sqlite:///{path}":
+        if path and study_storage_url(study) != sqlite_url(path):
             moved = optuna.load_study(study_name=study.study_name, storage=sqlite_storage(path, fsync=False), sampler=study.sampler,
                                       pruner=study.pruner)
             move_searcher_study(self, moved)

@@ -8,16 +8,22 @@ those files leaves a count from another snapshot than the trial list: restored,
 the generator then makes one trial too many (the count is older) or one too few
 (the count is newer). The trial list is the one Tune resumes, so the count is
 made to match it.
+
+The generator's experiment (what each new trial is made from, storage
+included) is unpickled from that file too, with the absolute location of the
+folder that wrote it; a resume points it at the folder being resumed
+(``resume_at``), as Tune itself points the restored trials.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from ray.tune.search import ConcurrencyLimiter, SearchGenerator
 
-from studies._compat import newest_experiment_state
+from studies._compat import newest_experiment_state, repoint_experiment_storage
 
 
 def snapshot_trials(dirpath: str | Path) -> dict[str, str] | None:
@@ -41,8 +47,21 @@ def trials_in_snapshot(dirpath: str | Path) -> int | None:
 
 
 class TrialCountedGenerator(SearchGenerator):
+    def resume_at(self, experiment_path: str, filesystem: Any | None = None) -> None:
+        """Where the run being resumed is (Tuner.restore's path and file system): the
+        experiment restored from the snapshot makes its new trials there."""
+        self._resume_at = (experiment_path, filesystem)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_resume_at", None)   # this machine's path: never pickled into a snapshot
+        return state
+
     def restore_from_dir(self, dirpath: str) -> None:
         super().restore_from_dir(dirpath)
+        resume_at = getattr(self, "_resume_at", None)
+        if resume_at is not None and self._experiment is not None:
+            repoint_experiment_storage(self._experiment, *resume_at)
         trials = snapshot_trials(dirpath)
         if trials is None:
             return

@@ -16,7 +16,7 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
 
-from studies._compat import fit_interrupted
+from studies._compat import fit_interrupted, tuner_search_alg
 from studies.errors import UserError
 from studies.quiet import environ, quiet_optuna, quiet_tune
 from studies.runs.optuna_store import sqlite_storage
@@ -225,11 +225,23 @@ def build_tuner(spec: StudySpec, run_dir: Path, data: dict[str, Any] | None, *, 
 def restore_tuner(spec: StudySpec, run_dir: Path, data: dict[str, Any] | None,
                   remote: RemoteStore | None = None) -> tune.Tuner:
     """Continue an interrupted run: finished trials are kept, unfinished ones
-    resume from their last checkpoint, errored ones are retried."""
+    resume from their last checkpoint, errored ones are retried.
+
+    ``run_dir`` is the run folder as this machine sees it now (copied, moved, or a
+    bucket's mirror at another path); nothing recorded where the run started is
+    trusted. Tune re-points the restored trials and their checkpoints itself; the
+    searcher's study file (unpickled here from tuner.pkl, and again in fit from the
+    snapshot) follows ``STUDY_FILE_ENV``, and the generator's experiment follows
+    ``resume_at``."""
     where = tune_storage(run_dir, remote)
-    return tune.Tuner.restore(where["storage_path"], make_trainable(spec, data), resume_unfinished=True,
-                              resume_errored=True, param_space=spec.trial_config(),
-                              storage_filesystem=where.get("storage_filesystem"))
+    with environ(**{STUDY_FILE_ENV: str(RunFolder(run_dir).optuna_db)}):
+        tuner = tune.Tuner.restore(where["storage_path"], make_trainable(spec, data), resume_unfinished=True,
+                                   resume_errored=True, param_space=spec.trial_config(),
+                                   storage_filesystem=where.get("storage_filesystem"))
+    generator = tuner_search_alg(tuner)
+    if isinstance(generator, TrialCountedGenerator):
+        generator.resume_at(where["storage_path"], where.get("storage_filesystem"))
+    return tuner
 
 
 def fit(tuner: tune.Tuner, optuna_db: Path | None = None) -> tuple[Any, bool]:
