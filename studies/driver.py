@@ -288,7 +288,7 @@ def prepare(options: RunOptions) -> RunContext:
     if not options.resume:
         study_dir = options.storage / spec.name
         created = [d for d in (options.storage, study_dir) if not d.exists()]
-        run_dir = run_folder.claim_run_dir(study_dir, options.run, smoke=options.smoke)
+        run_dir = run_folder.claim_run_dir(study_dir, options.run, smoke=options.smoke, shared=options.remote is not None)
     ctx = RunContext(options, spec, RunFolder(run_dir), data, data_path=data_path, created=[*created, run_dir])
     if data_path and not options.resume:
         ctx.data_sha256 = run_folder.file_sha256(Path(data_path))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import secrets
 import socket
 import subprocess
 import time
@@ -354,10 +355,13 @@ def host() -> str:
     return socket.gethostname()
 
 
-def claim_run_dir(study_dir: Path, name: str | None, *, smoke: bool) -> Path:
+def claim_run_dir(study_dir: Path, name: str | None, *, smoke: bool, shared: bool = False) -> Path:
     """Create the run folder atomically, so two runs started at the same moment
     never share one. A name the user gave must be new; a default (timestamp)
-    name gets a ``-2``, ``-3``... suffix when taken."""
+    name gets a ``-2``, ``-3``... suffix when taken. ``shared``: ``study_dir``
+    is a bucket's local mirror, which another machine's driver does not see,
+    so a default name also gets a random suffix (two drivers starting in the
+    same second on two machines would otherwise claim one folder in the bucket)."""
     study_dir.mkdir(parents=True, exist_ok=True)
     if name is not None:
         path = study_dir / name
@@ -367,7 +371,7 @@ def claim_run_dir(study_dir: Path, name: str | None, *, smoke: bool) -> Path:
             raise UserError(f"{path}: run folder already exists; continue it with --resume --run {name}, "
                             "or pick another --run name") from None
         return path
-    base = new_run_name(smoke)
+    base = new_run_name(smoke) + (f"-{secrets.token_hex(3)}" if shared else "")
     for n in range(1, 1000):
         path = study_dir / (base if n == 1 else f"{base}-{n}")
         try:

@@ -118,3 +118,17 @@ def test_a_bucket_that_goes_away_is_one_line_naming_what_failed(tmp_path: Path, 
     run = _write(store.mirror / "study" / "r1" / "run.json", "{}").parent
     with pytest.raises(UserError, match=f"cannot put the run's files into the bucket; they are in the local mirror {run}"):
         store.push_own(run)
+
+
+def test_two_drivers_starting_in_the_same_second_on_two_machines_claim_two_run_folders(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each machine's mirror is its own disk, so a local atomic mkdir cannot keep two
+    drivers (one per machine) out of one bucket folder: a default name in a bucket is random-suffixed."""
+    from studies.runs import run_folder
+
+    monkeypatch.setattr(run_folder, "new_run_name", lambda smoke: "20261207-120000")
+    a = run_folder.claim_run_dir(tmp_path / "machine-a" / "study", None, smoke=False, shared=True)
+    b = run_folder.claim_run_dir(tmp_path / "machine-b" / "study", None, smoke=False, shared=True)
+    assert a.name != b.name and a.name.startswith("20261207-120000-") and b.name.startswith("20261207-120000-")
+    local = run_folder.claim_run_dir(tmp_path / "disk" / "study", None, smoke=False)
+    assert local.name == "20261207-120000"   # on one disk the atomic mkdir is enough: the name stays readable
