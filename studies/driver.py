@@ -100,6 +100,12 @@ def load_family_data(spec: StudySpec, data_path: str | None, cache_dir: Path) ->
         raise UserError(str(exc)) from None
     except ConfigError as exc:
         raise UserError(f"{spec.path}: config: {exc}") from None
+    except Exception as exc:   # the data cache is written before any run folder exists: nothing to --resume yet
+        reason = disk_full_reason(exc)
+        if reason is None:
+            raise
+        raise DiskFull(f"--cache-dir {cache_dir}: no space left on device ({reason}); free space there or give "
+                       "another --cache-dir, then run the same command again") from None
 
 
 def _prepare_run_dir(options: RunOptions) -> tuple[Path, StudySpec]:
@@ -181,6 +187,8 @@ class RunContext:
 def run_study(options: RunOptions) -> int:
     try:
         return _run_study(options)
+    except DiskFull:
+        raise
     except Exception as exc:
         reason = disk_full_reason(exc)
         if reason is None:

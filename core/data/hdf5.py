@@ -9,6 +9,7 @@ so a real data set that loads here trains exactly like the synthetic one.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import tempfile
@@ -94,21 +95,27 @@ def validate_arrays(arrays: Mapping[str, np.ndarray], schema: Schema, source: st
 
 def write_hdf5(path: str | os.PathLike, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, object] | None = None) -> None:
     """Write arrays atomically (temp file + rename), so a crash or a concurrent
-    writer never leaves a half-written cache behind."""
+    writer never leaves a half-written cache behind. The file is built in memory
+    and then written with plain file I/O: HDF5 that runs out of disk mid-write
+    fails in its close with a RuntimeError and leaves a state that crashed the
+    interpreter at exit (SIGSEGV, seen with a full --cache-dir); a plain write
+    fails with an OSError (ENOSPC) and nothing else."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    with h5py.File(buffer, "w") as f:
+        for name, arr in arrays.items():
+            arr = np.asarray(arr)
+            if arr.ndim == 0:
+                f.create_dataset(name, data=arr)
+            else:
+                f.create_dataset(name, data=arr, compression="gzip", compression_opts=GZIP_LEVEL, shuffle=True)
+        for key, value in (attrs or {}).items():
+            f.attrs[key] = value if not isinstance(value, (dict, list)) else json.dumps(value)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
     try:
-        with h5py.File(tmp, "w") as f:
-            for name, arr in arrays.items():
-                arr = np.asarray(arr)
-                if arr.ndim == 0:
-                    f.create_dataset(name, data=arr)
-                else:
-                    f.create_dataset(name, data=arr, compression="gzip", compression_opts=GZIP_LEVEL, shuffle=True)
-            for key, value in (attrs or {}).items():
-                f.attrs[key] = value if not isinstance(value, (dict, list)) else json.dumps(value)
+        with os.fdopen(fd, "wb") as out:
+            out.write(buffer.getbuffer())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

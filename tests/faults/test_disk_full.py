@@ -88,3 +88,19 @@ def test_a_disk_that_fills_mid_study(small_disk: Path, tmp_path: Path, cache_dir
     ran = table[table["status"] != "lost (driver killed)"]
     # a trial whose checkpoint write hit ENOSPC failed, and the resume retried it
     assert len(ran) == 12 and set(ran["status"]) <= {"complete", "stopped by ASHA"}, table.to_string()
+
+
+@pytest.mark.parametrize("leave_mb", [0, 0.06])   # none at all; room for part of the cache file (HDF5 failed in close)
+def test_a_full_cache_dir_is_one_line_naming_it_and_nothing_is_claimed(small_disk: Path, tmp_path: Path,
+                                                                      leave_mb: float) -> None:
+    """The data cache is built before the run folder exists: the line names --cache-dir, asks for the
+    same command again (there is nothing to --resume), exit 74, no run folder, no half cache file."""
+    _fill(small_disk, leave_mb)
+    cache, storage = small_disk / "cache", tmp_path / "res"
+    out = run_cli("mdn_ramp", "--smoke", "--storage", str(storage), "--cache-dir", str(cache), "--num-cpus", "2")
+    assert out.returncode == 74, out.stdout[-2000:] + out.stderr[-2000:]
+    line = out.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: --cache-dir {cache}: no space left on device") and "same command again" in line, line
+    assert "Traceback" not in out.stderr and "--resume" not in out.stderr, out.stderr[-2000:]
+    assert not (storage / "mdn_ramp").exists()
+    assert not list(cache.glob("*")) if cache.exists() else True
