@@ -31,9 +31,10 @@ from studies.spec.yaml_io import read_yaml_mapping
 # The most choices a categorical parameter may have. Each choice is a row of every ablation table (observed,
 # modelled, designed, leave-one-out sweep) and a level the screening design balances and the report fits and
 # tests; past a few dozen the tables are unreadable and most choices get too few trials for a mean, while the
-# report's cost grows with the levels (issue 33: 301 choices made a 1.6 GiB report in 94 s, 10,001 one past
-# 17 GiB). A larger set of choices is better searched as an int or float range, which the report bins.
-MAX_CATEGORICAL_CHOICES = 64
+# report's cost grows steeply with the levels (issue 33: 301 choices made a 1.6 GiB report in 94 s, 10,001 one
+# past 17 GiB; a synthetic run of 4 trials per choice on 2 cores: 8 choices 6 s, 16 choices 80 s, 64 choices
+# over 400 s). A larger set of choices is better searched as an int or float range, which the report bins.
+MAX_CATEGORICAL_CHOICES = 32
 
 # How many partial assignments _can_be_active may try before it gives up and lets the space through
 # (a space that large is checked again when the report reads its trials).
