@@ -127,8 +127,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     cache_dir = writable_folder("--cache-dir", args.cache_dir) if args.cache_dir is not None else DEFAULT_CACHE_DIR
     if args.run is not None:
         check_run_name(args.run)
-    if args.seed is not None and not 0 <= args.seed < 2**32:
-        raise UserError(f"--seed {args.seed}: expected 0 <= seed < 2**32 (what numpy and Optuna seeds take)")
+    from studies.spec.study import SEED_LIMIT
+
+    if args.seed is not None and not 0 <= args.seed < SEED_LIMIT:
+        raise UserError(f"--seed {args.seed}: expected 0 <= seed < 2**31 (numpy and Optuna take seeds below 2**32; "
+                        "the study derives further seeds from it by adding offsets)")
     address = args.address if args.address is not None else os.environ.get("RAY_ADDRESS") or None
     for name, value in (("--num-samples", args.num_samples), ("--max-concurrent", args.max_concurrent),
                         ("--num-cpus", args.num_cpus), ("--num-gpus", args.num_gpus)):

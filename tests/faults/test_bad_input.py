@@ -146,7 +146,7 @@ CASES = [
     ("--run a path", ["mdn_ramp", "--run", "a/b"], "--run a/b: expected a plain folder name"),
     ("--run up", ["mdn_ramp", "--run", "../x"], "--run ../x: expected a plain folder name"),
     ("--run absolute", ["mdn_ramp", "--run", "/tmp/x"], "--run /tmp/x: expected a plain folder name"),
-    ("--seed too big", ["mdn_ramp", "--seed", "4294967296"], "--seed 4294967296: expected 0 <= seed < 2**32"),
+    ("--seed too big", ["mdn_ramp", "--seed", "2147483648"], "--seed 2147483648: expected 0 <= seed < 2**31"),
     ("YAML aliases", ["{tmp}/alias_bomb.yaml"], "aliases (*name) are not allowed in a spec"),
     ("YAML duplicate key", ["{tmp}/duplicate.yaml"], "duplicate key 'metric' (first at line"),
     ("non-string top-level key", ["{tmp}/int_key.yaml"], "42: a top-level key must be a name"),
