@@ -1,6 +1,7 @@
 """The guards (full disk, lost Ray node) and SIGTERM ask Tune to stop once: a
 second SIGINT after Tune's handler has fired would end the fit at once, without
-its last snapshot."""
+its last snapshot. And Ray's processes, started with SIGTERM blocked, leave a
+SIGTERM sent to the whole job to the driver."""
 
 from __future__ import annotations
 
@@ -47,3 +48,46 @@ def test_a_disk_that_stays_full_stops_the_study_once(tune_handler: list[int], tm
         clock["now"] += 1.5
         guard.on_step_end(0, [])
     assert tune_handler == [signal.SIGINT]
+
+
+def _sigterm_blocked(pid: int) -> bool:
+    line = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("SigBlk:"))
+    return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads /proc")
+def test_processes_started_in_the_block_keep_sigterm_blocked_and_the_driver_does_not() -> None:
+    """What a local Ray's GCS and raylet (and the workers the raylet starts) inherit:
+    a SIGTERM sent to the whole job reaches the driver alone."""
+    import subprocess
+    import sys
+
+    from studies.signals import sigterm_blocked_in_children
+
+    code = "import sys; sys.stdin.read()"   # lives until its stdin closes
+    with sigterm_blocked_in_children() as held:
+        inside = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE)
+    outside = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE)
+    try:
+        assert _sigterm_blocked(inside.pid) and not _sigterm_blocked(outside.pid)
+        assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, [])   # this thread's mask is back
+        assert not held.arrived
+    finally:
+        for proc in (inside, outside):
+            proc.communicate(timeout=30)
+
+
+def test_a_sigterm_that_arrives_in_the_block_is_taken_off_and_said() -> None:
+    """Ray's handler (installed by ray.init, inside the block) would exit with code 15; the caller decides instead."""
+    import threading
+
+    from studies.signals import sigterm_blocked_in_children
+
+    handled: list[int] = []
+    before = signal.signal(signal.SIGTERM, lambda signum, frame: handled.append(signum))
+    try:
+        with sigterm_blocked_in_children() as held:
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)   # to this (blocking) thread
+        assert held.arrived and handled == [] and signal.SIGTERM not in signal.sigpending()
+    finally:
+        signal.signal(signal.SIGTERM, before)
