@@ -186,6 +186,12 @@ class Au2BlendExperiment(TorchExperiment):
                 "val_neg_frac": neg_count / values}
 
 
+def reported_metrics(config: Au2BlendConfig) -> list[str]:
+    """What a trial reports (``FamilyDef.metrics``): ``train_epoch``'s loss terms and
+    ``evaluate``'s validation figures."""
+    return ["epoch", "train_loss", "train_mse", "train_negrelu", "val_mse", "val_r2", "val_negrelu", "val_neg_frac"]
+
+
 FAMILY = FamilyDef(
     name="au2blend",
     config_cls=Au2BlendConfig,
@@ -196,4 +202,5 @@ FAMILY = FamilyDef(
     study="grunet_arch",
     tiny={"num_sequences": 12, "min_length": 6, "max_length": 20, "hidden_size": 8, "attention_dim": 4,
           "batch_size": 4, "max_epochs": 2},
+    metrics=reported_metrics,
 )

@@ -201,6 +201,15 @@ class CvaeVideoExperiment(TorchExperiment):
         return out
 
 
+def reported_metrics(config: CvaeVideoConfig) -> list[str]:
+    """What a trial reports (``FamilyDef.metrics``): ``train_epoch``'s loss terms and
+    schedules, ``evaluate``'s PSNR (mean, and one per generated frame 1 ..
+    ``clip_length`` - 1) and KL. With a user's ``--data`` file the per-frame names
+    follow its clips' length: set ``clip_length`` to it to report them."""
+    return ["epoch", "train_loss", "train_mse", "train_kl", "kl_beta", "tfr", "teacher_forced_fraction",
+            "train_frames", *(psnr_metric_name(k) for k in range(1, config.clip_length)), "val_psnr", "val_kl"]
+
+
 FAMILY = FamilyDef(
     name="cvae_video",
     config_cls=CvaeVideoConfig,
@@ -211,4 +220,5 @@ FAMILY = FamilyDef(
     study="kl_cycle",
     tiny={"num_clips": 12, "clip_length": 5, "frame_size": 16, "width": 4, "z_channels": 2, "batch_size": 4,
           "max_epochs": 2, "val_fraction": 0.25, "val_batch_size": 2},
+    metrics=reported_metrics,
 )

@@ -161,6 +161,12 @@ class HandActionExperiment(TorchExperiment):
             self.features = self._features()
 
 
+def reported_metrics(config: HandActionConfig) -> list[str]:
+    """What a trial reports (``FamilyDef.metrics``): loss and accuracy, on the
+    training and the validation sequences."""
+    return ["epoch", "train_loss", "train_accuracy", "val_accuracy", "val_loss"]
+
+
 FAMILY = FamilyDef(
     name="hand_action",
     config_cls=HandActionConfig,
@@ -172,4 +178,5 @@ FAMILY = FamilyDef(
     study="har_lstm",
     tiny={"num_sequences": 24, "min_length": 8, "max_length": 14, "hidden_size": 8, "attention_dim": 8,
           "batch_size": 8, "max_epochs": 2},
+    metrics=reported_metrics,
 )

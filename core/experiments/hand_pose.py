@@ -282,6 +282,13 @@ def save_prediction_grid(experiment: HandPoseExperiment, path: str | Path, n: in
     return path
 
 
+def reported_metrics(config: HandPoseConfig) -> list[str]:
+    """What a trial reports (``FamilyDef.metrics``): ``train_epoch``'s loss and
+    ``evaluate``'s validation errors."""
+    return ["epoch", "train_loss", "val_error_mm", "val_loss", "val_max_error_mm", "val_frames_within_40mm",
+            "val_pca_floor_mm"]
+
+
 FAMILY = FamilyDef(
     name="hand_pose",
     config_cls=HandPoseConfig,
@@ -293,4 +300,5 @@ FAMILY = FamilyDef(
     study="crop_size",
     tiny={"num_sequences": 8, "frames_per_sequence": 4, "channels": 4, "hidden": 16, "pca_dim": 8, "batch_size": 8,
           "max_epochs": 2, "val_fraction": 0.25},
+    metrics=reported_metrics,
 )

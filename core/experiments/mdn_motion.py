@@ -209,6 +209,14 @@ class MdnMotionExperiment(TorchExperiment):
                 "gen_diversity": sample_diversity(samples)}
 
 
+def reported_metrics(config: MdnMotionConfig) -> list[str]:
+    """What a trial reports (``FamilyDef.metrics``): ``train_epoch``'s loss and MDN
+    weight, ``evaluate``'s validation losses, and its generation figures (reported
+    only where a validation sequence has ``gen_context`` + ``gen_steps`` frames)."""
+    return ["epoch", "train_loss", "mdn_weight", "val_kp_mse", "val_emotion_mse", "val_nll", "val_mse",
+            "gen_jerk", "gen_jerk_ratio", "gen_diversity"]
+
+
 FAMILY = FamilyDef(
     name="mdn_motion",
     config_cls=MdnMotionConfig,
@@ -220,4 +228,5 @@ FAMILY = FamilyDef(
     tiny={"num_sequences": 16, "min_length": 16, "max_length": 24, "d_model": 16, "n_heads": 2, "dim_feedforward": 16,
           "n_layers": 1, "gen_contexts": 2, "gen_steps": 4, "gen_context": 8, "gen_samples": 2, "max_epochs": 2,
           "batch_size": 8},
+    metrics=reported_metrics,
 )

@@ -48,6 +48,8 @@ _MODEL_FIELDS = ("d_model", "n_heads", "n_layers", "dim_feedforward", "dropout",
 _FIGURES = (("gen_jerk_ratio", "epoch_gen_jerk_ratio"), ("gen_diversity", "epoch_gen_diversity"),
             ("emotion_consistency", "epoch_emotion_consistency"),
             ("real_emotion_consistency", "epoch_real_emotion_consistency"))
+# the pretrained model's validation figures, shared with every trial and reported as pretrain_<name>
+_PRETRAIN_METRICS = ("val_kp_mse", "val_emotion_mse", "val_nll")
 
 
 @dataclass
@@ -147,7 +149,7 @@ def shared_arrays(config: MdnSamplingConfig, arrays: dict[str, np.ndarray]) -> d
     probe = EmotionProbe.fit(windows, labels[owner], c.pretrain_seed, groups=owner)
     out = {MODEL_PREFIX + k: v.detach().cpu().numpy().copy() for k, v in pre.model.state_dict().items()}
     out.update({PROBE_PREFIX + k: v.copy() for k, v in probe.state_dict().items()})
-    out.update({PRETRAIN_PREFIX + k: np.asarray(val[k], dtype=np.float64) for k in ("val_kp_mse", "val_emotion_mse", "val_nll")})
+    out.update({PRETRAIN_PREFIX + k: np.asarray(val[k], dtype=np.float64) for k in _PRETRAIN_METRICS})
     return out
 
 
@@ -252,6 +254,14 @@ class MdnSamplingExperiment:
         self.measured = {int(e): tuple(float(x) for x in v) for e, v in zip(state["measured_epochs"], state["measured"])}
 
 
+def reported_metrics(config: MdnSamplingConfig) -> list[str]:
+    """What a trial reports (``FamilyDef.metrics``): nothing from ``train_epoch``;
+    from ``evaluate`` each figure's running mean and this epoch's value, the contexts
+    measured, and the shared probe's and pretrained model's quality."""
+    return ["epoch", *(name for pair in _FIGURES for name in pair), "contexts_measured", "probe_accuracy",
+            *(f"pretrain_{k}" for k in _PRETRAIN_METRICS)]
+
+
 FAMILY = FamilyDef(
     name="mdn_sampling",
     config_cls=MdnSamplingConfig,
@@ -263,4 +273,5 @@ FAMILY = FamilyDef(
           "gen_steps": 8, "gen_samples": 2, "contexts_per_epoch": 2, "max_epochs": 2},
     shared=shared_arrays,
     shared_fields=SHARED_FIELDS,
+    metrics=reported_metrics,
 )

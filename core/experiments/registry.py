@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -82,6 +82,14 @@ class FamilyDef:
     """The config fields ``shared``'s result depends on (data fields included):
     the key of its cache, and fields a search must not vary (each trial would
     silently get the one shared result)."""
+    metrics: Callable[[Any], Sequence[str]] | None = None
+    """The names a trial with this (validated) config may report: the keys of
+    ``train_epoch``'s and ``evaluate``'s dicts, ``epoch`` included, every name any
+    branch can report (a superset is fine; a missing name would refuse a valid
+    spec). studies/spec/study.py refuses a spec's ``metric:`` or ``report:``
+    metric outside them, at load, before Ray starts. A module-level function, not a
+    lambda; tests/core/test_family_contract.py checks it against a real epoch.
+    None: not declared (a typo then fails only when trials report)."""
 
     @property
     def data_fields(self) -> frozenset[str]:

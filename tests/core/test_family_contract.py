@@ -115,6 +115,21 @@ def test_one_epoch_reports_the_study_metric_as_finite_numbers(name):
 
 
 @pytest.mark.parametrize("name", FAMILIES)
+def test_the_family_declares_every_metric_an_epoch_reports(name):
+    """``FamilyDef.metrics`` is what a spec's metric is checked against at load
+    (studies/spec/study.py): a name an epoch reports but the family does not declare
+    would refuse a valid spec. Two epochs: a family may report some names only later."""
+    family = get_family(name)
+    assert family.metrics is not None, f"{name}: a bundled family declares its metrics (FamilyDef.metrics)"
+    assert family.metrics.__name__ != "<lambda>", f"{name}: metrics= is a module-level function, not a lambda"
+    declared = list(family.metrics(family.config(tiny(family))))
+    assert len(set(declared)) == len(declared), f"{name}: a metric declared twice"
+    reported = set().union(*metrics_after(family, arrays_of(family), 2))
+    assert reported - set(declared) == set(), f"{name}: reported but not declared"
+    assert "epoch" in declared
+
+
+@pytest.mark.parametrize("name", FAMILIES)
 def test_same_seed_same_numbers_other_seed_other_numbers(name):
     family = get_family(name)
     arrays = arrays_of(family)

@@ -160,6 +160,8 @@ CASES = [
     ("report no runs", ["nonexistent_study"], "unknown study"),
     ("unreachable address", ["mdn_ramp", "--address", "127.0.0.1:1"], "cannot reach a Ray cluster there"),
     ("bad address", ["mdn_ramp", "--address", "host:notaport"], "cannot reach a Ray cluster there"),
+    ("--set misspelt metric", ["mdn_ramp", "--set", "metric=val_mes"],
+     "metric: 'val_mes' is not a metric family mdn_motion reports with this config (it reports: epoch, train_loss, "),
 ]
 
 

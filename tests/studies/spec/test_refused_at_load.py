@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from core.experiments.registry import FamilyDef, get_family
+from core.experiments.registry import get_family
 from studies.errors import UserError
 from studies.spec import study as study_module
 from studies.spec.search_space import MAX_CATEGORICAL_CHOICES, parse_search_space
@@ -141,18 +141,10 @@ def test_a_non_finite_value_inside_a_config_list_is_refused(tmp_path: Path):
     assert str(info.value) == f"{path}: config.weights[1]: is inf, expected a finite number"
 
 
-@dataclasses.dataclass(frozen=True)
-class _DeclaringFamily(FamilyDef):
-    """A bundled family as it is once FamilyDef declares what it reports (``metrics``:
-    config -> names); core/experiments/registry.py does not declare it yet."""
-
-    metrics: Any = None
-
-
 def _declaring(monkeypatch: pytest.MonkeyPatch, metrics: Any) -> None:
-    family = get_family("mdn_motion")
-    fields = {f.name: getattr(family, f.name) for f in dataclasses.fields(FamilyDef)}
-    monkeypatch.setattr(study_module, "get_family", lambda name: _DeclaringFamily(**fields, metrics=metrics))
+    """mdn_motion as the spec check sees it, declaring ``metrics`` (config -> names; None: nothing)."""
+    family = dataclasses.replace(get_family("mdn_motion"), metrics=metrics)
+    monkeypatch.setattr(study_module, "get_family", lambda name: family)
 
 
 def test_a_metric_the_family_never_reports_is_refused(monkeypatch: pytest.MonkeyPatch):
@@ -175,8 +167,39 @@ def test_the_metric_check_sees_the_config(monkeypatch: pytest.MonkeyPatch):
         _load("report=[val_d2]", "config.d_model=32", check_family=True)
 
 
-def test_a_family_that_declares_nothing_is_left_to_its_trials():
-    """Without a declaration (and for a user's trainable) the name is checked when trials report."""
-    if getattr(get_family("mdn_motion"), "metrics", None) is not None:
-        pytest.skip("mdn_motion declares its metrics")
+def test_a_bundled_family_refuses_a_misspelt_metric():
+    """The bundled families declare what they report (FamilyDef.metrics), so a typo
+    in a bundled spec's metric fails at load, before Ray starts."""
+    with pytest.raises(UserError) as info:
+        _load("metric=val_mes", check_family=True)
+    assert str(info.value).startswith(f"{BUNDLED_SPEC}: metric: 'val_mes' is not a metric family mdn_motion reports "
+                                      "with this config (it reports: epoch, train_loss, ")
+    assert "val_mse" in str(info.value)
+    with pytest.raises(UserError, match=r"report\[1\]: 'val_nl' is not a metric family mdn_motion reports"):
+        _load("report=[val_kp_mse, val_nl]", check_family=True)
+    assert _load("metric=val_nll", "report=[gen_jerk_ratio]", check_family=True).metric == "val_nll"
+
+
+def test_cvae_video_reports_one_psnr_per_generated_frame_of_its_clip_length():
+    spec = STUDIES_DIR / "kl_cycle.yaml"
+    assert load_spec(spec, overrides=["report=[val_psnr_frame_07]"]).report[0].metric == "val_psnr_frame_07"
+    with pytest.raises(UserError, match=r"report\[0\]: 'val_psnr_frame_07' is not a metric family cvae_video reports "
+                                        r"with this config \(it reports: .*val_psnr_frame_03, val_psnr, "):
+        load_spec(spec, overrides=["report=[val_psnr_frame_07]", "config.clip_length=4"])
+
+
+@pytest.mark.parametrize("smoke", [False, True])
+@pytest.mark.parametrize("path", sorted(STUDIES_DIR.glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_bundled_spec_reports_metrics_its_family_declares(path: Path, smoke: bool):
+    spec = load_spec(path, smoke=smoke)
+    declared = get_family(spec.family).metrics
+    assert declared is not None
+    assert {*spec.metrics, *(s.metric for s in spec.report)} <= set(declared(spec.family_info.config(
+        {**spec.config, "max_epochs": spec.budget.max_epochs, "seed": spec.seed})))
+
+
+def test_a_family_that_declares_nothing_is_left_to_its_trials(monkeypatch: pytest.MonkeyPatch):
+    """Without a declaration (a user's family may have none) the name is checked when trials report."""
+    _declaring(monkeypatch, None)
     assert _load("metric=anything", check_family=True).metric == "anything"
+    assert _load("report=[anything_else]", check_family=True).report[0].metric == "anything_else"

@@ -857,9 +857,9 @@ def test_report_names_secondary_metrics_and_their_directions(tmp_path):
 
     assert load_spec(BUNDLED_SPEC).report == [Secondary("val_kp_mse", "min"), Secondary("val_emotion_mse", "min"),
                                               Secondary("val_nll", "min")]
-    path = _copy_spec(tmp_path, lambda r: r.update(report=["val_kp_mse", {"metric": "val_acc", "mode": "max"},
+    path = _copy_spec(tmp_path, lambda r: r.update(report=["val_kp_mse", {"metric": "gen_diversity", "mode": "max"},
                                                             {"metric": "val_nll"}]))
-    assert load_spec(path).report == [Secondary("val_kp_mse", "min"), Secondary("val_acc", "max"),
+    assert load_spec(path).report == [Secondary("val_kp_mse", "min"), Secondary("gen_diversity", "max"),
                                       Secondary("val_nll", "min")]
     assert load_spec(_copy_spec(tmp_path, lambda r: r.pop("report"), name="none.yaml")).report == []
     assert load_spec(BUNDLED_SPEC, overrides=["report=[val_nll]"]).report == [Secondary("val_nll", "min")]
