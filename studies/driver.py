@@ -279,6 +279,7 @@ def prepare(options: RunOptions) -> RunContext:
         check_address(options.address)  # before anything is built or written
     if options.resume:
         run_folder.check_not_in_use(run_dir)
+        _put_back_cut_short_snapshot(run_dir, options)
         if not options.trust_run_folder:
             check_run_folder(run_dir, signing_key())   # before Tune unpickles anything in it
         data_path = recorded_data(RunFolder(run_dir).info(), options.data, "--resume")
@@ -301,6 +302,20 @@ def prepare(options: RunOptions) -> RunContext:
     if data_path and not options.resume:
         ctx.data_sha256 = run_folder.file_sha256(Path(data_path))
     return ctx
+
+
+def _put_back_cut_short_snapshot(run_dir: Path, options: RunOptions) -> None:
+    """A snapshot file a kill cut short, put back from the run's whole copy, before
+    anything reads it; one that cannot be is refused, trusted or not (Tune hangs on it)."""
+    if options.remote is not None:   # Tune resumes from the bucket's files, which the copy is not of
+        return
+    from studies.runs.snapshot_copy import check_snapshot_whole, put_back_damaged
+
+    restored = put_back_damaged(run_dir, signing_key())
+    if restored:
+        print(f"note: {', '.join(restored)}: cut short by a kill during Tune's copy of its last snapshot; put back "
+              "from the run's whole copy of that snapshot (.last-snapshot/)")
+    check_snapshot_whole(run_dir)
 
 
 def _check_optuna_db(folder: RunFolder, study: str) -> None:

@@ -146,6 +146,15 @@ def _plain_data_problem(path: Path) -> str | None:
     return None
 
 
+def is_whole(run_dir: Path, path: Path, key: bytes) -> bool:
+    """``path`` (a snapshot file of ``run_dir``, or a copy of one) is as this
+    user's driver wrote it: its digest is among those recorded for its name in
+    ``run_dir``, or, for the callback-state pickle, it is plain data."""
+    if any(path.match(p) for p in PLAIN_DATA):
+        return _plain_data_problem(path) is None
+    return _digest(path, key) in _recorded(run_dir).get(path.name, [])
+
+
 def check_run_folder(run_dir: Path, key: bytes) -> None:
     """Refuse (one line) a run folder with a file Tune would unpickle that this
     user's key did not sign, or a callback-state pickle that is more than data."""

@@ -14,6 +14,7 @@ from studies._compat import experiment_dirs, remote_run
 from studies.runs.free_space import low_space
 from studies.runs.remote_storage import stage_own_files
 from studies.runs.run_signing import sign_run_folder, signing_key
+from studies.runs.snapshot_copy import keep_copy
 from studies.signals import stop_tune_cleanly
 
 
@@ -48,12 +49,15 @@ class RunSigner(_RunFolderCallback):
     """Tune asks callbacks for their state inside each snapshot, after it has
     written the experiment state and the searcher's to its staging folder and
     before it copies them to the run folder: the moment to record their digests
-    in the run folder. Holds neither the key nor its path."""
+    in the run folder, and to keep a whole copy of them there
+    (studies.runs.snapshot_copy). Holds neither the key nor its path."""
 
     def get_state(self) -> dict[str, Any] | None:
         run_dir = self._local_run_dir()
         if run_dir is not None and self._dirs is not None:
             sign_run_folder(run_dir, signing_key(), sources=Path(self._dirs[0]))
+            if self._dirs[2]:   # a local run folder: a resume puts back what a kill cut short from this copy
+                keep_copy(run_dir, Path(self._dirs[0]))
         return None   # nothing of its own to save
 
 
