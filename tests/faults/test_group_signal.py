@@ -56,5 +56,7 @@ def test_sigterm_to_the_process_group_stops_cleanly_and_resume_finishes(tmp_path
     table = pd.read_csv(run_dir / "tables" / "trials.csv")
     assert len(table) == TRIALS and set(table["status"]) == {"complete"}, table.to_string()   # none failed, none lost
     assert set(table["epochs"]) == {EPOCHS}
-    for trial_dir in run_dir.glob("trial_*"):   # every epoch once
-        assert [int(r["epoch"]) for r in _results(trial_dir)] == list(range(1, EPOCHS + 1)), trial_dir.name
+    # Every epoch, no gap (a trial stopped mid-way goes on from its last checkpoint: result.json
+    # may hold an epoch after it twice; the tables use each epoch once, as in test_kills).
+    for trial_dir in run_dir.glob("trial_*"):
+        assert sorted({int(r["epoch"]) for r in _results(trial_dir)}) == list(range(1, EPOCHS + 1)), trial_dir.name
