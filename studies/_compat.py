@@ -232,3 +232,38 @@ def fit_interrupted(fit: Callable[[], Any]) -> tuple[Any, bool]:
     before = signal.getsignal(signal.SIGINT)
     result = fit()
     return result, tune_catches and signal.getsignal(signal.SIGINT) is before
+
+
+# --- Shutdown: a local Ray whose processes run with SIGTERM blocked ---------------------
+
+def end_local_ray() -> None:
+    """``ray.shutdown()``, with the processes of the local Ray this driver started
+    (if any) ended at once by SIGKILL, in order: they run with SIGTERM blocked
+    (studies.signals.sigterm_blocked_in_children), which turns Ray's own "SIGTERM,
+    then SIGKILL a second later" into a second of waiting per process. The raylet's
+    children go first (workers, and the agents that would otherwise try for a minute
+    to tell a GCS that is gone about their raylet's death), then what Ray ends, in its
+    order. A joined cluster (--address) has no processes here."""
+    import psutil  # Ray's own dependency
+    import ray
+    from ray._private import ray_constants, worker
+
+    node = worker._global_node
+    worker._global_node = None   # ray.shutdown() disconnects the driver, and leaves the processes to us
+    try:
+        ray.shutdown()
+    finally:
+        if node is not None:
+            if node.is_head():
+                node.destroy_external_storage()   # what ray.shutdown() does before it ends them
+            for info in node.all_processes.get(ray_constants.PROCESS_TYPE_RAYLET, []):
+                try:
+                    children = psutil.Process(info.process.pid).children(recursive=True)
+                except psutil.Error:
+                    children = []
+                for child in children:
+                    try:
+                        child.kill()
+                    except psutil.Error:
+                        pass
+            node.kill_all_processes(check_alive=False, allow_graceful=False, wait=True)

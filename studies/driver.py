@@ -24,6 +24,7 @@ from studies.errors import (
     EXIT_DISK_FULL,
     EXIT_INTERRUPTED,
     EXIT_RAY_LOST,
+    EXIT_STORAGE_LOST,
     EXIT_TERMINATED,
     DiskFull,
     UserError,
@@ -182,6 +183,7 @@ class RunContext:
     stop: StopSignal = field(default_factory=StopSignal)
     disk_full: str | None = None   # why the search stopped itself for want of space
     ray_lost: bool = False         # the search stopped itself: no live Ray node left
+    bucket_lost: str | None = None   # the search stopped itself: the bucket stopped answering (why)
 
 
 def run_study(options: RunOptions) -> int:
@@ -225,7 +227,7 @@ def _run_study(options: RunOptions) -> int:
                 _remove_created(ctx)
             raise
         written = report(ctx)
-        push_run(options.remote, ctx.folder.path)
+        push_run(options.remote if ctx.bucket_lost is None else None, ctx.folder.path)
     print_summary(ctx.spec, ctx.folder, ctx.trials, written, ctx.status, verbose=options.verbose,
                   bucket=shown_path(options, ctx.folder.path) if options.remote is not None else None)
     return _exit_code(ctx)
@@ -252,6 +254,12 @@ def _exit_code(ctx: RunContext) -> int:
     if ctx.disk_full is not None and ctx.status == "interrupted":
         print(f"error: {ctx.disk_full}: the study stopped cleanly; free space, then {resume}", file=sys.stderr)
         return EXIT_DISK_FULL
+    if ctx.bucket_lost is not None and ctx.status == "interrupted":
+        assert ctx.options.remote is not None
+        print(f"error: {ctx.bucket_lost}; the study stopped (the bucket keeps its last snapshot, this machine's "
+              f"files of the run are in the local mirror {ctx.folder.path}); once the bucket answers, continue "
+              f"with {resume}", file=sys.stderr)
+        return EXIT_STORAGE_LOST
     if ctx.ray_lost and ctx.status == "interrupted":
         print("error: Ray lost every node with CPUs (a killed or crashed raylet, see `ray status` and "
               f"/tmp/ray/session_latest/logs); the study stopped cleanly; continue with {resume}", file=sys.stderr)
@@ -410,7 +418,6 @@ def _import_in_background(*modules: str) -> None:
 
 def search(ctx: RunContext) -> set[str]:
     """The Tune experiment (new or restored); run.json before and after. Returns Tune's trial ids."""
-    from studies._compat import grid_trials
     from studies.tune import tuner as tuner_mod
 
     spec, folder = ctx.spec, ctx.folder
@@ -438,14 +445,11 @@ def search(ctx: RunContext) -> set[str]:
           f"reduction {b.reduction_factor:g}, max {b.max_epochs} epochs\nrun folder: {shown_path(ctx.options, folder.path)}",
           flush=True)
     fit_started = time.time()
-    grid, interrupted = tuner_mod.fit(tuner, folder.optuna_db)
-    if ctx.options.remote is not None:   # Tune's folders and snapshot, for the tables and the signatures
-        ctx.options.remote.pull(*folder.path.relative_to(ctx.options.remote.mirror).parts)
-    tune_trials = grid_trials(grid)
+    tune_trials, interrupted = _fit(ctx, tuner)
     _sign_last_snapshot(folder.path, tune_trials)
     fit_s, wall = time.time() - fit_started, time.time() - ctx.started
     ctx.status = "finished" if not interrupted and len(tune_trials) >= b.num_samples else "interrupted"
-    if interrupted and not ctx.stop.terminated:   # a guard's stop, or a Ctrl+C?
+    if interrupted and not ctx.stop.terminated and ctx.bucket_lost is None:   # a guard's stop, or a Ctrl+C?
         from studies.tune.node_guard import live_cpus
 
         ctx.disk_full = low_space(folder.path)
@@ -453,6 +457,28 @@ def search(ctx: RunContext) -> set[str]:
     folder.update(status=ctx.status, finished=time.time(), wall_s=info.wall_s + wall, tune_s=info.tune_s + fit_s)
     _add_stage_time(folder, "search", wall)
     return {t.trial_id for t in tune_trials}
+
+
+def _fit(ctx: RunContext, tuner: Any) -> tuple[list[Any], bool]:
+    """Tune's fit: its trials, and whether a stop interrupted it. A run in a bucket
+    that stopped answering (studies.tune.run_folder_callbacks.BucketGuard stops
+    it; Tune then fails listing it) is interrupted, ``ctx.bucket_lost`` saying why."""
+    from studies._compat import grid_trials
+    from studies.tune import tuner as tuner_mod
+
+    remote, folder = ctx.options.remote, ctx.folder
+    try:
+        grid, interrupted = tuner_mod.fit(tuner, folder.optuna_db)
+    except OSError:
+        ctx.bucket_lost = remote.unreachable() if remote is not None else None
+        if ctx.bucket_lost is None:
+            raise
+        return [], True
+    if remote is not None:
+        ctx.bucket_lost = remote.unreachable() if interrupted else None
+        if ctx.bucket_lost is None:   # Tune's folders and snapshot, for the tables and the signatures
+            remote.pull(*folder.path.relative_to(remote.mirror).parts)
+    return grid_trials(grid), interrupted
 
 
 def _new_run_info(ctx: RunContext) -> RunInfo:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 EXIT_USER_ERROR = 2        # bad input: one line, nothing on disk lost
 EXIT_ALL_TRIALS_FAILED = 3  # the study ran, and not one trial got through
+EXIT_STORAGE_LOST = 69     # the bucket of --storage stopped answering mid-run: --resume once it answers
 EXIT_DISK_FULL = 74        # the run folder's disk (nearly) full: stopped cleanly, --resume once there is room
 EXIT_RAY_LOST = 75         # the Ray cluster lost every node (a killed raylet): stopped cleanly, --resume
 EXIT_INTERRUPTED = 130     # Ctrl+C / SIGINT: --resume continues it

@@ -105,6 +105,14 @@ class RemoteStore:
         except OSError as exc:
             raise UserError(f"--storage {self.uri}: cannot use the bucket ({_why(exc)})") from None
 
+    def unreachable(self) -> str | None:
+        """Why the bucket does not answer now (its one line); None when it does."""
+        try:
+            self.check_reachable()
+        except UserError as exc:
+            return str(exc)
+        return None
+
     @contextmanager
     def _bucket_errors(self, what: str) -> Iterator[None]:
         """An error of the bucket (network, credentials, permissions) as one line; a

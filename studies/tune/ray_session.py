@@ -11,6 +11,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
+from studies._compat import end_local_ray
 from studies.background import ending_thread
 from studies.errors import Terminated, UserError
 from studies.signals import HeldSigterm, sigterm_blocked_in_children
@@ -156,9 +157,8 @@ def ray_session(address: str | None, *, num_cpus: int | None = None, num_gpus: i
             scoped.enter_context(environ(PYTHONPATH=os.pathsep.join([*wanted, *paths])))
         # Ray's processes (and the workers its raylet starts) inherit a blocked SIGTERM: a SIGTERM
         # sent to the whole job (timeout's to the group, Slurm's to every pid) reaches the driver alone,
-        # which stops Tune cleanly while they still run; a trial's worker is not killed under it. The
-        # price: ray.shutdown() sends each of them SIGTERM and waits a second before SIGKILL (about 5
-        # processes, ~5 s instead of ~1.5 s, mostly hidden behind the report). A cluster joined with
+        # which stops Tune cleanly while they still run; a trial's worker is not killed under it. They
+        # are ended by SIGKILL in order (studies._compat.end_local_ray). A cluster joined with
         # --address is not ours: its processes are left as they are.
         try:
             with sigterm_blocked_in_children() as held:
@@ -176,9 +176,9 @@ def ray_session(address: str | None, *, num_cpus: int | None = None, num_gpus: i
             yield dict(ray.cluster_resources())
         finally:
             if shutdown_later is None:
-                ray.shutdown()
+                end_local_ray()
             else:
-                _shutdown_in_background(ray.shutdown, shutdown_later)
+                _shutdown_in_background(end_local_ray, shutdown_later)
 
 
 def _shutdown_in_background(shutdown: Any, later: ExitStack) -> None:

@@ -93,3 +93,38 @@ class BucketPush(_RunFolderCallback):
         if run_dir is not None and self._remote is not None and self._dirs is not None:
             stage_own_files(run_dir, Path(self._dirs[0]))
         return None
+
+
+class BucketGuard(_RunFolderCallback):
+    """For a run in a bucket: stops the study as Ctrl+C would once the bucket stops
+    answering (checked at most every 2 s, and at once when a trial fails). Left
+    running, every trial fails writing into it, each with a traceback, and the
+    experiment ends by raising. The driver says why (studies.driver)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._checked = 0.0
+        self._fired = False
+
+    def _check(self) -> None:
+        self._local_run_dir()   # finds the bucket from the trials
+        if self._fired or self._remote is None:
+            return
+        self._checked = time.monotonic()
+        fs, path, _ = self._remote
+        try:
+            fs.get_file_info(path)
+        except OSError:
+            self._fired = True
+            stop_tune_cleanly()   # Tune's handler: stop, snapshot (which may fail), return (once)
+
+    def on_step_end(self, iteration: int, trials: list[Any], **info: Any) -> None:
+        if time.monotonic() - self._checked >= 2.0:
+            self._check()
+
+    def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        self._trials = self._trials or trials
+        self._check()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**super().__getstate__(), "_checked": 0.0, "_fired": False}

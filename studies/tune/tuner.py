@@ -32,7 +32,7 @@ from studies.tune.mo_tpe import FullBudgetTPESampler
 from studies.tune.node_guard import NodeGuard
 from studies.tune.optuna_bridge import STUDY_FILE_ENV, TruthfulOptunaSearch
 from studies.tune.progress import ProgressLines, Rungs
-from studies.tune.run_folder_callbacks import BucketPush, FreeSpaceGuard, RunSigner
+from studies.tune.run_folder_callbacks import BucketGuard, BucketPush, FreeSpaceGuard, RunSigner
 from studies.tune.search_generator import TrialCountedGenerator
 from studies.tune.stall_guard import StallGuard
 from studies.tune.tensorboard_logger import TBXScalarsCallback
@@ -167,9 +167,17 @@ def build_scheduler(spec: StudySpec) -> ASHAScheduler | MultiObjectiveASHA:
                          reduction_factor=b.reduction_factor)
 
 
+# How long Tune waits for one upload of its experiment snapshot into a bucket (its default: 30 min).
+# The snapshot is a few MB; a bucket that stops answering without refusing (a network black hole)
+# would otherwise hold the study's clean stop for half an hour. Trials upload their checkpoints themselves.
+BUCKET_SYNC_TIMEOUT_S = 120
+
+
 def tune_storage(run_dir: Path, remote: RemoteStore | None) -> dict[str, Any]:
     """Where Tune writes ``run_dir``'s parent: itself, or for a run in a bucket the bucket."""
-    return {"storage_path": str(run_dir)} if remote is None else remote.tune_storage(run_dir)
+    if remote is None:
+        return {"storage_path": str(run_dir)}
+    return {**remote.tune_storage(run_dir), "sync_config": tune.SyncConfig(sync_timeout=BUCKET_SYNC_TIMEOUT_S)}
 
 
 def run_config(spec: StudySpec, run_dir: Path, callbacks: list[Any], remote: RemoteStore | None = None) -> tune.RunConfig:
@@ -201,7 +209,7 @@ def build_tuner(spec: StudySpec, run_dir: Path, data: dict[str, Any] | None, *, 
     scheduler = build_scheduler(spec)
     # Tune's per-epoch scalars stay; the HParams record is ours alone (hparams/), so each trial shows once.
     callbacks = [progress_callback(spec, workers=max_concurrent), TBXScalarsCallback(), AshaRungs(scheduler), RunSigner(),
-                 BucketPush(), FreeSpaceGuard(), StallGuard(spec.budget.report_timeout_s), NodeGuard()]
+                 BucketPush(), BucketGuard(), FreeSpaceGuard(), StallGuard(spec.budget.report_timeout_s), NodeGuard()]
     return tune.Tuner(
         trainable if trainable is not None else make_trainable(spec, data),
         param_space=spec.trial_config(),
