@@ -5,9 +5,11 @@ run folder in place: a kill during one of those copies leaves that file empty
 or cut short, and the run could not be continued. At every snapshot, before
 Tune copies it, the driver copies the same files from the staging folder into
 ``.last-snapshot/`` (a new folder renamed into place, marked whole last).
-When a snapshot file is damaged (it matches none of the digests recorded for
-it, studies.runs.run_signing), a resume puts the copy's whole snapshot back,
-every file of it, so the files are of one moment. The callback-state file
+When a snapshot file is cut short (empty, or ending before its format does),
+a resume puts the copy's whole snapshot back, every file of it, so the files
+are of one moment; only files signed by this user's key
+(studies.runs.run_signing) are put back, and a whole file that is unsigned
+(changed or planted) is left for the signature check to refuse. The callback-state file
 (ASHA's rungs) is written after the copy is made, so its copy is the previous
 snapshot's: a resume from it knows the rungs of a few seconds earlier.
 """
@@ -62,14 +64,19 @@ def _whole_copy(run_dir: Path) -> Path | None:
 
 
 def put_back_damaged(run_dir: Path, key: bytes) -> list[str]:
-    """Before a resume: when a snapshot file of ``run_dir`` is damaged and the copy
-    holds it whole, the copy's whole snapshot put back (every file of it that
-    differs, so the files are of one moment); returns the names put back."""
+    """Before a resume: when a snapshot file of ``run_dir`` is cut short and the
+    copy holds it whole, the copy's whole snapshot put back (every file of it that
+    differs, so the files are of one moment); returns the names put back. A file
+    that is whole but unsigned (changed, or planted) is left for the signature
+    check to refuse: it says someone else wrote into the folder."""
     copy = _whole_copy(run_dir)
     if copy is None:
         return []
-    damaged = [p for p in _files(run_dir) if not is_whole(run_dir, p, key)]
-    if not any((copy / p.name).is_file() and is_whole(run_dir, copy / p.name, key) for p in damaged):
+    cut = [p for p in _files(run_dir) if _cut_short(p)]
+    if not cut or not all((copy / p.name).is_file() and is_whole(run_dir, copy / p.name, key) for p in cut):
+        return []
+    unsigned = [p for p in _files(run_dir) if p not in cut and not is_whole(run_dir, p, key)]
+    if unsigned:
         return []
     restored = []
     for source in _files(copy):

@@ -61,3 +61,16 @@ def test_a_copy_the_kill_cut_short_is_never_used(tmp_path: Path) -> None:
     assert put_back_damaged(run_dir, KEY) == []
     with pytest.raises(UserError, match="holds no whole copy of it; the run cannot be continued"):
         check_snapshot_whole(run_dir)
+
+
+def test_a_whole_file_someone_changed_is_left_for_the_signature_check(tmp_path: Path) -> None:
+    """Putting it back would hide that someone else wrote into the run folder: only files cut short are put back."""
+    run_dir, staging = tmp_path / "run", tmp_path / "staging"
+    run_dir.mkdir()
+    _as_tune_does(run_dir, staging, 1)
+    planted = pickle.dumps({"told": "planted"})
+    (run_dir / "searcher-state-s.pkl").write_bytes(planted)
+    assert put_back_damaged(run_dir, KEY) == []
+    (run_dir / "experiment_state-s.json").write_text("")   # and another file cut short beside it
+    assert put_back_damaged(run_dir, KEY) == []
+    assert (run_dir / "searcher-state-s.pkl").read_bytes() == planted
