@@ -244,9 +244,8 @@ def end_local_ray() -> None:
     children go first (workers, and the agents that would otherwise try for a minute
     to tell a GCS that is gone about their raylet's death), then what Ray ends, in its
     order. A joined cluster (--address) has no processes here."""
-    import psutil  # Ray's own dependency
     import ray
-    from ray._private import ray_constants, worker
+    from ray._private import worker
 
     node = worker._global_node
     worker._global_node = None   # ray.shutdown() disconnects the driver, and leaves the processes to us
@@ -256,14 +255,38 @@ def end_local_ray() -> None:
         if node is not None:
             if node.is_head():
                 node.destroy_external_storage()   # what ray.shutdown() does before it ends them
-            for info in node.all_processes.get(ray_constants.PROCESS_TYPE_RAYLET, []):
-                try:
-                    children = psutil.Process(info.process.pid).children(recursive=True)
-                except psutil.Error:
-                    children = []
-                for child in children:
-                    try:
-                        child.kill()
-                    except psutil.Error:
-                        pass
-            node.kill_all_processes(check_alive=False, allow_graceful=False, wait=True)
+            kill_ray_processes(node)
+
+
+def kill_ray_processes(node: Any) -> None:
+    """SIGKILL the processes of a local Ray ``node``, in end_local_ray's order: the
+    raylet's children, then what Ray ends, in its order. Needs no live GCS."""
+    import psutil  # Ray's own dependency
+    from ray._private import ray_constants
+
+    for info in node.all_processes.get(ray_constants.PROCESS_TYPE_RAYLET, []):
+        try:
+            children = psutil.Process(info.process.pid).children(recursive=True)
+        except psutil.Error:
+            children = []
+        for child in children:
+            try:
+                child.kill()
+            except psutil.Error:
+                pass
+    node.kill_all_processes(check_alive=False, allow_graceful=False, wait=True)
+
+
+def local_gcs() -> tuple[Any, Any, str] | None:
+    """The local Ray this driver started: its node (for kill_ray_processes), its GCS
+    process (a ``subprocess.Popen``: ``poll()`` says when it is gone) and its logs
+    folder. None when there is none (a cluster joined with --address)."""
+    from ray._private import ray_constants, worker
+
+    node = worker._global_node
+    if node is None:
+        return None
+    infos: list[Any] = node.all_processes.get(ray_constants.PROCESS_TYPE_GCS_SERVER, [])
+    if not infos:
+        return None
+    return node, infos[0].process, node.get_logs_dir_path()

@@ -387,7 +387,8 @@ def launch(ctx: RunContext, *, shutdown_later: ExitStack | None = None) -> Itera
     ctx.started = time.time()
     o = ctx.options
     _import_in_background(*IMPORTED_WHILE_RAY_STARTS)
-    with ray_session(o.address, num_cpus=o.num_cpus, num_gpus=o.num_gpus, shutdown_later=shutdown_later) as cluster, \
+    with ray_session(o.address, num_cpus=o.num_cpus, num_gpus=o.num_gpus, shutdown_later=shutdown_later,
+                     on_gcs_lost=lambda what: _gcs_lost(ctx, what)) as cluster, \
             sigterm_stops_cleanly() as stop:
         ctx.stop = stop   # installed after ray.init, which sets its own SIGTERM handler
         _check_resources(ctx.spec, cluster)
@@ -395,6 +396,22 @@ def launch(ctx: RunContext, *, shutdown_later: ExitStack | None = None) -> Itera
             check_shared_storage(o.storage, machine_count())
         ctx.cluster, ctx.concurrent = cluster, concurrency(ctx.spec, cluster)
         yield
+
+
+def _gcs_lost(ctx: RunContext, what: str) -> None:
+    """The local Ray's GCS died (studies.tune.ray_session.GcsWatchdog, in its thread, which then
+    ends the process with EXIT_RAY_LOST): run.json says so, and the one line. What is on disk is
+    Tune's last periodic snapshot, as after a SIGKILL of the driver; --resume continues from it."""
+    recorded = "run.json says interrupted"
+    try:
+        ctx.folder.update(status="interrupted", finished=time.time())
+    except Exception as exc:  # noqa: BLE001 (no run.json yet, or no room: said in the line)
+        recorded = f"run.json could not be marked interrupted ({exc.__class__.__name__}: {exc})"
+    if sys.stdout.isatty():
+        sys.stdout.write("\r\033[K")   # the live status line, cleared
+        sys.stdout.flush()
+    print(f"error: Ray's GCS died ({what}); the study stopped at Tune's last snapshot and {recorded}; continue with "
+          f"`{continue_command(ctx)}`", file=sys.stderr, flush=True)
 
 
 # Tune's TensorBoard logger, then the report: neither imports Ray (tests/studies/report/test_report_files.py).

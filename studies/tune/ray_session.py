@@ -5,15 +5,18 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import signal
 import socket
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from studies._compat import end_local_ray
+from studies._compat import end_local_ray, kill_ray_processes, local_gcs
 from studies.background import ending_thread
-from studies.errors import Terminated, UserError
+from studies.errors import EXIT_RAY_LOST, Terminated, UserError
 from studies.signals import HeldSigterm, sigterm_blocked_in_children
 
 
@@ -119,12 +122,82 @@ def machine_count() -> int:
     return len({n.get("NodeManagerAddress") for n in ray.nodes() if n.get("Alive")})
 
 
+class GcsWatchdog:
+    """Ends the driver when the GCS of the local Ray it started dies (SIGKILLed, OOM-killed,
+    crashed). Nothing else notices: NodeGuard's question needs the GCS, and Tune's loop
+    blocks in Ray's client, which waits a minute for it, then ends the driver with exit 1,
+    run.json "running" and the raylet, its agents and workers left alive. Polled every
+    ``POLL_S`` seconds in a daemon thread; once it is gone: every process of that Ray is
+    SIGKILLed (kill_ray_processes), ``on_lost`` says so (the driver marks run.json
+    "interrupted" and prints its one line), and the process exits with EXIT_RAY_LOST at
+    once (``os._exit``: the main thread is stuck in Ray's client). What is on disk is as
+    after a SIGKILL of the driver: Tune's last periodic snapshot, which --resume continues.
+
+    ``stop()`` (before the driver ends Ray itself) turns it off: a GCS ended on purpose
+    is no alarm; one found dead by then ends the process the same way."""
+
+    POLL_S = 0.5
+
+    def __init__(self, node: Any, gcs: Any, logs: str, on_lost: Callable[[str], None]) -> None:
+        self._node, self._gcs, self._logs, self._on_lost = node, gcs, logs, on_lost
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._fired = False
+        self._thread = threading.Thread(target=self._watch, name="gcs-watchdog", daemon=True)
+
+    def start(self) -> GcsWatchdog:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped.set()
+            fired = self._fired
+        if fired:   # the process is ending (os._exit in the watchdog): nothing more may run here
+            threading.Event().wait()
+        self._thread.join()
+        code = self._gcs.poll()
+        if code is not None:   # it died before the driver ended it (the main thread got here first, raising)
+            self._fired = True
+            self._end(code)
+
+    def _watch(self) -> None:
+        while not self._stopped.wait(self.POLL_S):
+            code = self._gcs.poll()
+            if code is None:
+                continue
+            with self._lock:
+                if self._stopped.is_set():
+                    return
+                self._fired = True
+            self._end(code)
+
+    def _end(self, code: int) -> None:
+        how = f"killed by {signal.Signals(-code).name}" if code < 0 and -code in signal.valid_signals() else f"exit code {code}"
+        with suppress(BaseException):   # the process ends just below, whatever happens here
+            kill_ray_processes(self._node)
+        try:
+            self._on_lost(f"gcs_server pid {self._gcs.pid}, {how}; see {self._logs}")
+        except BaseException as exc:  # noqa: BLE001 (still one line, and the exit code)
+            print(f"error: Ray's GCS died (gcs_server pid {self._gcs.pid}, {how}; see {self._logs}); "
+                  f"the study stopped ({exc.__class__.__name__}: {exc})", file=sys.stderr)
+        finally:
+            for stream in (sys.stdout, sys.stderr):
+                with suppress(BaseException):
+                    stream.flush()
+            os._exit(EXIT_RAY_LOST)
+
+
 @contextmanager
 def ray_session(address: str | None, *, num_cpus: int | None = None, num_gpus: int | None = None,
-                shutdown_later: ExitStack | None = None) -> Iterator[dict[str, float]]:
+                shutdown_later: ExitStack | None = None,
+                on_gcs_lost: Callable[[str], None] | None = None) -> Iterator[dict[str, float]]:
     """Yield the cluster's resources. Without an address this always starts a
     fresh local Ray (``address="local"``): a stale ``ray_current_cluster`` file
     left by a crashed run must not make us attach to a cluster that is gone.
+
+    ``on_gcs_lost``: with a local Ray, a GcsWatchdog ends the process (exit
+    EXIT_RAY_LOST) if its GCS dies, after calling this with what died.
 
     ``shutdown_later``: Ray's shutdown runs in a thread and that stack waits for
     it when it closes. Stopping a local Ray is a second or more of waiting for
@@ -169,12 +242,16 @@ def ray_session(address: str | None, *, num_cpus: int | None = None, num_gpus: i
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
             raise UserError(f"could not start a local Ray ({first}); is the machine overloaded, or out of /tmp space?") from None
     filter_worker_output(without_worker_exit_noise)
+    local = local_gcs() if not address and on_gcs_lost is not None else None
+    watchdog = GcsWatchdog(*local, on_gcs_lost).start() if local is not None and on_gcs_lost is not None else None
     with scoped:
         try:
             if held.arrived:   # while Ray started, under the handler ray.init installs (it exits with code 15)
                 raise Terminated()
             yield dict(ray.cluster_resources())
         finally:
+            if watchdog is not None:
+                watchdog.stop()   # the GCS is ended on purpose now
             if shutdown_later is None:
                 end_local_ray()
             else:
