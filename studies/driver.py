@@ -4,6 +4,7 @@ parses and dispatches; this runs."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import shutil
@@ -306,6 +307,14 @@ def prepare(options: RunOptions) -> RunContext:
         study_dir = options.storage / spec.name
         created = [d for d in (options.storage, study_dir) if not d.exists()]
         run_dir = run_folder.claim_run_dir(study_dir, options.run, smoke=options.smoke, shared=options.remote is not None)
+        if options.remote is not None:   # the mirror's mkdir keeps out drivers of this machine only
+            try:
+                options.remote.claim(spec.name, run_dir.name)
+            except UserError:
+                for folder in (run_dir, *reversed(created)):
+                    with contextlib.suppress(OSError):   # another of this machine's runs may be in it
+                        folder.rmdir()
+                raise
     ctx = RunContext(options, spec, RunFolder(run_dir), data, data_path=data_path, created=[*created, run_dir])
     if data_path and not options.resume:
         ctx.data_sha256 = run_folder.file_sha256(Path(data_path))

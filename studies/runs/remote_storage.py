@@ -16,9 +16,13 @@ from __future__ import annotations
 
 import errno
 import os
+import random
+import secrets
 import shutil
+import socket
 import sqlite3
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +37,8 @@ from studies.runs.run_signing import SIGNATURES_FILE, merged_signatures
 OWN_TOP = ("run.json", "spec.yaml", "search_space.yaml", "optuna.db", ".signatures.json")
 OWN_DIRS = ("tables", "plots", "hparams")
 OWN_NESTED = ("stalled.txt", "candidates.json")
+# A run folder's claims in the bucket: one object per driver that asked for the name (see RemoteStore.claim).
+CLAIMS_DIR = ".claims"
 
 
 def is_uri(text: str) -> bool:
@@ -132,6 +138,42 @@ class RemoteStore:
             infos = self.fs.get_file_info(pyarrow.fs.FileSelector(self.path_of(*parts), allow_not_found=True))
         return sorted(PurePosixPath(i.path).name for i in infos if i.type == pyarrow.fs.FileType.Directory)
 
+    def claim(self, study: str, run: str, *, tries: int = 4) -> None:
+        """Take the run folder ``study/run`` in the bucket for this driver, before anything
+        is written there. A local ``mkdir`` cannot keep out a driver on another machine,
+        and pyarrow's file systems have no conditional create, so: write a claim object
+        of our own, then list the folder; we hold it only if nothing else is there. With
+        the read-after-write consistency of S3 and GCS, of two drivers the one that lists
+        second sees the other's claim, so two never both hold it. Both can see each
+        other: then each takes its claim back and tries again after a random pause."""
+        folder = self.path_of(study, run)
+        mine = f"{folder}/{CLAIMS_DIR}/{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+        with self._bucket_errors(f"cannot claim the run folder {study}/{run} in the bucket"):
+            for attempt in range(tries):
+                if attempt:
+                    time.sleep(random.uniform(0.2, 1.0) * attempt)
+                found = self._files_under(folder)
+                if any(f"/{CLAIMS_DIR}/" not in path for path in found):
+                    raise UserError(f"{self.uri_of(study, run)}: run folder already exists in the bucket; continue it "
+                                    f"with --resume --run {run}, or pick another --run name")
+                if found:   # only claims: another driver holds it, or is taking its claim back
+                    continue
+                self.fs.create_dir(f"{folder}/{CLAIMS_DIR}", recursive=True)
+                with self.fs.open_output_stream(mine) as out:
+                    out.write(f"{socket.gethostname()} pid {os.getpid()} at {time.time():.3f}\n".encode())
+                if self._files_under(folder) == [mine]:
+                    return
+                self.fs.delete_file(mine)
+        raise UserError(f"{self.uri_of(study, run)}: another driver claimed this run folder at the same moment; pick "
+                        f"another --run name (a driver that stopped before writing anything leaves only "
+                        f"{self.uri_of(study, run, CLAIMS_DIR)}/: delete it to reuse the name)")
+
+    def _files_under(self, path: str) -> list[str]:
+        import pyarrow.fs
+
+        infos = self.fs.get_file_info(pyarrow.fs.FileSelector(path, allow_not_found=True, recursive=True))
+        return sorted(i.path for i in infos if i.type == pyarrow.fs.FileType.File)
+
     def pull(self, *parts: str, only: tuple[str, ...] | None = None) -> Path:
         """Copy the folder ``parts`` from the bucket into the mirror (no checkpoints;
         with ``only``, just the files of those names) and return its mirror path."""
@@ -150,7 +192,8 @@ class RemoteStore:
             if info.type != pyarrow.fs.FileType.File:
                 continue
             rel = PurePosixPath(info.path).relative_to(base)
-            if any(p.startswith("checkpoint_") for p in rel.parts) or (only is not None and rel.name not in only):
+            if (any(p.startswith("checkpoint_") or p == CLAIMS_DIR for p in rel.parts)
+                    or (only is not None and rel.name not in only)):
                 continue
             target = local.joinpath(*rel.parts)
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -11,8 +11,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from studies.spec.study import STUDIES_DIR, load_spec
 from studies import _compat
+from studies.spec.study import STUDIES_DIR, load_spec
 from studies.tune.tuner import build_searcher
 
 

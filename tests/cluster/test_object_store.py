@@ -267,3 +267,47 @@ def test_an_unusable_bucket_is_one_line(s3, tmp_path: Path) -> None:
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and "credentials were refused" in lines[0], proc.stderr
     assert not list(cwd.iterdir()) and time.time() - started < 240
+
+
+def test_two_drivers_starting_at_once_on_two_machines_never_share_a_run_folder(s3, tmp_path: Path) -> None:
+    """Two drivers on two machines (two HOMEs: two mirrors that cannot see each other) start
+    into one bucket at the same moment. Before the claim in the bucket both took one folder
+    (12 trial folders for 6 samples, every trial then counted lost). Default names: two run
+    folders, each whole. One name given to both: one runs, the other is refused with one line."""
+    machines = [_machine(tmp_path, name, s3) for name in ("a", "b")]
+
+    def start(run: list[str], i: int) -> subprocess.Popen:
+        env, cwd = machines[i]
+        args = ["mdn_ramp", "--smoke", "--num-samples", "2", "--set", "budget.max_epochs=2", "--storage", "s3://studies/race",
+                "--cache-dir", str(tmp_path / f"cache-{i}"), "--num-cpus", "1", *run]
+        return subprocess.Popen([sys.executable, str(RUN_PY), *args], env=env, cwd=cwd, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
+    def both(run: list[str]) -> list[tuple[int, str, str]]:
+        procs = [start(run, 0), start(run, 1)]
+        out = []
+        for proc in procs:
+            stdout, stderr = proc.communicate(timeout=420)
+            out.append((proc.returncode, stdout, stderr))
+        return out
+
+    for rc, stdout, stderr in both([]):
+        assert rc == 0, stdout[-2000:] + stderr[-2000:]
+    runs = {k.split("/")[2] for k in _keys(s3, "race/mdn_ramp/")} - {""}   # "": the folder's own marker object
+    assert len(runs) == 2, runs
+    for run in runs:
+        trials = {k.split("/")[3] for k in _keys(s3, f"race/mdn_ramp/{run}/") if k.endswith("/params.json")}
+        assert len(trials) == 2, (run, trials)
+        counts = json.loads(_read(s3, f"race/mdn_ramp/{run}/run.json"))["trial_counts"]
+        assert sum(counts.values()) == 2 and set(counts) <= {"complete", "stopped by ASHA"}, counts
+
+    results = both(["--run", "same"])
+    assert sorted(rc for rc, _, _ in results) == [0, 2], [(rc, err[-1500:]) for rc, _, err in results]
+    refused = next(err for rc, _, err in results if rc == 2)
+    assert len(refused.strip().splitlines()) == 1 and (
+        "s3://studies/race/mdn_ramp/same: another driver claimed this run folder at the same moment" in refused
+        or "s3://studies/race/mdn_ramp/same: run folder already exists in the bucket" in refused), refused
+    trials = {k.split("/")[3] for k in _keys(s3, "race/mdn_ramp/same/") if k.endswith("/params.json")}
+    assert len(trials) == 2, trials
+    counts = json.loads(_read(s3, "race/mdn_ramp/same/run.json"))["trial_counts"]
+    assert sum(counts.values()) == 2 and set(counts) <= {"complete", "stopped by ASHA"}, counts

@@ -132,3 +132,51 @@ def test_two_drivers_starting_in_the_same_second_on_two_machines_claim_two_run_f
     assert a.name != b.name and a.name.startswith("20261207-120000-") and b.name.startswith("20261207-120000-")
     local = run_folder.claim_run_dir(tmp_path / "disk" / "study", None, smoke=False)
     assert local.name == "20261207-120000"   # on one disk the atomic mkdir is enough: the name stays readable
+
+
+def test_a_run_folder_is_claimed_in_the_bucket_once(store: RemoteStore, tmp_path: Path) -> None:
+    store.claim("study", "r1")
+    claims = list((Path(store.root) / "study" / "r1" / ".claims").iterdir())
+    assert len(claims) == 1
+    with pytest.raises(UserError, match="another driver claimed this run folder at the same moment"):
+        store.claim("study", "r1", tries=2)   # a second driver, any machine: the first one's claim holds it
+    assert list((Path(store.root) / "study" / "r1" / ".claims").iterdir()) == claims
+    _write(Path(store.root) / "study" / "r2" / "run.json", "{}")
+    with pytest.raises(UserError, match=r"r2: run folder already exists in the bucket; continue it with --resume --run r2"):
+        store.claim("study", "r2")
+    # A run's claims are never pulled into a mirror.
+    _write(Path(store.root) / "study" / "r1" / "run.json", "{}")
+    assert not (store.pull("study", "r1") / ".claims").exists()
+
+
+def test_drivers_claiming_one_name_at_once_never_both_hold_it(store: RemoteStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many drivers at the same instant (threads released together): never two holders,
+    and the random pauses let one of them through."""
+    import threading
+    import time
+
+    from studies.runs import remote_storage
+
+    real_sleep = time.sleep
+    monkeypatch.setattr(remote_storage.time, "sleep", lambda s: real_sleep(s / 20))   # the pauses, shorter
+
+    holders_per_round = []
+    for round_ in range(12):
+        start, held = threading.Barrier(6), []
+
+        def driver(start: threading.Barrier = start, held: list[int] = held, name: str = f"r{round_}") -> None:
+            start.wait()
+            try:
+                store.claim("study", name, tries=6)
+                held.append(1)
+            except UserError:
+                pass
+
+        threads = [threading.Thread(target=driver) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        holders_per_round.append(len(held))
+    assert max(holders_per_round) == 1, holders_per_round
+    assert sum(holders_per_round) >= 9, holders_per_round   # livelock (everyone backs off) is rare
