@@ -116,6 +116,8 @@ def _prepare_run_dir(options: RunOptions) -> tuple[Path, StudySpec]:
         run_dir = (options.storage / study / options.run) if options.run else run_folder.latest_run(options.storage, study)
         if not (run_dir / run_folder.RUN_FILE).is_file():
             raise UserError(f"{run_dir}: no such run to resume (see `python studies/run.py {study} --runs`)")
+        if options.remote is not None:
+            options.remote.check_keys_inside(*run_dir.relative_to(options.remote.mirror).parts)
         pull_run(options.remote, run_dir)
         if options.overrides or options.smoke:
             given = " ".join([*(f"--set {o}" for o in options.overrides), *(["--smoke"] if options.smoke else [])])

@@ -21,6 +21,7 @@ import secrets
 import shutil
 import socket
 import sqlite3
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -136,7 +137,8 @@ class RemoteStore:
 
         with self._bucket_errors("cannot list the runs in the bucket"):
             infos = self.fs.get_file_info(pyarrow.fs.FileSelector(self.path_of(*parts), allow_not_found=True))
-        return sorted(PurePosixPath(i.path).name for i in infos if i.type == pyarrow.fs.FileType.Directory)
+        names = (PurePosixPath(i.path).name for i in infos if i.type == pyarrow.fs.FileType.Directory)
+        return sorted(name for name in names if _stays_inside(PurePosixPath(name)))
 
     def claim(self, study: str, run: str, *, tries: int = 4) -> None:
         """Take the run folder ``study/run`` in the bucket for this driver, before anything
@@ -168,6 +170,17 @@ class RemoteStore:
                         f"another --run name (a driver that stopped before writing anything leaves only "
                         f"{self.uri_of(study, run, CLAIMS_DIR)}/: delete it to reuse the name)")
 
+    def check_keys_inside(self, *parts: str) -> None:
+        """Refuse (one line) a folder in the bucket holding an object key that leaves it:
+        Tune downloads a run's files on --resume as the keys read."""
+        base = self.path_of(*parts)
+        with self._bucket_errors(f"cannot list {'/'.join(parts)} in the bucket"):
+            escaping = [path for path in self._files_under(base) if not _stays_inside(PurePosixPath(path).relative_to(base))]
+        if escaping:
+            raise UserError(f"{self.uri}/{PurePosixPath(escaping[0]).relative_to(self.root)}: an object key that leaves "
+                            f"its run folder (put there by whoever can write to the bucket); --resume refuses the run "
+                            f"until it is deleted")
+
     def _files_under(self, path: str) -> list[str]:
         import pyarrow.fs
 
@@ -192,6 +205,10 @@ class RemoteStore:
             if info.type != pyarrow.fs.FileType.File:
                 continue
             rel = PurePosixPath(info.path).relative_to(base)
+            if not _stays_inside(rel):   # "a/../../x": written as it reads, it would land outside the mirror
+                print(f"warning: {self.uri}/{PurePosixPath(info.path).relative_to(self.root)}: an object key that leaves "
+                      "its folder; not copied (whoever can write to the bucket put it there)", file=sys.stderr)
+                continue
             if (any(p.startswith("checkpoint_") or p == CLAIMS_DIR for p in rel.parts)
                     or (only is not None and rel.name not in only)):
                 continue
@@ -278,6 +295,11 @@ def own_files(run_dir: Path, *, report_only: bool = False) -> list[Path]:
     for name in OWN_NESTED:
         found += sorted(p for p in run_dir.glob(f"*/{name}") if p.is_file())
     return found
+
+
+def _stays_inside(rel: PurePosixPath) -> bool:
+    """A relative object path that names a place inside its folder (no "..", no root)."""
+    return not rel.is_absolute() and all(part not in ("", ".", "..") for part in rel.parts)
 
 
 def mirror_of(fs_type: str, fs_path: str) -> Path:

@@ -311,3 +311,29 @@ def test_two_drivers_starting_at_once_on_two_machines_never_share_a_run_folder(s
     assert len(trials) == 2, trials
     counts = json.loads(_read(s3, "race/mdn_ramp/same/run.json"))["trial_counts"]
     assert sum(counts.values()) == 2 and set(counts) <= {"complete", "stopped by ASHA"}, counts
+
+
+def test_an_object_key_that_leaves_its_folder_is_never_followed(s3, tmp_path: Path) -> None:
+    """Anyone who can write to the bucket can add a key such as `RUN/../../../x`: copied as
+    it reads, --runs, --report and --resume wrote outside the local mirror, and one such key
+    stopped --runs for everyone on the prefix. It is skipped with one line naming it (the
+    rest of the listing goes on), and --resume refuses the run that holds it."""
+    env, cwd = _machine(tmp_path, "a", s3)
+    info = {"study": "mdn_ramp", "run": "r1", "status": "finished", "started": 1796600000.0, "trial_counts": {"complete": 1}}
+    client = _client(s3)
+    client.put_object(Bucket="studies", Key="keys/mdn_ramp/r1/run.json", Body=json.dumps(info).encode())
+    hostile = "keys/mdn_ramp/r1/" + "../" * 6 + "planted/run.json"
+    client.put_object(Bucket="studies", Key=hostile, Body=b'{"status": "planted"}')
+    assert hostile in _keys(s3, "keys/")
+    proc = _cli(["mdn_ramp", "--runs", "--storage", "s3://studies/keys"], env, cwd, timeout=120)
+    assert proc.returncode == 0 and "r1" in proc.stdout, proc.stdout + proc.stderr
+    warnings = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert warnings == [f"warning: s3://studies/{hostile}: an object key that leaves its folder; not copied "
+                        "(whoever can write to the bucket put it there)"], proc.stderr
+    assert not [p for p in tmp_path.rglob("planted")], "a key with '..' was written outside the mirror"
+    proc = _cli(["mdn_ramp", "--resume", "--run", "r1", "--storage", "s3://studies/keys"], env, cwd, timeout=120)
+    # The run.json listing before it skips the key as --runs does (its warning), then the one error.
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [*warnings, (
+        f"error: s3://studies/{hostile}: an object key that leaves its run folder (put there by whoever can write to the "
+        "bucket); --resume refuses the run until it is deleted")], proc.stderr
+    assert not [p for p in tmp_path.rglob("planted")]
