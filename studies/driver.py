@@ -652,6 +652,9 @@ def read_trials(folder: RunFolder, spec: StudySpec, *, run_active: bool = False,
 def write_outputs(run_dir: Path, spec: StudySpec, *, trials: RunTrials | None = None) -> WrittenReport:
     """tables/, plots/ and hparams/ of a run; ``trials`` if already read, else read here."""
     info = run_folder.read_run_info(run_dir)
+    for link, target in RunFolder(run_dir).outputs_without_links():
+        print(f"warning: {link}: a symbolic link (to {target}) in the report's folders; removed (not what it points "
+              "to), the report writes a file of its own there", file=sys.stderr)
     if trials is None:
         trials = read_trials(RunFolder(run_dir), spec, run_active=info.status == "running")
     from studies.report.write import write_report

@@ -177,6 +177,12 @@ class WrittenReport:
     claims: list[Claim] = field(default_factory=list)     # what the answer's lines were rendered from
 
 
+def one_line(text: str) -> str:
+    """Spec text (a description) as one line of the report: its newlines and control
+    characters become spaces, so a spec cannot add lines of its own to a report."""
+    return " ".join("".join(ch if ch.isprintable() else " " for ch in text or "").split())
+
+
 def write_report(run_dir: Path, run: RunTrials, *, spec: Any, info: RunInfo) -> WrittenReport:
     folder = RunFolder(run_dir)
     folder.tables.mkdir(exist_ok=True)
@@ -289,7 +295,7 @@ def _header(spec: Any, run_name: str, status: str, run: RunTrials, ab: AblationR
     """Title, the question, the short answer, what the run was, the evidence legend."""
     rung_counts = ", ".join(f"epoch {r}: {n}" for r, n in sorted(ab.rungs.items()))
     return (f"# {spec.name}: ablation report\n\n"
-            f"**Question.** {spec.description or '(no description in the spec)'}\n\n"
+            f"**Question.** {one_line(spec.description) or '(no description in the spec)'}\n\n"
             + ("\n".join(short) + "\n\n" if short else "")
             + f"{answer_block(answer)}\n\n"
             f"*Run `{run_name}` ({status}); {len(run.trials)} trials; trials reaching each rung: {rung_counts}. "
@@ -608,7 +614,7 @@ def _tradeoff_markdown(spec: Any, run_name: str, status: str, run: RunTrials, an
     rung_counts = ", ".join(f"epoch {e}: {n}" for e, n in sorted(run.history.groupby("epoch")["trial_id"].nunique().items()))
     return (f"# {spec.name}: trade-off report\n\n{' '.join(answer)}\n\n"
             f"*Run `{run_name}` ({status}); {len(run.trials)} trials; trials reaching each epoch: {rung_counts}. "
-            f"Question: {spec.description or '(no description in the spec)'}*\n\n"
+            f"Question: {one_line(spec.description) or '(no description in the spec)'}*\n\n"
             + "".join(f"**Left out, unreadable:** {line}\n\n" for line in run.unreadable)
             + f"{EVIDENCE_LEGEND}\n\n" + sections
             + f"## Budget\n\n{BUDGET_CAPTION}\n\n{_display(budget).to_markdown(index=False)}\n\n"

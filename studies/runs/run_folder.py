@@ -14,6 +14,7 @@ import os
 import secrets
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +35,8 @@ ORPHANED_ATTR = "orphaned_by_driver_kill"
 # Tune experiment a resume went on from (a finished trial's own attributes can no longer be
 # written). Read as orphaned, like ORPHANED_ATTR.
 SET_ASIDE_ATTR = "finished_outside_the_tune_experiment"
+# The folders the report writes (tables, plots, TensorBoard's hparams view).
+REPORT_DIRS = ("tables", "plots", "hparams")
 
 
 @dataclass
@@ -164,6 +167,27 @@ class RunFolder:
     def report(self) -> Path:
         return self.tables / "ablation.md"
 
+    def outputs_without_links(self) -> list[tuple[Path, str]]:
+        """Make the report's folders safe to write into: a run folder received from
+        someone else can hold ``tables/ablation.md`` as a link to ``~/.ssh/authorized_keys``,
+        and every writer of the report follows links. A symbolic link in them is removed
+        (the link, never what it points to) and returned with its target; a report folder that is itself
+        a link is refused (one line): its files would land wherever it points."""
+        removed = []
+        for name in REPORT_DIRS:
+            folder = self.path / name
+            if folder.is_symlink():
+                raise UserError(f"{folder}: a symbolic link (to {os.readlink(folder)}); the report writes only into the "
+                                "run's own folders: remove the link, then run the command again")
+            for root, dirs, files in os.walk(folder):   # os.walk does not follow links
+                for entry in [*dirs, *files]:
+                    path = Path(root, entry)
+                    if path.is_symlink():
+                        target = os.readlink(path)
+                        path.unlink()
+                        removed.append((path, target))
+        return removed
+
     def exists(self) -> bool:
         return self.run_json.is_file()
 
@@ -262,8 +286,9 @@ def read_run_info(run_dir: Path) -> RunInfo:
 def write_run_info(run_dir: Path, info: RunInfo) -> None:
     """Atomic replace, so a killed driver never leaves half a run.json."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    tmp = run_dir / f".{RUN_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(info.to_dict(), indent=2, sort_keys=True, default=str))
+    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=f".{RUN_FILE}.", suffix=".tmp")   # a new file: no link followed
+    with os.fdopen(fd, "w") as out:
+        out.write(json.dumps(info.to_dict(), indent=2, sort_keys=True, default=str))
     os.replace(tmp, run_dir / RUN_FILE)
 
 
