@@ -104,9 +104,24 @@ def _cut_short(path: Path) -> bool:
     return not data.rstrip(b"\n").endswith(b".")   # every pickle ends with STOP ('.')
 
 
+def killed_before_first_snapshot(run_dir: Path) -> bool:
+    """The driver was killed while Tune wrote ``tuner.pkl`` (into the run folder
+    itself, when the Tuner is made, before its first snapshot): the file is missing
+    or cut short, and Tune left no snapshot and no trial. Nothing of the study ran,
+    and nothing in the folder can be resumed; the study can only start again."""
+    tuner = run_dir / "tuner.pkl"
+    if tuner.is_file() and not _cut_short(tuner):
+        return False
+    return not any(run_dir.glob("experiment_state-*.json")) and not any(p.is_dir() for p in run_dir.glob("trial_*"))
+
+
 def check_snapshot_whole(run_dir: Path) -> None:
     """Refuse (one line) a run whose snapshot file was cut short and could not be
     put back: Tune would hang or loop on it, trusted or not."""
+    if killed_before_first_snapshot(run_dir):
+        raise UserError(f"{run_dir / 'tuner.pkl'}: missing or cut short, and no snapshot of Tune's beside it (the "
+                        "driver was killed while Tune wrote it, when the run started): no trial ran and there is "
+                        "nothing to continue; start the study again")
     for path in _files(run_dir):
         if _cut_short(path):
             raise UserError(f"{path}: empty or cut short (the driver was killed while Tune copied this snapshot file "
