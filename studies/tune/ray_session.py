@@ -57,6 +57,11 @@ def _has_token() -> bool:
         return True
     path = Path(os.path.expanduser(os.environ.get("RAY_AUTH_TOKEN_PATH") or "~/.ray/auth_token"))
     try:
+        info = path.stat()
+        if info.st_mode & 0o077 and info.st_uid == os.getuid():  # whoever reads it can submit jobs as us
+            path.chmod(0o600)
+            print(f"warning: {path} was readable by other users (mode {info.st_mode & 0o777:o}); made it 0600",
+                  file=sys.stderr)
         return bool(path.read_text().strip())
     except OSError:
         return False

@@ -1,13 +1,16 @@
-"""A real local Ray cluster: `ray start --head` on 127.0.0.1 (token auth on, as
-Ray 2.60 sets it up), the smoke study sent with `ray job submit`, its tables
-checked, and exactly the processes this test started stopped afterwards."""
+"""A real local Ray cluster started by cluster/local.yaml's own commands: a head on
+127.0.0.1 (token auth on, as Ray 2.60 sets it up) and workers, each node in a PID
+namespace of its own; a worker joins with the synced token, `ray down`'s command
+leaves no Ray process; the smoke study sent with `ray job submit`, its tables
+checked. Every process a test started ends with its node's namespace."""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
+import shutil
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -16,6 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from tests.cluster.test_cluster_files import launcher_config, node_home, ray_shell
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -41,19 +46,6 @@ def _pids_with_marker(marker: str) -> list[int]:
     return pids
 
 
-def _stop(marker: str) -> None:
-    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-        pids = [p for p in _pids_with_marker(marker) if p != os.getpid()]
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.time() + wait
-        while time.time() < deadline and [p for p in _pids_with_marker(marker) if p != os.getpid()]:
-            time.sleep(0.2)
-
-
 def _wait_for_job_agent(env: dict, dashboard: str, timeout: float = 120.0) -> None:
     """The head's job agent comes up some seconds after `ray start` returns."""
     deadline = time.time() + timeout
@@ -70,75 +62,180 @@ def _wait_for_job_agent(env: dict, dashboard: str, timeout: float = 120.0) -> No
 
 LOCAL_YAML = REPO / "cluster" / "local.yaml"
 
+# A node's shell: runs the command files the test drops into $CTL, one at a time, until `end` appears.
+_NODE_SERVER = r"""cd "$CTL" || exit 1
+while [ ! -e end ]; do
+  for f in *.cmd; do
+    [ -e "$f" ] || continue
+    n=${f%.cmd}
+    bash -c "$(cat "$f")" > "$n.out" 2>&1 < /dev/null
+    echo $? > "$n.rc.tmp" && mv "$n.rc.tmp" "$n.rc" && rm -f "$f"
+  done
+  sleep 0.1
+done
+"""
 
-def _launcher_commands(key: str, gcs_port: int, extra: list[str]) -> list[str]:
-    """cluster/local.yaml's commands as the launcher runs them, with what one
-    shared test machine needs changed: `ray stop` is left out (it would stop
-    every Ray on the machine, the session's too), the GCS port is a free one,
-    every other port and Ray's temp folder are explicit, and there is no
-    ~/ray_bootstrap_config.yaml (the launcher writes it; here no autoscaler runs)."""
-    import yaml
+
+def _unshare() -> list[str]:
+    """A PID namespace with its own /proc: `ray stop` there sees and stops only that node's
+    Ray, as on a machine of its own (on this shared machine it would stop every Ray).
+    The network is this machine's: the nodes reach each other on 127.0.0.1."""
+    user = [] if os.getuid() == 0 else ["--user", "--map-root-user"]
+    return ["unshare", *user, "--pid", "--fork", "--mount-proc", "--kill-child"]
+
+
+def _namespaces_work() -> bool:
+    try:
+        return subprocess.run([*_unshare(), "true"], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+class Node:
+    """One machine of the cluster: its own HOME (tests.cluster.test_cluster_files.node_home),
+    its own PID namespace, and a shell that runs commands as Ray's launcher does over SSH."""
+
+    def __init__(self, root: Path, name: str, env: dict) -> None:
+        if not _namespaces_work():
+            pytest.skip("no PID namespace here (unshare): a node's `ray stop` would stop every Ray on this machine")
+        self.home = node_home(root, name)
+        self.ctl = root / f"{name}-ctl"
+        self.ctl.mkdir()
+        self.marker = uuid.uuid4().hex
+        self.env = {**env, "HOME": str(self.home), "CTL": str(self.ctl), "RAYSTUDIES_TEST_NODE": self.marker}
+        self.proc = subprocess.Popen([*_unshare(), "bash", "-c", _NODE_SERVER], env=self.env,
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.count = 0
+
+    def run(self, line: str, timeout: float = 180) -> tuple[int, str]:
+        self.count += 1
+        name = f"{self.count:03d}"
+        (self.ctl / f"{name}.tmp").write_text(line)
+        (self.ctl / f"{name}.tmp").rename(self.ctl / f"{name}.cmd")
+        deadline = time.time() + timeout
+        while not (self.ctl / f"{name}.rc").exists():
+            assert self.proc.poll() is None, "the node's namespace ended"
+            assert time.time() < deadline, f"{line[-300:]}: still running after {timeout:.0f} s"
+            time.sleep(0.2)
+        return int((self.ctl / f"{name}.rc").read_text()), (self.ctl / f"{name}.out").read_text()
+
+    def launch(self, commands: list[str], timeout: float = 180) -> tuple[int, str]:
+        """Each command in its own `bash --login -c -i` as the launcher runs it, to the first failure."""
+        out = ""
+        for cmd in commands:
+            rc, text = self.run(ray_shell(cmd), timeout)
+            out += text
+            if rc != 0:
+                return rc, out
+        return 0, out
+
+    def processes(self) -> list[str]:
+        """Every live process of this node but its shell: pid, state and command line."""
+        rc, out = self.run("ps -eo pid=,stat=,comm=,args=")
+        assert rc == 0, out
+        left = []
+        for line in out.splitlines():
+            pid, state, comm, *args = line.split(None, 3)
+            if pid == "1" or state.startswith("Z") or comm in ("ps", "sleep") or "ps -eo" in line:
+                continue
+            left.append(line.strip())
+        return left
+
+    def close(self) -> None:
+        (self.ctl / "end").touch()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()   # --kill-child: the namespace's first process, and so all of it, goes too
+            self.proc.wait(timeout=30)
+        deadline = time.time() + 30
+        while [p for p in _pids_with_marker(self.marker) if p != os.getpid()] and time.time() < deadline:
+            time.sleep(0.2)
+        assert not [p for p in _pids_with_marker(self.marker) if p != os.getpid()], "a process of the node outlived it"
+
+
+def _launched(key: str, gcs_port: int, extra: list[str]) -> list[str]:
+    """cluster/local.yaml's commands under ``key``, exactly as shipped, with what one shared
+    test machine needs changed: the GCS port is a free one, every other port and Ray's temp
+    folder are explicit (flags added to `ray start`), and there is no
+    ~/ray_bootstrap_config.yaml (the launcher writes it; here no autoscaler launches nodes).
+    The launcher's own wrapping is added as Ray 2.60's `ray up` does it: the head's start
+    commands get `export RAY_enable_autoscaler_v2=1; ...` (the default), the workers'
+    `export RAY_HEAD_IP=...; ...`."""
+    from ray.autoscaler._private.util import with_envs, with_head_node_ip
 
     out = []
-    for cmd in yaml.safe_load(LOCAL_YAML.read_text())[key]:
-        if cmd.split()[-1] == "stop" and "ray" in cmd:
-            continue
-        cmd = cmd.replace("$RAY_HEAD_IP", "127.0.0.1").replace("6379", str(gcs_port))
-        cmd = cmd.replace(" --autoscaling-config=~/ray_bootstrap_config.yaml", "")
-        if "ray start" in cmd:
+    for cmd in launcher_config()[key]:
+        cmd = cmd.replace("6379", str(gcs_port)).replace(" --autoscaling-config=~/ray_bootstrap_config.yaml", "")
+        if " start " in cmd and "ray" in cmd:
             cmd = " ".join([cmd, *extra])
         out.append(cmd)
+    if key == "head_start_ray_commands":
+        return with_envs(out, {"RAY_enable_autoscaler_v2": "1", "RAY_CLOUD_INSTANCE_ID": "127.0.0.1",
+                               "RAY_NODE_TYPE_NAME": "ray.head.default"})
+    if key == "worker_start_ray_commands":
+        return with_head_node_ip(out, "127.0.0.1")
     return out
 
 
-def _node_flags(temp_dir: Path | None) -> list[str]:
+def _node_flags(temp_dir: Path) -> list[str]:
     # Every port free and explicit: another Ray on this machine (the session's
     # in-process one, a study) already holds the default agent ports.
     flags = [f"--{name}={_free_port()}" for name in (
         "dashboard-agent-listen-port", "dashboard-agent-grpc-port", "metrics-export-port",
         "runtime-env-agent-port", "node-manager-port", "object-manager-port")]
     flags += ["--node-ip-address=127.0.0.1", "--num-cpus=2", "--num-gpus=0", "--disable-usage-stats"]
-    return flags + ([f"--temp-dir={temp_dir}"] if temp_dir else [])
+    return [*flags, f"--temp-dir={temp_dir}"]
 
 
-def _node_home(root: Path, name: str) -> Path:
-    """A node's HOME after cluster/local.yaml's setup_commands: the venv they make
-    is this test's own environment."""
-    home = root / name
-    home.mkdir()
-    (home / "raystudies-venv").symlink_to(Path(sys.prefix))
-    return home
+def _temp_dir() -> Path:
+    return Path("/tmp") / f"rs-{uuid.uuid4().hex[:8]}"  # Ray's socket paths must stay short
 
 
-def _bash(commands: list[str], env: dict, timeout: float = 180) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", "-c", " && ".join(commands)], env=env, capture_output=True, text=True, timeout=timeout)
+def _base_env() -> dict:
+    env = dict(os.environ)
+    for name in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        env.pop(name, None)
+    return env
+
+
+def _start_head(root: Path) -> tuple[Node, int, int, Path]:
+    """A head set up and started by cluster/local.yaml's setup_commands, head_setup_commands
+    and head_start_ray_commands, in that order, as `ray up` runs them."""
+    head = Node(root, "head-home", _base_env())
+    gcs_port, dash_port, temp_dir = _free_port(), _free_port(), _temp_dir()
+    extra = [*_node_flags(temp_dir), f"--dashboard-port={dash_port}", f"--ray-client-server-port={_free_port()}"]
+    rc, out = head.launch([*_launched("setup_commands", gcs_port, extra),
+                           *_launched("head_setup_commands", gcs_port, extra),
+                           *_launched("head_start_ray_commands", gcs_port, extra)])
+    if rc != 0:
+        head.close()
+        raise AssertionError(out[-4000:])
+    return head, gcs_port, dash_port, temp_dir
+
+
+def _private(home: Path) -> dict:
+    return {name: oct(stat.S_IMODE(path.stat().st_mode))
+            for name, path in (("~/.ray", home / ".ray"), ("~/.ray/auth_token", home / ".ray" / "auth_token"))}
+
+
+PRIVATE = {"~/.ray": "0o700", "~/.ray/auth_token": "0o600"}
 
 
 @pytest.fixture(scope="module")
 def local_head(tmp_path_factory: pytest.TempPathFactory):
-    """A head started exactly by cluster/local.yaml's head_setup_commands and
-    head_start_ray_commands (see _launcher_commands for what a test machine changes)."""
+    """A head started exactly by cluster/local.yaml's commands (see _launched for what a test
+    machine changes), in a PID namespace of its own (tests' HOMEs, never this machine's ~/.ray)."""
     tmp_path = tmp_path_factory.mktemp("head")
-    marker = f"RAYSTUDIES_TEST_CLUSTER={uuid.uuid4().hex}"
-    home = _node_home(tmp_path, "head-home")
-    env = {**os.environ, "HOME": str(home), marker.split("=")[0]: marker.split("=")[1]}
-    for name in ("RAY_ADDRESS", "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
-        env.pop(name, None)
-    gcs_port, dash_port = _free_port(), _free_port()
-    temp_dir = Path("/tmp") / f"rs-{uuid.uuid4().hex[:8]}"  # Ray's socket paths must stay short
-    extra = [*_node_flags(temp_dir), f"--dashboard-port={dash_port}", f"--ray-client-server-port={_free_port()}"]
-    start = _bash([*_launcher_commands("head_setup_commands", gcs_port, extra),
-                   *_launcher_commands("head_start_ray_commands", gcs_port, extra)], env)
+    head, gcs_port, dash_port, temp_dir = _start_head(tmp_path)
     try:
-        assert start.returncode == 0, start.stdout[-2000:] + start.stderr[-2000:]
-        assert (home / ".ray" / "auth_token").is_file(), "the head's setup made no token"
-        client_env = {**env, "RAY_AUTH_MODE": "token"}  # clients: use the token
+        assert (head.home / ".ray" / "auth_token").is_file(), "the head's setup made no token"
+        client_env = {**_base_env(), "HOME": str(head.home), "RAY_AUTH_MODE": "token"}  # clients: use the token
         _wait_for_job_agent(client_env, f"http://127.0.0.1:{dash_port}")
-        yield client_env, f"http://127.0.0.1:{dash_port}", gcs_port, tmp_path, temp_dir
+        yield client_env, f"http://127.0.0.1:{dash_port}", gcs_port, tmp_path, head
     finally:
-        _stop(marker)
+        head.close()
         subprocess.run(["rm", "-rf", str(temp_dir)], check=False)
-    assert not [p for p in _pids_with_marker(marker) if p != os.getpid()]
 
 
 def _alive_nodes(env: dict, gcs_port: int) -> int:
@@ -149,31 +246,82 @@ def _alive_nodes(env: dict, gcs_port: int) -> int:
     return int(probe.stdout.strip().splitlines()[-1])
 
 
-def test_a_worker_joins_with_the_launcher_commands_and_the_synced_token(local_head) -> None:
-    """worker_start_ray_commands as shipped: with the head's token copied to the
-    worker (what cluster_synced_files does) it joins; without it, it is refused."""
-    import yaml
+def _sync_token(head: Node, worker: Node) -> None:
+    """What `cluster_synced_files` does before the worker's setup: the launcher makes the
+    folder (`mkdir -p` over SSH, the node's umask 022), rsync -a copies the file, mode kept."""
+    (worker.home / ".ray").mkdir(mode=0o755)
+    shutil.copy2(head.home / ".ray" / "auth_token", worker.home / ".ray" / "auth_token")
 
-    env, _, gcs_port, root, temp_dir = local_head
-    assert yaml.safe_load(LOCAL_YAML.read_text())["cluster_synced_files"] == ["~/.ray/auth_token"]
-    head_token = Path(env["HOME"]) / ".ray" / "auth_token"
-    marker = f"RAYSTUDIES_TEST_WORKER={uuid.uuid4().hex}"   # this node's processes, stopped at the end
-    worker_env = {k: v for k, v in env.items() if k != "RAY_AUTH_MODE"}  # what a fresh node's launcher shell has
-    worker_env[marker.split("=")[0]] = marker.split("=")[1]
-    commands = _launcher_commands("worker_start_ray_commands", gcs_port, _node_flags(temp_dir))
+
+def _start_worker(root: Path, name: str, gcs_port: int, head: Node | None, env: dict) -> tuple[Node, int, str]:
+    worker = Node(root, name, env)
+    if head is not None:
+        _sync_token(head, worker)
+    rc, out = worker.launch([*_launched("setup_commands", gcs_port, []),
+                             *_launched("worker_start_ray_commands", gcs_port, _node_flags(_temp_dir()))])
+    return worker, rc, out
+
+
+def test_the_head_has_a_private_token_and_runs_autoscaler_v1(local_head) -> None:
+    """Under `ray up`'s default (v2), the head still runs autoscaler v1, the one that starts
+    local.yaml's workers; the token it made is its user's alone."""
+    env, _, gcs_port, _, head = local_head
+    assert _private(head.home) == PRIVATE
+    probe = subprocess.run([sys.executable, "-c", "from ray._raylet import GcsClient; from ray.autoscaler.v2.utils import "
+                            f"is_autoscaler_v2; print(is_autoscaler_v2(fetch_from_server=True, "
+                            f"gcs_client=GcsClient(address='127.0.0.1:{gcs_port}')))"],
+                           env=env, capture_output=True, text=True, timeout=120)
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    assert probe.stdout.strip().splitlines()[-1] == "False", "the head runs autoscaler v2"
+
+
+def test_a_worker_joins_with_the_launcher_commands_and_the_synced_token(local_head) -> None:
+    """setup_commands and worker_start_ray_commands as shipped: with the head's token copied
+    to the worker (what cluster_synced_files does) it joins, and its token is private there
+    too; without it, it is refused."""
+    env, _, gcs_port, root, head = local_head
+    assert launcher_config()["cluster_synced_files"] == ["~/.ray/auth_token"]
+    launcher_env = _base_env()  # what a fresh node's launcher shell has
+    bare, rc, out = _start_worker(root, "worker-without-token", gcs_port, None, launcher_env)
     try:
-        bare = _node_home(root, "worker-without-token")
-        refused = _bash(commands, {**worker_env, "HOME": str(bare)}, timeout=120)
-        assert refused.returncode != 0, "a worker without the cluster's token joined"
+        assert rc != 0, "a worker without the cluster's token joined"
         assert _alive_nodes(env, gcs_port) == 1
-        home = _node_home(root, "worker-home")
-        (home / ".ray").mkdir()
-        (home / ".ray" / "auth_token").write_bytes(head_token.read_bytes())
-        joined = _bash(commands, {**worker_env, "HOME": str(home)}, timeout=180)
-        assert joined.returncode == 0, joined.stdout[-2000:] + joined.stderr[-2000:]
-        assert _alive_nodes(env, gcs_port) == 2
     finally:
-        _stop(marker)
+        bare.close()
+    worker, rc, out = _start_worker(root, "worker-home", gcs_port, head, launcher_env)
+    try:
+        assert rc == 0, out[-4000:]
+        assert _alive_nodes(env, gcs_port) == 2
+        assert _private(worker.home) == PRIVATE
+    finally:
+        worker.close()
+
+
+def test_ray_down_leaves_no_ray_process_on_any_node(tmp_path: Path) -> None:
+    """A head and a worker of their own, started by the launcher files' commands; then what
+    `ray down` runs, `ray stop` on the head (in the head's login shell). No Ray process is
+    left on the head, nor, once the head's GCS has been gone RAYSTUDIES_HEAD_GONE_S (5 s
+    here, 60 by default) on the worker."""
+    head, gcs_port, _, temp_dir = _start_head(tmp_path)
+    worker = None
+    try:
+        worker, rc, out = _start_worker(tmp_path, "worker-home", gcs_port, head,
+                                        {**_base_env(), "RAYSTUDIES_HEAD_GONE_S": "5"})
+        assert rc == 0, out[-4000:]
+        assert _alive_nodes({**_base_env(), "HOME": str(head.home), "RAY_AUTH_MODE": "token"}, gcs_port) == 2
+        assert worker.processes()
+        rc, out = head.run(ray_shell("ray stop"))   # what `ray down` runs on the head
+        assert rc == 0, out[-2000:]
+        assert head.processes() == []
+        deadline = time.time() + 90
+        while (left := worker.processes()) and time.time() < deadline:
+            time.sleep(2)
+        assert left == [], "Ray processes left on the worker after the head stopped:\n" + "\n".join(left)
+    finally:
+        if worker is not None:
+            worker.close()
+        head.close()
+        subprocess.run(["rm", "-rf", str(temp_dir)], check=False)
 
 
 def test_a_driver_without_the_auth_setting_fails_at_once_naming_it(local_head, tmp_path: Path) -> None:
