@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -165,6 +166,55 @@ def repoint_experiment_storage(experiment: Any, experiment_path: str, filesystem
                                    sync_timeout=old.sync_config.sync_timeout)
     experiment.storage = new
     experiment.spec["storage"] = new   # the dict each new trial is made from holds it too
+
+
+@contextmanager
+def tune_pickles_checked(check: Callable[[str, bytes], None] | None,
+                         wrote_tuner_pkl: Callable[[bytes], None]) -> Iterator[None]:
+    """Tune reads ``tuner.pkl`` and the newest experiment state (Tuner.restore, and the
+    resume at the start of fit) from the run folder and unpickles them at once. Here
+    each is first handed to ``check`` (which raises to refuse) as the very bytes about
+    to be unpickled: a check of the file beforehand would leave a window in which it
+    could be swapped. ``check`` gets ``"tuner.pkl"`` or ``"experiment_state-*.json"``
+    and the bytes; None: no check (a folder the user trusts). The bytes Tune pickles
+    into ``tuner.pkl`` go to ``wrote_tuner_pkl`` (to be signed as written, never read
+    back from the folder). Nothing else changes while this is active."""
+    from ray.tune.analysis import experiment_analysis
+    from ray.tune.execution import tune_controller
+    from ray.tune.impl import tuner_internal
+
+    # Tuner.restore reads the experiment state too (its ExperimentAnalysis), before fit does.
+    state_readers = (tune_controller, experiment_analysis)
+    real_pickle, real_loads_state = tuner_internal.pickle, tune_controller._loads_with_cloudpickle
+
+    class _CheckedPickle:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real_pickle, name)
+
+        def loads(self, data: bytes, *args: Any, **kwargs: Any) -> Any:
+            if check is not None:
+                check("tuner.pkl", data)
+            return real_pickle.loads(data, *args, **kwargs)
+
+        def dumps(self, obj: Any, *args: Any, **kwargs: Any) -> bytes:
+            data = real_pickle.dumps(obj, *args, **kwargs)
+            wrote_tuner_pkl(data)
+            return data
+
+    def loads_state(data: Any) -> Any:
+        if check is not None:
+            check("experiment_state-*.json", data if isinstance(data, bytes) else str(data).encode())
+        return real_loads_state(data)
+
+    tuner_internal.pickle = _CheckedPickle()  # type: ignore[assignment]
+    for module in state_readers:
+        module._loads_with_cloudpickle = loads_state  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        tuner_internal.pickle = real_pickle
+        for module in state_readers:
+            module._loads_with_cloudpickle = real_loads_state  # type: ignore[attr-defined]
 
 
 def kill_trial_actor(trial: Any) -> None:

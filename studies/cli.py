@@ -12,7 +12,16 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-from studies.errors import EXIT_DISK_FULL, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USER_ERROR, DiskFull, Terminated, UserError
+from studies.errors import (
+    EXIT_DISK_FULL,
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    EXIT_USER_ERROR,
+    DiskFull,
+    RefusedPickle,
+    Terminated,
+    UserError,
+)
 from studies.runs.remote_storage import RemoteStore, is_uri
 from studies.runs.run_folder import RUN_FILE
 from studies.runs.storage import DEFAULT_CACHE_DIR, check_run_name, resolve_storage, writable_folder
@@ -102,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:   # `--list | head`: the reader left; nothing to say
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-    except UserError as exc:
+    except (UserError, RefusedPickle) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
     except DiskFull as exc:

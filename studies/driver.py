@@ -28,6 +28,7 @@ from studies.errors import (
     EXIT_STORAGE_LOST,
     EXIT_TERMINATED,
     DiskFull,
+    RefusedPickle,
     UserError,
 )
 from studies.runs import run_folder
@@ -449,33 +450,21 @@ def search(ctx: RunContext) -> set[str]:
     from studies.tune import tuner as tuner_mod
 
     spec, folder = ctx.spec, ctx.folder
-    if ctx.options.resume:
-        info = folder.update(status="running", resumed=time.time())
-        sign_run_folder(folder.path, signing_key())   # checked in prepare(), or trusted by the user
-        tuner = tuner_mod.restore_tuner(spec, folder.path, ctx.data, ctx.options.remote)
-    else:
-        assert spec.search_space_path is not None  # load_spec always sets it
-        shutil.copyfile(spec.path, folder.spec_copy)
-        shutil.copyfile(spec.search_space_path, folder.search_space_copy)
-        info = _new_run_info(ctx)
-        run_folder.write_run_info(folder.path, info)
-        tuner = tuner_mod.build_tuner(spec, folder.path, ctx.data, max_concurrent=ctx.concurrent,
-                                      remote=ctx.options.remote)
-    if ctx.options.remote is not None:   # Tune wrote tuner.pkl into the bucket
-        ctx.options.remote.pull(*folder.path.relative_to(ctx.options.remote.mirror).parts, only=("tuner.pkl",))
-    sign_run_folder(folder.path, signing_key(), patterns=("tuner.pkl",))   # written by the Tuner just now
-    push_run(ctx.options.remote, folder.path)
-    b = spec.budget
-    on = ("multi-objective ASHA on " + ", ".join(f"'{m}' ({d})" for m, d in zip(spec.metrics, spec.modes))
-          if spec.multi_objective else f"ASHA on '{spec.metric}' ({spec.mode})")
-    print(f"{spec.name}: {b.num_samples} trials, up to {ctx.concurrent} at once on {ctx.cluster.get('CPU', 0):g} CPUs"
-          f"/{ctx.cluster.get('GPU', 0):g} GPUs; {on}, grace {b.grace_period}, "
-          f"reduction {b.reduction_factor:g}, max {b.max_epochs} epochs\nrun folder: {shown_path(ctx.options, folder.path)}",
-          flush=True)
-    fit_started = time.time()
-    tune_trials, interrupted = _fit(ctx, tuner)
+    # A resumed folder was checked in prepare(); Tune's reads are checked again as it makes them
+    # (a file swapped in since would otherwise be unpickled, and signed). One the user trusts is signed.
+    checked = ctx.options.resume and not ctx.options.trust_run_folder
+    before = folder.info().status if ctx.options.resume else None
+    try:
+        with tuner_mod.pickles_signed(folder.path, check=checked):
+            tuner, info = _make_tuner(ctx, checked)
+            tune_trials, interrupted, fit_s = _announce_and_fit(ctx, tuner)
+    except RefusedPickle:
+        if before is not None:
+            folder.update(status=before)   # refused before Tune ran anything: the run is as it was
+        raise
     _sign_last_snapshot(folder.path, tune_trials)
-    fit_s, wall = time.time() - fit_started, time.time() - ctx.started
+    wall = time.time() - ctx.started
+    b = spec.budget
     ctx.status = "finished" if not interrupted and len(tune_trials) >= b.num_samples else "interrupted"
     if interrupted and not ctx.stop.terminated and ctx.bucket_lost is None:   # a guard's stop, or a Ctrl+C?
         from studies.tune.node_guard import live_cpus
@@ -485,6 +474,44 @@ def search(ctx: RunContext) -> set[str]:
     folder.update(status=ctx.status, finished=time.time(), wall_s=info.wall_s + wall, tune_s=info.tune_s + fit_s)
     _add_stage_time(folder, "search", wall)
     return {t.trial_id for t in tune_trials}
+
+
+def _make_tuner(ctx: RunContext, checked: bool) -> tuple[Any, run_folder.RunInfo]:
+    """The Tuner: restored (``checked``: what it unpickles is checked as it reads it), or
+    new, with the run's first files; and the run record as the search starts."""
+    from studies.tune import tuner as tuner_mod
+
+    spec, folder = ctx.spec, ctx.folder
+    if ctx.options.resume:
+        info = folder.update(status="running", resumed=time.time())
+        if ctx.options.trust_run_folder:
+            sign_run_folder(folder.path, signing_key())
+        tuner = tuner_mod.restore_tuner(spec, folder.path, ctx.data, ctx.options.remote,
+                                        checker=tuner_mod.copy_checker(folder.path) if checked else None)
+    else:
+        assert spec.search_space_path is not None  # load_spec always sets it
+        shutil.copyfile(spec.path, folder.spec_copy)
+        shutil.copyfile(spec.search_space_path, folder.search_space_copy)
+        info = _new_run_info(ctx)
+        run_folder.write_run_info(folder.path, info)
+        tuner = tuner_mod.build_tuner(spec, folder.path, ctx.data, max_concurrent=ctx.concurrent,
+                                      remote=ctx.options.remote)
+    push_run(ctx.options.remote, folder.path)
+    return tuner, info
+
+
+def _announce_and_fit(ctx: RunContext, tuner: Any) -> tuple[list[Any], bool, float]:
+    """The study's header line, then Tune's fit: its trials, whether a stop interrupted it, its seconds."""
+    spec, b = ctx.spec, ctx.spec.budget
+    on = ("multi-objective ASHA on " + ", ".join(f"'{m}' ({d})" for m, d in zip(spec.metrics, spec.modes))
+          if spec.multi_objective else f"ASHA on '{spec.metric}' ({spec.mode})")
+    print(f"{spec.name}: {b.num_samples} trials, up to {ctx.concurrent} at once on {ctx.cluster.get('CPU', 0):g} CPUs"
+          f"/{ctx.cluster.get('GPU', 0):g} GPUs; {on}, grace {b.grace_period}, "
+          f"reduction {b.reduction_factor:g}, max {b.max_epochs} epochs\nrun folder: {shown_path(ctx.options, ctx.folder.path)}",
+          flush=True)
+    fit_started = time.time()
+    tune_trials, interrupted = _fit(ctx, tuner)
+    return tune_trials, interrupted, time.time() - fit_started
 
 
 def _fit(ctx: RunContext, tuner: Any) -> tuple[list[Any], bool]:

@@ -21,3 +21,9 @@ class DiskFull(Exception):
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM arrived where no Tune experiment could stop cleanly for it."""
+
+
+class RefusedPickle(BaseException):
+    """A file Tune was about to unpickle is not as this user's driver wrote it (checked as
+    Tune read it). A BaseException, as KeyboardInterrupt is: Tune answers any Exception
+    from its restore by starting the experiment afresh in the same folder."""

@@ -17,6 +17,7 @@ a SIGKILL included, each file on disk matches one of its recorded digests.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import hmac
 import io
@@ -24,14 +25,16 @@ import json
 import os
 import pickle
 import secrets
+import tempfile
 from pathlib import Path
 
-from studies.errors import UserError
+from studies.errors import RefusedPickle, UserError
 
 SIGNATURES_FILE = ".signatures.json"
 KEY_FILE_NAME = "run-signing.key"
 # Files Tune unpickles (or decodes with cloudpickle) when it restores an experiment.
-SIGNED = ("tuner.pkl", "searcher-state-*.pkl", "experiment_state-*.json", "search_gen_state-*.json")
+TUNER_FILE = "tuner.pkl"
+SIGNED = (TUNER_FILE, "searcher-state-*.pkl", "experiment_state-*.json", "search_gen_state-*.json")
 PLAIN_DATA = ("callback-states-*.pkl",)
 KEY_BYTES = 32
 KEEP_DIGESTS = 3   # a file's current content and the versions a copy in flight may still leave
@@ -128,8 +131,14 @@ def sign_run_folder(run_dir: Path, key: bytes, *, sources: Path | None = None,
         digest = _digest(path, key)
         kept = [d for d in recorded.get(path.name, []) if d != digest]
         recorded[path.name] = [*kept, digest][-KEEP_DIGESTS:]
-    tmp = run_dir / f"{SIGNATURES_FILE}.tmp"
-    tmp.write_text(json.dumps(recorded, indent=1, sort_keys=True))
+    _write_signatures(run_dir, recorded)
+
+
+def _write_signatures(run_dir: Path, recorded: dict[str, list[str]]) -> None:
+    """Atomic, through a new temporary file (a name planted in a shared folder is never written through)."""
+    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=f"{SIGNATURES_FILE}.", suffix=".tmp")
+    with os.fdopen(fd, "w") as out:
+        out.write(json.dumps(recorded, indent=1, sort_keys=True))
     os.replace(tmp, run_dir / SIGNATURES_FILE)
 
 
@@ -170,3 +179,44 @@ def check_run_folder(run_dir: Path, key: bytes) -> None:
         if problem is not None:
             raise UserError(f"{path}: holds more than plain data ({problem}); Tune would unpickle it, which can run "
                             f"any code. Resume only a run folder you trust, with {TRUST_FLAG}")
+
+
+def _signed_as(run_dir: Path, pattern: str, data: bytes, key: bytes) -> bool:
+    digest = hmac.new(key, data, hashlib.sha256).hexdigest()
+    return any(digest in digests for name, digests in _recorded(run_dir).items() if fnmatch.fnmatch(name, pattern))
+
+
+def check_bytes(run_dir: Path, what: str, pattern: str, data: bytes, key: bytes) -> None:
+    """Refuse (RefusedPickle, one line) ``data``, the very bytes Tune is about to unpickle as ``what``
+    (a file matching ``pattern``), unless this user's key signed them in ``run_dir``
+    (or, for the callback-state pickle, they are plain data). Checking the file and
+    then letting Tune read it again would leave a window in which it can be swapped."""
+    if pattern in PLAIN_DATA:
+        try:
+            _NoClasses(io.BytesIO(data)).load()
+        except Exception as exc:   # any reason it is not plain data
+            raise RefusedPickle(f"{what}: holds more than plain data ({exc or exc.__class__.__name__}), as Tune was about "
+                            f"to read it; resume only a run folder you trust, with {TRUST_FLAG}") from None
+        return
+    if not _signed_as(run_dir, pattern, data, key):
+        raise RefusedPickle(f"{what}: not signed by this user's key as Tune was about to unpickle it (changed after the "
+                        f"run folder was checked, or written elsewhere); resume only a run folder you trust, with "
+                        f"{TRUST_FLAG}")
+
+
+def check_copy(copy_dir: Path, run_dir: Path, key: bytes) -> None:
+    """Every file Tune will unpickle from ``copy_dir`` (its private staging copy of the
+    run folder's snapshot, downloaded at restore) checked as it now is there: nothing
+    else writes into that copy, so what is checked is what Tune reads."""
+    for path in _files(copy_dir, SIGNED + PLAIN_DATA):
+        pattern = next(p for p in SIGNED + PLAIN_DATA if path.match(p))
+        check_bytes(run_dir, str(run_dir / path.name), pattern, path.read_bytes(), key)
+
+
+def sign_bytes(run_dir: Path, name: str, data: bytes, key: bytes) -> None:
+    """Record the digest of ``data``, which this driver itself wrote as ``name``
+    (never read back from the folder, where someone else may have changed it)."""
+    recorded = _recorded(run_dir)
+    digest = hmac.new(key, data, hashlib.sha256).hexdigest()
+    recorded[name] = [*[d for d in recorded.get(name, []) if d != digest], digest][-KEEP_DIGESTS:]
+    _write_signatures(run_dir, recorded)

@@ -18,6 +18,7 @@ folder that wrote it; a resume points it at the folder being resumed
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,17 +48,26 @@ def trials_in_snapshot(dirpath: str | Path) -> int | None:
 
 
 class TrialCountedGenerator(SearchGenerator):
-    def resume_at(self, experiment_path: str, filesystem: Any | None = None) -> None:
+    def resume_at(self, experiment_path: str, filesystem: Any | None = None,
+                  check_copy: Callable[[Path], None] | None = None) -> None:
         """Where the run being resumed is (Tuner.restore's path and file system): the
-        experiment restored from the snapshot makes its new trials there."""
+        experiment restored from the snapshot makes its new trials there. ``check_copy``
+        (raises to refuse): called with Tune's private copy of the snapshot's files
+        before anything in it is unpickled (the searcher's and the generator's state
+        here, the callbacks' right after), so what is checked is what Tune reads."""
         self._resume_at = (experiment_path, filesystem)
+        self._check_copy = check_copy
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.pop("_resume_at", None)   # this machine's path: never pickled into a snapshot
+        state.pop("_check_copy", None)  # holds the user's signing key
         return state
 
     def restore_from_dir(self, dirpath: str) -> None:
+        check_copy = getattr(self, "_check_copy", None)
+        if check_copy is not None:
+            check_copy(Path(dirpath))
         super().restore_from_dir(dirpath)
         resume_at = getattr(self, "_resume_at", None)
         if resume_at is not None and self._experiment is not None:

@@ -7,7 +7,8 @@ import math
 import os
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,13 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search import ConcurrencyLimiter
 
-from studies._compat import fit_interrupted, tuner_search_alg
+from studies._compat import fit_interrupted, tune_pickles_checked, tuner_search_alg
 from studies.errors import UserError
 from studies.quiet import environ, quiet_optuna, quiet_tune
 from studies.runs.optuna_store import sqlite_storage
 from studies.runs.remote_storage import RemoteStore
 from studies.runs.run_folder import OPTUNA_FILE, RunFolder
+from studies.runs.run_signing import TUNER_FILE, check_bytes, check_copy, sign_bytes, signing_key
 from studies.spec.screening_design import design_trials, spec_design
 from studies.spec.search_space import define_by_run
 from studies.spec.study import StudySpec
@@ -230,8 +232,31 @@ def build_tuner(spec: StudySpec, run_dir: Path, data: dict[str, Any] | None, *, 
     )
 
 
+@contextmanager
+def pickles_signed(run_dir: Path, *, check: bool) -> Iterator[None]:
+    """While Tune makes or restores the Tuner and runs it: the ``tuner.pkl`` it writes is
+    signed as the bytes it pickled, and with ``check`` (a resume of a folder not given
+    to --trust-run-folder) what it unpickles from the run folder is checked as the very
+    bytes it reads (studies._compat.tune_pickles_checked; the snapshot's other files in
+    Tune's private copy, through ``restore_tuner``'s ``checker``)."""
+    key = signing_key()
+
+    def checked(pattern: str, data: bytes) -> None:
+        newest = max(run_dir.glob(pattern), default=run_dir / pattern)   # the one Tune reads: the newest by name
+        check_bytes(run_dir, str(newest), pattern, data, key)
+
+    with tune_pickles_checked(checked if check else None, lambda data: sign_bytes(run_dir, TUNER_FILE, data, key)):
+        yield
+
+
+def copy_checker(run_dir: Path) -> Callable[[Path], None]:
+    """``restore_tuner``'s ``checker`` for a folder that is checked, not trusted."""
+    key = signing_key()
+    return lambda copy_dir: check_copy(copy_dir, run_dir, key)
+
+
 def restore_tuner(spec: StudySpec, run_dir: Path, data: dict[str, Any] | None,
-                  remote: RemoteStore | None = None) -> tune.Tuner:
+                  remote: RemoteStore | None = None, checker: Callable[[Path], None] | None = None) -> tune.Tuner:
     """Continue an interrupted run: finished trials are kept, unfinished ones
     resume from their last checkpoint, errored ones are retried.
 
@@ -240,7 +265,7 @@ def restore_tuner(spec: StudySpec, run_dir: Path, data: dict[str, Any] | None,
     trusted. Tune re-points the restored trials and their checkpoints itself; the
     searcher's study file (unpickled here from tuner.pkl, and again in fit from the
     snapshot) follows ``STUDY_FILE_ENV``, and the generator's experiment follows
-    ``resume_at``."""
+    ``resume_at``. ``checker``: TrialCountedGenerator.resume_at's ``check_copy``."""
     where = tune_storage(run_dir, remote)
     with environ(**{STUDY_FILE_ENV: str(RunFolder(run_dir).optuna_db)}):
         tuner = tune.Tuner.restore(where["storage_path"], make_trainable(spec, data), resume_unfinished=True,
@@ -248,7 +273,7 @@ def restore_tuner(spec: StudySpec, run_dir: Path, data: dict[str, Any] | None,
                                    storage_filesystem=where.get("storage_filesystem"))
     generator = tuner_search_alg(tuner)
     if isinstance(generator, TrialCountedGenerator):
-        generator.resume_at(where["storage_path"], where.get("storage_filesystem"))
+        generator.resume_at(where["storage_path"], where.get("storage_filesystem"), checker)
     return tuner
 
 

@@ -148,3 +148,35 @@ def test_connect_gcs(ray_four_fake_gpus) -> None:
     import ray
 
     _compat.connect_gcs(ray.get_runtime_context().gcs_address)   # no token auth in the test cluster: no error
+
+
+def test_tune_pickles_checked_sees_the_bytes_tune_unpickles() -> None:
+    """The three places Tune 2.60 unpickles a run folder's tuner.pkl and experiment state
+    (Tuner.restore's pickle.loads and ExperimentAnalysis, the controller's resume) hand the
+    very bytes to the check, which can refuse; the bytes of tuner.pkl Tune writes are seen."""
+    from ray.tune.analysis import experiment_analysis
+    from ray.tune.execution import tune_controller
+    from ray.tune.impl import tuner_internal
+
+    from studies.errors import RefusedPickle
+
+    seen: list[tuple[str, bytes]] = []
+    written: list[bytes] = []
+    real_pickle = tuner_internal.pickle
+
+    def check(what: str, data: bytes) -> None:
+        seen.append((what, data))
+        if data == b'"refuse"':
+            raise RefusedPickle("refused")
+
+    with _compat.tune_pickles_checked(check, written.append):
+        data = tuner_internal.pickle.dumps({"a": 1})
+        assert tuner_internal.pickle.loads(data) == {"a": 1}
+        assert tune_controller._loads_with_cloudpickle(b'{"b": 2}') == {"b": 2}
+        assert experiment_analysis._loads_with_cloudpickle(b'{"c": 3}') == {"c": 3}
+        with pytest.raises(RefusedPickle):
+            tune_controller._loads_with_cloudpickle(b'"refuse"')
+    assert [w for w, _ in seen] == ["tuner.pkl", "experiment_state-*.json", "experiment_state-*.json", "experiment_state-*.json"]
+    assert written == [data] and seen[0][1] == data
+    assert tuner_internal.pickle is real_pickle   # all put back
+    assert tune_controller._loads_with_cloudpickle is experiment_analysis._loads_with_cloudpickle

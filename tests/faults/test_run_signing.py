@@ -146,3 +146,42 @@ def test_a_file_planted_in_the_run_folder_during_the_run_is_not_signed(tmp_path:
     assert resumed.returncode == 2 and str(planted) in resumed.stderr and "--trust-run-folder" in resumed.stderr, \
         resumed.stdout[-2000:] + resumed.stderr[-2000:]
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("pattern", ["tuner.pkl", "searcher-state-*.pkl", "experiment_state-*.json"])
+def test_a_pickle_swapped_in_after_the_check_is_refused_and_never_signed(finished_run, tmp_path: Path, pattern: str) -> None:  # noqa: ANN001
+    """The time-of-check, time-of-use race: the folder is checked before the lock is taken,
+    Tune unpickles it seconds later (Ray starts in between). A swap driven by the lock
+    file's creation ran the planted code as the victim, and the planted file's digest was
+    then signed, so later resumes accepted it. What Tune reads is checked as it reads it."""
+    from studies.runs.run_folder import LOCK_FILE
+    from studies.runs.run_signing import SIGNATURES_FILE, _digest, signing_key
+
+    spec, _, env = finished_run
+    run_dir = _copy(finished_run, tmp_path)
+    (run_dir / LOCK_FILE).unlink(missing_ok=True)
+    marker = tmp_path / "PWNED"
+    proc = start_cli([str(spec), "--resume", "--run", "r", "--storage", str(tmp_path / "res"), "--num-cpus", "2"],
+                     cwd=spec.parent, **env)
+    try:
+        wait_for(lambda: proc.poll() is not None or (run_dir / LOCK_FILE).exists(), 120, "the resumed driver's lock")
+        planted = _plant(run_dir, pattern, marker)   # the check in prepare() has passed: the lock comes after it
+        out, _ = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+    assert not marker.exists(), "the swapped-in pickle ran: " + out[-3000:]
+    assert proc.returncode == 2, out[-3000:]
+    errors = [line for line in out.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and planted.name in errors[0] and "--trust-run-folder" in errors[0], out[-3000:]
+    old_home = os.environ.get("HOME")
+    os.environ["HOME"] = env["HOME"]
+    try:
+        digest = _digest(planted, signing_key())
+    finally:
+        os.environ["HOME"] = old_home or ""
+    signed = json.loads((run_dir / SIGNATURES_FILE).read_text())
+    assert all(digest not in digests for digests in signed.values()), "the swapped-in file was signed"
+    again = _resume(finished_run, tmp_path)
+    assert again.returncode == 2 and str(planted) in again.stderr, again.stderr[-2000:]
+    assert not marker.exists()
