@@ -188,6 +188,7 @@ class RunContext:
     disk_full: str | None = None   # why the search stopped itself for want of space
     ray_lost: bool = False         # the search stopped itself: no live Ray node left
     bucket_lost: str | None = None   # the search stopped itself: the bucket stopped answering (why)
+    start_again: bool = False   # --resume of a run killed while Tune wrote tuner.pkl: nothing ran; started afresh
 
 
 def run_study(options: RunOptions) -> int:
@@ -207,7 +208,7 @@ def _run_study(options: RunOptions) -> int:
     ctx = prepare(options)
     with ExitStack() as held:
         held.enter_context(run_folder.driver_lock(ctx.folder.path))
-        if options.resume:
+        if options.resume and not ctx.start_again:
             _rebuild_optuna_db_if_needed(ctx)
         try:
             with launch(ctx, shutdown_later=held):   # Ray stops while the report is written
@@ -291,12 +292,14 @@ def prepare(options: RunOptions) -> RunContext:
         check_address(options.address)  # before anything is built or written
     if options.resume:
         run_folder.check_not_in_use(run_dir)
-        _put_back_cut_short_snapshot(run_dir, options)
-        if not options.trust_run_folder:
+        start_again = _put_back_cut_short_snapshot(run_dir, options)
+        if not options.trust_run_folder and not start_again:
             check_run_folder(run_dir, signing_key())   # before Tune unpickles anything in it
         data_path = recorded_data(RunFolder(run_dir).info(), options.data, "--resume")
-        _check_optuna_db(RunFolder(run_dir), spec.name)
+        if not start_again:
+            _check_optuna_db(RunFolder(run_dir), spec.name)
     else:
+        start_again = False
         data_path = str(Path(options.data).resolve()) if options.data else None
     data = load_family_data(spec, data_path, options.cache_dir)   # validated before Ray starts
     if spec.trainable and data_path:
@@ -318,24 +321,39 @@ def prepare(options: RunOptions) -> RunContext:
                     with contextlib.suppress(OSError):   # another of this machine's runs may be in it
                         folder.rmdir()
                 raise
-    ctx = RunContext(options, spec, RunFolder(run_dir), data, data_path=data_path, created=[*created, run_dir])
+    ctx = RunContext(options, spec, RunFolder(run_dir), data, data_path=data_path, created=[*created, run_dir],
+                     start_again=options.resume and start_again)
     if data_path and not options.resume:
         ctx.data_sha256 = run_folder.file_sha256(Path(data_path))
     return ctx
 
 
-def _put_back_cut_short_snapshot(run_dir: Path, options: RunOptions) -> None:
-    """A snapshot file a kill cut short, put back from the run's whole copy, before
-    anything reads it; one that cannot be is refused, trusted or not (Tune hangs on it)."""
+def _put_back_cut_short_snapshot(run_dir: Path, options: RunOptions) -> bool:
+    """Tune's last snapshot, put back whole from the run's copy when a kill cut its copy
+    into the run folder short (a file cut short, or files of two snapshots: see
+    studies.runs.snapshot_copy), before anything reads it; a file cut short that cannot
+    be put back is refused, trusted or not (Tune hangs on it). True: the driver was
+    killed while Tune wrote tuner.pkl, before any snapshot; the study starts again in
+    this folder (nothing in it is read)."""
     if options.remote is not None:   # Tune resumes from the bucket's files, which the copy is not of
-        return
-    from studies.runs.snapshot_copy import check_snapshot_whole, put_back_damaged
+        return False
+    from studies.runs.snapshot_copy import check_snapshot_whole, killed_before_first_snapshot, put_back_damaged
 
+    if killed_before_first_snapshot(run_dir):
+        print(f"note: {run_dir / 'tuner.pkl'}: cut short by a kill while Tune wrote it, before any trial ran: the "
+              "study starts again in this run folder", flush=True)
+        return True
     restored = put_back_damaged(run_dir, signing_key())
     if restored:
-        print(f"note: {', '.join(restored)}: cut short by a kill during Tune's copy of its last snapshot; put back "
-              "from the run's whole copy of that snapshot (.last-snapshot/)")
+        states = [name for name in restored if "/" not in name]
+        trials = {name.split("/")[0] for name in restored if "/" in name}
+        files = len(restored) - len(states)
+        what = ", ".join([*states, *([f"{files} file{'s' * (files != 1)} of {len(trials)} trial"
+                                      f"{'s' * (len(trials) != 1)}"] if files else [])])
+        print(f"note: {what}: cut short by a kill during Tune's copy of its last snapshot; put back from the run's "
+              "whole copy of that snapshot (.last-snapshot/), so the run folder holds that one snapshot", flush=True)
     check_snapshot_whole(run_dir)
+    return False
 
 
 def _check_optuna_db(folder: RunFolder, study: str) -> None:
@@ -482,7 +500,16 @@ def _make_tuner(ctx: RunContext, checked: bool) -> tuple[Any, run_folder.RunInfo
     from studies.tune import tuner as tuner_mod
 
     spec, folder = ctx.spec, ctx.folder
-    if ctx.options.resume:
+    if ctx.start_again:   # nothing ran: what the killed driver began is made again, and signed as Tune writes it
+        from studies.runs.run_signing import SIGNATURES_FILE, TUNER_FILE
+
+        db = folder.optuna_db
+        for path in (folder.path / TUNER_FILE, db, db.with_name(f"{db.name}-journal"), folder.path / SIGNATURES_FILE):
+            path.unlink(missing_ok=True)
+        info = folder.update(status="running", resumed=time.time())
+        tuner = tuner_mod.build_tuner(spec, folder.path, ctx.data, max_concurrent=ctx.concurrent,
+                                      remote=ctx.options.remote)
+    elif ctx.options.resume:
         info = folder.update(status="running", resumed=time.time())
         if ctx.options.trust_run_folder:
             sign_run_folder(folder.path, signing_key())

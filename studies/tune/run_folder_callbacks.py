@@ -49,15 +49,17 @@ class RunSigner(_RunFolderCallback):
     """Tune asks callbacks for their state inside each snapshot, after it has
     written the experiment state and the searcher's to its staging folder and
     before it copies them to the run folder: the moment to record their digests
-    in the run folder, and to keep a whole copy of them there
-    (studies.runs.snapshot_copy). Holds neither the key nor its path."""
+    in the run folder, and to keep a whole copy of the snapshot (state files and
+    each trial's driver files) there (studies.runs.snapshot_copy). Holds neither
+    the key nor its path."""
 
     def get_state(self) -> dict[str, Any] | None:
         run_dir = self._local_run_dir()
         if run_dir is not None and self._dirs is not None:
-            sign_run_folder(run_dir, signing_key(), sources=Path(self._dirs[0]))
-            if self._dirs[2]:   # a local run folder: a resume puts back what a kill cut short from this copy
-                keep_copy(run_dir, Path(self._dirs[0]))
+            key = signing_key()
+            sign_run_folder(run_dir, key, sources=Path(self._dirs[0]))
+            if self._dirs[2]:   # a local run folder: a resume puts this snapshot back if a kill cuts its copy
+                keep_copy(run_dir, Path(self._dirs[0]), key)
         return None   # nothing of its own to save
 
 

@@ -25,21 +25,13 @@ INJECTOR = Path(__file__).parent / "kill_at_open"
 SAMPLES = 8
 
 ENDED = 3
-_NEWER_STATE_THAN_RESULTS = pytest.mark.xfail(strict=True, reason=(
-    "product bug (issue 33 item 7): .last-snapshot holds snapshot N (taken from Tune's staging before the copy the "
-    "kill cut), the trials' result.json/progress.csv in the run folder are of snapshot N-1 (or absent); put back, "
-    "N's trial states meet N-1's result files: trials restored at their last checkpoint report nothing "
-    "('ended without reporting a result', 0 epochs), Optuna trials are set aside as orphaned and not replaced"))
-_NEEDS_DRIVER_CHANGE = pytest.mark.xfail(strict=True, reason=(
-    "killed while Tune wrote tuner.pkl, before any snapshot: --resume refuses in one line (snapshot_copy."
-    "check_snapshot_whole); finishing it needs studies/driver.py to start the study again in the folder"))
 CASES = [   # (file whose open is the kill, at the first snapshot with this many trials ended)
-    pytest.param("search_gen_state", ENDED, marks=_NEWER_STATE_THAN_RESULTS),
-    pytest.param("experiment_state", ENDED, marks=_NEWER_STATE_THAN_RESULTS),
-    pytest.param("searcher-state", ENDED, marks=_NEWER_STATE_THAN_RESULTS),
-    pytest.param("callback-states", ENDED, marks=_NEWER_STATE_THAN_RESULTS),
+    pytest.param("search_gen_state", ENDED),
+    pytest.param("experiment_state", ENDED),
+    pytest.param("searcher-state", ENDED),
+    pytest.param("callback-states", ENDED),
     pytest.param("experiment_state", 0),   # the very first snapshot
-    pytest.param("tuner.pkl", 0, marks=_NEEDS_DRIVER_CHANGE),   # written by Tune when the run starts, before any snapshot
+    pytest.param("tuner.pkl", 0),   # written by Tune when the run starts, before any snapshot: started again
 ]
 
 
@@ -71,6 +63,8 @@ def test_a_kill_at_a_snapshot_files_open_then_resume_finishes(tmp_path: Path, ca
     assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
     if target != "tuner.pkl":
         assert "cut short by a kill during Tune's copy of its last snapshot; put back" in resumed.stdout, resumed.stdout[-3000:]
+    else:
+        assert "before any trial ran: the study starts again in this run folder" in resumed.stdout, resumed.stdout[-3000:]
     table = pd.read_csv(run_dir / "tables" / "trials.csv", dtype={"trial_id": str})
     kept = table[table["status"] != "lost (driver killed)"]
     assert len(kept) == SAMPLES and set(kept["status"]) <= {"complete", "stopped by ASHA"}, table.to_string()
