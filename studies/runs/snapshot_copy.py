@@ -207,11 +207,12 @@ def _cut_short(path: Path) -> bool:
 
 def killed_before_first_snapshot(run_dir: Path) -> bool:
     """The driver was killed while Tune wrote ``tuner.pkl`` (into the run folder
-    itself, when the Tuner is made, before its first snapshot): the file is missing
-    or cut short, and Tune left no snapshot and no trial. Nothing of the study ran,
-    and nothing in the folder can be resumed; the study can only start again."""
+    itself, when the Tuner is made, before its first snapshot): the file is there but
+    cut short (Tune opens it, then pickles), and Tune left no snapshot and no trial.
+    Nothing of the study ran, and nothing in the folder can be resumed; the study can
+    only start again. A folder with no tuner.pkl at all is not this (never a Tune run)."""
     tuner = run_dir / "tuner.pkl"
-    if tuner.is_file() and not _cut_short(tuner):
+    if not tuner.is_file() or not _cut_short(tuner):
         return False
     return not any(run_dir.glob("experiment_state-*.json")) and not any(p.is_dir() for p in run_dir.glob("trial_*"))
 
@@ -220,7 +221,7 @@ def check_snapshot_whole(run_dir: Path) -> None:
     """Refuse (one line) a run whose snapshot file was cut short and could not be
     put back: Tune would hang or loop on it, trusted or not."""
     if killed_before_first_snapshot(run_dir):
-        raise UserError(f"{run_dir / 'tuner.pkl'}: missing or cut short, and no snapshot of Tune's beside it (the "
+        raise UserError(f"{run_dir / 'tuner.pkl'}: cut short, and no snapshot of Tune's beside it (the "
                         "driver was killed while Tune wrote it, when the run started): no trial ran and there is "
                         "nothing to continue; start the study again")
     for path in _files(run_dir):

