@@ -16,17 +16,10 @@ import optuna
 import pandas as pd
 
 from tests.conftest import run_cli, start_cli, wait_for
+from tests.faults.test_group_signal import _alive
 from tests.faults.test_kills import _descendants, _program, _ranked_study, _results
 
 TRIALS, EPOCHS = 10, 4
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def test_a_killed_gcs_ends_the_study_with_one_line_and_resume_finishes_it(tmp_path: Path, cache_dir: Path) -> None:
